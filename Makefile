@@ -1,0 +1,62 @@
+# The two commands: `make demo` (everything, end to end) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SERVING_VENV := .venv-serving
+BIN := $(VENV)/bin
+
+# One state root for everything local; DAGSTER_HOME lives under it.
+export PLATFORM_HOME ?= $(CURDIR)/.platform
+export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
+DATA_ARGS ?= --days 60 --rows-per-day 1000
+
+.PHONY: demo test install data materialize where ui mlflow-ui stop-serving clean benchmark
+
+demo: install data materialize where
+
+install: $(VENV)/.installed $(SERVING_VENV)/.installed
+
+# torch==2.13.0 first and pinned: a range would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The serving environment is separate: seldon-core 1.x pins numpy<2, Flask<3, click<8.1.
+$(SERVING_VENV)/.installed: deploy/serving/requirements.txt
+	test -x $(SERVING_VENV)/bin/python || $(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/pip install -q torch==2.13.0 'numpy<2'
+	$(SERVING_VENV)/bin/pip install -q -r deploy/serving/requirements.txt
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+data: install
+	$(BIN)/python -m platform_assets generate $(DATA_ARGS)
+
+materialize: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster asset materialize -m platform_assets.definitions --select '*'
+
+where: install
+	@$(BIN)/python -m platform_assets where
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --port 5000
+
+stop-serving: install
+	$(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets import settings; print(stop_model_server(settings.paths().serving / 'server.json'))"
+
+test: install
+	$(BIN)/pytest
+
+benchmark: install
+	$(BIN)/python benchmarks/bench_platform.py
+
+clean: stop-serving
+	rm -rf $(PLATFORM_HOME) dbt/target dbt/logs

@@ -1,0 +1,91 @@
+"""Feast definitions: entities, Parquet sources over the dbt marts, views, the model's service.
+
+The sources are Parquet exports of the dbt marts, written by the platform's
+``feature_store`` asset under ``$PLATFORM_HOME/feast/data``.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, String
+
+_STATE_ROOT = Path(os.environ.get("PLATFORM_HOME") or Path(__file__).resolve().parent.parent / ".platform")
+DATA_DIR = _STATE_ROOT / "feast" / "data"
+
+# One loan application; its features are known when it is made.
+application = Entity(
+    name="application",
+    join_keys=["application_id"],
+    value_type=ValueType.STRING,
+    description="A loan application.",
+)
+
+# A person who applies, possibly many times.
+applicant = Entity(
+    name="applicant",
+    join_keys=["applicant_id"],
+    value_type=ValueType.INT64,
+    description="A loan applicant.",
+)
+
+# dbt mart fct_application_features, exported to Parquet.
+application_features_source = FileSource(
+    name="fct_application_features",
+    path=str(DATA_DIR / "fct_application_features.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# dbt mart fct_applicant_history, exported to Parquet.
+applicant_history_source = FileSource(
+    name="fct_applicant_history",
+    path=str(DATA_DIR / "fct_applicant_history.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# What the application says about the loan and the applicant's finances.
+application_features = FeatureView(
+    name="application_features",
+    entities=[application],
+    ttl=timedelta(days=2),
+    schema=[
+        Field(name="income", dtype=Float64),
+        Field(name="loan_amount", dtype=Float64),
+        Field(name="term_months", dtype=Float64),
+        Field(name="employment_years", dtype=Float64),
+        Field(name="credit_history_years", dtype=Float64),
+        Field(name="num_open_accounts", dtype=Float64),
+        Field(name="num_delinquencies", dtype=Float64),
+        Field(name="debt_to_income", dtype=Float64),
+        Field(name="loan_to_income", dtype=Float64),
+        Field(name="payment_to_monthly_income", dtype=Float64),
+        Field(name="region", dtype=String),
+    ],
+    online=True,
+    source=application_features_source,
+    tags={"dbt_model": "fct_application_features"},
+)
+
+# The applicant's earlier applications, as of each application.
+applicant_history = FeatureView(
+    name="applicant_history",
+    entities=[applicant],
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="prior_applications_90d", dtype=Float64),
+        Field(name="prior_applications_365d", dtype=Float64),
+        Field(name="avg_prior_loan_amount_365d", dtype=Float64),
+        Field(name="days_since_last_application", dtype=Float64),
+    ],
+    online=True,
+    source=applicant_history_source,
+    tags={"dbt_model": "fct_applicant_history"},
+)
+
+# Exactly the features the loan-default model is trained and served on.
+loan_default_model = FeatureService(
+    name="loan_default_model",
+    features=[application_features, applicant_history],
+    description="Inputs of the loan-default classifier.",
+)

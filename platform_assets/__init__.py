@@ -1,0 +1,1 @@
+"""ML platform assets."""

@@ -1,0 +1,83 @@
+"""The code location: every stage's assets, checks and resources in one Definitions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from platform_assets import settings
+from platform_assets.deploy import assets as deploy_assets
+from platform_assets.deploy import checks as deploy_checks
+from platform_assets.evaluate import assets as evaluate_assets
+from platform_assets.evaluate import checks as evaluate_checks
+from platform_assets.features import assets as feature_assets
+from platform_assets.features import checks as feature_checks
+from platform_assets.features import dbt as feature_dbt
+from platform_assets.ingest import assets as ingest_assets
+from platform_assets.ingest import checks as ingest_checks
+from platform_assets.monitor import assets as monitor_assets
+from platform_assets.monitor import checks as monitor_checks
+from platform_assets.resources import (
+    FeatureStore,
+    MlflowRegistry,
+    ModelServing,
+    PlatformState,
+    Warehouse,
+    mlflow_tracking,
+)
+from platform_assets.train import assets as train_assets
+from platform_assets.train import checks as train_checks
+from platform_assets.validate import assets as validate_assets
+from platform_assets.validate import checks as validate_checks
+
+ASSET_MODULES = [ingest_assets, validate_assets, feature_dbt, feature_assets, train_assets, evaluate_assets, deploy_assets, monitor_assets]
+CHECK_MODULES = [ingest_checks, validate_checks, feature_checks, train_checks, evaluate_checks, deploy_checks, monitor_checks]
+
+
+def _env(name: str, default: str) -> str | dg.EnvVar:
+    """``dg.EnvVar(name)`` when the variable is set (read at run time), else the embedded default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources(root: str | Path | None = None) -> dict:
+    """Resources on the embedded defaults under ``root``, overridden by environment variables.
+
+    With ``root`` given (tests), everything lives under it and the environment is ignored.
+    """
+    pinned = root is not None
+    paths = settings.paths(root)
+    state_root = str(paths.root) if pinned else _env(settings.STATE_ROOT_ENV, str(paths.root))
+    tracking_uri = settings.mlflow_tracking_uri(paths.root) if pinned else _env(
+        "MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri(paths.root)
+    )
+    artifact_root = str(paths.mlflow / "artifacts")
+    return {
+        "state": PlatformState(root=state_root),
+        "warehouse": Warehouse(database=str(paths.warehouse)),
+        "dbt": feature_dbt.dbt_resource(),
+        "feast": FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"), state_root=str(paths.root)),
+        "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
+        "mlflow": mlflow_tracking.configured(
+            {
+                "experiment_name": "loan-default",
+                "mlflow_tracking_uri": tracking_uri if isinstance(tracking_uri, str) else {"env": "MLFLOW_TRACKING_URI"},
+                "artifact_root": artifact_root,
+            }
+        ),
+        "serving": ModelServing(
+            serving_python=_env("SERVING_PYTHON", "") if not pinned else "",
+            http_port=int(os.environ.get("SERVING_PORT", "9100")),
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    resources=build_resources(),
+    # One process runs the steps in order: DuckDB allows one writer per file,
+    # and re-importing torch/feast in a process per step would cost seconds each.
+    executor=dg.in_process_executor,
+)

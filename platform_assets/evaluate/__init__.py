@@ -1,0 +1,1 @@
+"""Evaluate: challenger against champion on one test set, with fairness slices and a gate."""

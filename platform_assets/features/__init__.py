@@ -1,0 +1,1 @@
+"""Features: the dbt marts and the Feast feature store over them."""

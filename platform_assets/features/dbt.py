@@ -1,0 +1,67 @@
+"""The dbt project as Dagster assets: one asset per model, dbt tests as asset checks."""
+
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from platform_assets.resources import Warehouse
+from platform_assets.settings import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+
+
+@functools.cache
+def dbt_project() -> DbtProject:
+    """The dbt project, its manifest prepared on first use and under ``dagster dev``."""
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    if not project.manifest_path.exists():
+        # A fresh clone has no manifest yet; `dbt parse` writes one (a few seconds, once).
+        project.preparer.prepare(project)
+    project.prepare_if_dev()
+    return project
+
+
+class FeatureDbtTranslator(DagsterDbtTranslator):
+    """Puts dbt models under ``features/<model>`` in the ``features`` group.
+
+    Sources keep dbt's default key (``validated/applications``), which is the
+    key of the Python asset that writes that table, so lineage connects.
+    """
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:  # noqa: D102
+        if dbt_resource_props["resource_type"] == "source":
+            return super().get_asset_key(dbt_resource_props)
+        return dg.AssetKey(["features", dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:  # noqa: D102
+        return "features"
+
+
+@dbt_assets(
+    manifest=dbt_project().manifest_path,
+    project=dbt_project(),
+    dagster_dbt_translator=FeatureDbtTranslator(),
+    name="dbt_feature_models",
+)
+def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    """Builds the staging and mart models on DuckDB and runs their tests."""
+    # profiles.yml reads the warehouse path from the environment of the dbt subprocess.
+    os.environ["PLATFORM_DUCKDB_PATH"] = warehouse.database
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI resource for the project."""
+    # The dbt console script of this environment, found without relying on PATH.
+    executable = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=dbt_project(),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=str(executable) if executable.exists() else "dbt",
+    )

@@ -1,0 +1,186 @@
+"""Feature store operations as plain functions: export, apply, materialize, retrieve, compare."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    import duckdb
+    import feast
+
+from platform_assets.features.names import ENTITY_COLUMNS, FEATURE_SERVICE, HISTORY_FEATURES, MART_TABLES, SPLITS
+
+
+def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features") -> dict[str, int]:
+    """Writes each dbt mart to ``<data_dir>/<mart>.parquet`` atomically; returns row counts.
+
+    DuckDB writes timestamps in microseconds, which Feast's DuckDB offline store reads back.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for table in MART_TABLES:
+        target = data_dir / f"{table}.parquet"
+        tmp = data_dir / f".{table}.parquet.tmp"
+        con.execute(f"COPY (SELECT * FROM {schema}.{table} ORDER BY event_timestamp) TO '{tmp}' (FORMAT parquet)")
+        tmp.replace(target)
+        counts[table] = con.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0]
+    return counts
+
+
+def load_definitions(repo_path: Path) -> list:
+    """Imports ``features.py`` of the Feast repository afresh and returns its Feast objects.
+
+    Loaded from its file (not through ``sys.path``) so that the paths it reads
+    from ``PLATFORM_HOME`` are those of the current state root.
+    """
+    import importlib.util
+
+    from feast import Entity, FeatureService, FeatureView
+    from feast.data_source import DataSource
+
+    path = Path(repo_path).resolve() / "features.py"
+    spec = importlib.util.spec_from_file_location("_feature_repo_features", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kinds = (Entity, DataSource, FeatureView, FeatureService)
+    return [obj for obj in vars(module).values() if isinstance(obj, kinds)]
+
+
+def apply_repo(store: "feast.FeatureStore", repo_path: Path) -> list[str]:
+    """Registers every object defined in the Feast repository, as ``feast apply`` does."""
+    objects = load_definitions(repo_path)
+    store.apply(objects)
+    return sorted(o.name for o in objects)
+
+
+def materialize_range(store: "feast.FeatureStore", start: dt.datetime, end: dt.datetime) -> None:
+    """Loads the latest feature values between ``start`` and ``end`` into the online store."""
+    store.materialize(start_date=start, end_date=end)
+
+
+def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Builds Feast's entity dataframe from labelled applications.
+
+    Each row asks for the features as of the application time (the moment the
+    decision was made). Only applications whose outcome is known by ``as_of``
+    take part, so the training set never holds labels from the future.
+    """
+    known = labelled[labelled["label_ts"] <= as_of]
+    rows = known.rename(columns={"application_ts": "event_timestamp"})
+    columns = [*ENTITY_COLUMNS, "age_band", "is_default", "label_ts"]
+    return rows[columns].sort_values(["event_timestamp", "application_id"]).reset_index(drop=True)
+
+
+def historical_features(store: "feast.FeatureStore", entities: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time correct features of the model's feature service for ``entities``."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    df = store.get_historical_features(entity_df=entities, features=service).to_df()
+    return df.sort_values(["event_timestamp", "application_id"]).reset_index(drop=True)
+
+
+def feature_names(store: "feast.FeatureStore") -> list[str]:
+    """Names of the features in the model's feature service, in service order."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    return [f.name for projection in service.feature_view_projections for f in projection.features]
+
+
+def split_by_time(df: pd.DataFrame, fractions: tuple[float, float] = (0.7, 0.85)) -> pd.Series:
+    """Labels each row train, validation or test by event time (oldest first).
+
+    Rows are ordered by time; the first ``fractions[0]`` are train, up to
+    ``fractions[1]`` validation, the rest test, so later data never trains a
+    model that is judged on earlier data.
+    """
+    order = np.argsort(df["event_timestamp"].to_numpy(), kind="stable")
+    position = np.empty(len(df), dtype=np.float64)
+    position[order] = np.arange(len(df)) / max(len(df), 1)
+    labels = np.where(position < fractions[0], SPLITS[0], np.where(position < fractions[1], SPLITS[1], SPLITS[2]))
+    return pd.Series(labels, index=df.index, name="split")
+
+
+def latest_offline_values(data_dir: Path, sample: int, seed: int = 0) -> pd.DataFrame:
+    """The values the online store should serve for a sample of applications.
+
+    Application features come from the application's own row; applicant
+    history from the applicant's latest row (the online store keeps only the
+    latest value per entity).
+    """
+    apps = pd.read_parquet(data_dir / "fct_application_features.parquet")
+    history = pd.read_parquet(data_dir / "fct_applicant_history.parquet")
+    latest = (
+        history.sort_values(["event_timestamp", "application_id"])
+        .groupby("applicant_id", sort=False)
+        .tail(1)
+        .drop(columns=["application_id", "event_timestamp"])
+    )
+    picked = apps.sample(n=min(sample, len(apps)), random_state=seed)
+    return picked.drop(columns=["event_timestamp"]).merge(latest, on="applicant_id", how="left")
+
+
+def online_offline_mismatches(
+    store: "feast.FeatureStore", expected: pd.DataFrame, names: list[str]
+) -> pd.DataFrame:
+    """Compares online features with the expected offline values, exactly.
+
+    Args:
+        store: The feature store.
+        expected: One row per application (``application_id``, ``applicant_id``)
+            with the value of each feature in ``names`` that online should serve,
+            as returned by :func:`latest_offline_values`.
+        names: Feature names to compare.
+
+    Returns:
+        One row per differing (application, feature); empty when online = offline.
+    """
+    service = store.get_feature_service(FEATURE_SERVICE)
+    keys = [
+        {"application_id": str(a), "applicant_id": int(b)}
+        for a, b in zip(expected["application_id"], expected["applicant_id"])
+    ]
+    online = pd.DataFrame(store.get_online_features(features=service, entity_rows=keys).to_dict())
+    diffs = []
+    for name in names:
+        off = expected[name].reset_index(drop=True)
+        on = online[name].reset_index(drop=True)
+        same = (off == on) | (off.isna() & on.isna())
+        for i in np.flatnonzero(~same.to_numpy()):
+            diffs.append(
+                {"application_id": keys[i]["application_id"], "feature": name, "offline": off[i], "online": on[i]}
+            )
+    return pd.DataFrame(diffs, columns=["application_id", "feature", "offline", "online"])
+
+
+def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, int]:
+    """Counts the ways the training set could see the future.
+
+    Args:
+        training: The training set (features, ``event_timestamp``, ``label_ts``, ``split``).
+        history: The dbt mart of applicant history, one row per application.
+        as_of: When the set was built (the newest application seen).
+
+    Returns:
+        ``history_not_as_of_application``: rows whose history features differ
+        from the values as of their own application; ``labels_after_cutoff``:
+        labels not yet known when the set was built; ``splits_out_of_order``:
+        validation or test rows older than the newest row of an earlier split.
+    """
+    joined = training.merge(history, on="application_id", suffixes=("", "_asof"), how="left")
+    differs = pd.Series(False, index=joined.index)
+    for name in HISTORY_FEATURES:
+        differs |= joined[name].ne(joined[f"{name}_asof"])
+    newest = training.groupby("split")["event_timestamp"].max()
+    order = [s for s in SPLITS if s in newest.index]
+    out_of_order = sum(
+        int((training.loc[training["split"] == later, "event_timestamp"] < newest[earlier]).sum())
+        for earlier, later in zip(order, order[1:])
+    )
+    return {
+        "history_not_as_of_application": int(differs.sum()),
+        "labels_after_cutoff": int((training["label_ts"] > as_of).sum()),
+        "splits_out_of_order": out_of_order,
+    }

@@ -1,0 +1,1 @@
+"""Ingest: landing files read whole into the lake, hashed for data versions."""

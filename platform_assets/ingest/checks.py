@@ -1,0 +1,35 @@
+"""Checks on the raw applications: the files arrived whole and with their columns."""
+
+
+import dagster as dg
+
+from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.resources import Warehouse
+from platform_assets.domain import COLUMNS
+
+
+@dg.asset_check(asset=RAW_APPLICATIONS, blocking=True, description="Every expected column is present.")
+def raw_applications_has_schema_columns(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Fails when a column of the landing schema is missing from the raw table."""
+    with warehouse.connect(read_only=True) as con:
+        present = {row[0] for row in con.execute("DESCRIBE raw.applications").fetchall()}
+    missing = sorted(set(COLUMNS) - present)
+    return dg.AssetCheckResult(passed=not missing, metadata={"missing_columns": ", ".join(missing) or "none"})
+
+
+@dg.asset_check(asset=RAW_APPLICATIONS, description="Each file was read whole: table rows = sum of file rows.")
+def raw_applications_files_read_whole(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Compares the table's row count per file with the count recorded when the file was read."""
+    with warehouse.connect(read_only=True) as con:
+        mismatches = con.execute(
+            """
+            SELECT f.path, f.rows, count(a._source_file) AS loaded
+            FROM raw.landing_files f LEFT JOIN raw.applications a ON a._source_file = f.path
+            GROUP BY f.path, f.rows HAVING count(a._source_file) <> f.rows OR max(a._source_row) <> f.rows
+            """
+        ).fetchall()
+        total = con.execute("SELECT count(*) FROM raw.applications").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=not mismatches and total > 0,
+        metadata={"rows": total, "files_not_whole": len(mismatches)},
+    )

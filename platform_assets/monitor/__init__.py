@@ -1,0 +1,1 @@
+"""Monitor: the inference log and data drift against the training reference."""

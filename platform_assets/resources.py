@@ -1,0 +1,141 @@
+"""Resources shared by the stages: state root, warehouse, feature store, MLflow.
+
+Values come from environment variables (``dg.EnvVar``) where one is set and
+from the embedded defaults under the state root otherwise; see
+:mod:`platform_assets.settings`. Heavy libraries (feast, mlflow) are imported
+inside methods so that loading the code location stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+
+from platform_assets import settings
+
+
+class PlatformState(dg.ConfigurableResource):
+    """The state root that holds every stage's local files."""
+
+    root: str
+
+    @property
+    def paths(self) -> settings.StatePaths:
+        """The layout under the root."""
+        return settings.paths(self.root)
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file that holds raw, validated, quarantine and dbt tables."""
+
+    database: str
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+        """Opens a connection for one unit of work and always closes it.
+
+        DuckDB allows one writing process per file; connections are held only
+        while a step works, so dbt (a subprocess) can open the file after us.
+        """
+        import duckdb
+
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.database, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class FeatureStore(dg.ConfigurableResource):
+    """The Feast repository (``feature_repo/``) with its registry and stores under the state root."""
+
+    repo_path: str
+    state_root: str
+
+    def store(self) -> "feast.FeatureStore":  # noqa: F821
+        """Returns a ``feast.FeatureStore`` for the repository."""
+        # feature_store.yaml and the feature definitions read PLATFORM_HOME.
+        os.environ[settings.STATE_ROOT_ENV] = self.state_root
+        from feast import FeatureStore as _FeatureStore
+
+        return _FeatureStore(repo_path=self.repo_path)
+
+
+class MlflowRegistry(dg.ConfigurableResource):
+    """MLflow tracking backend and the registered model that the platform trains."""
+
+    tracking_uri: str
+    experiment_name: str = "loan-default"
+    registered_model_name: str = "loan-default"
+    artifact_root: str = ""
+
+    def client(self) -> "mlflow.MlflowClient":  # noqa: F821
+        """Returns an ``MlflowClient`` on the tracking backend."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return mlflow.MlflowClient(self.tracking_uri)
+
+    def ensure_experiment(self) -> str:
+        """Creates the experiment with its artifact location if missing; returns its id."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None
+        if self.artifact_root:
+            Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
+            location = Path(self.artifact_root).resolve().as_uri()
+        return mlflow.create_experiment(self.experiment_name, artifact_location=location)
+
+
+@dg.resource(
+    config_schema={
+        "experiment_name": dg.Field(dg.StringSource),
+        "mlflow_tracking_uri": dg.Field(dg.StringSource),
+        "artifact_root": dg.Field(dg.StringSource, is_required=False, default_value=""),
+        "env_to_tag": dg.Field(dg.Noneable(list), is_required=False, default_value=None),
+        "extra_tags": dg.Field(dg.Permissive(), is_required=False),
+    },
+    description="dagster-mlflow's MLflow run resource, imported lazily.",
+)
+def mlflow_tracking(init_context: dg.InitResourceContext):
+    """dagster-mlflow's ``MlFlow`` resource, with mlflow imported only when a step needs it.
+
+    ``dagster_mlflow`` imports mlflow at module level (about 2 s), which would
+    slow down every load of the code location. The experiment is created first
+    with its artifact location under the state root, since dagster-mlflow's
+    ``set_experiment`` would otherwise put artifacts in the working directory.
+    """
+    from dagster_mlflow.resources import MlFlow
+
+    config = init_context.resource_config
+    MlflowRegistry(
+        tracking_uri=config["mlflow_tracking_uri"],
+        experiment_name=config["experiment_name"],
+        artifact_root=config["artifact_root"],
+    ).ensure_experiment()
+    return MlFlow(init_context)
+
+
+class ModelServing(dg.ConfigurableResource):
+    """The local model server: the serving environment's Python and the port to listen on."""
+
+    serving_python: str = ""
+    http_port: int = 9100
+    start_timeout_s: float = 120.0
+
+    def python_path(self) -> Path:
+        """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""
+        return Path(self.serving_python or settings.PROJECT_ROOT / ".venv-serving" / "bin" / "python")
+
+    def pid_path(self, paths: settings.StatePaths) -> Path:
+        """Where the running server is recorded."""
+        return paths.serving / "server.json"

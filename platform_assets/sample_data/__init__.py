@@ -1,0 +1,1 @@
+"""Seeded generator of the default domain's sample data (credit-risk loan applications)."""

@@ -1,0 +1,202 @@
+"""Vectorised, seeded generator of credit-risk loan applications.
+
+Each row is one loan application. The default label is drawn from a known
+logistic model of the applicant's features (so a good model can reach a ROC AUC
+well above 0.75) and becomes known ``label_delay_days`` after the application,
+recorded in ``label_ts``. Drift scenarios change the data after a given day:
+
+* ``covariate``: incomes fall and debt-to-income rises (inputs move, the
+  relation between inputs and default stays).
+* ``concept``: the same inputs, but the weight of delinquencies and
+  debt-to-income on default changes (the relation moves).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.domain import AGE_BANDS, COLUMNS, REGIONS, TERMS_MONTHS
+
+SCENARIOS = ("none", "covariate", "concept")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What to generate.
+
+    Attributes:
+        start_date: First application day.
+        days: Number of days (one landing file each).
+        rows_per_day: Mean applications per day (the daily count varies by +-10%).
+        seed: Seed of the random generator; same config and seed give the same data.
+        scenario: One of ``SCENARIOS``.
+        drift_start_day: Index of the first drifted day (default: the last third).
+        dirty_fraction: Share of rows made invalid on purpose (negative income,
+            unknown region, missing employment, absurd loan amounts), so that
+            validation and quarantine have real work to do.
+        label_delay_days: (min, max) days between an application and its outcome.
+    """
+
+    start_date: dt.date = dt.date(2026, 9, 1)
+    days: int = 60
+    rows_per_day: int = 1000
+    seed: int = 7
+    scenario: str = "none"
+    drift_start_day: int | None = None
+    dirty_fraction: float = 0.005
+    label_delay_days: tuple[int, int] = (7, 30)
+
+
+def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
+    """Generates all applications of ``config`` as one DataFrame, sorted by time.
+
+    Args:
+        config: What to generate.
+
+    Returns:
+        One row per application with the columns in ``COLUMNS``.
+
+    Raises:
+        ValueError: If the scenario is unknown or sizes are not positive.
+    """
+    if config.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {config.scenario!r}; choose one of {SCENARIOS}")
+    if config.days < 1 or config.rows_per_day < 1:
+        raise ValueError("days and rows_per_day must be positive")
+    rng = np.random.default_rng(config.seed)
+
+    per_day = rng.integers(
+        int(config.rows_per_day * 0.9), int(config.rows_per_day * 1.1) + 1, size=config.days
+    )
+    n = int(per_day.sum())
+    day_index = np.repeat(np.arange(config.days), per_day)
+    drift_start = config.drift_start_day if config.drift_start_day is not None else (2 * config.days) // 3
+    drifted = (day_index >= drift_start) & (config.scenario != "none")
+
+    # A pool of applicants, some of whom apply more than once.
+    n_applicants = max(1, n // 2)
+    applicant_id = rng.integers(100_000, 100_000 + n_applicants, size=n)
+    applicant_rng = np.random.default_rng(config.seed + 1)
+    age_idx_pool = applicant_rng.choice(len(AGE_BANDS), size=n_applicants, p=[0.18, 0.42, 0.3, 0.1])
+    region_idx_pool = applicant_rng.choice(len(REGIONS), size=n_applicants)
+    age_idx = age_idx_pool[applicant_id - 100_000]
+    region_idx = region_idx_pool[applicant_id - 100_000]
+
+    base = np.datetime64(config.start_date.isoformat(), "s")
+    seconds = rng.integers(0, 86_400, size=n)
+    application_ts = base + (day_index * 86_400 + seconds).astype("timedelta64[s]")
+
+    income = np.round(rng.lognormal(mean=10.9, sigma=0.45, size=n), 2)
+    age_years = np.array([22, 33, 50, 66])[age_idx] + rng.normal(0, 3, size=n)
+    employment_years = np.clip(rng.gamma(2.0, 2.5, size=n), 0, np.maximum(age_years - 17, 0)).round(1)
+    credit_history_years = np.clip(age_years - 18 - rng.exponential(2.0, size=n), 0, None).round(1)
+    num_open_accounts = rng.poisson(4, size=n)
+    num_delinquencies = rng.poisson(0.4, size=n)
+    debt_to_income = np.clip(rng.beta(2, 5, size=n), 0, 0.95).round(4)
+    term_months = np.array(TERMS_MONTHS)[rng.choice(2, size=n, p=[0.65, 0.35])]
+    loan_amount = np.round(income * rng.uniform(0.05, 0.6, size=n), 2)
+
+    if config.scenario == "covariate":
+        income = np.where(drifted, np.round(income * 0.7, 2), income)
+        debt_to_income = np.where(drifted, np.clip(debt_to_income + 0.15, 0, 0.95), debt_to_income)
+
+    # Applications per applicant so far: frequent applicants are riskier.
+    order = np.argsort(application_ts, kind="stable")
+    prior = np.empty(n, dtype=np.int64)
+    prior[order] = pd.Series(applicant_id[order]).groupby(applicant_id[order]).cumcount().to_numpy()
+
+    loan_to_income = loan_amount / income
+    w_dti, w_delinq = (3.5, 0.55)
+    if config.scenario == "concept":
+        w_dti = np.where(drifted, 0.5, 3.5)
+        w_delinq = np.where(drifted, 1.4, 0.55)
+    logit = (
+        -3.8
+        + w_dti * (debt_to_income - 0.28) / 0.16
+        + w_delinq * num_delinquencies
+        + 1.6 * (loan_to_income - 0.325) / 0.16
+        - 0.45 * (credit_history_years - 20) / 12
+        - 0.35 * (employment_years - 5) / 3.5
+        - 0.5 * (np.log(income) - 10.9) / 0.45
+        + 0.45 * (term_months == 60)
+        + np.array([0.0, 0.25, -0.1, 0.1, -0.2])[region_idx]
+        + 0.35 * np.minimum(prior, 4)
+    )
+    p_default = 1.0 / (1.0 + np.exp(-logit))
+    is_default = (rng.uniform(size=n) < p_default).astype(np.int64)
+    lo, hi = config.label_delay_days
+    label_ts = application_ts + (rng.integers(lo, hi + 1, size=n) * 86_400).astype("timedelta64[s]")
+
+    df = pd.DataFrame(
+        {
+            "application_id": np.char.add("app-", np.arange(n).astype(str)),
+            "applicant_id": applicant_id,
+            "application_ts": application_ts.astype("datetime64[us]"),
+            "income": income,
+            "loan_amount": loan_amount,
+            "term_months": term_months,
+            "employment_years": employment_years,
+            "credit_history_years": credit_history_years,
+            "num_open_accounts": num_open_accounts,
+            "num_delinquencies": num_delinquencies,
+            "debt_to_income": debt_to_income,
+            "region": np.array(REGIONS, dtype=object)[region_idx],
+            "age_band": np.array(AGE_BANDS, dtype=object)[age_idx],
+            "is_default": is_default,
+            "label_ts": label_ts.astype("datetime64[us]"),
+        }
+    )
+    _make_dirty(df, config.dirty_fraction, rng)
+    # Application ids carry the seed so that two generated sets never collide.
+    df["application_id"] = f"s{config.seed}-" + df["application_id"]
+    return df.sort_values("application_ts", kind="stable").reset_index(drop=True)
+
+
+def _make_dirty(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -> None:
+    """Breaks ``fraction`` of the rows in place, one kind of fault per row."""
+    n_dirty = int(round(len(df) * fraction))
+    if n_dirty == 0:
+        return
+    rows = rng.choice(len(df), size=n_dirty, replace=False)
+    kinds = rng.integers(0, 4, size=n_dirty)
+    df["employment_years"] = df["employment_years"].astype("float64")
+    df.loc[rows[kinds == 0], "income"] = -df.loc[rows[kinds == 0], "income"]
+    df.loc[rows[kinds == 1], "region"] = "atlantis"
+    df.loc[rows[kinds == 2], "employment_years"] = np.nan
+    df.loc[rows[kinds == 3], "loan_amount"] = df.loc[rows[kinds == 3], "income"] * 50
+
+
+def write_landing_files(df: pd.DataFrame, landing_dir: Path, file_format: str = "parquet") -> list[Path]:
+    """Writes one file per application day into ``landing_dir``.
+
+    Files are named ``applications_YYYY-MM-DD.<ext>`` and written atomically
+    (to a temporary name, then renamed), so a reader never sees half a file.
+
+    Args:
+        df: Applications as returned by :func:`generate_applications`.
+        landing_dir: Directory to write into (created if missing).
+        file_format: ``parquet`` or ``csv``.
+
+    Returns:
+        The paths written, in day order.
+    """
+    if file_format not in ("parquet", "csv"):
+        raise ValueError(f"unsupported landing format {file_format!r}")
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    days = df["application_ts"].dt.date
+    for day, part in df.groupby(days, sort=True):
+        path = landing_dir / f"applications_{day.isoformat()}.{file_format}"
+        tmp = path.with_name(f".{path.name}.tmp")
+        if file_format == "parquet":
+            part.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+        else:
+            part.to_csv(tmp, index=False)
+        tmp.replace(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,1 @@
+"""Training: the PyTorch model, its MLflow tracking and registration."""

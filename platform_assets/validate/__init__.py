@@ -1,0 +1,1 @@
+"""Validate: pandera rules split raw rows into validated and quarantined."""

@@ -1,0 +1,55 @@
+"""Validated and quarantined applications: every raw row lands in exactly one."""
+
+
+import dagster as dg
+
+from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.resources import Warehouse
+
+VALIDATED_APPLICATIONS = dg.AssetKey(["validated", "applications"])
+QUARANTINED_APPLICATIONS = dg.AssetKey(["quarantine", "applications"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            VALIDATED_APPLICATIONS,
+            deps=[RAW_APPLICATIONS],
+            group_name="validate",
+            kinds={"duckdb", "pandera"},
+            description="Applications that pass every rule of ApplicationSchema, typed.",
+        ),
+        dg.AssetSpec(
+            QUARANTINED_APPLICATIONS,
+            deps=[RAW_APPLICATIONS],
+            group_name="validate",
+            kinds={"duckdb", "pandera"},
+            description="Applications that failed a rule, with the reasons, source file and row.",
+        ),
+    ],
+)
+def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Splits ``raw.applications`` into ``validated.applications`` and ``quarantine.applications``."""
+    from platform_assets.validate.rules import split_valid_rows
+
+    with warehouse.connect() as con:
+        raw = con.execute("SELECT * FROM raw.applications").df()
+        result = split_valid_rows(raw)
+        valid, quarantined = result.valid, result.quarantined
+        for schema, frame in (("validated", valid), ("quarantine", quarantined)):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE OR REPLACE TABLE {schema}.applications AS SELECT * FROM frame")
+    context.log.info(f"{len(raw)} raw rows: {len(valid)} valid, {len(quarantined)} quarantined")
+    rate = len(quarantined) / len(raw) if len(raw) else 0.0
+    yield dg.MaterializeResult(
+        asset_key=VALIDATED_APPLICATIONS,
+        metadata={"dagster/row_count": len(valid), "raw_rows": len(raw)},
+    )
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINED_APPLICATIONS,
+        metadata={
+            "dagster/row_count": len(quarantined),
+            "quarantine_rate": rate,
+            "failures_by_rule": dg.MetadataValue.json(result.failure_counts),
+        },
+    )

@@ -1,0 +1,45 @@
+"""The pandera model of a valid loan application."""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from platform_assets.domain import AGE_BANDS, REGIONS, TERMS_MONTHS
+
+# Largest loan as a multiple of yearly income that we accept as plausible.
+MAX_LOAN_TO_INCOME = 10.0
+
+
+class ApplicationSchema(pa.DataFrameModel):
+    """A loan application that may be used for features and training."""
+
+    application_id: Series[str] = pa.Field(unique=True, nullable=False)
+    applicant_id: Series[int] = pa.Field(ge=0)
+    application_ts: Series[pa.DateTime] = pa.Field(nullable=False)
+    income: Series[float] = pa.Field(gt=0)
+    loan_amount: Series[float] = pa.Field(gt=0)
+    term_months: Series[int] = pa.Field(isin=list(TERMS_MONTHS))
+    employment_years: Series[float] = pa.Field(ge=0, nullable=False)
+    credit_history_years: Series[float] = pa.Field(ge=0)
+    num_open_accounts: Series[int] = pa.Field(ge=0)
+    num_delinquencies: Series[int] = pa.Field(ge=0)
+    debt_to_income: Series[float] = pa.Field(ge=0, le=1)
+    region: Series[str] = pa.Field(isin=list(REGIONS))
+    age_band: Series[str] = pa.Field(isin=list(AGE_BANDS))
+    is_default: Series[int] = pa.Field(isin=[0, 1])
+    label_ts: Series[pa.DateTime] = pa.Field(nullable=False)
+
+    @pa.dataframe_check(name="loan_within_income_multiple")
+    def loan_within_income_multiple(cls, df):  # noqa: N805
+        """The loan is at most ``MAX_LOAN_TO_INCOME`` times the yearly income."""
+        return df["loan_amount"] <= MAX_LOAN_TO_INCOME * df["income"].abs()
+
+    @pa.dataframe_check(name="label_after_application")
+    def label_after_application(cls, df):  # noqa: N805
+        """The outcome cannot be known before the application was made."""
+        return df["label_ts"] >= df["application_ts"]
+
+    class Config:
+        coerce = True
+        strict = False
