@@ -35,6 +35,6 @@ def alias_version(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None

@@ -57,7 +57,9 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
         cases = errors.failure_cases
     batch_level = cases[cases["index"].isna()]
     if not batch_level.empty:
-        problems = "; ".join(_rule_name(r) for _, r in batch_level.head(10).iterrows())
+        problems = "; ".join(
+            f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})" for _, r in batch_level.head(10).iterrows()
+        )
         raise SchemaViolation(f"batch does not fit {schema.__name__}: {problems}")
     cases = cases.assign(reason=cases.apply(_rule_name, axis=1))
     reasons = cases.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))

@@ -1,0 +1,1 @@
+"""Deploy: the model server (Seldon Core) locally and its manifests for Kubernetes."""

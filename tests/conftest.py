@@ -1,0 +1,36 @@
+"""Shared fixtures: every test works under a temporary state root and DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory, monkeypatch):
+    """Points PLATFORM_HOME, DAGSTER_HOME and MLflow at temporary folders: never the user's state."""
+    root = tmp_path_factory.mktemp("platform_home")
+    monkeypatch.setenv("PLATFORM_HOME", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (root / "dagster_home").mkdir()
+    yield root
+
+
+def write_sample_landing(root: Path, days: int = 40, rows_per_day: int = 300, **kwargs) -> int:
+    """Writes generated landing files under ``root``; returns the number of rows."""
+    from platform_assets import settings
+    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
+
+    config = GeneratorConfig(
+        start_date=dt.date(2026, 9, 1), days=days, rows_per_day=rows_per_day, **kwargs
+    )
+    df = generate_applications(config)
+    write_landing_files(df, settings.paths(root).landing)
+    return len(df)
