@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # One state root for everything local; DAGSTER_HOME lives under it.
 export PLATFORM_HOME ?= $(CURDIR)/.platform
 export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
+# The platform environment first on PATH, so that dbt, dagster and mlflow resolve to it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DATA_ARGS ?= --days 60 --rows-per-day 1000
 
 .PHONY: demo test install data materialize where ui mlflow-ui stop-serving clean benchmark

@@ -3,6 +3,7 @@
 
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,9 +17,21 @@ from platform_assets.settings import PROJECT_ROOT
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 
+def _put_environment_bin_on_path() -> None:
+    """Lets dagster-dbt find this environment's ``dbt`` when the venv is not activated.
+
+    dagster-dbt's manifest preparer runs ``dbt`` from PATH (it takes no
+    executable), so ``.venv/bin/dagster dev`` without an activated venv would fail.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    if shutil.which("dbt") is None and (Path(bin_dir) / "dbt").exists():
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
 @functools.cache
 def dbt_project() -> DbtProject:
     """The dbt project, its manifest prepared on first use and under ``dagster dev``."""
+    _put_environment_bin_on_path()
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
     if not project.manifest_path.exists():
         # A fresh clone has no manifest yet; `dbt parse` writes one (a few seconds, once).
@@ -58,10 +71,4 @@ def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, w
 
 def dbt_resource() -> DbtCliResource:
     """The dbt CLI resource for the project."""
-    # The dbt console script of this environment, found without relying on PATH.
-    executable = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(
-        project_dir=dbt_project(),
-        profiles_dir=str(DBT_PROJECT_DIR),
-        dbt_executable=str(executable) if executable.exists() else "dbt",
-    )
+    return DbtCliResource(project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR))

@@ -1,0 +1,107 @@
+"""Benchmarks of the platform's foundation: code-location load, data generation, validation, training.
+
+Run: `make benchmark` (or `.venv/bin/python benchmarks/bench_platform.py [--quick]`).
+Prints a table and writes benchmarks/out/platform.json. Stage functions run
+without Dagster, so these are the costs of the logic itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+
+
+def _timed(fn, repeat: int = 1) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_load(repeat: int) -> list[dict]:
+    """Wall time of `python -c "import platform_assets.definitions"`, and the import alone."""
+    walls, imports = [], []
+    code = "import time; t = time.perf_counter(); import platform_assets.definitions; print(time.perf_counter() - t)"
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        walls.append(time.perf_counter() - start)
+        imports.append(float(out.stdout.strip().splitlines()[-1]))
+    return [
+        {"benchmark": "code location: python -c import (wall, median)", "value": statistics.median(walls), "unit": "s"},
+        {"benchmark": "code location: import only (median)", "value": statistics.median(imports), "unit": "s"},
+    ]
+
+
+def bench_generate_and_validate(sizes: list[int]) -> list[dict]:
+    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.validate.rules import split_valid_rows
+
+    rows = []
+    for size in sizes:
+        config = GeneratorConfig(days=100, rows_per_day=size // 100)
+        start = time.perf_counter()
+        df = generate_applications(config)
+        gen = time.perf_counter() - start
+        start = time.perf_counter()
+        result = split_valid_rows(df)
+        val = time.perf_counter() - start
+        assert len(result.valid) + len(result.quarantined) == len(df)
+        rows += [
+            {"benchmark": f"generate {len(df):,} rows", "value": gen, "unit": "s", "rows_per_s": len(df) / gen},
+            {"benchmark": f"validate {len(df):,} rows (pandera, pandas)", "value": val, "unit": "s",
+             "rows_per_s": len(df) / val},
+        ]
+    return rows
+
+
+def bench_training(size: int) -> list[dict]:
+    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.train.trainer import TrainParams, train_model
+
+    df = generate_applications(GeneratorConfig(days=100, rows_per_day=size // 100, dirty_fraction=0))
+    features = ["income", "loan_amount", "term_months", "employment_years", "credit_history_years",
+                "num_open_accounts", "num_delinquencies", "debt_to_income", "region"]
+    n = len(df)
+    train, val = df.iloc[: int(0.8 * n)], df.iloc[int(0.8 * n):]
+    params = TrainParams(max_epochs=5, patience=100)
+    start = time.perf_counter()
+    result = train_model(train, val, features, "is_default", params)
+    wall = time.perf_counter() - start
+    epochs = len(result.history)
+    return [{"benchmark": f"train MLP on {len(train):,} rows x {epochs} epochs", "value": wall, "unit": "s",
+             "rows_per_s": len(train) * epochs / wall}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    sizes = [10_000] if args.quick else [100_000, 1_000_000]
+    rows = bench_load(2 if args.quick else 5)
+    rows += bench_generate_and_validate(sizes)
+    rows += bench_training(10_000 if args.quick else 100_000)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    print(f"{'benchmark':60} {'value':>10} {'unit':>5} {'rows/s':>12}")
+    for row in rows:
+        rate = f"{row['rows_per_s']:,.0f}" if "rows_per_s" in row else ""
+        print(f"{row['benchmark']:60} {row['value']:>10.2f} {row['unit']:>5} {rate:>12}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "platform.json").write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
+    print(f"wrote {OUT / 'platform.json'}")
+
+
+if __name__ == "__main__":
+    main()
