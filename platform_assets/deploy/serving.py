@@ -46,8 +46,13 @@ def is_alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass
+    return _signal_reaches(os.kill, pid)
+
+
+def _signal_reaches(kill, ident: int) -> bool:
+    """Whether signal 0 reaches process (``os.kill``) or process group (``os.killpg``) ``ident``."""
     try:
-        os.kill(pid, 0)
+        kill(ident, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -67,9 +72,9 @@ def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
     """Stops the recorded server's whole process group; returns whether one was running."""
     record = read_server_record(pid_path)
     Path(pid_path).unlink(missing_ok=True)
-    if not record or not is_alive(record["pid"]):
+    pid = record["pid"] if record else None
+    if pid is None or not (is_alive(pid) or _signal_reaches(os.killpg, pid)):
         return False
-    pid = record["pid"]
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         try:
             os.killpg(pid, sig)
@@ -77,7 +82,8 @@ def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
             return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not is_alive(pid):
+            # the whole group: gunicorn master (leader), its worker, gRPC and metrics processes
+            if not is_alive(pid) and not _signal_reaches(os.killpg, pid):
                 return True
             time.sleep(0.1)
     return True
@@ -108,7 +114,8 @@ def start_model_server(
     Raises:
         FileNotFoundError: If the serving environment is missing (run ``make install``).
     """
-    script = Path(python).parent / "seldon-core-microservice"
+    # absolute() (not resolve()): bin/python is a symlink; the script sits beside the link.
+    script = Path(python).absolute().parent / "seldon-core-microservice"
     if not script.exists():
         raise FileNotFoundError(f"{script} not found: create the serving environment with `make install`")
     stop_model_server(pid_path)
@@ -172,11 +179,21 @@ def wait_until_healthy(url: str, timeout_s: float = 90.0, pid: int | None = None
 
 
 def _plain(value):
-    """A JSON-safe Python value (numpy scalars, timestamps)."""
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "isoformat"):
+    """A JSON-safe Python value: numpy scalars unwrapped, timestamps as ISO text, missing as None."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float):
+        return None if value != value else float(value)
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return None
+    if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
         return value.isoformat()
+    if getattr(getattr(value, "dtype", None), "kind", "") in ("m", "M"):
+        return None if str(value) == "NaT" else str(value)  # numpy datetime64 / timedelta64
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item())
     return value
 
 

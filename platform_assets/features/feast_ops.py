@@ -58,9 +58,21 @@ def apply_repo(store: "feast.FeatureStore", repo_path: Path) -> list[str]:
     return sorted(o.name for o in objects)
 
 
+def _release_ibis_backend() -> None:
+    """Drops the default DuckDB connection that Feast's ibis-based offline store leaves open.
+
+    Left alive, DuckDB 2.0's bindings print pages of "nanobind: leaked" at
+    interpreter exit; ibis opens a new one when Feast next needs it.
+    """
+    import ibis
+
+    ibis.options.default_backend = None
+
+
 def materialize_range(store: "feast.FeatureStore", start: dt.datetime, end: dt.datetime) -> None:
     """Loads the latest feature values between ``start`` and ``end`` into the online store."""
     store.materialize(start_date=start, end_date=end)
+    _release_ibis_backend()
 
 
 def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -80,6 +92,7 @@ def historical_features(store: "feast.FeatureStore", entities: pd.DataFrame) -> 
     """Point-in-time correct features of the model's feature service for ``entities``."""
     service = store.get_feature_service(FEATURE_SERVICE)
     df = store.get_historical_features(entity_df=entities, features=service).to_df()
+    _release_ibis_backend()
     return df.sort_values(["event_timestamp", "application_id"]).reset_index(drop=True)
 
 
