@@ -20,6 +20,7 @@ def render_seldon_deployment(
     model_uri: str,
     replicas: int = 1,
     canary: dict | None = None,
+    fetch_image: str = "registry.local/platform-assets:latest",
 ) -> dict:
     """Fills the template; with ``canary``, adds a second predictor that takes part of the traffic.
 
@@ -28,16 +29,19 @@ def render_seldon_deployment(
         namespace: Kubernetes namespace.
         image: Serving image (deploy/serving/Dockerfile).
         model_version: Registered model version served by the main predictor.
-        model_uri: Where the container fetches the bundle (e.g. ``models:/loan-default/3``).
+        model_uri: The registered version (``models:/loan-default/3``), downloaded by an
+            init container into the pod's model volume.
         replicas: Replicas of the main predictor.
         canary: ``{"model_version", "model_uri", "traffic"}`` for a canary predictor
             taking ``traffic`` percent (1-99).
+        fetch_image: An image with the mlflow CLI (the platform's user-code image).
 
     Returns:
         The manifest as a dict, ready for the Kubernetes API.
     """
     text = string.Template(TEMPLATE.read_text()).substitute(
-        name=name, namespace=namespace, image=image, model_version=model_version, model_uri=model_uri
+        name=name, namespace=namespace, image=image, model_version=model_version, model_uri=model_uri,
+        fetch_image=fetch_image,
     )
     manifest = yaml.safe_load(text)
     main = manifest["spec"]["predictors"][0]
@@ -49,8 +53,9 @@ def render_seldon_deployment(
         second = copy.deepcopy(main)
         second["name"], second["replicas"], second["traffic"] = "canary", 1, traffic
         second["labels"] = {"model-version": str(canary["model_version"])}
-        env = second["componentSpecs"][0]["spec"]["containers"][0]["env"]
-        for item in env:
+        pod = second["componentSpecs"][0]["spec"]
+        pod["initContainers"][0]["command"][4] = canary["model_uri"]
+        for item in pod["containers"][0]["env"]:
             if item["name"] == "MODEL_VERSION":
                 item["value"] = str(canary["model_version"])
             if item["name"] == "MODEL_URI":

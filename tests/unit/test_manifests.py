@@ -33,6 +33,9 @@ def test_canary_splits_traffic_and_validates(schema):
     predictors = manifest["spec"]["predictors"]
     assert [p["traffic"] for p in predictors] == [90, 10]
     assert predictors[1]["labels"]["model-version"] == "5"
+    fetch = predictors[1]["componentSpecs"][0]["spec"]["initContainers"][0]["command"]
+    assert "models:/loan-default/5" in fetch
+    assert "models:/loan-default/4" in predictors[0]["componentSpecs"][0]["spec"]["initContainers"][0]["command"]
 
 
 def test_a_broken_manifest_is_rejected(schema):
