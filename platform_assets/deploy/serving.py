@@ -2,7 +2,9 @@
 
 Plain functions, no Dagster: start (replacing a running server), wait until
 healthy, predict over REST, stop. The server runs in its own process session
-so that it outlives the Dagster run that started it.
+so that it outlives the Dagster run that started it, and is stopped as a group
+(Seldon forks a gunicorn worker, a gRPC server, a metrics server and a
+multiprocessing manager).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CLASS = "LoanDefaultModel"
 SERVING_DIR = PROJECT_ROOT / "deploy" / "serving"
+HEALTH_PATH = "/health/ping"
+PREDICT_PATH = "/api/v1.0/predictions"
+_LOGS: dict[str, Path] = {}  # url -> log of servers started by this process, for error messages
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class ServerProcess:
     url: str
     http_port: int
     model_version: str
+    log_path: Path | None = None
 
 
 def free_port() -> int:
@@ -39,14 +45,17 @@ def free_port() -> int:
 
 
 def is_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists (and is not a zombie of ours)."""
+    """Whether process ``pid`` is running (a zombie counts as gone; ours are reaped)."""
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
     except ChildProcessError:
-        pass
-    return _signal_reaches(os.kill, pid)
+        pass  # not our child
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"  # a zombie of another parent (e.g. a finished Dagster run)
+    except (OSError, IndexError):
+        return _signal_reaches(os.kill, pid)
 
 
 def _signal_reaches(kill, ident: int) -> bool:
@@ -60,8 +69,21 @@ def _signal_reaches(kill, ident: int) -> bool:
     return True
 
 
+def _group_alive(pid: int) -> bool:
+    return is_alive(pid) or _signal_reaches(os.killpg, pid)
+
+
+def _is_model_server(pid: int) -> bool:
+    """False only when ``pid`` is visibly another program (a recycled pid from a stale file)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not cmdline or b"seldon-core-microservice" in cmdline
+
+
 def read_server_record(pid_path: Path) -> dict | None:
-    """The record of the running server, or ``None``."""
+    """The record of the running server (pid, ports, url, model), or ``None``."""
     try:
         return json.loads(Path(pid_path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -69,21 +91,27 @@ def read_server_record(pid_path: Path) -> dict | None:
 
 
 def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
-    """Stops the recorded server's whole process group; returns whether one was running."""
+    """Stops the recorded server's whole process group and removes ``pid_path``.
+
+    SIGTERM first (gunicorn shuts down gracefully), SIGKILL after ``grace_s``.
+    Safe when the file is absent or the process is already gone.
+
+    Returns:
+        Whether a server was running.
+    """
     record = read_server_record(pid_path)
     Path(pid_path).unlink(missing_ok=True)
-    pid = record["pid"] if record else None
-    if pid is None or not (is_alive(pid) or _signal_reaches(os.killpg, pid)):
+    pid = record.get("pid") if record else None
+    if not pid or not _group_alive(pid) or not _is_model_server(pid):
         return False
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            # the whole group: gunicorn master (leader), its worker, gRPC and metrics processes
-            if not is_alive(pid) and not _signal_reaches(os.killpg, pid):
+            if not _group_alive(pid):
                 return True
             time.sleep(0.1)
     return True
@@ -98,6 +126,7 @@ def start_model_server(
     http_port: int,
     log_path: Path,
     pid_path: Path,
+    workdir: Path | None = None,
 ) -> ServerProcess:
     """Starts ``seldon-core-microservice LoanDefaultModel`` on ``model_dir``, replacing a running one.
 
@@ -107,9 +136,14 @@ def start_model_server(
         model_dir: The model bundle directory.
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
-        http_port: REST port on 127.0.0.1.
+        http_port: REST port, reached on 127.0.0.1 (Seldon binds 0.0.0.0).
         log_path: Server output is appended here.
-        pid_path: Where the running server is recorded.
+        pid_path: Where the running server is recorded (JSON).
+        workdir: The server's working directory; default ``deploy/serving``. The
+            model class is importable from any directory (it is on ``PYTHONPATH``).
+
+    Returns:
+        The started (not yet healthy) server: see :func:`wait_until_healthy`.
 
     Raises:
         FileNotFoundError: If the serving environment is missing (run ``make install``).
@@ -119,14 +153,17 @@ def start_model_server(
     if not script.exists():
         raise FileNotFoundError(f"{script} not found: create the serving environment with `make install`")
     stop_model_server(pid_path)
+    # Seldon's defaults (gRPC 5000, metrics 6000) would clash between servers; its gRPC
+    # socket uses SO_REUSEPORT, so a clash there would even go unnoticed.
     grpc_port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "MODEL_DIR": str(Path(model_dir).resolve()),
         "MODEL_NAME": model_name,
         "MODEL_VERSION": str(model_version),
-        "PYTHONPATH": str(PROJECT_ROOT),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)]),
     }
+    env.setdefault("OMP_NUM_THREADS", "1")  # two model processes (REST, gRPC) share the cores
     command = [
         str(script), MODEL_CLASS,
         "--http-port", str(http_port),
@@ -136,56 +173,77 @@ def start_model_server(
         "--grpc-workers", "1",
         "--log-level", "WARNING",
     ]
+    cwd = Path(workdir) if workdir else SERVING_DIR
+    cwd.mkdir(parents=True, exist_ok=True)
+    log_path, pid_path = Path(log_path), Path(pid_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, cwd=SERVING_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )
     url = f"http://127.0.0.1:{http_port}"
+    _LOGS[url] = log_path
     record = {
         "pid": process.pid, "url": url, "http_port": http_port, "grpc_port": grpc_port,
         "metrics_port": metrics_port, "model_name": model_name, "model_version": str(model_version),
+        "model_dir": env["MODEL_DIR"], "log_path": str(log_path), "started_at": time.time(),
     }
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.write_text(json.dumps(record, indent=2))
-    return ServerProcess(process.pid, url, http_port, str(model_version))
+    return ServerProcess(process.pid, url, http_port, str(model_version), log_path)
 
 
-def _log_tail(log_path: Path | None, lines: int = 30) -> str:
+def _log_tail(log_path: Path | None, lines: int = 40) -> str:
     if log_path is None or not Path(log_path).exists():
-        return ""
+        return "(no log)"
     return "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until_healthy(url: str, timeout_s: float = 90.0, pid: int | None = None, log_path: Path | None = None) -> float:
-    """Polls ``/health/ping`` until it answers; returns the seconds waited.
+def wait_until_healthy(
+    url: str,
+    timeout_s: float = 60.0,
+    process_pid: int | None = None,
+    *,
+    pid: int | None = None,
+    log_path: Path | None = None,
+) -> float:
+    """Polls ``GET {url}/health/ping`` until it answers 200; returns the seconds waited.
+
+    The ping answers only once the gunicorn worker has loaded the model.
+
+    Args:
+        url: The server's base URL.
+        timeout_s: How long to wait.
+        process_pid: The server's pid: stop waiting as soon as it exits (``pid`` is an alias).
+        log_path: The server's log (default: the one given to :func:`start_model_server`).
 
     Raises:
         RuntimeError: If the process died or ``timeout_s`` passed; includes the log's tail.
     """
     import requests
 
+    pid = process_pid or pid
+    log_path = log_path or _LOGS.get(url)
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         if pid is not None and not is_alive(pid):
-            raise RuntimeError(f"model server (pid {pid}) exited while starting:\n{_log_tail(log_path)}")
+            raise RuntimeError(f"model server (pid {pid}) exited while starting; log tail:\n{_log_tail(log_path)}")
         try:
-            if requests.get(f"{url}/health/ping", timeout=2).status_code == 200:
+            if requests.get(url + HEALTH_PATH, timeout=2).status_code == 200:
                 return time.monotonic() - start
         except requests.RequestException:
             pass
-        time.sleep(0.5)
-    raise RuntimeError(f"model server at {url} not healthy after {timeout_s} s:\n{_log_tail(log_path)}")
+        time.sleep(0.25)
+    raise RuntimeError(f"model server at {url} not healthy after {timeout_s} s; log tail:\n{_log_tail(log_path)}")
 
 
 def _plain(value):
     """A JSON-safe Python value: numpy scalars unwrapped, timestamps as ISO text, missing as None."""
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, str):
-        return str(value)
     if isinstance(value, float):
-        return None if value != value else float(value)
+        return None if value != value else value
     if type(value).__name__ in ("NaTType", "NAType"):
         return None
     if hasattr(value, "isoformat"):  # datetime, date, pandas Timestamp
@@ -197,10 +255,17 @@ def _plain(value):
     return value
 
 
-def predict_over_http(url: str, rows: list[dict], timeout_s: float = 60.0) -> tuple[list[float], dict]:
-    """Sends rows in Seldon's ``{"data": {"names", "ndarray"}}`` form; returns probabilities and ``meta``.
+def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0) -> tuple[list[float], dict]:
+    """Scores ``rows`` (column -> value) on the server at ``url``.
+
+    Sends ``{"data": {"names": [...], "ndarray": [[...], ...]}}`` to ``/api/v1.0/predictions``.
+
+    Returns:
+        The probabilities of default, one float per row, and the response's ``meta``
+        (``meta["tags"]`` names the model and version that answered).
 
     Raises:
+        ValueError: If the rows do not all have the first row's columns.
         RuntimeError: On a non-200 answer, with its status and body.
     """
     import requests
@@ -208,10 +273,14 @@ def predict_over_http(url: str, rows: list[dict], timeout_s: float = 60.0) -> tu
     if not rows:
         return [], {}
     names = list(rows[0])
-    payload = {"data": {"names": names, "ndarray": [[_plain(row[n]) for n in names] for row in rows]}}
-    response = requests.post(f"{url}/api/v1.0/predictions", json=payload, timeout=timeout_s)
+    try:
+        ndarray = [[_plain(row[n]) for n in names] for row in rows]
+    except KeyError as exc:
+        raise ValueError(f"every row needs the first row's columns {names}; one lacks {exc}") from None
+    payload = {"data": {"names": names, "ndarray": ndarray}}
+    response = requests.post(url + PREDICT_PATH, json=payload, timeout=timeout_s)
     if response.status_code != 200:
-        raise RuntimeError(f"model server answered {response.status_code}: {response.text[:2000]}")
+        raise RuntimeError(f"model server {url} answered HTTP {response.status_code}: {response.text[:2000]}")
     body = response.json()
     values = body["data"]["ndarray"]
     return [float(v[0]) if isinstance(v, list) else float(v) for v in values], body.get("meta", {})

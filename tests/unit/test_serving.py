@@ -1,5 +1,7 @@
 """The Seldon Core model server: served predictions equal the bundle's, and replace/stop work."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,11 +16,14 @@ from platform_assets.deploy.serving import (
     stop_model_server,
     wait_until_healthy,
 )
-from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
-from tests.conftest import SERVING_PYTHON
+from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet, load_bundle
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
 
 pytestmark = pytest.mark.skipif(
-    not SERVING_PYTHON.exists(), reason=f"serving environment missing at {SERVING_PYTHON}: run `make install`"
+    not SERVING_PYTHON.exists(),
+    reason=f"serving environment (seldon-core) missing at {SERVING_PYTHON}: run `make install`",
 )
 
 
@@ -26,52 +31,84 @@ pytestmark = pytest.mark.skipif(
 def rows():
     rng = np.random.default_rng(1)
     return pd.DataFrame(
-        {"income": rng.lognormal(10.9, 0.4, 50), "debt_to_income": rng.uniform(0, 1, 50),
-         "region": rng.choice(["north", "south", "east"], 50)}
+        {
+            "income": rng.lognormal(10.9, 0.4, 50),
+            "debt_to_income": rng.uniform(0, 1, 50),
+            "open_loans": rng.integers(0, 6, 50),  # numpy int64: must survive JSON
+            "region": rng.choice(["north", "south", "east"], 50),
+            "applied_at": pd.date_range("2026-09-01", periods=50, freq="h"),  # extra column, ignored
+        }
     )
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Pid files of servers started by a test; all stopped at teardown, even on failure."""
+    paths: list[Path] = []
+    yield paths
+    for pid_path in paths:
+        stop_model_server(pid_path)
 
 
 def _bundle(rows, directory, version):
     torch.manual_seed(0)
-    pre = Preprocessor(numeric=["income", "debt_to_income"], categorical=["region"]).fit(rows)
-    bundle = ModelBundle(TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
-                         {"model_name": "m", "model_version": version})
+    pre = Preprocessor(numeric=["income", "debt_to_income", "open_loans"], categorical=["region"]).fit(rows)
+    bundle = ModelBundle(
+        TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
+        {"model_name": "loan-default", "model_version": version},
+    )
     bundle.save(directory)
     return bundle
 
 
-def _start(tmp_path, bundle_dir, version):
+def _start(tmp_path, servers, bundle_dir, version):
+    pid_path = tmp_path / "server.json"
+    servers.append(pid_path)
     process = start_model_server(
-        python=SERVING_PYTHON, model_dir=bundle_dir, model_name="m", model_version=version,
-        http_port=free_port(), log_path=tmp_path / "server.log", pid_path=tmp_path / "server.json",
+        python=SERVING_PYTHON, model_dir=bundle_dir, model_name="loan-default", model_version=version,
+        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", pid_path=pid_path,
     )
-    wait_until_healthy(process.url, pid=process.pid, log_path=tmp_path / "server.log")
+    wait_until_healthy(process.url, timeout_s=90.0, process_pid=process.pid)
     return process
 
 
-def test_served_predictions_equal_the_bundle(tmp_path, rows):
-    bundle = _bundle(rows, tmp_path / "b", "3")
-    process = _start(tmp_path, tmp_path / "b", "3")
-    try:
-        served, meta = predict_over_http(process.url, rows.to_dict("records"))
-        np.testing.assert_allclose(served, bundle.predict_proba(rows), atol=1e-5, rtol=0)
-        assert meta["tags"] == {"model_name": "m", "model_version": "3"}
-        with pytest.raises(RuntimeError, match="missing columns"):
-            predict_over_http(process.url, rows.drop(columns=["region"]).to_dict("records"))
-    finally:
-        assert stop_model_server(tmp_path / "server.json")
+def test_served_predictions_equal_the_bundle(tmp_path, rows, servers):
+    _bundle(rows, tmp_path / "b", "3")
+    bundle = load_bundle(tmp_path / "b")  # what the server loads, not the in-memory original
+    process = _start(tmp_path, servers, tmp_path / "b", "3")
+    record = read_server_record(tmp_path / "server.json")
+    assert record["pid"] == process.pid and record["url"] == process.url and record["model_version"] == "3"
+
+    served, meta = predict_over_http(process.url, rows.to_dict("records"))
+    assert len(served) == 50
+    np.testing.assert_allclose(served, bundle.predict_proba(rows), atol=1e-5, rtol=0)
+    assert meta["tags"] == {"model_name": "loan-default", "model_version": "3"}
+    with pytest.raises(RuntimeError, match=r"HTTP 500.*missing columns \['region'\]"):
+        predict_over_http(process.url, rows.drop(columns=["region"]).to_dict("records"))
+
+    assert stop_model_server(tmp_path / "server.json")
     assert not is_alive(process.pid)
     assert read_server_record(tmp_path / "server.json") is None
+    assert not stop_model_server(tmp_path / "server.json")  # nothing left to stop
 
 
-def test_starting_again_replaces_the_running_server(tmp_path, rows):
+def test_starting_again_replaces_the_running_server(tmp_path, rows, servers):
     _bundle(rows, tmp_path / "b1", "1")
     _bundle(rows, tmp_path / "b2", "2")
-    first = _start(tmp_path, tmp_path / "b1", "1")
-    try:
-        second = _start(tmp_path, tmp_path / "b2", "2")
-        assert not is_alive(first.pid)
-        _, meta = predict_over_http(second.url, rows.head(2).to_dict("records"))
-        assert meta["tags"]["model_version"] == "2"
-    finally:
-        stop_model_server(tmp_path / "server.json")
+    first = _start(tmp_path, servers, tmp_path / "b1", "1")
+    second = _start(tmp_path, servers, tmp_path / "b2", "2")
+    assert not is_alive(first.pid)
+    assert is_alive(second.pid)
+    assert read_server_record(tmp_path / "server.json")["pid"] == second.pid
+    _, meta = predict_over_http(second.url, rows.head(2).to_dict("records"))
+    assert meta["tags"]["model_version"] == "2"
+
+
+def test_a_server_that_cannot_start_reports_its_log(tmp_path, servers):
+    servers.append(tmp_path / "server.json")
+    process = start_model_server(
+        python=SERVING_PYTHON, model_dir=tmp_path / "no-bundle", model_name="m", model_version="1",
+        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", pid_path=tmp_path / "server.json",
+    )
+    with pytest.raises(RuntimeError, match="no \\['model.safetensors', 'bundle.json'\\]"):
+        wait_until_healthy(process.url, timeout_s=60.0, process_pid=process.pid)
