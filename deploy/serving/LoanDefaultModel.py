@@ -53,7 +53,7 @@ class LoanDefaultModel:
             One probability of default per row, shape (n, 1).
 
         Raises:
-            ValueError: If a column the model needs is absent or a numeric column is not numeric.
+            ValueError: If a column the model needs is absent, or a numeric one is not numeric or missing.
         """
         # Seldon swallows AttributeError from load(): load here so such an error surfaces.
         self.load()
@@ -74,6 +74,9 @@ class LoanDefaultModel:
                 columns[c] = columns[c].astype(np.float64)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"column {c!r} must be numeric: {exc}") from None
+            gaps = np.flatnonzero(np.isnan(columns[c]))  # None arrives as NaN: no silent NaN probability
+            if gaps.size:
+                raise ValueError(f"column {c!r} has missing values (rows {gaps[:10].tolist()})")
         return self._bundle.predict_proba(columns).reshape(-1, 1)
 
     def class_names(self):

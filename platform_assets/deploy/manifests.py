@@ -5,10 +5,23 @@ from __future__ import annotations
 import copy
 import string
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "seldondeployment.yaml"
+DEFAULT_LOADER_IMAGE = "registry.local/platform-assets:latest"  # user-code image (deploy/dagster/values.yaml)
+
+
+def _fill(node: Any, values: dict[str, str]) -> Any:
+    """Substitutes ``${...}`` in every string of ``node``: after parsing, so no value can inject YAML."""
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(item, values) for item in node]
+    if isinstance(node, str):
+        return string.Template(node).substitute(values)
+    return node
 
 
 def render_seldon_deployment(
@@ -20,7 +33,7 @@ def render_seldon_deployment(
     model_uri: str,
     replicas: int = 1,
     canary: dict | None = None,
-    fetch_image: str = "registry.local/platform-assets:latest",
+    loader_image: str = DEFAULT_LOADER_IMAGE,
 ) -> dict:
     """Fills the template; with ``canary``, adds a second predictor that takes part of the traffic.
 
@@ -29,37 +42,39 @@ def render_seldon_deployment(
         namespace: Kubernetes namespace.
         image: Serving image (deploy/serving/Dockerfile).
         model_version: Registered model version served by the main predictor.
-        model_uri: The registered version (``models:/loan-default/3``), downloaded by an
-            init container into the pod's model volume.
+        model_uri: The MLflow model the init container downloads (``models:/loan-default/3``).
         replicas: Replicas of the main predictor.
-        canary: ``{"model_version", "model_uri", "traffic"}`` for a canary predictor
-            taking ``traffic`` percent (1-99).
-        fetch_image: An image with the mlflow CLI (the platform's user-code image).
+        canary: ``{"model_version", "model_uri", "traffic"}`` (optional ``"image"``,
+            ``"replicas"``): a canary predictor taking ``traffic`` percent (1-99,
+            default 10); the main predictor takes the rest.
+        loader_image: Image with the mlflow CLI for the init container.
 
     Returns:
         The manifest as a dict, ready for the Kubernetes API.
+
+    Raises:
+        ValueError: If the canary traffic is not between 1 and 99.
     """
-    text = string.Template(TEMPLATE.read_text()).substitute(
-        name=name, namespace=namespace, image=image, model_version=model_version, model_uri=model_uri,
-        fetch_image=fetch_image,
-    )
-    manifest = yaml.safe_load(text)
-    main = manifest["spec"]["predictors"][0]
-    main["replicas"] = replicas
+    template = yaml.safe_load(TEMPLATE.read_text())
+    prototype = template["spec"].pop("predictors")[0]
+    common = {"name": name, "namespace": namespace, "loader_image": loader_image}
+    manifest = _fill(template, common)
+
+    def predictor(label: str, **values: str) -> dict:
+        return _fill(copy.deepcopy(prototype), {**common, "predictor": label, **values})
+
+    main = predictor("main", image=image, model_version=str(model_version), model_uri=model_uri)
+    main["replicas"] = int(replicas)
+    manifest["spec"]["predictors"] = [main]
     if canary:
-        traffic = int(canary["traffic"])
+        traffic = int(canary.get("traffic", 10))
         if not 0 < traffic < 100:
             raise ValueError(f"canary traffic must be between 1 and 99 percent, got {traffic}")
-        second = copy.deepcopy(main)
-        second["name"], second["replicas"], second["traffic"] = "canary", 1, traffic
-        second["labels"] = {"model-version": str(canary["model_version"])}
-        pod = second["componentSpecs"][0]["spec"]
-        pod["initContainers"][0]["command"][4] = canary["model_uri"]
-        for item in pod["containers"][0]["env"]:
-            if item["name"] == "MODEL_VERSION":
-                item["value"] = str(canary["model_version"])
-            if item["name"] == "MODEL_URI":
-                item["value"] = canary["model_uri"]
+        second = predictor(
+            "canary", image=canary.get("image", image),
+            model_version=str(canary["model_version"]), model_uri=canary["model_uri"],
+        )
+        second["replicas"], second["traffic"] = int(canary.get("replicas", 1)), traffic
         main["traffic"] = 100 - traffic
         manifest["spec"]["predictors"].append(second)
     return manifest

@@ -1,14 +1,13 @@
-"""The local model server: a Seldon Core 1.x microservice in the serving environment.
+"""The local model server: a Seldon Core 1.x microservice run from the serving environment.
 
-Plain functions, no Dagster: start (replacing a running server), wait until
-healthy, predict over REST, stop. The server runs in its own process session
-so that it outlives the Dagster run that started it, and is stopped as a group
-(Seldon forks a gunicorn worker, a gRPC server, a metrics server and a
-multiprocessing manager).
+Plain functions, no Dagster. The server runs in its own session so that it outlives
+the run that started it, and is stopped as a process group (Seldon forks a gunicorn
+worker, a gRPC server, a metrics server and a multiprocessing manager).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,21 +64,22 @@ def _signal_reaches(kill, ident: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
 def _group_alive(pid: int) -> bool:
+    """Whether the leader or any member of the server's process group still runs."""
     return is_alive(pid) or _signal_reaches(os.killpg, pid)
 
 
-def _is_model_server(pid: int) -> bool:
-    """False only when ``pid`` is visibly another program (a recycled pid from a stale file)."""
+def _is_other_program(pid: int) -> bool:
+    """Whether ``pid`` is visibly not a model server (a recycled pid in a stale record)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True
-    return not cmdline or b"seldon-core-microservice" in cmdline
+        return False
+    return bool(cmdline) and b"seldon-core-microservice" not in cmdline
 
 
 def read_server_record(pid_path: Path) -> dict | None:
@@ -91,19 +91,21 @@ def read_server_record(pid_path: Path) -> dict | None:
 
 
 def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
-    """Stops the recorded server's whole process group and removes ``pid_path``.
+    """Stops the recorded server's process group (SIGTERM, SIGKILL after ``grace_s``); removes ``pid_path``.
 
-    SIGTERM first (gunicorn shuts down gracefully), SIGKILL after ``grace_s``.
     Safe when the file is absent or the process is already gone.
 
     Returns:
         Whether a server was running.
     """
-    record = read_server_record(pid_path)
+    record = read_server_record(pid_path) or {}
     Path(pid_path).unlink(missing_ok=True)
-    pid = record.get("pid") if record else None
-    if not pid or not _group_alive(pid) or not _is_model_server(pid):
+    pid = record.get("pid")
+    if not pid or not _group_alive(pid) or _is_other_program(pid):
         return False
+    with contextlib.suppress(OSError, KeyError, TypeError):  # explain the tracebacks of a dying group
+        with open(record["log_path"], "a") as log:
+            log.write(f"--- stopping model server pid {pid} (SIGTERM to its process group) ---\n")
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
@@ -118,15 +120,8 @@ def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
 
 
 def start_model_server(
-    *,
-    python: Path,
-    model_dir: Path,
-    model_name: str,
-    model_version: str,
-    http_port: int,
-    log_path: Path,
-    pid_path: Path,
-    workdir: Path | None = None,
+    *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
+    log_path: Path, pid_path: Path, workdir: Path | None = None,
 ) -> ServerProcess:
     """Starts ``seldon-core-microservice LoanDefaultModel`` on ``model_dir``, replacing a running one.
 
@@ -156,23 +151,11 @@ def start_model_server(
     # Seldon's defaults (gRPC 5000, metrics 6000) would clash between servers; its gRPC
     # socket uses SO_REUSEPORT, so a clash there would even go unnoticed.
     grpc_port, metrics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(Path(model_dir).resolve()),
-        "MODEL_NAME": model_name,
-        "MODEL_VERSION": str(model_version),
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)]),
-    }
+    env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
+           "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
     env.setdefault("OMP_NUM_THREADS", "1")  # two model processes (REST, gRPC) share the cores
-    command = [
-        str(script), MODEL_CLASS,
-        "--http-port", str(http_port),
-        "--grpc-port", str(grpc_port),
-        "--metrics-port", str(metrics_port),
-        "--workers", "1",
-        "--grpc-workers", "1",
-        "--log-level", "WARNING",
-    ]
+    command = [str(script), MODEL_CLASS, "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+               "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "1", "--log-level", "WARNING"]
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
     log_path, pid_path = Path(log_path), Path(pid_path)
@@ -184,29 +167,24 @@ def start_model_server(
         )
     url = f"http://127.0.0.1:{http_port}"
     _LOGS[url] = log_path
-    record = {
-        "pid": process.pid, "url": url, "http_port": http_port, "grpc_port": grpc_port,
-        "metrics_port": metrics_port, "model_name": model_name, "model_version": str(model_version),
-        "model_dir": env["MODEL_DIR"], "log_path": str(log_path), "started_at": time.time(),
-    }
+    record = dict(pid=process.pid, url=url, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                  model_name=model_name, model_version=str(model_version), model_dir=env["MODEL_DIR"],
+                  log_path=str(log_path), started_at=time.time())
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.write_text(json.dumps(record, indent=2))
     return ServerProcess(process.pid, url, http_port, str(model_version), log_path)
 
 
 def _log_tail(log_path: Path | None, lines: int = 40) -> str:
+    """The last ``lines`` of the server's log, for error messages."""
     if log_path is None or not Path(log_path).exists():
         return "(no log)"
     return "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-lines:])
 
 
 def wait_until_healthy(
-    url: str,
-    timeout_s: float = 60.0,
-    process_pid: int | None = None,
-    *,
-    pid: int | None = None,
-    log_path: Path | None = None,
+    url: str, timeout_s: float = 60.0, process_pid: int | None = None, *,
+    pid: int | None = None, log_path: Path | None = None,
 ) -> float:
     """Polls ``GET {url}/health/ping`` until it answers 200; returns the seconds waited.
 
@@ -215,8 +193,8 @@ def wait_until_healthy(
     Args:
         url: The server's base URL.
         timeout_s: How long to wait.
-        process_pid: The server's pid: stop waiting as soon as it exits (``pid`` is an alias).
-        log_path: The server's log (default: the one given to :func:`start_model_server`).
+        process_pid: The server's pid (alias ``pid``): stop waiting as soon as it exits.
+        log_path: The server's log; default: the one given to :func:`start_model_server`.
 
     Raises:
         RuntimeError: If the process died or ``timeout_s`` passed; includes the log's tail.

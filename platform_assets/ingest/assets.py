@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from platform_assets.domain import COLUMNS
 from platform_assets.resources import PlatformState, Warehouse
 
 RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
@@ -25,19 +26,27 @@ def raw_applications(
     urls = landing.list_landing_files(str(state.paths.landing))
     if not urls:
         raise dg.Failure(f"no landing files under {state.paths.landing}; run `make data` first")
-    df, records = landing.read_landing(urls)
-    files = pd.DataFrame([r.__dict__ for r in records])
+    df, accepted, rejected = landing.read_landing(urls, COLUMNS)
+    files = pd.DataFrame(
+        [{"path": r.path, "sha256": r.sha256, "rows": r.rows, "extra_columns": ",".join(r.extra_columns)} for r in accepted],
+        columns=["path", "sha256", "rows", "extra_columns"],
+    )
+    rejects = pd.DataFrame([r.__dict__ for r in rejected], columns=["path", "sha256", "error"])
     with warehouse.connect() as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS raw")
         con.execute("CREATE OR REPLACE TABLE raw.applications AS SELECT * FROM df")
         con.execute("CREATE OR REPLACE TABLE raw.landing_files AS SELECT * FROM files")
-    version = landing.combined_hash(records)
-    context.log.info(f"ingested {len(df)} rows from {len(records)} files")
+        con.execute("CREATE OR REPLACE TABLE raw.rejected_files AS SELECT * FROM rejects")
+    for reject in rejected:
+        context.log.warning(f"rejected {reject.error}")
+    version = landing.combined_hash(accepted)
+    context.log.info(f"ingested {len(df)} rows from {len(accepted)} files; rejected {len(rejected)} files")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(df),
-            "files": len(records),
+            "files": len(accepted),
+            "rejected_files": len(rejected),
             "content_hash": version,
             "landing": dg.MetadataValue.path(str(state.paths.landing)),
         },

@@ -33,3 +33,23 @@ def raw_applications_files_read_whole(warehouse: Warehouse) -> dg.AssetCheckResu
         passed=not mismatches and total > 0,
         metadata={"rows": total, "files_not_whole": len(mismatches)},
     )
+
+
+@dg.asset_check(
+    asset=RAW_APPLICATIONS,
+    description="Every landing file was accepted; rejected files are listed with their errors.",
+)
+def landing_files_all_accepted(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Warns (does not block) when files were rejected: the accepted ones still flow on."""
+    with warehouse.connect(read_only=True) as con:
+        rejected = con.execute("SELECT path, error FROM raw.rejected_files ORDER BY path").fetchall()
+        accepted = con.execute("SELECT count(*) FROM raw.landing_files").fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=not rejected,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "accepted_files": accepted,
+            "rejected_files": len(rejected),
+            "errors": dg.MetadataValue.md("\n".join(f"- {error}" for _, error in rejected) or "none"),
+        },
+    )

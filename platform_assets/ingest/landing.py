@@ -1,15 +1,23 @@
-"""Reading landing files: whole files, with their content hash and row numbers."""
+"""Reading landing files: whole files, with their content hash and row numbers.
+
+A file that cannot be taken (empty, unparseable, not UTF-8, missing columns,
+an unexpected name) is rejected with an error that names the file and, where
+there is one, the row and column; it never stops the other files.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import fsspec
+import fsspec.implementations.local
 import pandas as pd
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl")
+FILE_NAME = re.compile(r"^applications_\d{4}-\d{2}-\d{2}\.(parquet|csv|jsonl)$")
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 
@@ -21,65 +29,117 @@ class LandingFile:
     path: str
     sha256: str
     rows: int
+    extra_columns: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A landing file that was not ingested, and why."""
+
+    path: str
+    sha256: str
+    error: str
 
 
 class LandingFileError(ValueError):
-    """A landing file that cannot be read; the message names the file."""
+    """A landing file that cannot be read; the message names the file (and row, column)."""
 
 
-def list_landing_files(landing_url: str, prefix: str = "applications_") -> list[str]:
-    """Lists data files under ``landing_url`` (any fsspec URL), sorted by name.
+def list_landing_files(landing_url: str) -> list[str]:
+    """Lists every file under ``landing_url`` (any fsspec URL), sorted by name.
 
-    Hidden files (such as a writer's ``.name.tmp``) are skipped.
+    Hidden files (a writer's ``.name.tmp``) are skipped; everything else is
+    listed, so that files with unexpected names are rejected visibly rather
+    than ignored.
     """
     fs, root = fsspec.core.url_to_fs(landing_url)
     if not fs.exists(root):
         return []
-    names = [p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith(prefix)]
-    return sorted(p for p in names if p.endswith(SUPPORTED_SUFFIXES))
+    entries = fs.ls(root, detail=True)
+    names = [e["name"] for e in entries if e["type"] == "file" and not e["name"].rsplit("/", 1)[-1].startswith(".")]
+    local = isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+    return sorted(n if local else fs.unstrip_protocol(n) for n in names)
 
 
-def read_landing_file(url: str) -> tuple[pd.DataFrame, LandingFile]:
-    """Reads one landing file whole; adds its path and 1-based row numbers.
+def _decode_error(url: str, content: bytes, error: UnicodeDecodeError) -> LandingFileError:
+    row = content[: error.start].count(b"\n")  # the header is line 1, data row 1 is line 2
+    return LandingFileError(
+        f"{url}: data row {row}: not UTF-8 (byte 0x{content[error.start]:02x} at offset {error.start})"
+    )
+
+
+def _parse(url: str, content: bytes) -> pd.DataFrame:
+    if url.endswith(".parquet"):
+        try:
+            return pd.read_parquet(io.BytesIO(content))
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise LandingFileError(f"{url}: not a readable Parquet file: {exc}") from exc
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(url, content, exc) from exc
+    try:
+        if url.endswith(".csv"):
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=True)
+        return pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    except pd.errors.EmptyDataError as exc:
+        raise LandingFileError(f"{url}: no header and no rows") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise LandingFileError(f"{url}: cannot be parsed: {exc}") from exc
+
+
+def read_landing_file(url: str, required_columns: tuple[str, ...]) -> tuple[pd.DataFrame, LandingFile]:
+    """Reads one landing file whole; adds its path and 1-based data row numbers.
 
     Args:
-        url: Path or fsspec URL of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        url: Path or fsspec URL of a ``.parquet``, ``.csv`` or ``.jsonl`` file
+            named ``applications_YYYY-MM-DD.<ext>``.
+        required_columns: Columns every file must have; others are dropped and recorded.
 
     Returns:
-        The rows (with ``_source_file`` and ``_source_row``) and the file record.
+        The rows (required columns, ``_source_file``, ``_source_row``) and the file record.
 
     Raises:
-        LandingFileError: If the file is empty or cannot be parsed.
+        LandingFileError: If the file cannot be taken; the message names the file,
+            and the row or columns where that applies.
     """
+    name = url.rsplit("/", 1)[-1]
+    if ".." in name or not FILE_NAME.match(name):
+        raise LandingFileError(f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)")
     with fsspec.open(url, "rb") as handle:
         content = handle.read()
     if not content:
         raise LandingFileError(f"{url}: file is empty (0 bytes)")
-    buffer = io.BytesIO(content)
-    try:
-        if url.endswith(".parquet"):
-            df = pd.read_parquet(buffer)
-        elif url.endswith(".csv"):
-            df = pd.read_csv(buffer)
-        else:
-            df = pd.read_json(buffer, lines=True)
-    except Exception as exc:  # the parsers raise many types; one clear error names the file
-        raise LandingFileError(f"{url}: cannot be parsed: {exc}") from exc
+    df = _parse(url, content)
+    missing = [c for c in required_columns if c not in df.columns]
+    if missing:
+        hint = " (one column only: wrong delimiter?)" if len(df.columns) == 1 else ""
+        raise LandingFileError(f"{url}: missing columns {missing}{hint}")
+    extra = tuple(c for c in df.columns if c not in required_columns)
+    df = df[list(required_columns)].copy()
     df[SOURCE_FILE] = url
     df[SOURCE_ROW] = range(1, len(df) + 1)
-    return df, LandingFile(url, hashlib.sha256(content).hexdigest(), len(df))
+    return df, LandingFile(url, hashlib.sha256(content).hexdigest(), len(df), extra)
 
 
-def read_landing(urls: list[str]) -> tuple[pd.DataFrame, list[LandingFile]]:
-    """Reads every file in ``urls`` into one DataFrame, in order."""
-    frames, records = [], []
+def read_landing(
+    urls: list[str], required_columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[LandingFile], list[RejectedFile]]:
+    """Reads every file in ``urls``; returns the rows of the accepted files, and both file lists."""
+    frames, accepted, rejected = [], [], []
     for url in urls:
-        df, record = read_landing_file(url)
+        try:
+            df, record = read_landing_file(url, required_columns)
+        except LandingFileError as exc:
+            with fsspec.open(url, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            rejected.append(RejectedFile(url, digest, str(exc)))
+            continue
         frames.append(df)
-        records.append(record)
-    if not frames:
-        return pd.DataFrame(), []
-    return pd.concat(frames, ignore_index=True), records
+        accepted.append(record)
+    columns = [*required_columns, SOURCE_FILE, SOURCE_ROW]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return rows, accepted, rejected
 
 
 def combined_hash(records: list[LandingFile]) -> str:

@@ -1,9 +1,16 @@
-"""Splitting rows into valid and quarantined, with one reason per failed rule."""
+"""Splitting rows into valid and quarantined, with one reason per failed rule.
+
+Two stages: first every cell is parsed into its column's type (so that text
+in a number column, a missing value or an infinity becomes a reason for that
+row instead of an error for the batch), then pandera checks ranges,
+categories, uniqueness and cross-field rules on the rows that parsed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
@@ -26,46 +33,118 @@ class SchemaViolation(ValueError):
     """The batch as a whole does not fit the schema (for example, a column is missing)."""
 
 
+def show(value: object, limit: int = 60) -> str:
+    """``repr`` of a failing value, cut to ``limit`` characters (a field can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _parse_column(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series]:
+    """Parses ``values`` as ``dtype``; returns the parsed column and the reasons of failed cells.
+
+    Columns that already have the type (Parquet input) skip parsing.
+    """
+    missing = values.isna()
+    kind = "text"
+    if dtype.startswith("datetime"):
+        parsed = values
+        if not pd.api.types.is_datetime64_any_dtype(values):
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        bad = parsed.isna() & ~missing
+        kind = "a timestamp"
+    elif dtype.startswith(("float", "int")):
+        parsed = values if pd.api.types.is_numeric_dtype(values) else pd.to_numeric(values, errors="coerce")
+        finite = np.isfinite(parsed.to_numpy(dtype=np.float64, na_value=0.0))
+        bad = (parsed.isna() & ~missing) | ~finite
+        kind = "a finite number"
+        if dtype.startswith("int"):
+            fractional = ~bad & ~missing & (parsed.fillna(0) % 1 != 0)
+            if fractional.any():
+                bad |= fractional
+                kind = "a whole number"
+    else:
+        parsed = values if pd.api.types.is_string_dtype(values) else values.where(missing, values.astype(str))
+        bad = pd.Series(False, index=values.index)
+    reasons = pd.concat(
+        [
+            pd.Series(f"{values.name}: missing", index=values.index[missing.to_numpy()], dtype=object),
+            pd.Series([f"{values.name}: not {kind} (got {show(v)})" for v in values[bad]], index=values.index[bad.to_numpy()], dtype=object),
+        ]
+    )
+    return parsed, reasons
+
+
+def parse_types(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, pd.Series]:
+    """Parses every schema column of ``df``; returns the parsed frame and the reasons per failing row.
+
+    Raises:
+        SchemaViolation: If schema columns are missing from ``df`` (names them).
+    """
+    columns = schema.to_schema().columns
+    absent = [name for name in columns if name not in df.columns]
+    if absent:
+        raise SchemaViolation(f"batch does not fit {schema.__name__}: missing columns {absent}")
+    parsed = df.copy()
+    reasons = []
+    for name, column in columns.items():
+        parsed[name], column_reasons = _parse_column(df[name], str(column.dtype))
+        if column.nullable:
+            column_reasons = column_reasons[df[name].reindex(column_reasons.index).notna()]
+        reasons.append(column_reasons)
+    failures = pd.concat(reasons) if reasons else pd.Series(dtype=object)
+    if failures.empty:
+        return parsed, failures
+    return parsed, failures.groupby(level=0).agg("; ".join)
+
+
 def _rule_name(row: pd.Series) -> str:
     if row["schema_context"] == "DataFrameSchema":  # a cross-field rule: one reason per row
         return f"row: {row['check']}"
-    return f"{row['column']}: {row['check']} (got {row['failure_case']!r})"
+    return f"{row['column']}: {row['check']} (got {show(row['failure_case'])})"
 
 
 def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = ApplicationSchema) -> ValidationResult:
     """Validates ``df`` and splits it into valid rows and quarantined rows with reasons.
 
     Args:
-        df: Raw rows; the index must be unique (a RangeIndex is fine).
+        df: Raw rows (any column types: text, numbers, timestamps); the index must be unique.
         schema: The pandera model to validate against.
 
     Returns:
-        Valid rows coerced to the schema's types, and the failing rows as they
-        came in plus ``_quarantine_reasons`` (one entry per failed rule, ``; ``-joined).
+        Valid rows in the schema's types, and the failing rows as they came in
+        plus ``_quarantine_reasons`` (one entry per failed rule, ``; ``-joined).
 
     Raises:
-        SchemaViolation: For failures that concern the batch rather than rows
-            (missing columns, a column of the wrong type as a whole); the
-            message names the column and the check.
+        SchemaViolation: For failures of the batch rather than of rows (a
+            missing column); the message names the columns.
     """
     if not df.index.is_unique:
         raise ValueError("split_valid_rows needs a unique index")
+    parsed, type_reasons = parse_types(df, schema)
+    candidates = parsed.drop(index=type_reasons.index)
+    counts: dict[str, int] = {}
+    if len(type_reasons):
+        counts["type"] = len(type_reasons)
     try:
-        valid = schema.validate(df, lazy=True)
-        return ValidationResult(valid, df.iloc[0:0].assign(**{REASONS: pd.Series(dtype=str)}), {})
+        schema.validate(candidates, lazy=True)
+        rule_reasons = pd.Series(dtype=object)
     except pandera.errors.SchemaErrors as errors:
         cases = errors.failure_cases
-    batch_level = cases[cases["index"].isna()]
-    if not batch_level.empty:
-        problems = "; ".join(
-            f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})" for _, r in batch_level.head(10).iterrows()
-        )
-        raise SchemaViolation(f"batch does not fit {schema.__name__}: {problems}")
-    cases = cases.assign(reason=cases.apply(_rule_name, axis=1))
-    reasons = cases.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))
+        batch_level = cases[cases["index"].isna()]
+        if not batch_level.empty:
+            problems = "; ".join(
+                f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})"
+                for _, r in batch_level.head(10).iterrows()
+            )
+            raise SchemaViolation(f"batch does not fit {schema.__name__}: {problems}")
+        cases = cases.assign(reason=cases.apply(_rule_name, axis=1))
+        rule_reasons = cases.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))
+        counts.update({str(k): int(v) for k, v in cases.groupby("check")["index"].nunique().items()})
+    reasons = pd.concat([type_reasons, rule_reasons])
     bad = df.index.isin(reasons.index)
     quarantined = df[bad].copy()
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
-    valid = schema.validate(df[~bad], lazy=False)
-    counts = cases.groupby("check")["index"].nunique().astype(int).to_dict()
-    return ValidationResult(valid, quarantined, {str(k): v for k, v in counts.items()})
+    valid = schema.validate(parsed[~bad], lazy=False)
+    return ValidationResult(valid, quarantined, counts)

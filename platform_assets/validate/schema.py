@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -34,6 +35,11 @@ class ApplicationSchema(pa.DataFrameModel):
     def loan_within_income_multiple(cls, df):  # noqa: N805
         """The loan is at most ``MAX_LOAN_TO_INCOME`` times the yearly income."""
         return df["loan_amount"] <= MAX_LOAN_TO_INCOME * df["income"].abs()
+
+    @pa.check("application_ts", name="not_in_the_future")
+    def not_in_the_future(cls, ts):  # noqa: N805
+        """An application cannot be dated after the moment it is validated."""
+        return ts <= pd.Timestamp.now(tz="UTC").tz_localize(None)
 
     @pa.dataframe_check(name="label_after_application")
     def label_after_application(cls, df):  # noqa: N805

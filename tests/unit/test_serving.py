@@ -1,5 +1,6 @@
 """The Seldon Core model server: served predictions equal the bundle's, and replace/stop work."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,13 @@ def test_served_predictions_equal_the_bundle(tmp_path, rows, servers):
     assert meta["tags"] == {"model_name": "loan-default", "model_version": "3"}
     with pytest.raises(RuntimeError, match=r"HTTP 500.*missing columns \['region'\]"):
         predict_over_http(process.url, rows.drop(columns=["region"]).to_dict("records"))
+    with pytest.raises(RuntimeError, match="'income' has missing values"):  # NaN is sent as null
+        predict_over_http(process.url, rows.assign(income=np.nan).head(3).to_dict("records"))
 
     assert stop_model_server(tmp_path / "server.json")
     assert not is_alive(process.pid)
+    with pytest.raises(ProcessLookupError):  # the whole group: no orphaned gRPC or metrics process
+        os.killpg(process.pid, 0)
     assert read_server_record(tmp_path / "server.json") is None
     assert not stop_model_server(tmp_path / "server.json")  # nothing left to stop
 

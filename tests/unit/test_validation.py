@@ -42,3 +42,24 @@ def test_valid_rows_are_typed(clean):
     df = clean.astype({"income": str})
     result = split_valid_rows(df)
     assert pd.api.types.is_float_dtype(result.valid["income"])
+
+
+def test_unparseable_cells_are_row_reasons_not_batch_errors(clean):
+    df = clean.astype({"income": object, "term_months": object, "application_ts": object})
+    df.loc[3, "income"] = "abc"
+    df.loc[4, "debt_to_income"] = float("inf")
+    df.loc[5, "term_months"] = 36.5
+    df.loc[6, "region"] = None
+    df.loc[7, "application_ts"] = "not a date"
+    result = split_valid_rows(df)
+    reasons = result.quarantined[REASONS].to_dict()
+    assert reasons == {
+        3: "income: not a finite number (got 'abc')",
+        4: "debt_to_income: not a finite number (got inf)",
+        5: "term_months: not a whole number (got 36.5)",
+        6: "region: missing",
+        7: "application_ts: not a timestamp (got 'not a date')",
+    }
+    assert len(result.valid) == len(df) - 5
+    assert pd.api.types.is_datetime64_any_dtype(result.valid["application_ts"])
+    assert result.failure_counts["type"] == 5
