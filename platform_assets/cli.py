@@ -47,6 +47,22 @@ def _where(_: argparse.Namespace) -> int:
     return 0
 
 
+def _infer_schema(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from platform_assets.ingest.landing import read_sample
+    from platform_assets.validate.infer import propose_columns, render_model
+
+    sample = read_sample(args.file, args.rows)
+    source = render_model(propose_columns(sample), args.name, Path(args.file).name)
+    if args.out:
+        Path(args.out).write_text(source)
+        print(f"wrote a proposed model of {len(sample.columns)} columns ({len(sample)} sample rows) to {args.out}")
+    else:
+        print(source)
+    return 0
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from platform_assets.lineage import trace_prediction
 
@@ -68,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     gen.set_defaults(func=_generate)
     commands.add_parser("where", help="print where to look: UIs, reports, endpoint").set_defaults(func=_where)
+    infer = commands.add_parser("infer-schema", help="propose a pandera model from a sample file, for review")
+    infer.add_argument("file", help="a .csv, .parquet or .jsonl sample")
+    infer.add_argument("--name", default="ProposedSchema", help="class name of the model")
+    infer.add_argument("--rows", type=int, default=100_000, help="sample at most this many rows")
+    infer.add_argument("--out", help="write the module here instead of printing it")
+    infer.set_defaults(func=_infer_schema)
     lin = commands.add_parser("lineage", help="trace a served prediction back to its model and raw file")
     lin.add_argument("application_id")
     lin.set_defaults(func=_lineage)

@@ -88,6 +88,15 @@ def _parse(url: str, content: bytes) -> pd.DataFrame:
         raise LandingFileError(f"{url}: cannot be parsed: {exc}") from exc
 
 
+def read_sample(url: str, max_rows: int) -> pd.DataFrame:
+    """Reads up to ``max_rows`` rows of any supported file, as the landing reader parses it."""
+    with fsspec.open(url, "rb") as handle:
+        content = handle.read()
+    if not content:
+        raise LandingFileError(f"{url}: file is empty (0 bytes)")
+    return _parse(url, content).head(max_rows)
+
+
 def read_landing_file(url: str, required_columns: tuple[str, ...]) -> tuple[pd.DataFrame, LandingFile]:
     """Reads one landing file whole; adds its path and 1-based data row numbers.
 
