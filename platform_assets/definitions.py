@@ -23,6 +23,7 @@ from platform_assets.resources import (
     FeatureStore,
     MlflowRegistry,
     ModelServing,
+    PiiMasking,
     PlatformState,
     Warehouse,
     mlflow_tracking,
@@ -66,6 +67,7 @@ def build_resources(root: str | Path | None = None) -> dict:
                 "artifact_root": artifact_root,
             }
         ),
+        "pii": PiiMasking(salt="local-development-salt" if pinned else _env("PII_SALT", "local-development-salt")),
         "serving": ModelServing(
             serving_python=_env("SERVING_PYTHON", "") if not pinned else "",
             http_port=int(os.environ.get("SERVING_PORT", "9100")),

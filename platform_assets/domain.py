@@ -8,6 +8,9 @@ TERMS_MONTHS = (36, 60)
 COLUMNS = (
     "application_id",
     "applicant_id",
+    "applicant_name",
+    "email",
+    "phone",
     "application_ts",
     "income",
     "loan_amount",
@@ -25,3 +28,5 @@ COLUMNS = (
 # The protected attribute: never a model input, always a fairness slice.
 PROTECTED_ATTRIBUTE = "age_band"
 LABEL = "is_default"
+# Personal data: replaced by salted hashes before rows leave the validation stage.
+PII_COLUMNS = ("applicant_name", "email", "phone")

@@ -139,3 +139,9 @@ class ModelServing(dg.ConfigurableResource):
     def pid_path(self, paths: settings.StatePaths) -> Path:
         """Where the running server is recorded."""
         return paths.serving / "server.json"
+
+
+class PiiMasking(dg.ConfigurableResource):
+    """The salt of the hashes that replace personal data (set ``PII_SALT`` outside development)."""
+
+    salt: str

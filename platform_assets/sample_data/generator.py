@@ -23,6 +23,8 @@ import pandas as pd
 from platform_assets.domain import AGE_BANDS, COLUMNS, REGIONS, TERMS_MONTHS
 
 SCENARIOS = ("none", "covariate", "concept")
+FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Grace", "Hugo", "Ines", "Jon", "Kofi", "Lena")
+LAST_NAMES = ("Smith", "Okafor", "Nowak", "Garcia", "Khan", "Rossi", "Muller", "Silva", "Chen", "Ahmed")
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,15 @@ def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
     lo, hi = config.label_delay_days
     label_ts = application_ts + (rng.integers(lo, hi + 1, size=n) * 86_400).astype("timedelta64[s]")
 
+    first = np.array(FIRST_NAMES, dtype=object)[applicant_id % len(FIRST_NAMES)]
+    last = np.array(LAST_NAMES, dtype=object)[(applicant_id // len(FIRST_NAMES)) % len(LAST_NAMES)]
     df = pd.DataFrame(
         {
             "application_id": np.char.add("app-", np.arange(n).astype(str)),
             "applicant_id": applicant_id,
+            "applicant_name": first + " " + last,
+            "email": np.char.add(np.char.add((first + "." + last).astype(str), applicant_id.astype(str)), "@example.com"),
+            "phone": np.char.add("+44 7700 ", np.char.zfill((applicant_id % 1_000_000).astype(str), 6)),
             "application_ts": application_ts.astype("datetime64[us]"),
             "income": income,
             "loan_amount": loan_amount,

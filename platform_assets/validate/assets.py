@@ -4,7 +4,8 @@
 import dagster as dg
 
 from platform_assets.ingest.assets import RAW_APPLICATIONS
-from platform_assets.resources import Warehouse
+from platform_assets.domain import PII_COLUMNS
+from platform_assets.resources import PiiMasking, Warehouse
 
 VALIDATED_APPLICATIONS = dg.AssetKey(["validated", "applications"])
 QUARANTINED_APPLICATIONS = dg.AssetKey(["quarantine", "applications"])
@@ -28,14 +29,17 @@ QUARANTINED_APPLICATIONS = dg.AssetKey(["quarantine", "applications"])
         ),
     ],
 )
-def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse):
+def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
     """Splits ``raw.applications`` into ``validated.applications`` and ``quarantine.applications``."""
+    from platform_assets.validate.pii import mask_pii
     from platform_assets.validate.rules import split_valid_rows
 
     with warehouse.connect() as con:
         raw = con.execute("SELECT * FROM raw.applications").df()
         result = split_valid_rows(raw)
-        valid, quarantined = result.valid, result.quarantined
+        # Validate first (formats of emails and phones), then mask before anything is written.
+        valid = mask_pii(result.valid, PII_COLUMNS, pii.salt)
+        quarantined = mask_pii(result.quarantined, PII_COLUMNS, pii.salt)
         for schema, frame in (("validated", valid), ("quarantine", quarantined)):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             con.execute(f"CREATE OR REPLACE TABLE {schema}.applications AS SELECT * FROM frame")

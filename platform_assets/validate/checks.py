@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from platform_assets.domain import PII_COLUMNS
 from platform_assets.resources import Warehouse
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
@@ -70,3 +71,26 @@ def quarantine_rows_have_reasons(warehouse: Warehouse) -> dg.AssetCheckResult:
             "OR _source_file IS NULL OR _source_row IS NULL"
         ).fetchone()[0]
     return dg.AssetCheckResult(passed=missing == 0, metadata={"rows_without_reason": missing})
+
+
+@dg.asset_check(
+    asset=VALIDATED_APPLICATIONS,
+    additional_deps=[QUARANTINED_APPLICATIONS],
+    blocking=True,
+    description="Personal data (names, emails, phones) is masked in validated and quarantined rows.",
+)
+def pii_is_masked(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Counts personal-data cells that are not salted-hash tokens."""
+    from platform_assets.validate.pii import MASKED_PATTERN
+
+    unmasked = {}
+    with warehouse.connect(read_only=True) as con:
+        for table in ("validated.applications", "quarantine.applications"):
+            columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+            for column in (c for c in PII_COLUMNS if c in columns):
+                unmasked[f"{table}.{column}"] = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL "
+                    f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
+                    [MASKED_PATTERN],
+                ).fetchone()[0]
+    return dg.AssetCheckResult(passed=not any(unmasked.values()), metadata=unmasked)

@@ -17,6 +17,9 @@ class ApplicationSchema(pa.DataFrameModel):
 
     application_id: Series[str] = pa.Field(unique=True, nullable=False)
     applicant_id: Series[int] = pa.Field(ge=0)
+    applicant_name: Series[str] = pa.Field(nullable=False)
+    email: Series[str] = pa.Field(str_matches=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: Series[str] = pa.Field(str_matches=r"^\+?[0-9 ()-]{7,20}$")
     application_ts: Series[pa.DateTime] = pa.Field(nullable=False)
     income: Series[float] = pa.Field(gt=0)
     loan_amount: Series[float] = pa.Field(gt=0)
