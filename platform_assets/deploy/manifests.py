@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "seldondeployment.yaml"
-DEFAULT_LOADER_IMAGE = "registry.local/platform-assets:latest"  # user-code image (deploy/dagster/values.yaml)
+DEFAULT_FETCH_IMAGE = "registry.local/platform-assets:latest"  # user-code image (deploy/dagster/values.yaml)
 
 
 def _fill(node: Any, values: dict[str, str]) -> Any:
@@ -33,7 +33,7 @@ def render_seldon_deployment(
     model_uri: str,
     replicas: int = 1,
     canary: dict | None = None,
-    loader_image: str = DEFAULT_LOADER_IMAGE,
+    fetch_image: str = DEFAULT_FETCH_IMAGE,
 ) -> dict:
     """Fills the template; with ``canary``, adds a second predictor that takes part of the traffic.
 
@@ -47,7 +47,7 @@ def render_seldon_deployment(
         canary: ``{"model_version", "model_uri", "traffic"}`` (optional ``"image"``,
             ``"replicas"``): a canary predictor taking ``traffic`` percent (1-99,
             default 10); the main predictor takes the rest.
-        loader_image: Image with the mlflow CLI for the init container.
+        fetch_image: Image with the mlflow CLI for the init container.
 
     Returns:
         The manifest as a dict, ready for the Kubernetes API.
@@ -57,7 +57,7 @@ def render_seldon_deployment(
     """
     template = yaml.safe_load(TEMPLATE.read_text())
     prototype = template["spec"].pop("predictors")[0]
-    common = {"name": name, "namespace": namespace, "loader_image": loader_image}
+    common = {"name": name, "namespace": namespace, "fetch_image": fetch_image}
     manifest = _fill(template, common)
 
     def predictor(label: str, **values: str) -> dict:

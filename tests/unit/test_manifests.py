@@ -43,6 +43,7 @@ def test_manifest_validates_against_the_crd(schema):
     spec = main["componentSpecs"][0]["spec"]
     assert spec["containers"][0]["image"] == ARGS["image"]
     assert "models:/loan-default/4" in spec["initContainers"][0]["command"]
+    assert spec["initContainers"][0]["image"] == "registry.local/platform-assets:latest"
     assert "$" not in yaml.safe_dump(manifest)  # every placeholder filled
 
 
