@@ -17,6 +17,7 @@ from platform_assets.features import checks as feature_checks
 from platform_assets.features import dbt as feature_dbt
 from platform_assets.ingest import assets as ingest_assets
 from platform_assets.ingest import checks as ingest_checks
+from platform_assets.ingest.sensors import landing_files_sensor
 from platform_assets.monitor import assets as monitor_assets
 from platform_assets.monitor import checks as monitor_checks
 from platform_assets.resources import (
@@ -78,6 +79,7 @@ def build_resources(root: str | Path | None = None) -> dict:
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    sensors=[landing_files_sensor],
     resources=build_resources(),
     # One process runs the steps in order: DuckDB allows one writer per file,
     # and re-importing torch/feast in a process per step would cost seconds each.

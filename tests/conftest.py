@@ -23,13 +23,15 @@ def _isolated_state(tmp_path_factory, monkeypatch):
     yield root
 
 
-def write_sample_landing(root: Path, days: int = 40, rows_per_day: int = 300, **kwargs) -> int:
-    """Writes generated landing files under ``root``; returns the number of rows."""
+def write_sample_landing(
+    root: Path, days: int = 40, rows_per_day: int = 300, start: dt.date = dt.date(2026, 9, 1), **kwargs
+) -> int:
+    """Writes generated landing files (one per day from ``start``) under ``root``; returns the number of rows."""
     from platform_assets import settings
     from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
 
     config = GeneratorConfig(
-        start_date=dt.date(2026, 9, 1), days=days, rows_per_day=rows_per_day, **kwargs
+        start_date=start, days=days, rows_per_day=rows_per_day, **kwargs
     )
     df = generate_applications(config)
     write_landing_files(df, settings.paths(root).landing)
