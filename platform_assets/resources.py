@@ -51,6 +51,27 @@ class Warehouse(dg.ConfigurableResource):
             con.close()
 
 
+    def replace_tables(self, tables: "dict[str, pandas.DataFrame]") -> None:  # noqa: F821
+        """Replaces every ``schema.table`` in ``tables`` in one transaction.
+
+        Either all tables change or none does: a step killed or failing half way
+        leaves the previous version of each table intact and visible.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, frame in tables.items():
+                    schema = name.split(".", 1)[0]
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                    con.register("_incoming", frame)
+                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+                    con.unregister("_incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+
 class FeatureStore(dg.ConfigurableResource):
     """The Feast repository (``feature_repo/``) with its registry and stores under the state root."""
 

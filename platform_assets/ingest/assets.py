@@ -32,11 +32,7 @@ def raw_applications(
         columns=["path", "sha256", "rows", "extra_columns"],
     )
     rejects = pd.DataFrame([r.__dict__ for r in rejected], columns=["path", "sha256", "error"])
-    with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        con.execute("CREATE OR REPLACE TABLE raw.applications AS SELECT * FROM df")
-        con.execute("CREATE OR REPLACE TABLE raw.landing_files AS SELECT * FROM files")
-        con.execute("CREATE OR REPLACE TABLE raw.rejected_files AS SELECT * FROM rejects")
+    warehouse.replace_tables({"raw.applications": df, "raw.landing_files": files, "raw.rejected_files": rejects})
     for reject in rejected:
         context.log.warning(f"rejected {reject.error}")
     version = landing.combined_hash(accepted)

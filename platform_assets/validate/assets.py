@@ -34,15 +34,13 @@ def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehou
     from platform_assets.validate.pii import mask_pii
     from platform_assets.validate.rules import split_valid_rows
 
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         raw = con.execute("SELECT * FROM raw.applications").df()
-        result = split_valid_rows(raw)
-        # Validate first (formats of emails and phones), then mask before anything is written.
-        valid = mask_pii(result.valid, PII_COLUMNS, pii.salt)
-        quarantined = mask_pii(result.quarantined, PII_COLUMNS, pii.salt)
-        for schema, frame in (("validated", valid), ("quarantine", quarantined)):
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            con.execute(f"CREATE OR REPLACE TABLE {schema}.applications AS SELECT * FROM frame")
+    result = split_valid_rows(raw)
+    # Validate first (formats of emails and phones), then mask before anything is written.
+    valid = mask_pii(result.valid, PII_COLUMNS, pii.salt)
+    quarantined = mask_pii(result.quarantined, PII_COLUMNS, pii.salt)
+    warehouse.replace_tables({"validated.applications": valid, "quarantine.applications": quarantined})
     context.log.info(f"{len(raw)} raw rows: {len(valid)} valid, {len(quarantined)} quarantined")
     rate = len(quarantined) / len(raw) if len(raw) else 0.0
     yield dg.MaterializeResult(
