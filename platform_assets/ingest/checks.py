@@ -53,3 +53,30 @@ def landing_files_all_accepted(warehouse: Warehouse) -> dg.AssetCheckResult:
             "errors": dg.MetadataValue.md("\n".join(f"- {error}" for _, error in rejected) or "none"),
         },
     )
+
+
+class FreshnessConfig(dg.Config):
+    """How old the newest application may be before the data counts as stale."""
+
+    max_age_hours: float = 48.0
+
+
+@dg.asset_check(
+    asset=RAW_APPLICATIONS,
+    description="The newest application is recent: landing files keep arriving (warns when stale).",
+)
+def raw_applications_fresh(config: FreshnessConfig, warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Compares the newest application time with now."""
+    import datetime as dt
+
+    import pandas as pd
+
+    with warehouse.connect(read_only=True) as con:
+        newest = con.execute("SELECT max(CAST(application_ts AS TIMESTAMP)) FROM raw.applications").fetchone()[0]
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    age_hours = (now - pd.Timestamp(newest).to_pydatetime()).total_seconds() / 3600 if newest else float("inf")
+    return dg.AssetCheckResult(
+        passed=age_hours <= config.max_age_hours,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"newest_application": str(newest), "age_hours": age_hours, "max_age_hours": config.max_age_hours},
+    )

