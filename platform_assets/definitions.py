@@ -23,6 +23,7 @@ from platform_assets.monitor import assets as monitor_assets
 from platform_assets.monitor import checks as monitor_checks
 from platform_assets.resources import (
     FeatureStore,
+    Landing,
     MlflowRegistry,
     ModelServing,
     PiiMasking,
@@ -58,6 +59,7 @@ def build_resources(root: str | Path | None = None) -> dict:
     artifact_root = str(paths.mlflow / "artifacts")
     return {
         "state": PlatformState(root=state_root),
+        "landing": Landing(url=str(paths.landing) if pinned else _env("LANDING_URL", str(paths.landing))),
         "warehouse": Warehouse(database=str(paths.warehouse)),
         "dbt": feature_dbt.dbt_resource(),
         "feast": FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"), state_root=str(paths.root)),

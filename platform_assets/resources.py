@@ -29,6 +29,12 @@ class PlatformState(dg.ConfigurableResource):
         return settings.paths(self.root)
 
 
+class Landing(dg.ConfigurableResource):
+    """Where new data files arrive: any fsspec URL (a local folder, ``s3://``, ``gs://``)."""
+
+    url: str
+
+
 class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse file that holds raw, validated, quarantine and dbt tables."""
 

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from platform_assets.domain import COLUMNS
-from platform_assets.resources import PlatformState, Warehouse
+from platform_assets.resources import Landing, Warehouse
 
 RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
 
@@ -16,17 +16,17 @@ RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
     description="Loan applications as they arrived in the landing files, one row per file row.",
 )
 def raw_applications(
-    context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse
+    context: dg.AssetExecutionContext, landing: Landing, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     """Reads every landing file into ``raw.applications`` with its file and row number."""
     import pandas as pd
 
-    from platform_assets.ingest import landing
+    from platform_assets.ingest.landing import combined_hash, list_landing_files, read_landing
 
-    urls = landing.list_landing_files(str(state.paths.landing))
+    urls = list_landing_files(landing.url)
     if not urls:
-        raise dg.Failure(f"no landing files under {state.paths.landing}; run `make data` first")
-    df, accepted, rejected = landing.read_landing(urls, COLUMNS)
+        raise dg.Failure(f"no landing files under {landing.url}; run `make data` first")
+    df, accepted, rejected = read_landing(urls, COLUMNS)
     files = pd.DataFrame(
         [{"path": r.path, "sha256": r.sha256, "rows": r.rows, "extra_columns": ",".join(r.extra_columns)} for r in accepted],
         columns=["path", "sha256", "rows", "extra_columns"],
@@ -35,7 +35,7 @@ def raw_applications(
     warehouse.replace_tables({"raw.applications": df, "raw.landing_files": files, "raw.rejected_files": rejects})
     for reject in rejected:
         context.log.warning(f"rejected {reject.error}")
-    version = landing.combined_hash(accepted)
+    version = combined_hash(accepted)
     context.log.info(f"ingested {len(df)} rows from {len(accepted)} files; rejected {len(rejected)} files")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
@@ -44,6 +44,6 @@ def raw_applications(
             "files": len(accepted),
             "rejected_files": len(rejected),
             "content_hash": version,
-            "landing": dg.MetadataValue.path(str(state.paths.landing)),
+            "landing": landing.url,
         },
     )

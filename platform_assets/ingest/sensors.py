@@ -6,7 +6,7 @@ import json
 import dagster as dg
 
 from platform_assets.ingest.assets import RAW_APPLICATIONS
-from platform_assets.resources import PlatformState
+from platform_assets.resources import Landing
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
 
@@ -33,15 +33,15 @@ def fingerprint_files(urls: list[str]) -> dict[str, str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Ingests and validates when landing files are added or their content changes.",
 )
-def landing_files_sensor(context: dg.SensorEvaluationContext, state: PlatformState):
+def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing):
     """Requests one ingestion run per set of new or changed files; the cursor keeps each file's hash."""
     from platform_assets.ingest.landing import list_landing_files
 
     previous = json.loads(context.cursor) if context.cursor else {}
     try:
-        current = fingerprint_files(list_landing_files(str(state.paths.landing)))
+        current = fingerprint_files(list_landing_files(landing.url))
     except Exception as exc:  # a sensor must keep ticking: an unreadable landing location is a skip
-        return dg.SkipReason(f"cannot read the landing location {state.paths.landing}: {exc}")
+        return dg.SkipReason(f"cannot read the landing location {landing.url}: {exc}")
     changed = landing_changes(previous, current)
     if not changed:
         return dg.SkipReason(f"no new or changed files among {len(current)} landing files")

@@ -101,3 +101,18 @@ def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
     assert raw == rows_good + sum(e[1] for e in EXPECTED.values() if not e[0])
     assert raw == valid + quarantined
     assert quarantined >= sum(e[2] for e in EXPECTED.values())
+
+
+def test_landing_can_be_any_fsspec_url():
+    """The reader takes URLs: here fsspec's in-memory filesystem stands in for a bucket."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    good = next((CORPUS / "extra_column").iterdir()).read_bytes()
+    fs.pipe("/bucket/landing/applications_2026-01-02.csv", good)
+    fs.pipe("/bucket/landing/applications_2026-01-03.csv", b"")
+    urls = list_landing_files("memory://bucket/landing")
+    assert all(u.startswith("memory://") for u in urls)
+    assert [u.rsplit("/", 1)[-1] for u in urls] == ["applications_2026-01-02.csv", "applications_2026-01-03.csv"]
+    df, accepted, rejected = read_landing(urls, COLUMNS)
+    assert len(df) == 5 and len(accepted) == 1 and "file is empty" in rejected[0].error

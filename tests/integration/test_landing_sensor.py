@@ -15,7 +15,7 @@ CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_inputs"
 
 
 def _tick(instance, resources, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"state": resources["state"]})
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing": resources["landing"]})
     result = landing_files_sensor(context)
     return result, (result.cursor if isinstance(result, dg.SensorResult) else cursor)
 
