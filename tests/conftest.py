@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
 SHARED = PROJECT_ROOT.parent / "shared"
+
+
+def pytest_collection_finish(session):
+    """Undoes the ``gc.freeze()`` of ``platform_assets.definitions`` for the test session.
+
+    Test modules import duckdb before the definitions; frozen DuckDB objects are
+    never freed, and DuckDB's bindings then print pages of "leaked" at exit.
+    """
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

@@ -146,5 +146,8 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
     bad = df.index.isin(reasons.index)
     quarantined = df[bad].copy()
     quarantined[REASONS] = reasons.reindex(quarantined.index).to_numpy()
-    valid = schema.validate(parsed[~bad], lazy=False)
+    # The rows left passed every check above: only their types remain to be set.
+    valid = parsed[~bad].copy()
+    for name, column in schema.to_schema().columns.items():
+        valid[name] = column.dtype.coerce(valid[name])
     return ValidationResult(valid, quarantined, counts)

@@ -63,3 +63,14 @@ def test_unparseable_cells_are_row_reasons_not_batch_errors(clean):
     assert len(result.valid) == len(df) - 5
     assert pd.api.types.is_datetime64_any_dtype(result.valid["application_ts"])
     assert result.failure_counts["type"] == 5
+
+
+def test_valid_output_fits_the_schema_exactly(clean):
+    from platform_assets.validate.schema import ApplicationSchema
+
+    df = clean.astype(str)  # as a CSV delivers it: every cell is text
+    df.loc[2, "income"] = "-1"
+    result = split_valid_rows(df)
+    assert len(result.valid) == len(df) - 1
+    ApplicationSchema.validate(result.valid)
+    assert result.valid["term_months"].dtype == "int64"
