@@ -88,21 +88,37 @@ def _parse(url: str, content: bytes) -> pd.DataFrame:
         raise LandingFileError(f"{url}: cannot be parsed: {exc}") from exc
 
 
-def read_sample(url: str, max_rows: int) -> pd.DataFrame:
-    """Reads up to ``max_rows`` rows of any supported file, as the landing reader parses it."""
+def read_bytes(url: str) -> bytes:
+    """The whole content of ``url`` (any fsspec URL)."""
     with fsspec.open(url, "rb") as handle:
-        content = handle.read()
+        return handle.read()
+
+
+def file_sha256(url: str) -> str:
+    """The content hash of one file: the data version of what it holds."""
+    return hashlib.sha256(read_bytes(url)).hexdigest()
+
+
+def _parse_nonempty(url: str, content: bytes) -> pd.DataFrame:
     if not content:
         raise LandingFileError(f"{url}: file is empty (0 bytes)")
-    return _parse(url, content).head(max_rows)
+    return _parse(url, content)
 
 
-def read_landing_file(url: str, required_columns: tuple[str, ...]) -> tuple[pd.DataFrame, LandingFile]:
-    """Reads one landing file whole; adds its path and 1-based data row numbers.
+def read_sample(url: str, max_rows: int) -> pd.DataFrame:
+    """Reads up to ``max_rows`` rows of any supported file, as the landing reader parses it."""
+    return _parse_nonempty(url, read_bytes(url)).head(max_rows)
+
+
+def parse_landing_file(
+    url: str, content: bytes, required_columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, LandingFile]:
+    """Parses one landing file's ``content`` whole; adds its path and 1-based data row numbers.
 
     Args:
         url: Path or fsspec URL of a ``.parquet``, ``.csv`` or ``.jsonl`` file
             named ``applications_YYYY-MM-DD.<ext>``.
+        content: The file's bytes.
         required_columns: Columns every file must have; others are dropped and recorded.
 
     Returns:
@@ -115,11 +131,7 @@ def read_landing_file(url: str, required_columns: tuple[str, ...]) -> tuple[pd.D
     name = url.rsplit("/", 1)[-1]
     if ".." in name or not FILE_NAME.match(name):
         raise LandingFileError(f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)")
-    with fsspec.open(url, "rb") as handle:
-        content = handle.read()
-    if not content:
-        raise LandingFileError(f"{url}: file is empty (0 bytes)")
-    df = _parse(url, content)
+    df = _parse_nonempty(url, content)
     missing = [c for c in required_columns if c not in df.columns]
     if missing:
         hint = " (one column only: wrong delimiter?)" if len(df.columns) == 1 else ""
@@ -134,15 +146,14 @@ def read_landing_file(url: str, required_columns: tuple[str, ...]) -> tuple[pd.D
 def read_landing(
     urls: list[str], required_columns: tuple[str, ...]
 ) -> tuple[pd.DataFrame, list[LandingFile], list[RejectedFile]]:
-    """Reads every file in ``urls``; returns the rows of the accepted files, and both file lists."""
+    """Reads every file in ``urls`` once; returns the rows of the accepted files, and both file lists."""
     frames, accepted, rejected = [], [], []
     for url in urls:
+        content = read_bytes(url)
         try:
-            df, record = read_landing_file(url, required_columns)
+            df, record = parse_landing_file(url, content, required_columns)
         except LandingFileError as exc:
-            with fsspec.open(url, "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
-            rejected.append(RejectedFile(url, digest, str(exc)))
+            rejected.append(RejectedFile(url, hashlib.sha256(content).hexdigest(), str(exc)))
             continue
         frames.append(df)
         accepted.append(record)

@@ -15,17 +15,6 @@ def landing_changes(previous: dict, current: dict) -> list[str]:
     return sorted(path for path, digest in current.items() if previous.get(path) != digest)
 
 
-def fingerprint_files(urls: list[str]) -> dict[str, str]:
-    """sha256 of each file's content: the same bytes rewritten are not a change."""
-    import fsspec
-
-    digests = {}
-    for url in urls:
-        with fsspec.open(url, "rb") as handle:
-            digests[url] = hashlib.sha256(handle.read()).hexdigest()
-    return digests
-
-
 @dg.sensor(
     name="landing_files_sensor",
     asset_selection=dg.AssetSelection.assets(RAW_APPLICATIONS, VALIDATED_APPLICATIONS, QUARANTINED_APPLICATIONS),
@@ -35,11 +24,12 @@ def fingerprint_files(urls: list[str]) -> dict[str, str]:
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing):
     """Requests one ingestion run per set of new or changed files; the cursor keeps each file's hash."""
-    from platform_assets.ingest.landing import list_landing_files
+    from platform_assets.ingest.landing import file_sha256, list_landing_files
 
     previous = json.loads(context.cursor) if context.cursor else {}
     try:
-        current = fingerprint_files(list_landing_files(landing.url))
+        # The same bytes rewritten are not a change: files are compared by content hash.
+        current = {url: file_sha256(url) for url in list_landing_files(landing.url)}
     except Exception as exc:  # a sensor must keep ticking: an unreadable landing location is a skip
         return dg.SkipReason(f"cannot read the landing location {landing.url}: {exc}")
     changed = landing_changes(previous, current)
