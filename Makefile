@@ -39,8 +39,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 data: install
 	$(BIN)/python -m platform_assets generate $(DATA_ARGS)
 
+# Two runs: the landed days (one run for the whole range), then everything downstream.
 materialize: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster asset materialize -m platform_assets.definitions --select '*'
+	$(BIN)/dagster asset materialize -m platform_assets.definitions \
+		--select raw/applications,validated/applications,quarantine/applications \
+		--partition-range "$$($(BIN)/python -m platform_assets landing-days)"
+	$(BIN)/dagster job execute -m platform_assets.definitions -j features_to_serving
 
 where: install
 	@$(BIN)/python -m platform_assets where

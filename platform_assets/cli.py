@@ -1,4 +1,4 @@
-"""Command line: generate sample data, show where state lives, trace a prediction's lineage."""
+"""Command line: generate sample data, show where state lives, list landed days, trace a prediction's lineage."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def _infer_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _landing_days(_: argparse.Namespace) -> int:
+    import os
+
+    from platform_assets.ingest.landing import list_landing_files, partition_of
+    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+
+    url = os.environ.get("LANDING_URL") or str(settings.paths().landing)
+    days = sorted({d for u in list_landing_files(url) if (d := partition_of(u)) and DAILY_PARTITIONS.has_partition_key(d)})
+    if not days:
+        print(f"no landing files of any day under {url}; run `make data` first", file=sys.stderr)
+        return 1
+    print(f"{days[0]}...{days[-1]}")
+    return 0
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from platform_assets.lineage import trace_prediction
 
@@ -90,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--rows", type=int, default=100_000, help="sample at most this many rows")
     infer.add_argument("--out", help="write the module here instead of printing it")
     infer.set_defaults(func=_infer_schema)
+    commands.add_parser(
+        "landing-days", help="print FIRST...LAST, the range of days with landing files (for --partition-range)"
+    ).set_defaults(func=_landing_days)
     lin = commands.add_parser("lineage", help="trace a served prediction back to its model and raw file")
     lin.add_argument("application_id")
     lin.set_defaults(func=_lineage)

@@ -79,9 +79,25 @@ def build_resources(root: str | Path | None = None) -> dict:
     }
 
 
+DAILY_GROUPS = ("ingest", "validate")
+
+# The daily-partitioned data assets, run for a day or a range of days (one run per range).
+ingest_days_job = dg.define_asset_job(
+    "ingest_days",
+    selection=dg.AssetSelection.groups(*DAILY_GROUPS),
+    description="Ingest and validate landing files for a day or a range of days.",
+)
+# Everything after validation: features, training, the gate, deployment and monitoring.
+features_to_serving_job = dg.define_asset_job(
+    "features_to_serving",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*DAILY_GROUPS),
+    description="Build features from all validated days, train, evaluate, deploy and monitor.",
+)
+
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    jobs=[ingest_days_job, features_to_serving_job],
     sensors=[landing_files_sensor],
     resources=build_resources(),
     # One process runs the steps in order: DuckDB allows one writer per file,

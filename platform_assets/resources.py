@@ -77,6 +77,75 @@ class Warehouse(dg.ConfigurableResource):
                 con.execute("ROLLBACK")
                 raise
 
+    def replace_partitions(
+        self, tables: "dict[str, pandas.DataFrame]", column: str, keys: "list[str | None]"  # noqa: F821
+    ) -> None:
+        """Replaces the rows of the partitions ``keys`` in every ``schema.table``, in one transaction.
+
+        Rows whose ``column`` is in ``keys`` (``None`` stands for NULL) are deleted
+        and the incoming rows inserted by column name; other partitions are not
+        touched. A table is created on first write. Where a later batch brings a
+        column in another type (text from a CSV file where Parquet gave numbers)
+        the column is widened (to DOUBLE for two numeric types, else VARCHAR),
+        so that values are kept as they arrived. Either every table changes or
+        none does: a step killed half way leaves the previous partitions intact.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for name, frame in tables.items():
+                    if column not in frame.columns:
+                        raise ValueError(f"{name}: incoming rows lack the partition column {column!r}")
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
+                    con.register("_incoming", frame)
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _incoming LIMIT 0")
+                    values = [k for k in keys if k is not None]
+                    condition = " OR ".join(
+                        ([f"{column} IN ({', '.join('?' for _ in values)})"] if values else [])
+                        + ([f"{column} IS NULL"] if None in keys else [])
+                    )
+                    _require_column(con, name, column)
+                    if condition:
+                        con.execute(f"DELETE FROM {name} WHERE {condition}", values)
+                    if not frame.empty:  # an empty batch only deletes, and decides no types
+                        if con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 0:
+                            # Nothing else is kept: the incoming rows decide the column types.
+                            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+                        else:
+                            _align_columns(con, name)
+                            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
+                    con.unregister("_incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _require_column(con, table: str, column: str) -> None:
+    """Fails with a clear message when ``table`` predates partitioning (has no partition column)."""
+    if column not in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}:
+        raise ValueError(
+            f"{table} has no partition column {column!r}: it was written by an older, "
+            "unpartitioned layout; drop it (or run `make clean`) and materialize again"
+        )
+
+
+def _align_columns(con, table: str) -> None:
+    """Makes ``table`` able to take the registered ``_incoming`` rows: adds or widens columns."""
+    existing = {r[0]: r[1] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    for name, kind, *_ in con.execute("DESCRIBE _incoming").fetchall():
+        current = existing.get(name)
+        if current is None:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+        elif current != kind and current != "VARCHAR" and kind != '"NULL"':
+            numeric = current.startswith(_NUMERIC) and kind.startswith(_NUMERIC)
+            if numeric and current == "DOUBLE":
+                continue
+            con.execute(f'ALTER TABLE {table} ALTER COLUMN "{name}" TYPE {"DOUBLE" if numeric else "VARCHAR"}')
+
 
 class FeatureStore(dg.ConfigurableResource):
     """The Feast repository (``feature_repo/``) with its registry and stores under the state root."""

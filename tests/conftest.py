@@ -46,3 +46,28 @@ def write_sample_landing(
     df = generate_applications(config)
     write_landing_files(df, settings.paths(root).landing)
     return len(df)
+
+
+def day_range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that target the daily partitions ``first`` to ``last`` in one run (single-run backfill)."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def materialize_graph(instance, resources, first: str, last: str, downstream: bool = True) -> list:
+    """Materializes the days ``first``..``last`` of ingest and validation, then (optionally) the rest.
+
+    Returns the results of the runs, as ``make materialize`` does them: the
+    partitioned data assets for the range, then everything downstream.
+    """
+    import dagster as dg
+
+    from platform_assets import definitions
+
+    everything = [*dg.load_assets_from_modules(definitions.ASSET_MODULES),
+                  *dg.load_asset_checks_from_modules(definitions.CHECK_MODULES)]
+    results = [dg.materialize(everything, resources=resources, instance=instance, raise_on_error=False,
+                              selection="group:ingest or group:validate", tags=day_range_tags(first, last))]
+    if downstream and results[0].success:
+        results.append(dg.materialize(everything, resources=resources, instance=instance, raise_on_error=False,
+                                      selection="not (group:ingest or group:validate)"))
+    return results

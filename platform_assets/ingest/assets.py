@@ -1,49 +1,108 @@
-"""The raw applications asset: landing files loaded whole into the warehouse."""
+"""The raw applications asset: each day's landing files loaded whole into the warehouse."""
 
 
 import dagster as dg
 
 from platform_assets.domain import COLUMNS
+from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
 from platform_assets.resources import Landing, Warehouse
 
 RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
+RAW_TABLES = ("raw.applications", "raw.landing_files", "raw.rejected_files")
+
+
+def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
+    """The (partition, path, content hash) of the files last ingested for ``keys``; ``None`` before the first run."""
+    with warehouse.connect() as con:
+        tables = {f"{s}.{t}" for s, t in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        if not {"raw.landing_files", "raw.rejected_files"} <= tables:
+            return None
+        placeholders = ", ".join("?" for _ in keys)
+        rows = con.execute(
+            f"SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.landing_files WHERE {PARTITION_COLUMN} IN ({placeholders}) "
+            f"UNION ALL SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.rejected_files "
+            f"WHERE {PARTITION_COLUMN} IN ({placeholders}) OR {PARTITION_COLUMN} IS NULL",
+            [*keys, *keys],
+        ).fetchall()
+    return set(rows)
 
 
 @dg.asset(
     key=RAW_APPLICATIONS,
     group_name="ingest",
     kinds={"duckdb", "parquet"},
-    description="Loan applications as they arrived in the landing files, one row per file row.",
+    partitions_def=DAILY_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description=(
+        "Loan applications as they arrived in the landing files, one row per file row, "
+        "partitioned by the day in the file name."
+    ),
 )
 def raw_applications(
     context: dg.AssetExecutionContext, landing: Landing, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    """Reads every landing file into ``raw.applications`` with its file and row number."""
+    """Reads the landing files of the run's days into ``raw.applications``, replacing those days only.
+
+    Files that belong to no day (an unexpected name, a day outside the
+    partitions) are recorded in ``raw.rejected_files`` on every run. The same
+    files with the same content are a no-op: nothing is rewritten, and the data
+    version (the files' content hash) stays the same.
+    """
     import pandas as pd
 
-    from platform_assets.ingest.landing import combined_hash, list_landing_files, read_landing
+    from platform_assets.ingest.landing import (
+        combined_hash,
+        list_landing_files,
+        partition_of,
+        read_landing,
+        unplaced_files,
+    )
 
+    keys = list(context.partition_keys)
     urls = list_landing_files(landing.url)
     if not urls:
         raise dg.Failure(f"no landing files under {landing.url}; run `make data` first")
-    df, accepted, rejected = read_landing(urls, COLUMNS)
+    day_of = {url: partition_of(url) for url in urls}
+    df, accepted, rejected = read_landing([u for u in urls if day_of[u] in keys], COLUMNS)
+    unplaced = unplaced_files(urls, DAILY_PARTITIONS.has_partition_key)
+    df[PARTITION_COLUMN] = df["_source_file"].map(day_of)
     files = pd.DataFrame(
-        [{"path": r.path, "sha256": r.sha256, "rows": r.rows, "extra_columns": ",".join(r.extra_columns)} for r in accepted],
-        columns=["path", "sha256", "rows", "extra_columns"],
+        [{"path": r.path, "sha256": r.sha256, "rows": r.rows, "extra_columns": ",".join(r.extra_columns),
+          PARTITION_COLUMN: day_of[r.path]} for r in accepted],
+        columns=["path", "sha256", "rows", "extra_columns", PARTITION_COLUMN],
     )
-    rejects = pd.DataFrame([r.__dict__ for r in rejected], columns=["path", "sha256", "error"])
-    warehouse.replace_tables({"raw.applications": df, "raw.landing_files": files, "raw.rejected_files": rejects})
-    for reject in rejected:
+    rejects = pd.DataFrame(
+        [{**r.__dict__, PARTITION_COLUMN: day_of[r.path]} for r in rejected]
+        + [{**r.__dict__, PARTITION_COLUMN: None} for r in unplaced],
+        columns=["path", "sha256", "error", PARTITION_COLUMN],
+    )
+    incoming = {(f[PARTITION_COLUMN], f["path"], f["sha256"]) for f in (*files.to_dict("records"), *rejects.to_dict("records"))}
+    unchanged = _stored_files(warehouse, keys) == incoming
+    if unchanged:
+        context.log.info(f"the landing files of {len(keys)} day(s) are unchanged: nothing rewritten")
+    else:
+        warehouse.replace_partitions(
+            dict(zip(RAW_TABLES, (df, files, rejects))), PARTITION_COLUMN, [*keys, None]
+        )
+    for reject in (*rejected, *unplaced):
         context.log.warning(f"rejected {reject.error}")
     version = combined_hash(accepted)
-    context.log.info(f"ingested {len(df)} rows from {len(accepted)} files; rejected {len(rejected)} files")
+    context.log.info(
+        f"{len(keys)} day(s): {len(df)} rows from {len(accepted)} files; rejected {len(rejected)} files "
+        f"(+{len(unplaced)} that belong to no day)"
+    )
+    rows_by_day = df.groupby(PARTITION_COLUMN).size()
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
         metadata={
             "dagster/row_count": len(df),
             "files": len(accepted),
-            "rejected_files": len(rejected),
+            "rejected_files": len(rejected) + len(unplaced),
             "content_hash": version,
+            "unchanged": unchanged,
+            "days": len(keys),
+            "days_without_files": sum(1 for k in keys if k not in rows_by_day.index),
             "landing": landing.url,
         },
     )

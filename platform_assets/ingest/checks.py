@@ -1,11 +1,16 @@
-"""Checks on the raw applications: the files arrived whole and with their columns."""
+"""Checks on the raw applications: the files arrived whole, with their columns, and recently.
+
+Each check looks at the days of the run it belongs to (every day when a check
+runs on its own).
+"""
 
 
 import dagster as dg
 
-from platform_assets.ingest.assets import RAW_APPLICATIONS
-from platform_assets.resources import Warehouse
 from platform_assets.domain import COLUMNS
+from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
+from platform_assets.resources import Warehouse
 
 
 @dg.asset_check(asset=RAW_APPLICATIONS, blocking=True, description="Every expected column is present.")
@@ -18,20 +23,25 @@ def raw_applications_has_schema_columns(warehouse: Warehouse) -> dg.AssetCheckRe
 
 
 @dg.asset_check(asset=RAW_APPLICATIONS, description="Each file was read whole: table rows = sum of file rows.")
-def raw_applications_files_read_whole(warehouse: Warehouse) -> dg.AssetCheckResult:
+def raw_applications_files_read_whole(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dg.AssetCheckResult:
     """Compares the table's row count per file with the count recorded when the file was read."""
+    where, params = partition_filter(run_partition_keys(context), f"f.{PARTITION_COLUMN}")
     with warehouse.connect(read_only=True) as con:
         mismatches = con.execute(
-            """
+            f"""
             SELECT f.path, f.rows, count(a._source_file) AS loaded
             FROM raw.landing_files f LEFT JOIN raw.applications a ON a._source_file = f.path
+            WHERE {where}
             GROUP BY f.path, f.rows HAVING count(a._source_file) <> f.rows OR max(a._source_row) <> f.rows
-            """
+            """,
+            params,
         ).fetchall()
-        total = con.execute("SELECT count(*) FROM raw.applications").fetchone()[0]
+        files, rows = con.execute(f"SELECT count(*), sum(rows) FROM raw.landing_files f WHERE {where}", params).fetchone()
     return dg.AssetCheckResult(
-        passed=not mismatches and total > 0,
-        metadata={"rows": total, "files_not_whole": len(mismatches)},
+        passed=not mismatches,
+        metadata={"files": files, "rows": int(rows or 0), "files_not_whole": len(mismatches)},
     )
 
 
@@ -39,11 +49,17 @@ def raw_applications_files_read_whole(warehouse: Warehouse) -> dg.AssetCheckResu
     asset=RAW_APPLICATIONS,
     description="Every landing file was accepted; rejected files are listed with their errors.",
 )
-def landing_files_all_accepted(warehouse: Warehouse) -> dg.AssetCheckResult:
+def landing_files_all_accepted(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dg.AssetCheckResult:
     """Warns (does not block) when files were rejected: the accepted ones still flow on."""
+    where, params = partition_filter(run_partition_keys(context))
     with warehouse.connect(read_only=True) as con:
-        rejected = con.execute("SELECT path, error FROM raw.rejected_files ORDER BY path").fetchall()
-        accepted = con.execute("SELECT count(*) FROM raw.landing_files").fetchone()[0]
+        rejected = con.execute(
+            f"SELECT path, error FROM raw.rejected_files WHERE {where} OR {PARTITION_COLUMN} IS NULL ORDER BY path",
+            params,
+        ).fetchall()
+        accepted = con.execute(f"SELECT count(*) FROM raw.landing_files WHERE {where}", params).fetchone()[0]
     return dg.AssetCheckResult(
         passed=not rejected,
         severity=dg.AssetCheckSeverity.WARN,
@@ -56,27 +72,29 @@ def landing_files_all_accepted(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 class FreshnessConfig(dg.Config):
-    """How old the newest application may be before the data counts as stale."""
+    """How long after a day ends its partition may still be missing before the data counts as stale."""
 
     max_age_hours: float = 48.0
 
 
 @dg.asset_check(
     asset=RAW_APPLICATIONS,
-    description="The newest application is recent: landing files keep arriving (warns when stale).",
+    description="The latest day in the warehouse ended recently: landing files keep arriving (warns when stale).",
 )
 def raw_applications_fresh(config: FreshnessConfig, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Compares the newest application time with now."""
+    """Compares the end of the latest ingested day (partition) with now."""
     import datetime as dt
 
-    import pandas as pd
-
     with warehouse.connect(read_only=True) as con:
-        newest = con.execute("SELECT max(CAST(application_ts AS TIMESTAMP)) FROM raw.applications").fetchone()[0]
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    age_hours = (now - pd.Timestamp(newest).to_pydatetime()).total_seconds() / 3600 if newest else float("inf")
+        latest = con.execute(f"SELECT max({PARTITION_COLUMN}) FROM raw.applications").fetchone()[0]
+    now = dt.datetime.now(dt.timezone.utc)
+    if latest is None:
+        age_hours = float("inf")
+    else:
+        day_end = dt.datetime.fromisoformat(latest).replace(tzinfo=dt.timezone.utc) + dt.timedelta(days=1)
+        age_hours = max(0.0, (now - day_end).total_seconds() / 3600)
     return dg.AssetCheckResult(
         passed=age_hours <= config.max_age_hours,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"newest_application": str(newest), "age_hours": age_hours, "max_age_hours": config.max_age_hours},
+        metadata={"latest_partition": str(latest), "hours_since_its_end": age_hours, "max_age_hours": config.max_age_hours},
     )

@@ -7,17 +7,19 @@ there is one, the row and column; it never stops the other files.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import fsspec
 import fsspec.implementations.local
 import pandas as pd
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl")
-FILE_NAME = re.compile(r"^applications_\d{4}-\d{2}-\d{2}\.(parquet|csv|jsonl)$")
+FILE_NAME = re.compile(r"^applications_(?P<day>\d{4}-\d{2}-\d{2})\.(parquet|csv|jsonl)$")
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 
@@ -129,7 +131,7 @@ def parse_landing_file(
             and the row or columns where that applies.
     """
     name = url.rsplit("/", 1)[-1]
-    if ".." in name or not FILE_NAME.match(name):
+    if ".." in name or partition_of(url) is None:
         raise LandingFileError(f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)")
     df = _parse_nonempty(url, content)
     missing = [c for c in required_columns if c not in df.columns]
@@ -160,6 +162,33 @@ def read_landing(
     columns = [*required_columns, SOURCE_FILE, SOURCE_ROW]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return rows, accepted, rejected
+
+
+def partition_of(url: str) -> str | None:
+    """The day (``YYYY-MM-DD``) a landing file belongs to, from its name; ``None`` for a name that does not fit."""
+    match = FILE_NAME.match(url.rsplit("/", 1)[-1])
+    if not match:
+        return None
+    try:
+        dt.date.fromisoformat(match["day"])
+    except ValueError:
+        return None
+    return match["day"]
+
+
+def unplaced_files(urls: list[str], is_partition: Callable[[str], bool]) -> list[RejectedFile]:
+    """Rejects the files that belong to no partition: an unexpected name, or a day outside the partitions."""
+    rejected = []
+    for url in urls:
+        day = partition_of(url)
+        if day is not None and is_partition(day):
+            continue
+        if day is None:
+            error = f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)"
+        else:
+            error = f"{url}: day {day} is outside the daily partitions (not yet, or before their start)"
+        rejected.append(RejectedFile(url, file_sha256(url), error))
+    return rejected
 
 
 def combined_hash(records: list[LandingFile]) -> str:

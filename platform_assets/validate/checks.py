@@ -4,6 +4,7 @@
 import dagster as dg
 
 from platform_assets.domain import PII_COLUMNS
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
 from platform_assets.resources import Warehouse
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
@@ -14,8 +15,8 @@ class QuarantineGateConfig(dg.Config):
     max_quarantine_rate: float = 0.05
 
 
-def _count(con, table: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+def _count(con, table: str, where: str = "TRUE", params: list | None = None) -> int:
+    return con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params or []).fetchone()[0]
 
 
 @dg.asset_check(
@@ -23,15 +24,22 @@ def _count(con, table: str) -> int:
     additional_deps=[QUARANTINED_APPLICATIONS],
     description="Raw rows = validated rows + quarantined rows, and no row is in both.",
 )
-def validation_conserves_rows(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Counts rows on both sides of the split and looks for ids on both."""
+def validation_conserves_rows(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dg.AssetCheckResult:
+    """Counts rows on both sides of the split (for the run's days) and looks for rows on both."""
+    keys = run_partition_keys(context)
+    where, params = partition_filter(keys)
+    where_v, _ = partition_filter(keys, f"v.{PARTITION_COLUMN}")
     with warehouse.connect(read_only=True) as con:
-        raw = _count(con, "raw.applications")
-        valid = _count(con, "validated.applications")
-        quarantined = _count(con, "quarantine.applications")
+        raw = _count(con, "raw.applications", where, params)
+        valid = _count(con, "validated.applications", where, params)
+        quarantined = _count(con, "quarantine.applications", where, params)
         overlap = con.execute(
             "SELECT count(*) FROM validated.applications v JOIN quarantine.applications q "
-            "ON v._source_file = q._source_file AND v._source_row = q._source_row"
+            "ON v._source_file = q._source_file AND v._source_row = q._source_row "
+            f"WHERE {where_v}",
+            params,
         ).fetchone()[0]
     return dg.AssetCheckResult(
         passed=raw == valid + quarantined and overlap == 0,
@@ -46,16 +54,37 @@ def validation_conserves_rows(warehouse: Warehouse) -> dg.AssetCheckResult:
     description="The share of quarantined rows is under the configured threshold (blocking).",
 )
 def quarantine_rate_under_threshold(
-    config: QuarantineGateConfig, warehouse: Warehouse
+    context: dg.AssetCheckExecutionContext, config: QuarantineGateConfig, warehouse: Warehouse
 ) -> dg.AssetCheckResult:
-    """Stops downstream stages when too much of the data failed validation."""
+    """Stops downstream stages when too much of any day's data failed validation."""
+    where, params = partition_filter(run_partition_keys(context), f"r.{PARTITION_COLUMN}")
     with warehouse.connect(read_only=True) as con:
-        raw = _count(con, "raw.applications")
-        quarantined = _count(con, "quarantine.applications")
-    rate = quarantined / raw if raw else 1.0
+        days = con.execute(
+            f"""
+            SELECT r.{PARTITION_COLUMN} AS day, count(*) AS raw, coalesce(any_value(q.n), 0) AS quarantined
+            FROM raw.applications r
+            LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS n FROM quarantine.applications GROUP BY ALL) q
+                ON q.{PARTITION_COLUMN} = r.{PARTITION_COLUMN}
+            WHERE {where} GROUP BY r.{PARTITION_COLUMN} ORDER BY r.{PARTITION_COLUMN}
+            """,
+            params,
+        ).df()
+    days["rate"] = days["quarantined"] / days["raw"]
+    over = days[days["rate"] > config.max_quarantine_rate]
+    total_raw = int(days["raw"].sum())
     return dg.AssetCheckResult(
-        passed=rate <= config.max_quarantine_rate,
-        metadata={"quarantine_rate": rate, "threshold": config.max_quarantine_rate},
+        # A day without rows (its only file rejected) quarantined nothing: the file check warns about it.
+        passed=over.empty,
+        metadata={
+            "raw_rows": total_raw,
+            "quarantine_rate": float(days["quarantined"].sum() / total_raw) if total_raw else 0.0,
+            "worst_day": str(days.loc[days["rate"].idxmax(), "day"]) if total_raw else "none",
+            "worst_day_rate": float(days["rate"].max()) if total_raw else 0.0,
+            "days_over_threshold": dg.MetadataValue.md(
+                "\n".join(f"- {r.day}: {r.rate:.1%} of {r.raw} rows" for r in over.itertuples()) or "none"
+            ),
+            "threshold": config.max_quarantine_rate,
+        },
     )
 
 
@@ -63,12 +92,16 @@ def quarantine_rate_under_threshold(
     asset=QUARANTINED_APPLICATIONS,
     description="Every quarantined row says why and where it came from.",
 )
-def quarantine_rows_have_reasons(warehouse: Warehouse) -> dg.AssetCheckResult:
+def quarantine_rows_have_reasons(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dg.AssetCheckResult:
     """Fails if a quarantined row lacks a reason, a source file or a row number."""
+    where, params = partition_filter(run_partition_keys(context))
     with warehouse.connect(read_only=True) as con:
         missing = con.execute(
-            "SELECT count(*) FROM quarantine.applications WHERE coalesce(_quarantine_reasons, '') = '' "
-            "OR _source_file IS NULL OR _source_row IS NULL"
+            f"SELECT count(*) FROM quarantine.applications WHERE ({where}) AND (coalesce(_quarantine_reasons, '') = '' "
+            "OR _source_file IS NULL OR _source_row IS NULL)",
+            params,
         ).fetchone()[0]
     return dg.AssetCheckResult(passed=missing == 0, metadata={"rows_without_reason": missing})
 
@@ -79,18 +112,19 @@ def quarantine_rows_have_reasons(warehouse: Warehouse) -> dg.AssetCheckResult:
     blocking=True,
     description="Personal data (names, emails, phones) is masked in validated and quarantined rows.",
 )
-def pii_is_masked(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Counts personal-data cells that are not salted-hash tokens."""
+def pii_is_masked(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Counts personal-data cells that are not salted-hash tokens (in the run's days)."""
     from platform_assets.validate.pii import MASKED_PATTERN
 
+    where, params = partition_filter(run_partition_keys(context))
     unmasked = {}
     with warehouse.connect(read_only=True) as con:
         for table in ("validated.applications", "quarantine.applications"):
             columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
             for column in (c for c in PII_COLUMNS if c in columns):
                 unmasked[f"{table}.{column}"] = con.execute(
-                    f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL "
+                    f"SELECT count(*) FROM {table} WHERE ({where}) AND {column} IS NOT NULL "
                     f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
-                    [MASKED_PATTERN],
+                    [*params, MASKED_PATTERN],
                 ).fetchone()[0]
     return dg.AssetCheckResult(passed=not any(unmasked.values()), metadata=unmasked)

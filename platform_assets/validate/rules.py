@@ -151,3 +151,21 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
     for name, column in schema.to_schema().columns.items():
         valid[name] = column.dtype.coerce(valid[name])
     return ValidationResult(valid, quarantined, counts)
+
+
+def quarantine_known_keys(result: ValidationResult, known: pd.Series, key: str = "application_id") -> ValidationResult:
+    """Moves valid rows whose ``key`` is already valid elsewhere (``known``: key -> day) to quarantine.
+
+    Uniqueness within a batch is a pandera rule; this extends it across the
+    days validated in other runs, so the business key stays unique overall.
+    """
+    if known.empty or result.valid.empty:
+        return result
+    seen = result.valid[key].map(known[~known.index.duplicated()])
+    duplicate = seen.notna()
+    if not duplicate.any():
+        return result
+    moved = result.valid[duplicate].copy()
+    moved[REASONS] = [f"{key}: already valid on day {day} (got {show(value)})" for day, value in zip(seen[duplicate], moved[key])]
+    counts = {**result.failure_counts, "unique_across_days": int(duplicate.sum())}
+    return ValidationResult(result.valid[~duplicate], pd.concat([result.quarantined, moved]), counts)

@@ -14,7 +14,7 @@ from platform_assets import definitions, settings
 from platform_assets.domain import COLUMNS
 from platform_assets.ingest.landing import list_landing_files, read_landing
 from platform_assets.validate.rules import REASONS, split_valid_rows
-from tests.conftest import write_sample_landing
+from tests.conftest import day_range_tags, write_sample_landing
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_inputs"
 
@@ -87,6 +87,7 @@ def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
             resources=resources,
             instance=instance,
             selection="group:ingest or group:validate",
+            tags=day_range_tags("2025-12-01", "2026-09-03"),  # every day of the corpus and the good files
             raise_on_error=False,
         )
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}

@@ -74,3 +74,16 @@ def test_valid_output_fits_the_schema_exactly(clean):
     assert len(result.valid) == len(df) - 1
     ApplicationSchema.validate(result.valid)
     assert result.valid["term_months"].dtype == "int64"
+
+
+def test_an_application_id_valid_on_another_day_is_quarantined_with_that_day():
+    from platform_assets.validate.rules import quarantine_known_keys
+
+    df = generate_applications(GeneratorConfig(days=1, rows_per_day=20, dirty_fraction=0))
+    result = split_valid_rows(df.reset_index(drop=True))
+    known = pd.Series({result.valid["application_id"].iloc[0]: "2026-01-05"})
+    moved = quarantine_known_keys(result, known)
+    assert len(moved.valid) + len(moved.quarantined) == len(df)
+    assert len(moved.quarantined) == len(result.quarantined) + 1
+    assert "application_id: already valid on day 2026-01-05" in moved.quarantined[REASONS].iloc[-1]
+    assert moved.failure_counts["unique_across_days"] == 1
