@@ -13,6 +13,8 @@ from platform_assets.features.assets import FEATURE_STORE, MART_KEYS, TRAINING_S
 from platform_assets.resources import MlflowRegistry, PlatformState
 
 MODEL = dg.AssetKey(["train", "model"])
+# The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
+PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 # Columns of the training set that are not model inputs.
 NON_FEATURES = {"application_id", "applicant_id", "event_timestamp", "label_ts", PROTECTED_ATTRIBUTE, LABEL, "split"}
 # Upstream assets whose data versions the MLflow run records (lineage of the model).
@@ -82,7 +84,6 @@ def model(
     from mlflow.models import infer_signature
 
     from platform_assets.train import tracking
-    from platform_assets.train.pyfunc import LoanDefaultPyfunc
     from platform_assets.train.registry import BUNDLE_ARTIFACT, CHALLENGER
     from platform_assets.train.trainer import search
 
@@ -122,7 +123,10 @@ def model(
         result.bundle.save(bundle_dir)
         info = mlflow_lib.pyfunc.log_model(
             name="model",
-            python_model=LoanDefaultPyfunc(),
+            # Logged as code (no pickle), with the platform modules it imports.
+            python_model=str(PYFUNC_CODE),
+            code_paths=tracking.model_code_paths(Path(tmp) / "code"),
+            pip_requirements=tracking.pip_requirements(),
             artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
             signature=infer_signature(example, result.bundle.predict_proba(example)),
             input_example=example,

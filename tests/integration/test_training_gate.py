@@ -8,6 +8,7 @@ One Dagster instance and MLflow backend for the module; runs in order:
 """
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -191,3 +192,35 @@ def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(
     message = failure.event_specific_data.error.message
     assert f"refusing to deploy {NAME} version {rejected}: gate is {gate or 'missing'}" in message
     assert not (settings.paths(platform["root"]).serving / "deployment.json").exists()
+
+
+def test_logged_model_holds_no_pickle_and_loads_through_mlflow_on_its_own(platform, first_champion, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+    import pandas as pd
+
+    from platform_assets.train.registry import load_version
+
+    version = _metadata(first_champion[0], "train__model")["model_version"]
+    local = mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version}", dst_path=str(tmp_path / "m"))
+    files = {p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
+    assert {"artifacts/bundle/model.safetensors", "code/platform_assets/train/network.py"} <= files
+    test = pd.read_parquet(settings.paths(platform["root"]).training_set).query("split == 'test'").head(50)
+    test.to_parquet(tmp_path / "rows.parquet")
+    # A fresh interpreter outside the project: the model's own code must be enough.
+    code = (
+        "import json, sys, mlflow, pandas as pd; "
+        f"m = mlflow.pyfunc.load_model({local!r}); "
+        f"print(json.dumps([float(v) for v in m.predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    offline = load_version(platform["client"], NAME, version, tmp_path / "b").predict_proba(test)
+    np.testing.assert_allclose(served, offline, atol=1e-7)
