@@ -15,6 +15,7 @@ from mlflow.models import set_model
 from platform_assets.train.network import load_bundle
 from platform_assets.train.registry import BUNDLE_ARTIFACT
 
+
 class LoanDefaultPyfunc(mlflow.pyfunc.PythonModel):
     """Serves a bundle through MLflow: weights from safetensors, nothing unpickled."""
 

@@ -52,11 +52,13 @@ def write_training_set(root, label_noise: float = 0.0) -> str:
 def platform(tmp_path_factory):
     """A state root, a Dagster instance and a function that materializes a selection there."""
     root = tmp_path_factory.mktemp("gate_state")
-    resources = definitions.build_resources(root)
     assets = [*dg.load_assets_from_modules([train_assets, evaluate_assets, deploy_assets])]
     checks = [*dg.load_asset_checks_from_modules([train_checks, evaluate_checks])]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLATFORM_HOME", str(root))
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: an earlier module's backend must not leak in.
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        resources = definitions.build_resources(root)
         (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
 
