@@ -4,7 +4,8 @@ One Dagster instance and MLflow backend for the module; runs in order:
 1. the model and its evaluation on clean data (the first champion);
 2. the model again on the same data (the same weights hash);
 3. model, evaluation and deployment on label-noised data (the gate rejects it);
-4. deployment alone, in new runs, for a champion whose gate did not pass (it refuses).
+4. deployment alone, in new runs, for a champion whose gate did not pass (it refuses);
+then `mlflow ui` on the same backend serves the runs, metrics, versions and aliases.
 """
 
 import hashlib
@@ -226,3 +227,55 @@ def test_logged_model_holds_no_pickle_and_loads_through_mlflow_on_its_own(platfo
     served = json.loads(out.stdout.strip().splitlines()[-1])
     offline = load_version(platform["client"], NAME, version, tmp_path / "b").predict_proba(test)
     np.testing.assert_allclose(served, offline, atol=1e-7)
+
+
+def test_mlflow_ui_shows_runs_metrics_and_versions_with_aliases(platform, rejected_challenger, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from platform_assets.deploy.serving import free_port
+
+    port = free_port()
+    backend = settings.mlflow_tracking_uri(platform["root"])
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_cli), "ui", "--workers", "1", "--backend-store-uri", backend, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get("/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError((tmp_path / "ui.log").read_text()[-2000:])
+                time.sleep(0.5)
+        assert b"<title>MLflow" in get("/")
+        model = json.loads(get(f"/api/2.0/mlflow/registered-models/get?name={NAME}"))["registered_model"]
+        aliases = {a["alias"]: a["version"] for a in model["aliases"]}
+        client = platform["client"]
+        assert aliases == {CHAMPION: alias_version(client, NAME, CHAMPION), CHALLENGER: alias_version(client, NAME, CHALLENGER)}
+        experiment = client.get_experiment_by_name("loan-default").experiment_id
+        runs = json.loads(get("/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment], "max_results": 100}))["runs"]
+        parents = [r for r in runs if not any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(parents) == 3 and len(runs) == 3 * 4  # three model runs, three candidates each
+        metrics = {m["key"] for r in parents for m in r["data"]["metrics"]}
+        assert {"val_loss", "train_loss", "val_auc", "test_roc_auc"} <= metrics
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
