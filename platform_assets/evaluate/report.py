@@ -34,7 +34,7 @@ def render_markdown(report: dict, images: Mapping[str, str]) -> str:
         "## Test metrics",
         "",
         pd.DataFrame(
-            {f"{role} v{m['version']}": {**m["metrics"], **_gaps(m)} for role, m in models.items()}
+            {f"{role} v{m['version']}": {**_without_rows(m["metrics"]), **_gaps(m)} for role, m in models.items()}
         ).to_markdown(floatfmt=".4f"),
         "",
         "## Plots",
@@ -42,20 +42,32 @@ def render_markdown(report: dict, images: Mapping[str, str]) -> str:
         *[f"![{title}]({link})\n" for title, link in images.items()],
         "## Calibration of the challenger (10 equal-width bins)",
         "",
-        pd.DataFrame(challenger["calibration"]).to_markdown(index=False, floatfmt=".4f"),
+        _counts_as_text(pd.DataFrame(challenger["calibration"]), "count").to_markdown(index=False, floatfmt=".4f"),
         "",
         f"## Fairness slices of the challenger ({PROTECTED_ATTRIBUTE})",
         "",
-        pd.DataFrame(challenger["fairness"]["slices"]).T[
-            ["rows", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier",
-             "positive_rate", "true_positive_rate"]
-        ].to_markdown(floatfmt=".4f"),
+        _counts_as_text(
+            pd.DataFrame(challenger["fairness"]["slices"]).T[
+                ["rows", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier",
+                 "positive_rate", "true_positive_rate"]
+            ],
+            "rows",
+        ).to_markdown(floatfmt=".4f"),
         "",
         "## Permutation feature importance of the challenger (ROC AUC drop on the test split)",
         "",
         pd.DataFrame(challenger["permutation_importance"]).to_markdown(index=False, floatfmt=".4f"),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _without_rows(metrics: dict) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k != "rows"}
+
+
+def _counts_as_text(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    # tabulate would print a count among float columns as 279.0000.
+    return frame.assign(**{column: frame[column].astype(int).astype(str)})
 
 
 def _gaps(model: dict) -> dict[str, float]:

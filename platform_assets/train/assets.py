@@ -2,6 +2,7 @@
 
 
 import hashlib
+import io
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,13 @@ def model(
     from platform_assets.train.registry import BUNDLE_ARTIFACT, CHALLENGER
     from platform_assets.train.trainer import search
 
-    del mlflow  # dagster-mlflow's resource has started this Dagster run's MLflow run; we log to it below
-    df = pd.read_parquet(state.paths.training_set)
+    # Requested for its side effect: dagster-mlflow starts (or resumes) this Dagster run's MLflow run,
+    # the active run that the mlflow functions below log to.
+    del mlflow
+    # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
+    raw = state.paths.training_set.read_bytes()
+    training_digest = hashlib.sha256(raw).hexdigest()
+    df = pd.read_parquet(io.BytesIO(raw))
     features = [c for c in df.columns if c not in NON_FEATURES]
     chosen, results = search(
         df[df["split"] == "train"], df[df["split"] == "validation"], features, LABEL, train_params(config)
@@ -96,8 +102,7 @@ def model(
     result = results[chosen]
     child_runs = tracking.log_candidates(results, chosen)
 
-    # The training set's data version is the sha256 of its file (see features.assets.training_set).
-    training_digest = hashlib.sha256(state.paths.training_set.read_bytes()).hexdigest()
+    # training_digest equals the training set's data version (the sha256 of its file, see features.assets).
     data_versions = tracking.upstream_data_versions(context.instance, LINEAGE_KEYS)
     mlflow_lib.log_params({**tracking.candidate_params(result), "candidates": len(results),
                            "chosen_candidate": chosen, "features": ",".join(features)})
