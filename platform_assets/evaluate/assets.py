@@ -14,13 +14,17 @@ EVAL_REPORT = dg.AssetKey(["evaluate", "eval_report"])
 
 
 class GateConfig(dg.Config):
-    """The rules a challenger must meet to become champion."""
+    """The rules a challenger must meet to become champion, and how it is scored."""
 
     threshold: float = 0.5
     min_roc_auc: float = 0.75
     tolerance: float = 0.005
+    brier_tolerance: float = 0.01
     max_demographic_parity_difference: float = 0.3
     max_equal_opportunity_difference: float = 0.3
+    calibration_bins: int = 10
+    importance_repeats: int = 3
+    importance_seed: int = 0
 
 
 def report_path(state: PlatformState):
@@ -28,31 +32,27 @@ def report_path(state: PlatformState):
     return state.paths.reports / "eval" / "eval_report.json"
 
 
-def render_markdown(report: dict) -> str:
-    """A short human-readable report: decision, reasons, metrics, fairness slices."""
-    import pandas as pd
+def score_model(bundle, test, config: GateConfig, importance: bool) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
+    """Metrics, fairness slices, calibration and (optionally) permutation importance of one model.
 
-    lines = [
-        f"# Evaluation of model version {report['challenger_version']}",
-        "",
-        f"**Gate: {'PASSED' if report['passed'] else 'FAILED'}** "
-        f"(champion before: {report['champion_version'] or 'none'})",
-        "",
-        *[f"- {r}" for r in report["reasons"]],
-        "",
-        "## Test metrics",
-        "",
-        pd.DataFrame(
-            {k: v["metrics"] for k, v in report["models"].items()}
-        ).to_markdown(floatfmt=".4f"),
-        "",
-        f"## Fairness slices of the challenger ({PROTECTED_ATTRIBUTE})",
-        "",
-        pd.DataFrame(report["models"]["challenger"]["fairness"]["slices"]).T[
-            ["rows", "roc_auc", "positive_rate", "true_positive_rate"]
-        ].to_markdown(floatfmt=".4f"),
-    ]
-    return "\n".join(lines) + "\n"
+    Returns:
+        The scores and the model's probabilities on ``test``.
+    """
+    from platform_assets.evaluate import metrics
+
+    y = test[LABEL].to_numpy()
+    p = bundle.predict_proba(test)
+    scored = {
+        "metrics": metrics.score(y, p, config.threshold),
+        "fairness": metrics.fairness(y, p, test[PROTECTED_ATTRIBUTE].to_numpy(), config.threshold),
+        "calibration": metrics.calibration_table(y, p, config.calibration_bins),
+    }
+    if importance:
+        scored["permutation_importance"] = metrics.permutation_importance(
+            bundle.predict_proba, test, y, bundle.preprocessor.input_names,
+            repeats=config.importance_repeats, seed=config.importance_seed,
+        )
+    return scored, p
 
 
 @dg.asset(
@@ -68,7 +68,8 @@ def eval_report(
     """Scores both models, decides, and moves the ``champion`` alias only if the gate passed."""
     import pandas as pd
 
-    from platform_assets.evaluate import metrics
+    from platform_assets.evaluate import metrics, plots
+    from platform_assets.evaluate.report import render_markdown
     from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version, load_version
 
     client = mlflow_registry.client()
@@ -83,41 +84,49 @@ def eval_report(
     df = pd.read_parquet(state.paths.training_set)
     test = df[df["split"] == "test"]
     y = test[LABEL].to_numpy()
-    workdir = state.paths.reports / "eval" / "models"
-    models = {}
+    out_dir = report_path(state).parent
+    models, probabilities = {}, {}
     for role, version in (("challenger", challenger_version), ("champion", champion_version)):
         if version is None:
             continue
-        p = load_version(client, name, version, workdir).predict_proba(test)
-        models[role] = {
-            "version": version,
-            "metrics": metrics.score(y, p, config.threshold),
-            "fairness": metrics.fairness(y, p, test[PROTECTED_ATTRIBUTE].to_numpy(), config.threshold),
-        }
+        bundle = load_version(client, name, version, out_dir / "models")
+        models[role], probabilities[f"{role} v{version}"] = score_model(bundle, test, config, role == "challenger")
+        models[role]["version"] = version
     decision = metrics.decide(
         models["challenger"],
         models.get("champion"),
         min_roc_auc=config.min_roc_auc,
         tolerance=config.tolerance,
+        brier_tolerance=config.brier_tolerance,
         max_demographic_parity_difference=config.max_demographic_parity_difference,
         max_equal_opportunity_difference=config.max_equal_opportunity_difference,
     )
     client.set_model_version_tag(name, challenger_version, GATE_TAG, "passed" if decision.passed else "failed")
     if decision.passed:
         client.set_registered_model_alias(name, CHAMPION, challenger_version)
+
     report = {
         "challenger_version": challenger_version,
         "champion_version": champion_version,
         "passed": decision.passed,
         "reasons": decision.reasons,
+        "threshold": config.threshold,
         "test_rows": int(len(test)),
         "models": models,
     }
     path = report_path(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
-    markdown = render_markdown(report)
-    path.with_suffix(".md").write_text(markdown)
+    roc = plots.roc_plot({k: (y, p) for k, p in probabilities.items()}, out_dir / "roc.png")
+    calibration = plots.calibration_plot(
+        {f"{role} v{m['version']}": m["calibration"] for role, m in models.items()}, out_dir / "calibration.png"
+    )
+    markdown_path = path.with_suffix(".md")
+    markdown_path.write_text(render_markdown(report, {"ROC": roc.name, "Calibration": calibration.name}))
+    run_id = client.get_model_version(name, challenger_version).run_id
+    for metric, value in models["challenger"]["metrics"].items():
+        client.log_metric(run_id, f"test_{metric}", float(value))
+    for artifact in (path, markdown_path, roc, calibration):
+        client.log_artifact(run_id, str(artifact), artifact_path="eval")
     context.log.info("\n".join(decision.reasons))
     challenger_metrics = models["challenger"]["metrics"]
     return dg.MaterializeResult(
@@ -125,9 +134,18 @@ def eval_report(
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
             "gate_passed": decision.passed,
+            "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
             "test_roc_auc": challenger_metrics["roc_auc"],
             "test_pr_auc": challenger_metrics["pr_auc"],
-            "report": dg.MetadataValue.md(markdown),
-            "report_path": dg.MetadataValue.path(str(path.with_suffix(".md"))),
+            "test_brier": challenger_metrics["brier"],
+            "demographic_parity_difference": models["challenger"]["fairness"]["demographic_parity_difference"],
+            "equal_opportunity_difference": models["challenger"]["fairness"]["equal_opportunity_difference"],
+            # Markdown metadata is rendered in the UI, images included when inlined as data: URIs.
+            "report": dg.MetadataValue.md(
+                render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)})
+            ),
+            "report_path": dg.MetadataValue.path(str(markdown_path)),
+            "roc_plot": dg.MetadataValue.path(str(roc)),
+            "calibration_plot": dg.MetadataValue.path(str(calibration)),
         }
     )

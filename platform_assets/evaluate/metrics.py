@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,69 @@ def fairness(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float 
     }
 
 
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Reliability of the probabilities: equal-width bins of ``p`` with mean prediction and observed rate.
+
+    Returns:
+        One dict per non-empty bin: ``bin_lower``, ``bin_upper``, ``mean_predicted``,
+        ``observed_rate`` and ``count``.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # The last bin is closed on the right, so p == 1.0 lands in it.
+    index = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = index == b
+        if not mask.any():
+            continue
+        table.append({
+            "bin_lower": float(edges[b]),
+            "bin_upper": float(edges[b + 1]),
+            "mean_predicted": float(p[mask].mean()),
+            "observed_rate": float(y[mask].mean()),
+            "count": int(mask.sum()),
+        })
+    return table
+
+
+def permutation_importance(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    features: Sequence[str],
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Drop in ROC AUC when each feature's column is shuffled, averaged over ``repeats``.
+
+    Works on raw columns (numeric or categorical), since ``predict`` encodes them itself.
+
+    Args:
+        predict: Probabilities for a DataFrame of raw feature columns.
+        frame: The evaluation rows.
+        y: Their 0/1 labels.
+        features: Columns to permute, one at a time.
+        repeats: Shuffles per feature.
+        seed: Seed of the shuffles (same seed, same importances).
+
+    Returns:
+        One dict per feature (``feature``, ``auc_drop_mean``, ``auc_drop_std``), largest drop first.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    baseline = float(roc_auc_score(y, predict(frame)))
+    rows = []
+    for feature in features:
+        drops = []
+        for _ in range(repeats):
+            shuffled = frame.copy()
+            shuffled[feature] = frame[feature].to_numpy()[rng.permutation(len(frame))]
+            drops.append(baseline - float(roc_auc_score(y, predict(shuffled))))
+        rows.append({"feature": feature, "auc_drop_mean": float(np.mean(drops)), "auc_drop_std": float(np.std(drops))})
+    return sorted(rows, key=lambda r: -r["auc_drop_mean"])
+
+
 @dataclass
 class GateDecision:
     """Whether the challenger may replace the champion, and why."""
@@ -69,6 +133,7 @@ def decide(
     tolerance: float,
     max_demographic_parity_difference: float,
     max_equal_opportunity_difference: float,
+    brier_tolerance: float = 0.01,
 ) -> GateDecision:
     """The gate: absolute bounds for a first model, no regression against a champion, fairness bounds.
 
@@ -77,6 +142,7 @@ def decide(
         champion: The same for the current champion, or ``None`` for the first model.
         min_roc_auc: The floor every model must reach.
         tolerance: How much worse than the champion's ROC AUC the challenger may be.
+        brier_tolerance: How much worse than the champion's Brier score (calibration) it may be.
         max_demographic_parity_difference: Fairness bound.
         max_equal_opportunity_difference: Fairness bound.
 
@@ -96,6 +162,13 @@ def decide(
         passed &= ok
         reasons.append(
             f"{'PASS' if ok else 'FAIL'}: ROC AUC {auc:.4f} vs champion {best:.4f} (tolerance {tolerance})"
+        )
+        brier, champion_brier = challenger["metrics"]["brier"], champion["metrics"]["brier"]
+        ok = brier <= champion_brier + brier_tolerance
+        passed &= ok
+        reasons.append(
+            f"{'PASS' if ok else 'FAIL'}: Brier score {brier:.4f} vs champion {champion_brier:.4f} "
+            f"(tolerance {brier_tolerance})"
         )
     for name, bound in (
         ("demographic_parity_difference", max_demographic_parity_difference),

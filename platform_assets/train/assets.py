@@ -1,45 +1,68 @@
-"""The model asset: trains on the training set, tracks in MLflow, registers a version."""
+"""The model asset: a small candidate search on the training set, tracked in MLflow, the best registered."""
 
 
 import hashlib
-import subprocess
+import io
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from platform_assets.features.assets import TRAINING_SET
-from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.domain import LABEL, PROTECTED_ATTRIBUTE
-from platform_assets.settings import PROJECT_ROOT
+from platform_assets.features.assets import FEATURE_STORE, MART_KEYS, TRAINING_SET
+from platform_assets.resources import MlflowRegistry, PlatformState
 
 MODEL = dg.AssetKey(["train", "model"])
+# The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
+PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 # Columns of the training set that are not model inputs.
 NON_FEATURES = {"application_id", "applicant_id", "event_timestamp", "label_ts", PROTECTED_ATTRIBUTE, LABEL, "split"}
+# Upstream assets whose data versions the MLflow run records (lineage of the model).
+LINEAGE_KEYS = (TRAINING_SET, FEATURE_STORE, *MART_KEYS)
 
 
-class TrainConfig(dg.Config):
-    """Architecture and optimisation settings of the classifier."""
+class CandidateConfig(dg.Config):
+    """One architecture and optimiser setting tried by the search."""
 
     hidden: list[int] = [64, 32]
     dropout: float = 0.1
     learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+
+
+class TrainConfig(dg.Config):
+    """The candidates to search (the best on validation loss is registered) and shared settings."""
+
+    candidates: list[CandidateConfig] = [
+        {"hidden": [64, 32], "dropout": 0.1, "learning_rate": 1e-3},
+        {"hidden": [32], "dropout": 0.0, "learning_rate": 3e-3},
+        {"hidden": [128, 64], "dropout": 0.2, "learning_rate": 1e-3},
+    ]
     batch_size: int = 256
     max_epochs: int = 40
     patience: int = 5
     seed: int = 7
+    num_threads: int = 1
 
 
-def git_commit() -> str:
-    """The project's git commit, or ``unknown`` outside a checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+def train_params(config: TrainConfig) -> list["TrainParams"]:  # noqa: F821
+    """One ``TrainParams`` per configured candidate, sharing batch size, epochs, patience and seed."""
+    from platform_assets.train.trainer import TrainParams
+
+    return [
+        TrainParams(
+            hidden=tuple(c.hidden), dropout=c.dropout, learning_rate=c.learning_rate, weight_decay=c.weight_decay,
+            batch_size=config.batch_size, max_epochs=config.max_epochs, patience=config.patience, seed=config.seed,
+            num_threads=config.num_threads,
         )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        for c in map(_candidate, config.candidates)
+    ]
+
+
+def _candidate(value: "CandidateConfig | dict") -> CandidateConfig:
+    # Dagster builds CandidateConfig objects from run config; a TrainConfig made in Python keeps the dict defaults.
+    return CandidateConfig(**value) if isinstance(value, dict) else value
 
 
 @dg.asset(
@@ -56,47 +79,48 @@ def model(
     mlflow_registry: MlflowRegistry,
     mlflow: dg.ResourceParam[Any],
 ) -> dg.MaterializeResult:
-    """Trains the network, logs the run through dagster-mlflow and registers the version."""
+    """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``."""
     import mlflow as mlflow_lib
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from platform_assets.train.pyfunc import LoanDefaultPyfunc
+    from platform_assets.train import tracking
     from platform_assets.train.registry import BUNDLE_ARTIFACT, CHALLENGER
-    from platform_assets.train.trainer import TrainParams, train_model
+    from platform_assets.train.trainer import search
 
-    tracking = mlflow  # dagster-mlflow's run for this Dagster run
-    df = pd.read_parquet(state.paths.training_set)
+    # Requested for its side effect: dagster-mlflow starts (or resumes) this Dagster run's MLflow run,
+    # the active run that the mlflow functions below log to.
+    del mlflow
+    # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
+    raw = state.paths.training_set.read_bytes()
+    training_digest = hashlib.sha256(raw).hexdigest()
+    df = pd.read_parquet(io.BytesIO(raw))
     features = [c for c in df.columns if c not in NON_FEATURES]
-    params = TrainParams(
-        hidden=tuple(config.hidden),
-        dropout=config.dropout,
-        learning_rate=config.learning_rate,
-        batch_size=config.batch_size,
-        max_epochs=config.max_epochs,
-        patience=config.patience,
-        seed=config.seed,
+    chosen, results = search(
+        df[df["split"] == "train"], df[df["split"] == "validation"], features, LABEL, train_params(config)
     )
-    result = train_model(df[df["split"] == "train"], df[df["split"] == "validation"], features, LABEL, params)
+    result = results[chosen]
+    child_runs = tracking.log_candidates(results, chosen)
 
-    # The training set's data version is the sha256 of its file (see features.assets.training_set).
-    training_digest = hashlib.sha256(state.paths.training_set.read_bytes()).hexdigest()
-    tracking.log_params({**config.model_dump(), "features": ",".join(features)})
-    for row in result.history:
-        tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-    tracking.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": min(h["val_loss"] for h in result.history)})
-    tracking.set_tags(
+    # training_digest equals the training set's data version (the sha256 of its file, see features.assets).
+    data_versions = tracking.upstream_data_versions(context.instance, LINEAGE_KEYS)
+    mlflow_lib.log_params({**tracking.candidate_params(result), "candidates": len(results),
+                           "chosen_candidate": chosen, "features": ",".join(features)})
+    tracking.log_history(result)
+    mlflow_lib.set_tags(
         {
+            "dagster_run_id": context.run_id,
             "dagster_partition": context.partition_key if context.has_partition_key else "none",
             "training_set_data_version": training_digest,
-            "git_commit": git_commit(),
+            "git_commit": tracking.git_commit(),
             "weights_sha256": result.weights_sha256,
+            **{f"{tracking.DATA_VERSION_PREFIX}{k}": v for k, v in data_versions.items()},
         }
     )
     dataset = mlflow_lib.data.from_pandas(
         df, source=str(state.paths.training_set), name="training_set", targets=LABEL, digest=training_digest[:16]
     )
-    tracking.log_input(dataset, context="training")
+    mlflow_lib.log_input(dataset, context="training")
 
     example = df[features].head(5)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +128,10 @@ def model(
         result.bundle.save(bundle_dir)
         info = mlflow_lib.pyfunc.log_model(
             name="model",
-            python_model=LoanDefaultPyfunc(),
+            # Logged as code (no pickle), with the platform modules it imports.
+            python_model=str(PYFUNC_CODE),
+            code_paths=tracking.model_code_paths(Path(tmp) / "code"),
+            pip_requirements=tracking.pip_requirements(),
             artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
             signature=infer_signature(example, result.bundle.predict_proba(example)),
             input_example=example,
@@ -113,20 +140,26 @@ def model(
     run_id = mlflow_lib.active_run().info.run_id
     version = str(info.registered_model_version)
     client = mlflow_registry.client()
-    client.set_model_version_tag(mlflow_registry.registered_model_name, version, "weights_sha256", result.weights_sha256)
-    client.set_model_version_tag(mlflow_registry.registered_model_name, version, "dagster_run_id", context.run_id)
-    client.set_registered_model_alias(mlflow_registry.registered_model_name, CHALLENGER, version)
+    name = mlflow_registry.registered_model_name
+    client.set_model_version_tag(name, version, "weights_sha256", result.weights_sha256)
+    client.set_model_version_tag(name, version, "dagster_run_id", context.run_id)
+    client.set_registered_model_alias(name, CHALLENGER, version)
     # Without dagster-mlflow's end-of-run hook (plain `dagster asset materialize`) the run would stay RUNNING.
     mlflow_lib.end_run()
-    last = result.history[-1]
+    context.log.info(f"candidate {chosen} of {len(results)} registered as {name} v{version}")
     return dg.MaterializeResult(
         metadata={
             "model_version": version,
             "mlflow_run_id": run_id,
             "weights_sha256": result.weights_sha256,
+            "chosen_candidate": chosen,
+            "candidate_search": dg.MetadataValue.md(tracking.search_table(results, chosen)),
+            "candidate_runs": dg.MetadataValue.json(child_runs),
             "best_epoch": result.best_epoch,
-            "epochs_run": int(last["epoch"]),
-            "val_auc": result.history[result.best_epoch - 1]["val_auc"],
+            "epochs_run": len(result.history),
+            "val_loss": result.best_val_loss,
+            "val_auc": result.best_val_auc,
+            "upstream_data_versions": dg.MetadataValue.json(data_versions),
             "features": len(features),
             "train_rows": int((df["split"] == "train").sum()),
         }

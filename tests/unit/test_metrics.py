@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from platform_assets.evaluate.metrics import decide, fairness, score
+from platform_assets.evaluate.metrics import calibration_table, decide, fairness, permutation_importance, score
 
 BOUNDS = dict(min_roc_auc=0.75, tolerance=0.01, max_demographic_parity_difference=0.2,
               max_equal_opportunity_difference=0.2)
 
 
-def _model(auc, dp=0.05, eo=0.05):
-    return {"metrics": {"roc_auc": auc}, "fairness": {"demographic_parity_difference": dp,
-                                                      "equal_opportunity_difference": eo}}
+def _model(auc, dp=0.05, eo=0.05, brier=0.1):
+    return {"metrics": {"roc_auc": auc, "brier": brier}, "fairness": {"demographic_parity_difference": dp,
+                                                                      "equal_opportunity_difference": eo}}
 
 
 def test_score_on_a_perfect_ranking():
@@ -46,3 +46,36 @@ def test_unfair_but_accurate_model_fails():
     decision = decide(_model(0.95, dp=0.4), _model(0.85), **BOUNDS)
     assert not decision.passed
     assert any("demographic_parity" in r and r.startswith("FAIL") for r in decision.reasons)
+
+
+def test_worse_calibration_than_champion_fails_and_every_rule_gives_a_reason():
+    decision = decide(_model(0.85, brier=0.13), _model(0.85, brier=0.10), **BOUNDS)
+    assert not decision.passed
+    assert [r.split(":")[0] for r in decision.reasons] == ["PASS", "PASS", "FAIL", "PASS", "PASS"]
+    assert "Brier" in decision.reasons[2]
+    assert decide(_model(0.85, brier=0.105), _model(0.85, brier=0.10), **BOUNDS).passed
+
+
+def test_calibration_table_bins_predictions_and_observed_rates():
+    p = np.array([0.05, 0.05, 0.15, 0.95, 0.95, 1.0])
+    y = np.array([0, 1, 0, 1, 1, 0])
+    table = calibration_table(y, p, bins=10)
+    assert [(r["bin_lower"], r["count"]) for r in table] == [(0.0, 2), (0.1, 1), (0.9, 3)]
+    assert table[0]["observed_rate"] == 0.5 and table[2]["mean_predicted"] == pytest.approx(0.9667, abs=1e-4)
+    assert sum(r["count"] for r in table) == len(p)
+
+
+def test_permutation_importance_finds_the_feature_the_model_uses():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"signal": rng.normal(size=2000), "noise": rng.normal(size=2000)})
+    y = (frame["signal"] + 0.3 * rng.normal(size=2000) > 0).astype(int).to_numpy()
+
+    def predict(df):
+        return 1 / (1 + np.exp(-3 * df["signal"].to_numpy()))
+
+    importance = permutation_importance(predict, frame, y, ["noise", "signal"], repeats=3, seed=1)
+    assert [r["feature"] for r in importance] == ["signal", "noise"]
+    assert importance[0]["auc_drop_mean"] > 0.3 and importance[1]["auc_drop_mean"] == 0.0
+    assert permutation_importance(predict, frame, y, ["noise", "signal"], repeats=3, seed=1) == importance

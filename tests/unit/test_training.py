@@ -45,3 +45,28 @@ def test_missing_input_column_is_named(splits, tmp_path):
     result = train_model(train, val, FEATURES, "is_default", TrainParams(max_epochs=1))
     with pytest.raises(KeyError, match="debt_to_income"):
         result.bundle.predict_proba(test.drop(columns=["debt_to_income"]))
+
+
+def test_search_picks_the_lowest_validation_loss_and_candidates_do_not_depend_on_order(splits):
+    from platform_assets.train.trainer import search
+
+    train, val, _ = splits
+    slow = TrainParams(hidden=(8,), learning_rate=1e-4, max_epochs=3)
+    fast = TrainParams(hidden=(32,), learning_rate=3e-3, max_epochs=3)
+    best, results = search(train, val, FEATURES, "is_default", [slow, fast])
+    assert best == 1 and results[1].best_val_loss < results[0].best_val_loss
+    assert [r.params for r in results] == [slow, fast]
+    best_reversed, reversed_results = search(train, val, FEATURES, "is_default", [fast, slow])
+    assert best_reversed == 0
+    assert reversed_results[0].weights_sha256 == results[1].weights_sha256
+    with pytest.raises(ValueError, match="at least one candidate"):
+        search(train, val, FEATURES, "is_default", [])
+
+
+def test_training_leaves_the_process_thread_count_as_it_was(splits):
+    import torch
+
+    train, val, _ = splits
+    before = torch.get_num_threads()
+    train_model(train.head(500), val.head(100), FEATURES, "is_default", TrainParams(max_epochs=1, num_threads=before + 1))
+    assert torch.get_num_threads() == before

@@ -1,0 +1,75 @@
+"""The evaluation report in Markdown: decision and reasons, metrics, calibration, fairness, importance, plots."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+
+from platform_assets.domain import PROTECTED_ATTRIBUTE
+
+
+def render_markdown(report: dict, images: Mapping[str, str]) -> str:
+    """A human-readable report of one evaluation.
+
+    Args:
+        report: The evaluation as written to ``eval_report.json``.
+        images: Plot title -> image link (a relative file name for the file on
+            disk, a ``data:`` URI for the Dagster UI, which shows Markdown inline).
+
+    Returns:
+        The Markdown text.
+    """
+    models = report["models"]
+    challenger = models["challenger"]
+    lines = [
+        f"# Evaluation of model version {report['challenger_version']}",
+        "",
+        f"**Gate: {'PASSED' if report['passed'] else 'FAILED'}** "
+        f"(champion before: {report['champion_version'] or 'none'}; {report['test_rows']} test rows, "
+        f"threshold {report['threshold']})",
+        "",
+        *[f"- {r}" for r in report["reasons"]],
+        "",
+        "## Test metrics",
+        "",
+        pd.DataFrame(
+            {f"{role} v{m['version']}": {**_without_rows(m["metrics"]), **_gaps(m)} for role, m in models.items()}
+        ).to_markdown(floatfmt=".4f"),
+        "",
+        "## Plots",
+        "",
+        *[f"![{title}]({link})\n" for title, link in images.items()],
+        "## Calibration of the challenger (10 equal-width bins)",
+        "",
+        _counts_as_text(pd.DataFrame(challenger["calibration"]), "count").to_markdown(index=False, floatfmt=".4f"),
+        "",
+        f"## Fairness slices of the challenger ({PROTECTED_ATTRIBUTE})",
+        "",
+        _counts_as_text(
+            pd.DataFrame(challenger["fairness"]["slices"]).T[
+                ["rows", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier",
+                 "positive_rate", "true_positive_rate"]
+            ],
+            "rows",
+        ).to_markdown(floatfmt=".4f"),
+        "",
+        "## Permutation feature importance of the challenger (ROC AUC drop on the test split)",
+        "",
+        pd.DataFrame(challenger["permutation_importance"]).to_markdown(index=False, floatfmt=".4f"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _without_rows(metrics: dict) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k != "rows"}
+
+
+def _counts_as_text(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    # tabulate would print a count among float columns as 279.0000.
+    return frame.assign(**{column: frame[column].astype(int).astype(str)})
+
+
+def _gaps(model: dict) -> dict[str, float]:
+    fairness = model["fairness"]
+    return {k: fairness[k] for k in ("demographic_parity_difference", "equal_opportunity_difference")}

@@ -1,0 +1,134 @@
+"""What the model's MLflow run records: candidates as child runs, lineage tags, the search table, model code.
+
+Plain functions over the ``mlflow`` module and Dagster's instance, so that the
+model asset stays a thin wrapper. Imported only inside asset bodies (it loads mlflow).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable
+
+import dagster as dg
+import mlflow
+
+from platform_assets.settings import PROJECT_ROOT
+from platform_assets.train.trainer import TrainResult
+
+# Dagster records an asset's data version in this tag of each materialization.
+DATA_VERSION_TAG = "dagster/data_version"
+# MLflow tag prefix of an upstream asset's data version: ``data_version.features/training_set``.
+DATA_VERSION_PREFIX = "data_version."
+
+
+def git_commit() -> str:
+    """The project's git commit, or ``unknown`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def upstream_data_versions(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> dict[str, str]:
+    """The data version of the latest materialization of each key (``none`` if never materialized).
+
+    Read from the instance's event log, so it names the versions the model was
+    actually trained on, whether they were materialized in this run or an earlier one.
+    """
+    versions = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event else None
+        tags = (materialization.tags or {}) if materialization else {}
+        versions[key.to_user_string()] = tags.get(DATA_VERSION_TAG, "none")
+    return versions
+
+
+def candidate_params(result: TrainResult) -> dict[str, object]:
+    """A candidate's hyperparameters as flat MLflow params."""
+    p = result.params
+    return {
+        "hidden": ",".join(str(h) for h in p.hidden),
+        "dropout": p.dropout,
+        "learning_rate": p.learning_rate,
+        "weight_decay": p.weight_decay,
+        "batch_size": p.batch_size,
+        "max_epochs": p.max_epochs,
+        "patience": p.patience,
+        "seed": p.seed,
+        "num_threads": p.num_threads,
+    }
+
+
+def log_history(result: TrainResult) -> None:
+    """Per-epoch losses and AUC of one training run into the active MLflow run."""
+    for row in result.history:
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+    mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+                        "best_val_auc": result.best_val_auc})
+
+
+def log_candidates(results: list[TrainResult], chosen: int) -> list[str]:
+    """Logs every candidate as a child run of the active run; returns the child run ids.
+
+    Child runs carry no ``dagster_run_id`` tag on purpose: dagster-mlflow finds
+    a Dagster run's MLflow run by that tag and must find the parent.
+    """
+    run_ids = []
+    for index, result in enumerate(results):
+        with mlflow.start_run(run_name=f"candidate-{index}", nested=True) as child:
+            mlflow.log_params(candidate_params(result))
+            log_history(result)
+            mlflow.set_tags({"candidate": str(index), "chosen": str(index == chosen).lower(),
+                             "weights_sha256": result.weights_sha256})
+            run_ids.append(child.info.run_id)
+    return run_ids
+
+
+def search_table(results: list[TrainResult], chosen: int) -> str:
+    """The candidate search as a Markdown table (one row per candidate)."""
+    lines = [
+        "| candidate | hidden | dropout | learning rate | epochs run | best epoch | best val loss | val ROC AUC | weights | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, r in enumerate(results):
+        lines.append(
+            f"| {index} | {list(r.params.hidden)} | {r.params.dropout} | {r.params.learning_rate:g} | "
+            f"{len(r.history)} | {r.best_epoch} | {r.best_val_loss:.4f} | {r.best_val_auc:.4f} | "
+            f"`{r.weights_sha256[:12]}` | {'**yes**' if index == chosen else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# The modules the pyfunc wrapper needs at load time, copied into the logged model as its code.
+MODEL_CODE_MODULES = ("__init__.py", "train/__init__.py", "train/network.py", "train/registry.py")
+
+
+def model_code_paths(target: Path) -> list[str]:
+    """Copies the modules the pyfunc wrapper imports into ``target/platform_assets``; returns the code path.
+
+    Explicit rather than MLflow's ``infer_code_paths``, which runs a subprocess
+    and took about 3 s per logged model here.
+    """
+    package = Path(__file__).resolve().parent.parent
+    for module in MODEL_CODE_MODULES:
+        (target / "platform_assets" / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(package / module, target / "platform_assets" / module)
+    return [str(target / "platform_assets")]
+
+
+def pip_requirements() -> list[str]:
+    """The logged model's requirements, pinned to this environment's versions.
+
+    Explicit rather than inferred: MLflow's inference imports the model in a
+    subprocess (about 4 s per logged model here).
+    """
+    from importlib.metadata import version
+
+    # A local build such as 2.13.0+cpu is installed by its public version.
+    return [f"{name}=={version(name).split('+')[0]}" for name in ("mlflow", "torch", "numpy", "pandas", "safetensors")]

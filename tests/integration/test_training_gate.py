@@ -1,0 +1,281 @@
+"""Training and the evaluation gate through Dagster, on a generated training set.
+
+One Dagster instance and MLflow backend for the module; runs in order:
+1. the model and its evaluation on clean data (the first champion);
+2. the model again on the same data (the same weights hash);
+3. model, evaluation and deployment on label-noised data (the gate rejects it);
+4. deployment alone, in new runs, for a champion whose gate did not pass (it refuses);
+then `mlflow ui` on the same backend serves the runs, metrics, versions and aliases.
+"""
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from platform_assets import definitions, settings
+from platform_assets.deploy import assets as deploy_assets
+from platform_assets.evaluate import assets as evaluate_assets
+from platform_assets.evaluate import checks as evaluate_checks
+from platform_assets.features.assets import TRAINING_SET
+from platform_assets.train import assets as train_assets
+from platform_assets.train import checks as train_checks
+from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+
+NAME = "loan-default"
+
+
+def write_training_set(root, label_noise: float = 0.0) -> str:
+    """Writes a training set shaped like the feature stage's (split by time); returns its sha256.
+
+    ``label_noise`` flips that share of the train and validation labels (seeded);
+    test labels stay clean, so both models are judged on the truth.
+    """
+    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+
+    df = generate_applications(GeneratorConfig(days=30, rows_per_day=300, dirty_fraction=0))
+    df = df.drop(columns=["applicant_name", "email", "phone"]).rename(columns={"application_ts": "event_timestamp"})
+    position = np.arange(len(df)) / len(df)
+    df["split"] = np.select([position < 0.7, position < 0.85], ["train", "validation"], "test")
+    if label_noise:
+        rng = np.random.default_rng(11)
+        flip = (df["split"] != "test").to_numpy() & (rng.uniform(size=len(df)) < label_noise)
+        df.loc[flip, "is_default"] = 1 - df.loc[flip, "is_default"]
+    path = settings.paths(root).training_set
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path, index=False)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """A state root, a Dagster instance and a function that materializes a selection there."""
+    root = tmp_path_factory.mktemp("gate_state")
+    assets = [*dg.load_assets_from_modules([train_assets, evaluate_assets, deploy_assets])]
+    checks = [*dg.load_asset_checks_from_modules([train_checks, evaluate_checks])]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLATFORM_HOME", str(root))
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: an earlier module's backend must not leak in.
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        resources = definitions.build_resources(root)
+        (root / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+
+            def run(*keys: str):
+                selection = dg.AssetSelection.assets(*(dg.AssetKey.from_user_string(k) for k in keys))
+                return dg.materialize(
+                    [*assets, *checks], selection=selection, resources=resources, instance=instance,
+                    raise_on_error=False,
+                )
+
+            client = resources["mlflow_registry"].client()
+            yield {"root": root, "instance": instance, "run": run, "client": client}
+
+
+@pytest.fixture(scope="module")
+def first_champion(platform):
+    """Run 1: the model trained on clean data passes the gate and becomes champion."""
+    digest = write_training_set(platform["root"])
+    # What the training_set asset records: its file's sha256 as the data version.
+    platform["instance"].report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=TRAINING_SET, tags={"dagster/data_version": digest})
+    )
+    result = platform["run"]("train/model", "evaluate/eval_report")
+    assert result.success
+    return result, digest
+
+
+def _metadata(result, node: str) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+def test_candidate_search_registers_the_best_on_validation_with_lineage(platform, first_champion):
+    result, digest = first_champion
+    model = _metadata(result, "train__model")
+    client = platform["client"]
+    version = client.get_model_version(NAME, model["model_version"])
+    parent = client.get_run(version.run_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == len(train_assets.TrainConfig().candidates) == 3
+    losses = {int(c.data.tags["candidate"]): c.data.metrics["best_val_loss"] for c in children}
+    assert model["chosen_candidate"] == min(losses, key=losses.get)
+    chosen = next(c for c in children if c.data.tags["chosen"] == "true")
+    assert chosen.data.tags["weights_sha256"] == parent.data.tags["weights_sha256"] == model["weights_sha256"]
+    assert "| candidate |" in model["candidate_search"] and "**yes**" in model["candidate_search"]
+    tags = parent.data.tags
+    assert tags["dagster_run_id"] == result.run_id
+    assert tags["dagster_partition"] == "none"
+    assert tags["data_version.features/training_set"] == digest == tags["training_set_data_version"]
+    assert tags["data_version.features/feature_store"] == "none"  # never materialized in this instance
+    assert len(tags["git_commit"]) == 40
+    assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [digest[:16]]
+    history = client.get_metric_history(parent.info.run_id, "val_loss")
+    assert len(history) == model["epochs_run"] > 1
+    # The logged model has a signature and an input example.
+    from mlflow.models import get_model_info
+
+    info = get_model_info(f"models:/{NAME}/{version.version}")
+    assert info.signature.inputs.input_names()[:2] == ["income", "loan_amount"]
+    assert info.saved_input_example_info is not None
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["model_tracked_and_registered"] and checks["model_loss_converged"]
+
+
+def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_champion):
+    result, _ = first_champion
+    report = _metadata(result, "evaluate__eval_report")
+    assert report["gate_passed"] and report["champion_version"] == "none"
+    assert alias_version(platform["client"], NAME, CHAMPION) == report["challenger_version"]
+    markdown = report["report"]
+    for part in ("PASS: ROC AUC", "demographic_parity_difference", "## Calibration", "## Permutation feature importance",
+                 "![ROC](data:image/png;base64,", "![Calibration](data:image/png;base64,", "| 18-25 |"):
+        assert part in markdown, part
+    eval_dir = settings.paths(platform["root"]).reports / "eval"
+    for png in ("roc.png", "calibration.png"):
+        assert (eval_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![ROC](roc.png)" in (eval_dir / "eval_report.md").read_text()
+
+
+def test_same_inputs_and_seed_register_the_same_weights(platform, first_champion):
+    first, _ = first_champion
+    again = platform["run"]("train/model")
+    assert again.success
+    a, b = _metadata(first, "train__model"), _metadata(again, "train__model")
+    assert b["model_version"] != a["model_version"]
+    assert b["weights_sha256"] == a["weights_sha256"]
+
+
+@pytest.fixture(scope="module")
+def rejected_challenger(platform, first_champion):
+    """Run 3: a challenger trained on label-noised data, with deployment in the same run."""
+    champion_before = alias_version(platform["client"], NAME, CHAMPION)
+    write_training_set(platform["root"], label_noise=0.4)
+    return platform["run"]("train/model", "evaluate/eval_report", "deploy/deployment"), champion_before
+
+
+def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, rejected_challenger):
+    client = platform["client"]
+    result, champion_before = rejected_challenger
+    assert not result.success
+    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "eval_gate_passed")
+    assert not gate.passed
+    report = _metadata(result, "evaluate__eval_report")
+    assert not report["gate_passed"] and report["champion_version"] == champion_before
+    assert "FAIL: ROC AUC" in report["gate_reasons"]
+    challenger = alias_version(client, NAME, CHALLENGER)
+    assert challenger == report["challenger_version"] != champion_before
+    assert client.get_model_version(NAME, challenger).tags[GATE_TAG] == "failed"
+    assert alias_version(client, NAME, CHAMPION) == champion_before
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "deploy/deployment" not in materialized
+    assert "deploy__deployment" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    logs = [e.user_message for e in platform["instance"].all_logs(result.run_id)]
+    assert any("deploy__deployment failed: ['evaluate__eval_report_eval_gate_passed']" in m for m in logs)
+
+
+@pytest.mark.parametrize("gate", ["failed", None])
+def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(platform, rejected_challenger, gate):
+    client = platform["client"]
+    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    champion = alias_version(client, NAME, CHAMPION)
+    # Someone points the champion alias at the rejected version by hand (e.g. in the MLflow UI).
+    client.set_registered_model_alias(NAME, CHAMPION, rejected)
+    if gate is None:
+        client.delete_model_version_tag(NAME, rejected, GATE_TAG)
+    try:
+        result = platform["run"]("deploy/deployment")
+    finally:
+        client.set_registered_model_alias(NAME, CHAMPION, champion)
+        client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
+    assert not result.success
+    assert not result.get_asset_materialization_events()
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert f"refusing to deploy {NAME} version {rejected}: gate is {gate or 'missing'}" in message
+    assert not (settings.paths(platform["root"]).serving / "deployment.json").exists()
+
+
+def test_logged_model_holds_no_pickle_and_loads_through_mlflow_on_its_own(platform, first_champion, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+    import pandas as pd
+
+    from platform_assets.train.registry import load_version
+
+    version = _metadata(first_champion[0], "train__model")["model_version"]
+    local = mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version}", dst_path=str(tmp_path / "m"))
+    files = {p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
+    assert {"artifacts/bundle/model.safetensors", "code/platform_assets/train/network.py"} <= files
+    test = pd.read_parquet(settings.paths(platform["root"]).training_set).query("split == 'test'").head(50)
+    test.to_parquet(tmp_path / "rows.parquet")
+    # A fresh interpreter outside the project: the model's own code must be enough.
+    code = (
+        "import json, sys, mlflow, pandas as pd; "
+        f"m = mlflow.pyfunc.load_model({local!r}); "
+        f"print(json.dumps([float(v) for v in m.predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    offline = load_version(platform["client"], NAME, version, tmp_path / "b").predict_proba(test)
+    np.testing.assert_allclose(served, offline, atol=1e-7)
+
+
+def test_mlflow_ui_shows_runs_metrics_and_versions_with_aliases(platform, rejected_challenger, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from platform_assets.deploy.serving import free_port
+
+    port = free_port()
+    backend = settings.mlflow_tracking_uri(platform["root"])
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_cli), "ui", "--workers", "1", "--backend-store-uri", backend, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get("/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError((tmp_path / "ui.log").read_text()[-2000:])
+                time.sleep(0.5)
+        assert b"<title>MLflow" in get("/")
+        model = json.loads(get(f"/api/2.0/mlflow/registered-models/get?name={NAME}"))["registered_model"]
+        aliases = {a["alias"]: a["version"] for a in model["aliases"]}
+        client = platform["client"]
+        assert aliases == {CHAMPION: alias_version(client, NAME, CHAMPION), CHALLENGER: alias_version(client, NAME, CHALLENGER)}
+        experiment = client.get_experiment_by_name("loan-default").experiment_id
+        runs = json.loads(get("/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment], "max_results": 100}))["runs"]
+        parents = [r for r in runs if not any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(parents) == 3 and len(runs) == 3 * 4  # three model runs, three candidates each
+        metrics = {m["key"] for r in parents for m in r["data"]["metrics"]}
+        assert {"val_loss", "train_loss", "val_auc", "test_roc_auc"} <= metrics
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
