@@ -1,6 +1,9 @@
 -- Recounts each applicant's 90-day history by brute force: only applications made
 -- strictly before (never the row itself, nor one at the same instant or later).
 -- Any row where the mart disagrees would leak the present or future into training.
+-- The meta ref makes it an asset check of the mart (it reads two models).
+{{ config(meta={'dagster': {'ref': {'name': 'fct_applicant_history'}}}) }}
+
 with apps as (
     select application_id, applicant_id, application_ts, loan_amount
     from {{ ref('stg_applications') }}
