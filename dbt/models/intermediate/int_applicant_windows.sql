@@ -11,9 +11,10 @@
 --
 -- Incremental by day: a run recomputes the days from the first day whose
 -- applications changed since the last build (new days, a late or backfilled
--- partition), since windows reach forward from that day; unchanged history is
--- read, not rewritten. When nothing changed, nothing is recomputed. A day that
--- vanished from the source entirely needs `dbt build --full-refresh`.
+-- partition), since windows reach forward from that day, and only for applicants
+-- who applied on those days; unchanged history is read, not rewritten. When
+-- nothing changed, nothing is recomputed. A day that vanished from the source
+-- entirely needs `dbt build --full-refresh`.
 
 with apps as (
     select
@@ -51,11 +52,19 @@ first_changed as (
 ),
 {% endif %}
 
--- The windows of the recomputed days reach back at most 365 days.
+-- Applicants with an application on a recomputed day: only their windows change.
+changed_applicants as (
+    select distinct apps.applicant_id
+    from apps, first_changed
+    where apps.application_day >= first_changed.day
+),
+
+-- Their history; the windows of the recomputed days reach back at most 365 days.
 history as (
     select apps.*
     from apps, first_changed
     where apps.application_ts >= first_changed.day - interval 365 days
+      and apps.applicant_id in (select applicant_id from changed_applicants)
 ),
 
 -- The last application before that horizon, for days since the last application.
