@@ -44,7 +44,9 @@ applicant_history_source = FileSource(
     timestamp_field="event_timestamp",
 )
 
-# What the application says about the loan and the applicant's finances.
+# What the application says about the loan and the applicant's finances. TTL: an
+# application's features serve only around its own time (training joins them at
+# that time; the online store needs only recent applications).
 application_features = FeatureView(
     name="application_features",
     entities=[application],
@@ -61,20 +63,26 @@ application_features = FeatureView(
         Field(name="loan_to_income", dtype=Float64),
         Field(name="payment_to_monthly_income", dtype=Float64),
         Field(name="region", dtype=String),
+        Field(name="loan_to_avg_prior_loan_365d", dtype=Float64),
     ],
     online=True,
     source=application_features_source,
     tags={"dbt_model": "fct_application_features"},
 )
 
-# The applicant's earlier applications, as of each application.
+# The applicant's earlier applications, as of each application. TTL: a year, the
+# longest window; older history says nothing the view does not already hold.
 applicant_history = FeatureView(
     name="applicant_history",
     entities=[applicant],
     ttl=timedelta(days=365),
     schema=[
+        Field(name="prior_applications_30d", dtype=Float64),
         Field(name="prior_applications_90d", dtype=Float64),
         Field(name="prior_applications_365d", dtype=Float64),
+        Field(name="prior_loan_sum_30d", dtype=Float64),
+        Field(name="prior_loan_sum_90d", dtype=Float64),
+        Field(name="prior_loan_sum_365d", dtype=Float64),
         Field(name="avg_prior_loan_amount_365d", dtype=Float64),
         Field(name="days_since_last_application", dtype=Float64),
     ],
@@ -83,9 +91,20 @@ applicant_history = FeatureView(
     tags={"dbt_model": "fct_applicant_history"},
 )
 
-# Exactly the features the loan-default model is trained and served on.
+# Exactly the features the loan-default model is trained and served on, named one
+# by one: a feature added to a view is not a model input until it is listed here.
 loan_default_model = FeatureService(
     name="loan_default_model",
-    features=[application_features, applicant_history],
+    features=[
+        application_features[[
+            "income", "loan_amount", "term_months", "employment_years", "credit_history_years",
+            "num_open_accounts", "num_delinquencies", "debt_to_income", "loan_to_income",
+            "payment_to_monthly_income", "region",
+        ]],
+        applicant_history[[
+            "prior_applications_90d", "prior_applications_365d", "avg_prior_loan_amount_365d",
+            "days_since_last_application",
+        ]],
+    ],
     description="Inputs of the loan-default classifier.",
 )

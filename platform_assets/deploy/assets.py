@@ -1,12 +1,14 @@
-"""The deployment asset: the champion served by Seldon Core's microservice, refusing ungated models."""
+"""The deployment asset: the champion served by Seldon Core's microservice beside the Feast feature server."""
 
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from platform_assets.evaluate.assets import EVAL_REPORT
-from platform_assets.resources import MlflowRegistry, ModelServing, PlatformState
+from platform_assets.features.assets import FEATURE_STORE
+from platform_assets.resources import FeatureStore, MlflowRegistry, ModelServing, PlatformState
 
 DEPLOYMENT = dg.AssetKey(["deploy", "deployment"])
 
@@ -38,18 +40,23 @@ def approved_champion(client, name: str) -> str:
 
 @dg.asset(
     key=DEPLOYMENT,
-    deps=[EVAL_REPORT],
+    deps=[EVAL_REPORT, FEATURE_STORE],
     group_name="deploy",
-    kinds={"seldon", "pytorch"},
-    description="The champion model served over REST by a Seldon Core microservice (replaced on each deploy).",
+    kinds={"seldon", "pytorch", "feast"},
+    description=(
+        "The champion model served over REST by a Seldon Core microservice, and its features by the Feast "
+        "feature server (both replaced on each deploy)."
+    ),
 )
 def deployment(
     context: dg.AssetExecutionContext,
     state: PlatformState,
     mlflow_registry: MlflowRegistry,
     serving: ModelServing,
+    feast: FeatureStore,
 ) -> dg.MaterializeResult:
-    """Downloads the approved champion's bundle and (re)starts the model server on it."""
+    """Downloads the approved champion's bundle, (re)starts the model server on it and the feature server."""
+    from platform_assets.deploy import feature_server
     from platform_assets.deploy import serving as server
     from platform_assets.train.registry import download_bundle
 
@@ -67,10 +74,23 @@ def deployment(
         log_path=log_path,
         pid_path=serving.pid_path(state.paths),
     )
+    # The feature server lives as long as the model server it feeds (it watches its pid).
+    features = feature_server.start_feature_server(
+        repo_path=Path(feast.repo_path),
+        state_root=Path(feast.state_root),
+        log_path=state.paths.serving / "feature_server.log",
+        record_path=state.paths.serving / "feature_server.json",
+        watch_pid=process.pid,
+    )
     waited = server.wait_until_healthy(process.url, timeout_s=serving.start_timeout_s, pid=process.pid, log_path=log_path)
-    record = {"url": process.url, "model_name": name, "model_version": version, "pid": process.pid, "bundle": str(bundle_dir)}
+    features_waited = feature_server.wait_until_ready(features, timeout_s=serving.start_timeout_s)
+    record = {"url": process.url, "model_name": name, "model_version": version, "pid": process.pid,
+              "bundle": str(bundle_dir), "feature_server_url": features.url, "feature_server_pid": features.pid}
     (state.paths.serving / "deployment.json").write_text(json.dumps(record, indent=2))
-    context.log.info(f"serving {name} v{version} at {process.url} (healthy after {waited:.1f} s)")
+    context.log.info(
+        f"serving {name} v{version} at {process.url} (healthy after {waited:.1f} s), "
+        f"features at {features.url} (ready after {features_waited:.1f} s)"
+    )
     return dg.MaterializeResult(
         metadata={
             "url": dg.MetadataValue.url(f"{process.url}/api/v1.0/predictions"),
@@ -78,5 +98,7 @@ def deployment(
             "pid": process.pid,
             "seconds_to_healthy": waited,
             "log": dg.MetadataValue.path(str(log_path)),
+            "feature_server_url": dg.MetadataValue.url(f"{features.url}/get-online-features"),
+            "feature_server_pid": features.pid,
         }
     )

@@ -1,4 +1,4 @@
-"""Checks on the deployment: the served predictions equal the offline ones."""
+"""Checks on the deployment: served predictions equal the offline ones, served features the SDK's."""
 
 
 import json
@@ -6,7 +6,7 @@ import json
 import dagster as dg
 
 from platform_assets.deploy.assets import DEPLOYMENT
-from platform_assets.resources import PlatformState
+from platform_assets.resources import FeatureStore, PlatformState
 
 
 class ServedCheckConfig(dg.Config):
@@ -40,4 +40,42 @@ def served_predictions_match_offline(config: ServedCheckConfig, state: PlatformS
     return dg.AssetCheckResult(
         passed=len(served) == len(rows) and max_diff <= config.tolerance and version == record["model_version"],
         metadata={"rows": len(rows), "max_abs_difference": max_diff, "served_model_version": str(version)},
+    )
+
+
+class ServedFeaturesConfig(dg.Config):
+    """How many recent applications the feature server is asked about."""
+
+    entities: int = 100
+
+
+@dg.asset_check(
+    asset=DEPLOYMENT,
+    blocking=True,
+    description="Features fetched from the feature server over HTTP equal those of the Feast SDK, exactly.",
+)
+def served_features_match_sdk(
+    config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
+) -> dg.AssetCheckResult:
+    """Asks the feature server and the SDK for the same entities and compares every value."""
+    import pandas as pd
+
+    from platform_assets.deploy.feature_server import online_features_over_http
+    from platform_assets.features.names import FEATURE_SERVICE
+
+    record = json.loads((state.paths.serving / "deployment.json").read_text())
+    apps = pd.read_parquet(state.paths.feast / "data" / "fct_application_features.parquet").tail(config.entities)
+    entities = {"application_id": apps["application_id"].tolist(), "applicant_id": apps["applicant_id"].astype(int).tolist()}
+    served = online_features_over_http(record["feature_server_url"], FEATURE_SERVICE, entities)
+    store = feast.store()
+    rows = [dict(zip(entities, key)) for key in zip(*entities.values())]
+    sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=rows).to_dict())
+    same_columns = set(served.columns) == set(sdk.columns)
+    differing = 0
+    if same_columns and len(served) == len(sdk):
+        served = served[sdk.columns]
+        differing = int((~((served == sdk) | (served.isna() & sdk.isna()))).to_numpy().sum())
+    return dg.AssetCheckResult(
+        passed=same_columns and len(served) == len(sdk) == len(rows) and differing == 0,
+        metadata={"entities": len(rows), "differing_values": differing, "same_columns": same_columns},
     )

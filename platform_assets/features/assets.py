@@ -24,25 +24,29 @@ MART_KEYS = [dg.AssetKey(["features", table]) for table in MART_TABLES]
 def feature_store(
     context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
 ) -> dg.MaterializeResult:
-    """Exports the dbt marts to Parquet, applies the Feast repository and materializes it online."""
+    """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
     from platform_assets.features import feast_ops
 
     data_dir = state.paths.feast / "data"
     with warehouse.connect(read_only=True) as con:
+        changed_since = feast_ops.earliest_change(con, data_dir)
         counts = feast_ops.export_marts(con, data_dir)
-        start, end = con.execute(
+        oldest, newest = con.execute(
             "SELECT min(event_timestamp), max(event_timestamp) FROM features.fct_application_features"
         ).fetchone()
     store = feast.store()
     applied = feast_ops.apply_repo(store, feast.repo_path)
-    # The whole event range, so that every entity's latest value reaches the online store.
-    feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), end + dt.timedelta(seconds=1))
-    context.log.info(f"applied {applied}; materialized {counts}")
+    start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store), oldest, newest)
+    if start is not None:
+        # From the oldest change (or the online horizon) on: the latest value of every changed entity.
+        feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1))
+    context.log.info(f"applied {applied}; exported {counts}; materialized from {start}")
     return dg.MaterializeResult(
         metadata={
             "offline_rows": dg.MetadataValue.json(counts),
             "feast_objects": ", ".join(applied),
-            "materialized_until": end.isoformat(),
+            "materialized_from": start.isoformat() if start is not None else "nothing changed",
+            "materialized_until": newest.isoformat(),
             "online_store": dg.MetadataValue.path(str(state.paths.feast / "online_store.db")),
         }
     )

@@ -1,10 +1,11 @@
-"""Checks on the features: no training/serving skew, no label leakage."""
+"""Checks on the features: no training/serving skew, no label leakage, fresh features."""
 
 
 import dagster as dg
 from platform_assets.features.names import HISTORY_FEATURES
 from platform_assets.features.assets import FEATURE_STORE, TRAINING_SET
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
+
 
 class SkewCheckConfig(dg.Config):
     """How many entities the skew check compares."""
@@ -56,3 +57,49 @@ def training_set_has_no_leakage(state: PlatformState, warehouse: Warehouse) -> d
         as_of = con.execute("SELECT max(application_ts) FROM validated.applications").fetchone()[0]
     findings = leakage_findings(training, history, pd.Timestamp(as_of, tz="UTC"))
     return dg.AssetCheckResult(passed=not any(findings.values()), metadata=findings)
+
+
+class FeatureFreshnessConfig(dg.Config):
+    """How far the features may lag behind the validated data, and the online store behind them."""
+
+    max_feature_lag_hours: float = 24.0
+    max_online_lag_hours: float = 0.0
+
+
+@dg.asset_check(
+    asset=FEATURE_STORE,
+    description="Features keep up with the validated data and the online store holds the newest features.",
+)
+def features_are_fresh(
+    config: FeatureFreshnessConfig, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
+) -> dg.AssetCheckResult:
+    """Warns when the newest feature is older than the newest application, or not yet online."""
+    import datetime as dt
+
+    import duckdb
+
+    from platform_assets.features import feast_ops
+
+    exported = state.paths.feast / "data" / "fct_application_features.parquet"
+    with warehouse.connect(read_only=True) as con:
+        newest_source = con.execute("SELECT max(application_ts) FROM validated.applications").fetchone()[0]
+    with duckdb.connect() as con:
+        newest_features = con.execute(f"SELECT max(event_timestamp) FROM read_parquet('{exported}')").fetchone()[0]
+    until = feast_ops.materialized_until(feast.store())
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    found = feast_ops.freshness_findings(newest_source, newest_features, until, now)
+    passed = (
+        found["feature_lag_hours"] is not None
+        and found["feature_lag_hours"] <= config.max_feature_lag_hours
+        and found["online_lag_hours"] is not None
+        and found["online_lag_hours"] <= config.max_online_lag_hours
+    )
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            **{k: (round(v, 3) if v is not None else "n/a") for k, v in found.items()},
+            "newest_feature": str(newest_features),
+            "online_until": dg.MetadataValue.json({k: str(v) for k, v in until.items()}),
+        },
+    )

@@ -28,13 +28,24 @@ def _put_environment_bin_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
 
+def _manifest_is_stale(manifest: Path) -> bool:
+    """Whether the manifest is missing or older than a file of the dbt project it describes."""
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", *(DBT_PROJECT_DIR / d for d in ("models", "tests", "macros"))]
+    files = (f for s in sources if s.exists() for f in ([s] if s.is_file() else s.rglob("*")) if f.is_file())
+    return any(f.stat().st_mtime > built for f in files)
+
+
 @functools.cache
 def dbt_project() -> DbtProject:
-    """The dbt project, its manifest prepared on first use and under ``dagster dev``."""
+    """The dbt project, its manifest prepared on first use, after an edit and under ``dagster dev``."""
     _put_environment_bin_on_path()
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    if not project.manifest_path.exists():
-        # A fresh clone has no manifest yet; `dbt parse` writes one (a few seconds, once).
+    if _manifest_is_stale(project.manifest_path):
+        # A fresh clone has no manifest yet, and an edited model or test makes it stale
+        # (its checks would be missing); `dbt parse` writes one (a few seconds).
         project.preparer.prepare(project)
     project.prepare_if_dev()
     return project

@@ -32,6 +32,67 @@ def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str =
     return counts
 
 
+def earliest_change(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features") -> dt.datetime | None:
+    """The oldest event time of a mart row that the last export does not hold as it is now.
+
+    New rows, late rows of an old day (a backfilled partition) and rows whose
+    values changed all count; so materializing from this time on brings every
+    change online, however old its event time. Call before :func:`export_marts`.
+
+    Returns:
+        That time; the oldest event time of all when a mart was never exported;
+        ``None`` when the marts equal their last export.
+    """
+    times = []
+    for table in MART_TABLES:
+        previous = data_dir / f"{table}.parquet"
+        if previous.exists():
+            query = (
+                f"SELECT min(event_timestamp) FROM (SELECT * FROM {schema}.{table} "
+                f"EXCEPT SELECT * FROM read_parquet('{previous}'))"
+            )
+        else:
+            query = f"SELECT min(event_timestamp) FROM {schema}.{table}"
+        times.append(con.execute(query).fetchone()[0])
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
+def materialized_until(store: "feast.FeatureStore") -> dict[str, dt.datetime | None]:
+    """How far each feature view of the model's service has been materialized online (``None``: never)."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
+    return {view.name: view.most_recent_end_time for view in views}
+
+
+def incremental_start(
+    changed_since: dt.datetime | None, until: dict[str, dt.datetime | None], oldest: dt.datetime, newest: dt.datetime
+) -> dt.datetime | None:
+    """Where the next materialization starts: the older of the first change and the online horizon.
+
+    Args:
+        changed_since: From :func:`earliest_change`.
+        until: From :func:`materialized_until`.
+        oldest: The oldest event time of the marts (where a view never materialized starts).
+        newest: The newest event time of the marts.
+
+    Returns:
+        The start, or ``None`` when the online store already holds everything.
+    """
+    if not until or any(t is None for t in until.values()):
+        return oldest
+    horizon = min(_naive_utc(t) for t in until.values())
+    candidates = [t for t in (changed_since, horizon if horizon <= newest else None) if t is not None]
+    return min(candidates) if candidates else None
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as a naive UTC datetime (Feast returns aware ones, DuckDB naive UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
 def load_definitions(repo_path: Path) -> list:
     """Imports ``features.py`` of the Feast repository afresh and returns its Feast objects.
 
@@ -184,7 +245,7 @@ def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Ti
     """
     joined = training.merge(history, on="application_id", suffixes=("", "_asof"), how="left")
     differs = pd.Series(False, index=joined.index)
-    for name in HISTORY_FEATURES:
+    for name in (n for n in HISTORY_FEATURES if n in training.columns and f"{n}_asof" in joined.columns):
         differs |= joined[name].ne(joined[f"{name}_asof"])
     newest = training.groupby("split")["event_timestamp"].max()
     order = [s for s in SPLITS if s in newest.index]
@@ -196,4 +257,40 @@ def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Ti
         "history_not_as_of_application": int(differs.sum()),
         "labels_after_cutoff": int((training["label_ts"] > as_of).sum()),
         "splits_out_of_order": out_of_order,
+    }
+
+
+def freshness_findings(
+    newest_source: dt.datetime | None, newest_features: dt.datetime | None, until: dict[str, dt.datetime | None],
+    now: dt.datetime,
+) -> dict[str, float | None]:
+    """How far the features lag behind their input data, and the online store behind the features.
+
+    Measured against the data, not the clock: the input's own age is the
+    freshness check of the raw data; this says whether the feature stage kept up.
+
+    Args:
+        newest_source: Newest application time in the validated data.
+        newest_features: Newest event time in the exported marts.
+        until: From :func:`materialized_until`.
+        now: The current time (naive UTC), for the reported age.
+
+    Returns:
+        ``feature_lag_hours`` (validated newest minus feature newest; ``None``
+        when there are no features), ``online_lag_hours`` (feature newest minus
+        the least materialized view; ``None`` when a view was never
+        materialized) and ``feature_age_hours`` (now minus feature newest).
+    """
+    hours = dt.timedelta(hours=1)
+    if newest_features is None:
+        return {"feature_lag_hours": None, "online_lag_hours": None, "feature_age_hours": None}
+    newest_features = _naive_utc(newest_features)
+    feature_lag = (_naive_utc(newest_source) - newest_features) / hours if newest_source is not None else 0.0
+    online_lag = None
+    if until and all(t is not None for t in until.values()):
+        online_lag = max((newest_features - min(_naive_utc(t) for t in until.values())) / hours, 0.0)
+    return {
+        "feature_lag_hours": max(feature_lag, 0.0),
+        "online_lag_hours": online_lag,
+        "feature_age_hours": (now - newest_features) / hours,
     }

@@ -39,6 +39,7 @@ def inference_log(
     """Fetches online features for recent applications, asks the server, and appends to the log."""
     import pandas as pd
 
+    from platform_assets.deploy.feature_server import online_features_over_http
     from platform_assets.deploy.serving import predict_over_http
     from platform_assets.features.names import FEATURE_SERVICE
 
@@ -50,11 +51,17 @@ def inference_log(
             "ORDER BY application_ts, application_id",
             [config.recent_days],
         ).df()
-    store = feast.store()
-    keys = recent[["application_id", "applicant_id"]].to_dict("records")
-    online = pd.DataFrame(
-        store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=keys).to_dict()
-    )
+    if deployment.get("feature_server_url"):
+        # As the model's callers would: features by entity id from the deployed feature server.
+        entities = {"application_id": recent["application_id"].tolist(),
+                    "applicant_id": recent["applicant_id"].astype(int).tolist()}
+        online = online_features_over_http(deployment["feature_server_url"], FEATURE_SERVICE, entities)
+    else:  # a deployment recorded before the feature server existed
+        store = feast.store()
+        keys = recent[["application_id", "applicant_id"]].to_dict("records")
+        online = pd.DataFrame(
+            store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=keys).to_dict()
+        )
     features = [c for c in online.columns if c not in NON_FEATURES]
     probabilities, versions = [], []
     for start in range(0, len(online), config.batch_size):

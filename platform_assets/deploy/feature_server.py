@@ -1,0 +1,196 @@
+"""The local Feast feature server (``feast serve``): online features by entity id over HTTP.
+
+Plain functions, no Dagster. Started by the deployment beside the model server
+and run like it (its own session, a record file, stopped as a process group);
+the process helpers are those of :mod:`platform_assets.deploy.serving`. Started
+with ``watch_pid``, the server runs under a small watchdog (this module's
+``__main__``) that stops it when the watched model server is gone, so stopping
+the model server never leaves a feature server behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from platform_assets.deploy.serving import _group_alive, _log_tail, free_port, is_alive, read_server_record
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HEALTH_PATH = "/health"
+ONLINE_PATH = "/get-online-features"
+_FEAST_MARK = b"feast"  # in the command line of the server or its watchdog
+
+
+@dataclass(frozen=True)
+class FeatureServerProcess:
+    """A started feature server."""
+
+    pid: int
+    url: str
+    port: int
+    log_path: Path
+
+
+def feast_executable() -> Path:
+    """The ``feast`` script of the running environment."""
+    return Path(sys.executable).absolute().parent / "feast"
+
+
+def stop_feature_server(record_path: Path, grace_s: float = 5.0) -> bool:
+    """Stops the recorded feature server's process group; removes ``record_path``.
+
+    Returns:
+        Whether a server was running.
+    """
+    record = read_server_record(record_path) or {}
+    Path(record_path).unlink(missing_ok=True)
+    pid = record.get("pid")
+    if not pid or not _group_alive(pid) or not _is_feature_server(pid):
+        return False
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                return True
+            time.sleep(0.1)
+    return True
+
+
+def _is_feature_server(pid: int) -> bool:
+    """Whether ``pid`` still looks like our feature server (a recycled pid in a stale record does not)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the record, as the model server's stop does
+    return not cmdline or _FEAST_MARK in cmdline
+
+
+def start_feature_server(
+    *, repo_path: Path, state_root: Path, log_path: Path, record_path: Path, port: int | None = None,
+    watch_pid: int | None = None, feast: Path | None = None,
+) -> FeatureServerProcess:
+    """Starts ``feast serve`` on the repository, replacing a running one.
+
+    Args:
+        repo_path: The Feast repository (``feature_repo/``).
+        state_root: ``PLATFORM_HOME`` of the registry and online store it serves.
+        log_path: Server output is appended here.
+        record_path: Where the running server is recorded (JSON).
+        port: HTTP port on 127.0.0.1; default: a free one.
+        watch_pid: Stop the server when this process (the model server) is gone.
+        feast: The ``feast`` script; default: the running environment's.
+
+    Returns:
+        The started (not yet ready) server: see :func:`wait_until_ready`.
+    """
+    stop_feature_server(record_path)
+    port = port or free_port()
+    script = Path(feast or feast_executable())
+    if not script.exists():
+        raise FileNotFoundError(f"{script} not found: install the platform environment with `make install`")
+    # The registry is re-read every 5 s, so a re-applied repository is served without a restart.
+    command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--no-access-log", "--registry_ttl_sec", "5"]
+    if watch_pid is not None:
+        command = [sys.executable, "-m", "platform_assets.deploy.feature_server", "--watch", str(watch_pid),
+                   "--", *command]
+    env = {**os.environ, "PLATFORM_HOME": str(Path(state_root).resolve()),
+           "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    log_path, record_path = Path(log_path), Path(record_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, cwd=repo_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    record = dict(pid=process.pid, url=url, port=port, repo_path=str(repo_path), state_root=env["PLATFORM_HOME"],
+                  watch_pid=watch_pid, log_path=str(log_path), started_at=time.time())
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2))
+    return FeatureServerProcess(process.pid, url, port, log_path)
+
+
+def wait_until_ready(server: FeatureServerProcess, timeout_s: float = 90.0) -> float:
+    """Polls ``GET {url}/health`` until it answers 200; returns the seconds waited.
+
+    Raises:
+        RuntimeError: If the process exited or ``timeout_s`` passed; includes the log's tail.
+    """
+    import requests
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if not is_alive(server.pid):
+            raise RuntimeError(f"feature server (pid {server.pid}) exited; log tail:\n{_log_tail(server.log_path)}")
+        try:
+            if requests.get(server.url + HEALTH_PATH, timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"feature server {server.url} not ready after {timeout_s} s; log:\n{_log_tail(server.log_path)}")
+
+
+def online_features_over_http(
+    url: str, feature_service: str, entities: dict[str, list], timeout_s: float = 30.0
+) -> "pandas.DataFrame":  # noqa: F821
+    """The feature service's online features for ``entities``, from the feature server.
+
+    Args:
+        url: The feature server's base URL.
+        feature_service: Name of the feature service.
+        entities: Join key -> one value per entity row (``{"application_id": [...], ...}``).
+
+    Returns:
+        One row per entity: the join keys and every feature, as the SDK's
+        ``get_online_features(...).to_dict()`` gives them.
+
+    Raises:
+        RuntimeError: On a non-200 answer, with its status and body.
+    """
+    import pandas as pd
+    import requests
+
+    payload = {"feature_service": feature_service, "entities": entities, "full_feature_names": False}
+    response = requests.post(url + ONLINE_PATH, json=payload, timeout=timeout_s)
+    if response.status_code != 200:
+        raise RuntimeError(f"feature server {url} answered HTTP {response.status_code}: {response.text[:2000]}")
+    body = response.json()
+    names = body["metadata"]["feature_names"]
+    return pd.DataFrame({name: result["values"] for name, result in zip(names, body["results"])})
+
+
+def _watch(pid: int, command: list[str]) -> int:
+    """Runs ``command`` until it exits or process ``pid`` is gone; returns its exit status."""
+    child = subprocess.Popen(command)
+    while child.poll() is None:
+        if not is_alive(pid):
+            child.terminate()
+            try:
+                return child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                return child.wait()
+        time.sleep(1.0)
+    return child.returncode
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Run a command while another process lives.")
+    parser.add_argument("--watch", type=int, required=True, help="pid whose exit stops the command")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    sys.exit(_watch(args.watch, command))

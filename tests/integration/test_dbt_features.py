@@ -1,0 +1,112 @@
+"""The dbt project on its own: windowed features see only the past, incremental equals full refresh."""
+
+import datetime as dt
+import os
+import subprocess
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from platform_assets import definitions, settings
+from platform_assets.ingest import assets as ingest_assets
+from platform_assets.validate import assets as validate_assets
+from tests.conftest import PROJECT_ROOT, write_sample_landing
+
+DBT = PROJECT_ROOT / ".venv" / "bin" / "dbt"
+WINDOWS = "features.int_applicant_windows"
+
+
+def _dbt(root, *args):
+    """Runs the dbt CLI from dbt/ as a user would, the warehouse found through PLATFORM_HOME only."""
+    env = {k: v for k, v in os.environ.items() if k != "PLATFORM_DUCKDB_PATH"}
+    env["PLATFORM_HOME"] = str(root)
+    out = subprocess.run([str(DBT), *args], cwd=PROJECT_ROOT / "dbt", env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def _windows(con):
+    return (
+        con.execute(f"SELECT * EXCLUDE (_built_at) FROM {WINDOWS}").df()
+        .sort_values("application_id").reset_index(drop=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """A warehouse with 30 days of validated applications; returns (root, all validated rows)."""
+    root = tmp_path_factory.mktemp("dbt_home")
+    write_sample_landing(root, days=30, rows_per_day=60, start=dt.date(2026, 3, 1))
+    result = dg.materialize(
+        [ingest_assets.raw_applications, validate_assets.validated_applications],
+        resources=definitions.build_resources(root),
+    )
+    assert result.success
+    with duckdb.connect(str(settings.paths(root).warehouse)) as con:
+        rows = con.execute("SELECT * FROM validated.applications").df()
+    return root, rows
+
+
+def test_windows_count_only_earlier_applications(validated):
+    root, _ = validated
+    out = _dbt(root, "build")
+    assert "ERROR=0" in out and "assert_history_sees_only_the_past" in out
+    with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
+        history = con.execute("SELECT * FROM features.fct_applicant_history").df()
+        apps = con.execute("SELECT application_id, applicant_id, application_ts, loan_amount FROM features.stg_applications").df()
+    # Recompute by hand for the applicants with the most applications.
+    busiest = apps["applicant_id"].value_counts().index[:5]
+    for applicant in busiest:
+        mine = apps[apps["applicant_id"] == applicant]
+        for _, row in mine.iterrows():
+            before = mine[mine["application_ts"] < row["application_ts"]]
+            got = history.set_index("application_id").loc[row["application_id"]]
+            recent = before[before["application_ts"] >= row["application_ts"] - pd.Timedelta(days=30)]
+            assert got["prior_applications_30d"] == len(recent)
+            assert got["prior_loan_sum_365d"] == pytest.approx(before["loan_amount"].sum())
+            if len(before):
+                gap = (row["application_ts"] - before["application_ts"].max()) / pd.Timedelta(days=1)
+                assert got["days_since_last_application"] == pytest.approx(gap)
+            else:
+                assert got["days_since_last_application"] == -1.0
+    assert history["prior_applications_365d"].max() >= 2  # some applicants do come back
+
+
+def test_incremental_build_equals_a_full_refresh(validated):
+    root, rows = validated
+    warehouse = str(settings.paths(root).warehouse)
+    day = rows["application_ts"].dt.floor("D")
+    days = sorted(day.unique())
+    late = days[5]  # a day that arrives late (a backfilled partition)
+    first = rows[(day < days[20]) & (day != late)]
+    with duckdb.connect(warehouse) as con:
+        con.execute("CREATE OR REPLACE TABLE validated.applications AS SELECT * FROM first")
+    _dbt(root, "run", "--full-refresh")
+    with duckdb.connect(warehouse, read_only=True) as con:
+        built_before = con.execute(f"SELECT DISTINCT _built_at FROM {WINDOWS}").fetchone()[0]
+
+    # Nothing changed: an incremental run keeps every row as it was.
+    _dbt(root, "run", "--select", "int_applicant_windows")
+    with duckdb.connect(warehouse) as con:
+        assert con.execute(f"SELECT DISTINCT _built_at FROM {WINDOWS}").fetchall() == [(built_before,)]
+        con.execute("CREATE OR REPLACE TABLE validated.applications AS SELECT * FROM rows")
+
+    # New days and the late day: only days from the late day on are recomputed.
+    _dbt(root, "run")
+    with duckdb.connect(warehouse, read_only=True) as con:
+        incremental = _windows(con)
+        kept = con.execute(
+            f"SELECT max(application_day) FROM {WINDOWS} WHERE _built_at = ?", [built_before]
+        ).fetchone()[0]
+        mart_incremental = con.execute("SELECT * FROM features.fct_applicant_history ORDER BY application_id").df()
+    assert pd.Timestamp(kept) < pd.Timestamp(late)  # days before the late one were not rewritten
+    assert len(incremental) == len(rows)
+
+    _dbt(root, "run", "--full-refresh")
+    with duckdb.connect(warehouse, read_only=True) as con:
+        full = _windows(con)
+        mart_full = con.execute("SELECT * FROM features.fct_applicant_history ORDER BY application_id").df()
+    pd.testing.assert_frame_equal(incremental, full)
+    pd.testing.assert_frame_equal(mart_incremental, mart_full)

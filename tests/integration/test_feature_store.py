@@ -1,0 +1,206 @@
+"""The feature store on recent generated data: checks pass, and fail where leakage or skew is planted.
+
+Also the Feast CLI on the exported marts (``feast apply``, ``feast materialize-incremental``)
+and the feature server (``feast serve``) against the SDK.
+"""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from platform_assets import definitions, settings
+from platform_assets.features import assets as feature_assets
+from platform_assets.features import checks as feature_checks
+from platform_assets.features import dbt as feature_dbt
+from platform_assets.features import feast_ops
+from platform_assets.features.names import FEATURE_SERVICE
+from platform_assets.ingest import assets as ingest_assets
+from platform_assets.validate import assets as validate_assets
+from tests.conftest import PROJECT_ROOT, write_sample_landing
+
+FEATURE_CHECKS = [feature_checks.online_matches_offline, feature_checks.training_set_has_no_leakage,
+                  feature_checks.features_are_fresh]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Raw -> validated -> dbt -> feature store -> training set on 40 days ending yesterday."""
+    root = tmp_path_factory.mktemp("feature_home")
+    write_sample_landing(root, days=40, rows_per_day=80, start=dt.date.today() - dt.timedelta(days=40))
+    resources = definitions.build_resources(root)
+    result = dg.materialize(
+        [ingest_assets.raw_applications, validate_assets.validated_applications, feature_dbt.dbt_feature_models,
+         feature_assets.feature_store, feature_assets.training_set, *FEATURE_CHECKS],
+        resources=resources,
+        raise_on_error=False,
+    )
+    return root, resources, result
+
+
+@pytest.fixture
+def restore(built):
+    """Puts back every file a test plants something in."""
+    saved = []
+
+    def keep(path):
+        backup = path.with_name(path.name + ".orig")
+        shutil.copy2(path, backup)
+        saved.append((path, backup))
+        return path
+
+    yield keep
+    for path, backup in saved:
+        backup.replace(path)
+
+
+def test_every_feature_check_passes_on_clean_data(built):
+    _, _, result = built
+    assert result.success
+    evaluations = {e.asset_check_key.name: e for e in result.get_asset_check_evaluations()}
+    assert {"online_matches_offline", "training_set_has_no_leakage", "features_are_fresh",
+            "assert_history_sees_only_the_past"} <= set(evaluations)
+    assert [name for name, e in evaluations.items() if not e.passed] == []
+    assert evaluations["features_are_fresh"].metadata["online_lag_hours"].value == 0.0
+
+
+def _one_labelled_row_with_history(root):
+    training = pd.read_parquet(settings.paths(root).training_set)
+    return training, training[training["prior_applications_90d"] > 0].iloc[0]
+
+
+def test_point_in_time_join_keeps_a_planted_future_row_out(built, restore):
+    root, resources, _ = built
+    training, row = _one_labelled_row_with_history(root)
+    path = restore(settings.paths(root).feast / "data" / "fct_applicant_history.parquet")
+    history = pd.read_parquet(path)
+    planted_at = row["event_timestamp"] + (row["label_ts"] - row["event_timestamp"]) / 2  # before the label is known
+    planted = history[history["application_id"] == row["application_id"]].assign(
+        application_id="planted", event_timestamp=planted_at.tz_localize(None), prior_applications_90d=999.0
+    )
+    pd.concat([history, planted]).to_parquet(path, index=False, coerce_timestamps="us")
+
+    store = resources["feast"].store()
+    entities = pd.DataFrame({
+        "application_id": [row["application_id"]] * 2,
+        "applicant_id": [row["applicant_id"]] * 2,
+        "event_timestamp": [row["event_timestamp"], planted_at + pd.Timedelta(seconds=1)],
+    })
+    got = feast_ops.historical_features(store, entities)
+    # The label's row sees its own history; only a question asked after the planted time sees it.
+    assert got["prior_applications_90d"].tolist() == [row["prior_applications_90d"], 999.0]
+
+
+def test_leakage_check_fails_when_a_later_value_reaches_a_row(built, restore):
+    root, resources, _ = built
+    training, row = _one_labelled_row_with_history(root)
+    path = restore(settings.paths(root).training_set)
+    training.loc[training["application_id"] == row["application_id"], "prior_applications_90d"] += 1.0
+    training.to_parquet(path, index=False)
+    result = feature_checks.training_set_has_no_leakage(state=resources["state"], warehouse=resources["warehouse"])
+    assert not result.passed
+    assert result.metadata["history_not_as_of_application"].value == 1
+
+
+def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built):
+    root, resources, _ = built
+    data = settings.paths(root).feast / "data"
+    config = feature_checks.SkewCheckConfig()
+    sampled = feast_ops.latest_offline_values(data, config.sample_size, config.seed)
+    history = pd.read_parquet(data / "fct_applicant_history.parquet")
+    mine = history[history["applicant_id"] == sampled["applicant_id"].iloc[0]]
+    latest = mine.sort_values(["event_timestamp", "application_id"]).tail(1)
+    value = latest["avg_prior_loan_amount_365d"].iloc[0]
+    store = resources["feast"].store()
+    store.write_to_online_store("applicant_history", latest.assign(avg_prior_loan_amount_365d=np.nextafter(value, np.inf)))
+    try:
+        result = feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"])
+    finally:
+        store.write_to_online_store("applicant_history", latest)
+    assert not result.passed
+    assert result.metadata["mismatches"].value == (sampled["applicant_id"] == latest["applicant_id"].iloc[0]).sum()
+    assert feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"]).passed
+
+
+def test_freshness_check_warns_when_newer_features_are_not_online(built, restore):
+    root, resources, _ = built
+    path = restore(settings.paths(root).feast / "data" / "fct_application_features.parquet")
+    apps = pd.read_parquet(path)
+    newer = apps.tail(1).assign(application_id="newer", event_timestamp=apps["event_timestamp"].max() + pd.Timedelta(hours=3))
+    pd.concat([apps, newer]).to_parquet(path, index=False, coerce_timestamps="us")
+    result = feature_checks.features_are_fresh(
+        config=feature_checks.FeatureFreshnessConfig(), state=resources["state"], warehouse=resources["warehouse"],
+        feast=resources["feast"],
+    )
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["online_lag_hours"].value == pytest.approx(3.0, abs=0.01)
+
+
+def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
+    root, _, _ = built
+    shutil.copytree(settings.paths(root).feast / "data", tmp_path / "feast" / "data")
+    feast_cli = PROJECT_ROOT / ".venv" / "bin" / "feast"
+    env = {**os.environ, "PLATFORM_HOME": str(tmp_path)}
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    for args in (["apply"], ["materialize-incremental", now.isoformat()]):
+        out = subprocess.run([str(feast_cli), *args], cwd=PROJECT_ROOT / "feature_repo", env=env,
+                             capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+    from platform_assets.resources import FeatureStore
+
+    store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"), state_root=str(tmp_path)).store()
+    apps = pd.read_parquet(tmp_path / "feast" / "data" / "fct_application_features.parquet")
+    # From scratch, materialize-incremental loads each view's TTL: two days of applications.
+    recent = apps[apps["event_timestamp"] > now - dt.timedelta(days=2, minutes=-5)]
+    assert len(recent) > 10
+    expected = feast_ops.latest_offline_values(tmp_path / "feast" / "data", len(apps)).set_index("application_id")
+    expected = expected.loc[recent["application_id"]].reset_index()
+    mismatches = feast_ops.online_offline_mismatches(store, expected, feast_ops.feature_names(store))
+    assert mismatches.empty, mismatches.head()
+    old = apps[apps["event_timestamp"] < now - dt.timedelta(days=3)].head(5)
+    online = store.get_online_features(
+        features=["application_features:income"],
+        entity_rows=[{"application_id": a} for a in old["application_id"]],
+    ).to_dict()
+    assert online["income"] == [None] * len(old)
+
+
+def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_server(built, tmp_path):
+    from platform_assets.deploy import feature_server
+    from platform_assets.deploy.serving import _group_alive
+
+    root, resources, _ = built
+    model_server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    record = tmp_path / "feature_server.json"
+    server = feature_server.start_feature_server(
+        repo_path=PROJECT_ROOT / "feature_repo", state_root=root, log_path=tmp_path / "fs.log",
+        record_path=record, watch_pid=model_server.pid,
+    )
+    try:
+        feature_server.wait_until_ready(server, timeout_s=120)
+        apps = pd.read_parquet(settings.paths(root).feast / "data" / "fct_application_features.parquet").tail(100)
+        entities = {"application_id": apps["application_id"].tolist(), "applicant_id": apps["applicant_id"].tolist()}
+        served = feature_server.online_features_over_http(server.url, FEATURE_SERVICE, entities)
+        store = resources["feast"].store()
+        rows = [{"application_id": a, "applicant_id": int(b)} for a, b in zip(*entities.values())]
+        sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE),
+                                                     entity_rows=rows).to_dict())
+        assert sorted(served.columns) == sorted(sdk.columns)
+        pd.testing.assert_frame_equal(served[sdk.columns], sdk, check_exact=True)
+
+        model_server.kill()
+        model_server.wait()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=20)
+        while _group_alive(server.pid) and dt.datetime.now() < deadline:
+            subprocess.run(["sleep", "0.2"])
+        assert not _group_alive(server.pid)
+    finally:
+        model_server.kill()
+        feature_server.stop_feature_server(record)

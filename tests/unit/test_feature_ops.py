@@ -1,0 +1,53 @@
+"""Pure feature-store helpers: what changed since the last export, where materialization starts, freshness."""
+
+import datetime as dt
+
+import duckdb
+import pandas as pd
+
+from platform_assets.features import feast_ops
+
+T0 = dt.datetime(2026, 5, 1)
+
+
+def _marts(con, rows):
+    frame = pd.DataFrame(rows, columns=["application_id", "event_timestamp", "x"])
+    con.execute("CREATE SCHEMA IF NOT EXISTS features")
+    for table in ("fct_application_features", "fct_applicant_history"):
+        con.execute(f"CREATE OR REPLACE TABLE features.{table} AS SELECT * FROM frame")
+
+
+def test_earliest_change_finds_new_late_and_changed_rows(tmp_path):
+    con = duckdb.connect()
+    rows = [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.0), ("c", T0 + dt.timedelta(days=2), 3.0)]
+    _marts(con, rows)
+    assert feast_ops.earliest_change(con, tmp_path) == T0  # never exported: everything
+    feast_ops.export_marts(con, tmp_path)
+    assert feast_ops.earliest_change(con, tmp_path) is None  # nothing changed
+    late = ("d", T0 + dt.timedelta(hours=12), 4.0)  # a backfilled row older than the newest
+    _marts(con, [*rows, late])
+    assert feast_ops.earliest_change(con, tmp_path) == late[1]
+    _marts(con, [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.5), rows[2]])  # a corrected value
+    assert feast_ops.earliest_change(con, tmp_path) == T0 + dt.timedelta(days=1)
+
+
+def test_incremental_start():
+    oldest, newest = T0, T0 + dt.timedelta(days=10)
+    online = T0 + dt.timedelta(days=10, seconds=1)
+    aware = online.replace(tzinfo=dt.timezone.utc)
+    assert feast_ops.incremental_start(None, {"a": None, "b": online}, oldest, newest) == oldest
+    assert feast_ops.incremental_start(None, {"a": aware, "b": aware}, oldest, newest) is None
+    late = T0 + dt.timedelta(days=3)
+    assert feast_ops.incremental_start(late, {"a": aware, "b": aware}, oldest, newest) == late
+    behind = T0 + dt.timedelta(days=8)  # a materialization that stopped half way
+    assert feast_ops.incremental_start(None, {"a": aware, "b": behind}, oldest, newest) == behind
+
+
+def test_freshness_findings_measure_lag_against_the_data_not_the_clock():
+    newest = T0 + dt.timedelta(days=1)
+    online = {"a": (newest + dt.timedelta(seconds=1)).replace(tzinfo=dt.timezone.utc)}
+    found = feast_ops.freshness_findings(newest, newest, online, now=newest + dt.timedelta(days=30))
+    assert found == {"feature_lag_hours": 0.0, "online_lag_hours": 0.0, "feature_age_hours": 720.0}
+    found = feast_ops.freshness_findings(newest + dt.timedelta(hours=6), newest, {"a": T0}, now=newest)
+    assert found["feature_lag_hours"] == 6.0 and found["online_lag_hours"] == 24.0
+    assert feast_ops.freshness_findings(newest, newest, {"a": None}, now=newest)["online_lag_hours"] is None
