@@ -56,13 +56,15 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --port 5000
 
 stop-serving: install
-	$(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets import settings; print(stop_model_server(settings.paths().serving / 'server.json'))"
+	$(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets.deploy.feature_server import stop_feature_server; from platform_assets import settings; s = settings.paths().serving; print(stop_model_server(s / 'server.json'), stop_feature_server(s / 'feature_server.json'))"
 
 test: install
 	$(BIN)/pytest
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_platform.py
+	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean: stop-serving
 	rm -rf $(PLATFORM_HOME) dbt/target dbt/logs

@@ -53,9 +53,10 @@ def build_resources(root: str | Path | None = None) -> dict:
     pinned = root is not None
     paths = settings.paths(root)
     state_root = str(paths.root) if pinned else _env(settings.STATE_ROOT_ENV, str(paths.root))
-    tracking_uri = settings.mlflow_tracking_uri(paths.root) if pinned else _env(
-        "MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri(paths.root)
-    )
+    # Pinned: the SQLite backend under the root, whatever MLFLOW_TRACKING_URI says (mlflow.set_tracking_uri
+    # exports that variable, so a value left by an earlier run in the same process must not leak in).
+    local_tracking_uri = f"sqlite:///{paths.mlflow / 'mlflow.db'}"
+    tracking_uri = local_tracking_uri if pinned else _env("MLFLOW_TRACKING_URI", local_tracking_uri)
     artifact_root = str(paths.mlflow / "artifacts")
     return {
         "state": PlatformState(root=state_root),

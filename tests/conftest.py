@@ -53,6 +53,23 @@ def day_range_tags(first: str, last: str) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
+def _everything():
+    import dagster as dg
+
+    from platform_assets import definitions
+
+    return [*dg.load_assets_from_modules(definitions.ASSET_MODULES),
+            *dg.load_asset_checks_from_modules(definitions.CHECK_MODULES)]
+
+
+def ingest_days(resources, first: str, last: str, instance=None):
+    """Ingests and validates the days ``first``..``last`` in one run; returns its result."""
+    import dagster as dg
+
+    return dg.materialize(_everything(), resources=resources, instance=instance, raise_on_error=False,
+                          selection="group:ingest or group:validate", tags=day_range_tags(first, last))
+
+
 def materialize_graph(instance, resources, first: str, last: str, downstream: bool = True) -> list:
     """Materializes the days ``first``..``last`` of ingest and validation, then (optionally) the rest.
 
@@ -61,13 +78,8 @@ def materialize_graph(instance, resources, first: str, last: str, downstream: bo
     """
     import dagster as dg
 
-    from platform_assets import definitions
-
-    everything = [*dg.load_assets_from_modules(definitions.ASSET_MODULES),
-                  *dg.load_asset_checks_from_modules(definitions.CHECK_MODULES)]
-    results = [dg.materialize(everything, resources=resources, instance=instance, raise_on_error=False,
-                              selection="group:ingest or group:validate", tags=day_range_tags(first, last))]
+    results = [ingest_days(resources, first, last, instance)]
     if downstream and results[0].success:
-        results.append(dg.materialize(everything, resources=resources, instance=instance, raise_on_error=False,
+        results.append(dg.materialize(_everything(), resources=resources, instance=instance, raise_on_error=False,
                                       selection="not (group:ingest or group:validate)"))
     return results

@@ -74,7 +74,7 @@ def inference_log(
         probability_of_default=probabilities,
         model_name=deployment["model_name"],
         model_version=versions,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
         logged_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     )
     with warehouse.connect() as con:

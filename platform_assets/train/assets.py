@@ -109,7 +109,7 @@ def model(
     tracking.log_history(result)
     mlflow_lib.set_tags(
         {
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
             "dagster_partition": context.partition_key if context.has_partition_key else "none",
             "training_set_data_version": training_digest,
             "git_commit": tracking.git_commit(),
@@ -142,7 +142,7 @@ def model(
     client = mlflow_registry.client()
     name = mlflow_registry.registered_model_name
     client.set_model_version_tag(name, version, "weights_sha256", result.weights_sha256)
-    client.set_model_version_tag(name, version, "dagster_run_id", context.run_id)
+    client.set_model_version_tag(name, version, "dagster_run_id", context.run.run_id)
     client.set_registered_model_alias(name, CHALLENGER, version)
     # Without dagster-mlflow's end-of-run hook (plain `dagster asset materialize`) the run would stay RUNNING.
     mlflow_lib.end_run()

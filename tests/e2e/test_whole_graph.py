@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
+from platform_assets.deploy.feature_server import stop_feature_server
 from platform_assets.deploy.serving import free_port, predict_over_http, stop_model_server
 from platform_assets.resources import ModelServing
 from platform_assets.train.network import load_bundle
@@ -37,6 +38,7 @@ def graph_run(tmp_path_factory):
                 yield runs, paths, rows
             finally:
                 stop_model_server(paths.serving / "server.json")
+                stop_feature_server(paths.serving / "feature_server.json")
 
 
 def test_every_asset_materialized_and_every_check_passed(graph_run):

@@ -4,15 +4,12 @@ import datetime as dt
 import os
 import subprocess
 
-import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.ingest import assets as ingest_assets
-from platform_assets.validate import assets as validate_assets
-from tests.conftest import PROJECT_ROOT, write_sample_landing
+from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
 
 DBT = PROJECT_ROOT / ".venv" / "bin" / "dbt"
 WINDOWS = "features.int_applicant_windows"
@@ -39,11 +36,7 @@ def validated(tmp_path_factory):
     """A warehouse with 30 days of validated applications; returns (root, all validated rows)."""
     root = tmp_path_factory.mktemp("dbt_home")
     write_sample_landing(root, days=30, rows_per_day=60, start=dt.date(2026, 3, 1))
-    result = dg.materialize(
-        [ingest_assets.raw_applications, validate_assets.validated_applications],
-        resources=definitions.build_resources(root),
-    )
-    assert result.success
+    assert ingest_days(definitions.build_resources(root), "2026-03-01", "2026-03-30").success
     with duckdb.connect(str(settings.paths(root).warehouse)) as con:
         rows = con.execute("SELECT * FROM validated.applications").df()
     return root, rows

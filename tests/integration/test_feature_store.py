@@ -23,7 +23,7 @@ from platform_assets.features import feast_ops
 from platform_assets.features.names import FEATURE_SERVICE
 from platform_assets.ingest import assets as ingest_assets
 from platform_assets.validate import assets as validate_assets
-from tests.conftest import PROJECT_ROOT, write_sample_landing
+from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
 
 FEATURE_CHECKS = [feature_checks.online_matches_offline, feature_checks.training_set_has_no_leakage,
                   feature_checks.features_are_fresh]
@@ -33,12 +33,15 @@ FEATURE_CHECKS = [feature_checks.online_matches_offline, feature_checks.training
 def built(tmp_path_factory):
     """Raw -> validated -> dbt -> feature store -> training set on 40 days ending yesterday."""
     root = tmp_path_factory.mktemp("feature_home")
-    write_sample_landing(root, days=40, rows_per_day=80, start=dt.date.today() - dt.timedelta(days=40))
+    start = dt.date.today() - dt.timedelta(days=40)
+    write_sample_landing(root, days=40, rows_per_day=80, start=start)
     resources = definitions.build_resources(root)
+    assert ingest_days(resources, start.isoformat(), (start + dt.timedelta(days=39)).isoformat()).success
     result = dg.materialize(
         [ingest_assets.raw_applications, validate_assets.validated_applications, feature_dbt.dbt_feature_models,
          feature_assets.feature_store, feature_assets.training_set, *FEATURE_CHECKS],
         resources=resources,
+        selection="not (group:ingest or group:validate)",  # the days are ingested above
         raise_on_error=False,
     )
     return root, resources, result
