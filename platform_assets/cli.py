@@ -44,6 +44,8 @@ def _where(_: argparse.Namespace) -> int:
     if deployment.exists():
         record = json.loads(deployment.read_text())
         print(f"  Serving endpoint:  {record['url']}/api/v1.0/predictions ({record['model_name']} v{record['model_version']})")
+        if record.get("feature_server_url"):
+            print(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
     return 0
 
 

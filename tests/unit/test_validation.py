@@ -87,3 +87,16 @@ def test_an_application_id_valid_on_another_day_is_quarantined_with_that_day():
     assert len(moved.quarantined) == len(result.quarantined) + 1
     assert "application_id: already valid on day 2026-01-05" in moved.quarantined[REASONS].iloc[-1]
     assert moved.failure_counts["unique_across_days"] == 1
+
+
+def test_text_cells_parse_as_numbers_or_give_a_reason():
+    from platform_assets.validate.rules import _parse_column
+
+    values = pd.Series(["1e3", " 12 ", "abc", "inf", None, 7.5, "-0.25"], name="income")
+    parsed, reasons = _parse_column(values, "float64")
+    assert parsed[[0, 1, 5, 6]].tolist() == [1000.0, 12.0, 7.5, -0.25]
+    assert reasons.sort_index().tolist() == [
+        "income: not a finite number (got 'abc')",
+        "income: not a finite number (got 'inf')",
+        "income: missing",
+    ]
