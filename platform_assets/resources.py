@@ -63,15 +63,20 @@ class Warehouse(dg.ConfigurableResource):
         Either all tables change or none does: a step killed or failing half way
         leaves the previous version of each table intact and visible.
         """
+        with self.transaction() as con:
+            for name, frame in tables.items():
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
+                con.register("_incoming", frame)
+                con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+                con.unregister("_incoming")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+        """A writing connection inside one transaction: committed at the end, rolled back on any error."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                for name, frame in tables.items():
-                    schema = name.split(".", 1)[0]
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                    con.register("_incoming", frame)
-                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
-                    con.unregister("_incoming")
+                yield con
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -90,35 +95,29 @@ class Warehouse(dg.ConfigurableResource):
         so that values are kept as they arrived. Either every table changes or
         none does: a step killed half way leaves the previous partitions intact.
         """
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for name, frame in tables.items():
-                    if column not in frame.columns:
-                        raise ValueError(f"{name}: incoming rows lack the partition column {column!r}")
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
-                    con.register("_incoming", frame)
-                    con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _incoming LIMIT 0")
-                    values = [k for k in keys if k is not None]
-                    condition = " OR ".join(
-                        ([f"{column} IN ({', '.join('?' for _ in values)})"] if values else [])
-                        + ([f"{column} IS NULL"] if None in keys else [])
-                    )
-                    _require_column(con, name, column)
-                    if condition:
-                        con.execute(f"DELETE FROM {name} WHERE {condition}", values)
-                    if not frame.empty:  # an empty batch only deletes, and decides no types
-                        if con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 0:
-                            # Nothing else is kept: the incoming rows decide the column types.
-                            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
-                        else:
-                            _align_columns(con, name)
-                            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
-                    con.unregister("_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.transaction() as con:
+            for name, frame in tables.items():
+                if column not in frame.columns:
+                    raise ValueError(f"{name}: incoming rows lack the partition column {column!r}")
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
+                con.register("_incoming", frame)
+                con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _incoming LIMIT 0")
+                values = [k for k in keys if k is not None]
+                condition = " OR ".join(
+                    ([f"{column} IN ({', '.join('?' for _ in values)})"] if values else [])
+                    + ([f"{column} IS NULL"] if None in keys else [])
+                )
+                _require_column(con, name, column)
+                if condition:
+                    con.execute(f"DELETE FROM {name} WHERE {condition}", values)
+                if not frame.empty:  # an empty batch only deletes, and decides no types
+                    if con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 0:
+                        # Nothing else is kept: the incoming rows decide the column types.
+                        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+                    else:
+                        _align_columns(con, name)
+                        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
+                con.unregister("_incoming")
 
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")

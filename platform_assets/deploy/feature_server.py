@@ -13,14 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from platform_assets.deploy.serving import _group_alive, _log_tail, free_port, is_alive, read_server_record
+from platform_assets.deploy.serving import (
+    _group_alive,
+    _log_tail,
+    free_port,
+    is_alive,
+    read_server_record,
+    terminate_process_group,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_PATH = "/health"
@@ -54,16 +60,7 @@ def stop_feature_server(record_path: Path, grace_s: float = 5.0) -> bool:
     pid = record.get("pid")
     if not pid or not _group_alive(pid) or not _is_feature_server(pid):
         return False
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return True
-            time.sleep(0.1)
+    terminate_process_group(pid, grace_s)
     return True
 
 

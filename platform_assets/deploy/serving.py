@@ -106,17 +106,22 @@ def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
     with contextlib.suppress(OSError, KeyError, TypeError):  # explain the tracebacks of a dying group
         with open(record["log_path"], "a") as log:
             log.write(f"--- stopping model server pid {pid} (SIGTERM to its process group) ---\n")
+    terminate_process_group(pid, grace_s)
+    return True
+
+
+def terminate_process_group(pid: int, grace_s: float = 5.0) -> None:
+    """SIGTERM to the process group ``pid``, SIGKILL after ``grace_s`` seconds; returns once it is gone."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return True
+            return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if not _group_alive(pid):
-                return True
+                return
             time.sleep(0.1)
-    return True
 
 
 def start_model_server(

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import shutil
 import subprocess
+import time
 import sys
 
 import dagster as dg
@@ -173,6 +174,27 @@ def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
         entity_rows=[{"application_id": a} for a in old["application_id"]],
     ).to_dict()
     assert online["income"] == [None] * len(old)
+
+    # `feast ui` serves the same repository: its project list names the project.
+    import requests
+
+    from platform_assets.deploy.serving import free_port, terminate_process_group
+
+    port = free_port()
+    ui = subprocess.Popen([str(feast_cli), "ui", "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT_ROOT / "feature_repo",
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                projects = requests.get(f"http://127.0.0.1:{port}/projects-list.json", timeout=2).json()
+                break
+            except (requests.ConnectionError, ValueError):
+                assert ui.poll() is None and time.monotonic() < deadline, "feast ui did not start"
+                time.sleep(0.5)
+        assert [p["id"] for p in projects["projects"]] == [store.project]
+    finally:
+        terminate_process_group(ui.pid)
 
 
 def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_server(built, tmp_path):
