@@ -25,6 +25,7 @@ from platform_assets.deploy.serving import (
     free_port,
     is_alive,
     read_server_record,
+    spawn_detached,
     terminate_process_group,
 )
 
@@ -105,12 +106,7 @@ def start_feature_server(
     env = {**os.environ, "PLATFORM_HOME": str(Path(state_root).resolve()),
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     log_path, record_path = Path(log_path), Path(record_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, cwd=repo_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+    process = spawn_detached(command, Path(repo_path), env, log_path)
     url = f"http://127.0.0.1:{port}"
     record = dict(pid=process.pid, url=url, port=port, repo_path=str(repo_path), state_root=env["PLATFORM_HOME"],
                   watch_pid=watch_pid, log_path=str(log_path), started_at=time.time())

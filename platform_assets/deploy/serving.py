@@ -124,6 +124,16 @@ def terminate_process_group(pid: int, grace_s: float = 5.0) -> None:
             time.sleep(0.1)
 
 
+def spawn_detached(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
+    """Starts ``command`` in its own session (process group), output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
 def start_model_server(
     *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
     log_path: Path, pid_path: Path, workdir: Path | None = None,
@@ -164,12 +174,7 @@ def start_model_server(
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
     log_path, pid_path = Path(log_path), Path(pid_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+    process = spawn_detached(command, cwd, env, log_path)
     url = f"http://127.0.0.1:{http_port}"
     _LOGS[url] = log_path
     record = dict(pid=process.pid, url=url, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from platform_assets.domain import COLUMNS
-from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
+from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
 from platform_assets.resources import Landing, Warehouse
 
 RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
@@ -18,12 +18,12 @@ def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
             "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
         if not {"raw.landing_files", "raw.rejected_files"} <= tables:
             return None
-        placeholders = ", ".join("?" for _ in keys)
+        where, params = partition_filter(keys)
         rows = con.execute(
-            f"SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.landing_files WHERE {PARTITION_COLUMN} IN ({placeholders}) "
+            f"SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.landing_files WHERE {where} "
             f"UNION ALL SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.rejected_files "
-            f"WHERE {PARTITION_COLUMN} IN ({placeholders}) OR {PARTITION_COLUMN} IS NULL",
-            [*keys, *keys],
+            f"WHERE {where} OR {PARTITION_COLUMN} IS NULL",
+            [*params, *params],
         ).fetchall()
     return set(rows)
 
