@@ -77,6 +77,11 @@ def eval_report(
     challenger_version = alias_version(client, name, CHALLENGER)
     if challenger_version is None:
         raise dg.Failure(f"registered model {name!r} has no {CHALLENGER!r} alias; materialize the model first")
+    # An orphan (see train.registration) has no trustworthy lineage: never gate it, even if aliased by hand.
+    if client.get_model_version(name, challenger_version).tags.get("orphaned") == "true":
+        raise dg.Failure(
+            f"{name} version {challenger_version} is orphaned (see its orphaned_reason tag); materialize the model first"
+        )
     champion_version = alias_version(client, name, CHAMPION)
     if champion_version == challenger_version:
         champion_version = None

@@ -79,18 +79,50 @@ def model(
     mlflow_registry: MlflowRegistry,
     mlflow: dg.ResourceParam[Any],
 ) -> dg.MaterializeResult:
-    """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``."""
-    import mlflow as mlflow_lib
-    import pandas as pd
-    from mlflow.models import infer_signature
+    """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``.
 
-    from platform_assets.train import tracking
-    from platform_assets.train.registry import BUNDLE_ARTIFACT, CHALLENGER
-    from platform_assets.train.trainer import search
+    First ends the MLflow runs that earlier Dagster runs left RUNNING and settles
+    model versions left without their tags (see :mod:`platform_assets.train.runs`
+    and :func:`platform_assets.train.registration.repair_versions`).
+    """
+    import mlflow as mlflow_lib
+
+    from platform_assets.train import registration, runs
 
     # Requested for its side effect: dagster-mlflow starts (or resumes) this Dagster run's MLflow run,
     # the active run that the mlflow functions below log to.
     del mlflow
+    client = mlflow_registry.client()
+    name = mlflow_registry.registered_model_name
+    try:
+        # First of all: a later sweep can then tell whether this worker died.
+        mlflow_lib.set_tags(runs.worker_tags())
+        # What earlier runs killed or failed left behind is settled before anything new is added.
+        ended = runs.sweep_orphaned_runs(client, mlflow_lib.active_run().info.experiment_id, context.instance,
+                                         context.run.run_id)
+        repairs = registration.repair_versions(client, name, state.paths.reports / "train" / "repair")
+        for item in [*ended, *repairs]:
+            context.log.warning(f"settled after an earlier run: {item}")
+        settled = {
+            "mlflow_runs_ended": dg.MetadataValue.json([vars(e) for e in ended]),
+            "versions_repaired": dg.MetadataValue.json([vars(r) for r in repairs]),
+        }
+        return _train_and_register(context, config, state, client, name, mlflow_lib, settled)
+    except BaseException:
+        # A failed step must not leave the MLflow run RUNNING (a retried step resumes it as RUNNING again).
+        mlflow_lib.end_run(status="FAILED")
+        raise
+
+
+def _train_and_register(
+    context, config, state, client, name: str, mlflow_lib, settled: dict
+) -> dg.MaterializeResult:
+    """The candidate search, its tracking and the registration of the best, in the active MLflow run."""
+    import pandas as pd
+
+    from platform_assets.train import registration, tracking
+    from platform_assets.train.trainer import search
+
     # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
     raw = state.paths.training_set.read_bytes()
     training_digest = hashlib.sha256(raw).hexdigest()
@@ -122,28 +154,12 @@ def model(
     )
     mlflow_lib.log_input(dataset, context="training")
 
-    example = df[features].head(5)
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
-        result.bundle.save(bundle_dir)
-        info = mlflow_lib.pyfunc.log_model(
-            name="model",
-            # Logged as code (no pickle), with the platform modules it imports.
-            python_model=str(PYFUNC_CODE),
-            code_paths=tracking.model_code_paths(Path(tmp) / "code"),
-            pip_requirements=tracking.pip_requirements(),
-            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            signature=infer_signature(example, result.bundle.predict_proba(example)),
-            input_example=example,
-            registered_model_name=mlflow_registry.registered_model_name,
-        )
     run_id = mlflow_lib.active_run().info.run_id
-    version = str(info.registered_model_version)
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    client.set_model_version_tag(name, version, "weights_sha256", result.weights_sha256)
-    client.set_model_version_tag(name, version, "dagster_run_id", context.run.run_id)
-    client.set_registered_model_alias(name, CHALLENGER, version)
+    version_tags = {"weights_sha256": result.weights_sha256, "dagster_run_id": context.run.run_id}
+    model_version = registration.register(
+        client, name, lambda: _log_pyfunc(mlflow_lib, result, df[features].head(5)), run_id, version_tags
+    )
+    version = str(model_version.version)
     # Without dagster-mlflow's end-of-run hook (plain `dagster asset materialize`) the run would stay RUNNING.
     mlflow_lib.end_run()
     context.log.info(f"candidate {chosen} of {len(results)} registered as {name} v{version}")
@@ -162,5 +178,29 @@ def model(
             "upstream_data_versions": dg.MetadataValue.json(data_versions),
             "features": len(features),
             "train_rows": int((df["split"] == "train").sum()),
+            **settled,
         }
     )
+
+
+def _log_pyfunc(mlflow_lib, result, example) -> str:
+    """Logs the bundle as a pyfunc model (code, no pickle) to the active run; returns the model's URI."""
+    from mlflow.models import infer_signature
+
+    from platform_assets.train import tracking
+    from platform_assets.train.registry import BUNDLE_ARTIFACT
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_dir = Path(tmp) / BUNDLE_ARTIFACT
+        result.bundle.save(bundle_dir)
+        info = mlflow_lib.pyfunc.log_model(
+            name="model",
+            # Logged as code (no pickle), with the platform modules it imports.
+            python_model=str(PYFUNC_CODE),
+            code_paths=tracking.model_code_paths(Path(tmp) / "code"),
+            pip_requirements=tracking.pip_requirements(),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            signature=infer_signature(example, result.bundle.predict_proba(example)),
+            input_example=example,
+        )
+    return info.model_uri

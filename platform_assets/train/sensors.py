@@ -1,0 +1,61 @@
+"""Closes the MLflow runs of a Dagster run that failed or died, so none stays RUNNING."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from platform_assets.resources import MlflowRegistry
+
+
+def _sqlite_file_missing(tracking_uri: str) -> bool:
+    """True for a SQLite backend whose file does not exist yet (nothing was ever tracked)."""
+    prefix = "sqlite:///"
+    return tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix):]).exists()
+
+
+def close_mlflow_runs(mlflow_registry: MlflowRegistry, dagster_run_id: str, status: str) -> str:
+    """Ends as FAILED the RUNNING MLflow runs of ``dagster_run_id`` and their child runs; returns what it did.
+
+    Never raises: an unreachable or broken backend is reported in the returned
+    text (the sensor logs it and skips), and the next model run's sweep ends the
+    runs once the backend is back (:func:`platform_assets.train.runs.sweep_orphaned_runs`).
+    """
+    if _sqlite_file_missing(mlflow_registry.tracking_uri):
+        return "no MLflow backend yet: nothing to close"
+    try:
+        import mlflow
+
+        from platform_assets.train import runs
+
+        with runs.bounded_http_retries():
+            # A client of its own: mlflow.set_tracking_uri would change the process-wide default.
+            client = mlflow.MlflowClient(mlflow_registry.tracking_uri)
+            experiment = client.get_experiment_by_name(mlflow_registry.experiment_name)
+            if experiment is None:
+                return f"no MLflow experiment {mlflow_registry.experiment_name!r}: nothing to close"
+            ended = runs.end_runs_of_dagster_run(
+                client, experiment.experiment_id, dagster_run_id, f"Dagster run {dagster_run_id} {status}"
+            )
+    except Exception as exc:  # noqa: BLE001 - a sensor must never raise; the sweep is the fallback
+        return f"MLflow backend unavailable, skipped ({type(exc).__name__}: {str(exc)[:300]})"
+    if not ended:
+        return f"no RUNNING MLflow run for Dagster run {dagster_run_id}"
+    return f"ended {len(ended)} MLflow run(s) as FAILED: {', '.join(e.run_id for e in ended)}"
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ends as FAILED the MLflow runs (and child runs) of any Dagster run that failed or was marked dead.",
+)
+def mlflow_runs_on_failure(context: dg.RunFailureSensorContext, mlflow_registry: MlflowRegistry) -> None:
+    """Closes the failed run's MLflow runs; a backend that cannot be reached is a logged skip.
+
+    Returns nothing: a returned value would make Dagster stop at this run for
+    the tick, and every failed run of the tick should be handled.
+    """
+    run = context.dagster_run
+    outcome = close_mlflow_runs(mlflow_registry, run.run_id, run.status.value)
+    if outcome.startswith("MLflow backend unavailable"):
+        context.log.warning(outcome)
+    else:
+        context.log.info(outcome)
