@@ -28,5 +28,5 @@ COLUMNS = (
 # The protected attribute: never a model input, always a fairness slice.
 PROTECTED_ATTRIBUTE = "age_band"
 LABEL = "is_default"
-# Personal data: replaced by salted hashes before rows leave the validation stage.
+# Personal data: replaced by keyed HMAC tokens before rows leave the validation stage.
 PII_COLUMNS = ("applicant_name", "email", "phone")

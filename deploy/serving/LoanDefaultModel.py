@@ -1,7 +1,9 @@
 """Seldon Core 1.x model class: serves a model bundle (safetensors weights, JSON preprocessing).
 
-Run with ``seldon-core-microservice LoanDefaultModel`` from this directory, with
-``MODEL_DIR`` pointing at the bundle and the project root on ``PYTHONPATH``.
+Run with ``python model_server.py LoanDefaultModel`` (or Seldon's own
+``seldon-core-microservice LoanDefaultModel``) with ``MODEL_DIR`` pointing at the
+bundle and the project root and this directory on ``PYTHONPATH``. Requests are
+checked by :mod:`payload`.
 """
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+import payload
 from platform_assets.train.network import BUNDLE_FILE, WEIGHTS_FILE, load_bundle
 
 
@@ -39,45 +42,58 @@ class LoanDefaultModel:
         if self._bundle is None:
             self._bundle = load_bundle(self.model_dir)
 
-    def predict(self, X, features_names=None, **kwargs):
-        """Scores rows ``X`` whose columns are named by ``features_names``.
+    def predict_raw(self, request):
+        """Scores a Seldon JSON request (Seldon prefers this to ``predict`` when it exists).
+
+        Handling the raw message lets every caller mistake (a wrong shape, a missing
+        column, a bad value) be answered with 400 naming the field and the rows,
+        before Seldon's own parsing (which makes text of every number in a row that
+        holds a category) can fail on it with a 500. A gRPC message is refused the same way.
 
         Args:
-            X: Rows of feature values. Seldon turns a mixed JSON ndarray into an
-                array of strings, so numeric columns are converted here.
-            features_names: Column names of ``X``, in any order; extra columns are ignored.
-            **kwargs: Seldon passes ``meta``; accepted so Seldon does not retry
-                without it after a ``TypeError``.
+            request: The parsed JSON body: ``{"data": {"names": [...], "ndarray": [[...], ...]}}``;
+                ``meta.puid`` is echoed, other request ``meta`` is not (it would let a
+                caller write the server's metrics, and tags are the model's to set).
 
         Returns:
-            One probability of default per row, shape (n, 1).
+            Seldon's response message: ``data.names``, ``data.ndarray`` (one probability
+            per row) and ``meta.tags`` naming the model and version.
 
         Raises:
-            ValueError: If a column the model needs is absent, or a numeric one is not numeric or missing.
+            SeldonMicroserviceException: HTTP 400 (``MICROSERVICE_BAD_DATA``) for a caller mistake.
+        """
+        from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.utils import construct_response_json
+
+        try:
+            meta = request.get("meta") if isinstance(request, dict) else None
+            if meta is not None and not isinstance(meta, dict):
+                raise payload.RequestError(f"'meta' must be an object, got {type(meta).__name__}")
+            puid = (meta or {}).get("puid")
+            kept = {"puid": puid} if isinstance(puid, str) else {}
+            probabilities = self.score(request)
+        except payload.RequestError as exc:
+            raise SeldonMicroserviceException(str(exc), status_code=400) from None
+        return construct_response_json(self, False, {"data": {}, "meta": kept}, probabilities.reshape(-1, 1), kept)
+
+    def score(self, message):
+        """Probabilities of default for the rows of a JSON request, every input and output checked.
+
+        Raises:
+            payload.RequestError: Naming the field, rows and columns at fault: a malformed
+                message, a missing column, a non-number or non-finite number in a numeric
+                column, a null or unknown category, a value too large for the network, or
+                rows whose probability is not finite.
         """
         # Seldon swallows AttributeError from load(): load here so such an error surfaces.
         self.load()
         pre = self._bundle.preprocessor
-        rows = np.asarray(X, dtype=object)
-        if rows.size == 0:
-            return np.empty((0, 1))
-        rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
-        names = list(features_names or [])
-        if rows.ndim != 2 or rows.shape[1] != len(names):
-            raise ValueError(f"got rows of shape {rows.shape} for {len(names)} column names {names}")
-        missing = [c for c in pre.input_names if c not in names]
-        if missing:
-            raise ValueError(f"request is missing columns {missing}; the model needs {pre.input_names}")
-        columns = {c: rows[:, names.index(c)] for c in pre.input_names}
-        for c in pre.numeric:
-            try:
-                columns[c] = columns[c].astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"column {c!r} must be numeric: {exc}") from None
-            gaps = np.flatnonzero(np.isnan(columns[c]))  # None arrives as NaN: no silent NaN probability
-            if gaps.size:
-                raise ValueError(f"column {c!r} has missing values (rows {gaps[:10].tolist()})")
-        return self._bundle.predict_proba(columns).reshape(-1, 1)
+        columns = payload.model_columns(message, pre.numeric, {c: pre.categories[c] for c in pre.categorical})
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as a 400, not a warning
+            payload.check_encoded(pre.transform(columns), pre.numeric, columns)
+            probabilities = self._bundle.predict_proba(columns)
+        payload.check_output(probabilities)
+        return probabilities
 
     def class_names(self):
         """Name of the single output column (``data.names`` in the response)."""

@@ -71,6 +71,7 @@ def deployment(
         model_name=name,
         model_version=version,
         http_port=serving.http_port,
+        host=serving.host,
         log_path=log_path,
         pid_path=serving.pid_path(state.paths),
     )

@@ -1,8 +1,9 @@
-"""The local model server: a Seldon Core 1.x microservice run from the serving environment.
+"""The local model server: a Seldon Core 1.x model served from the serving environment.
 
-Plain functions, no Dagster. The server runs in its own session so that it outlives
-the run that started it, and is stopped as a process group (Seldon forks a gunicorn
-worker, a gRPC server, a metrics server and a multiprocessing manager).
+Plain functions, no Dagster. The server (``deploy/serving/model_server.py``: Seldon's
+REST app under gunicorn workers that slow clients cannot stall, on 127.0.0.1 unless told
+otherwise) runs in its own session so that it outlives the run that started it, and is
+stopped as a process group (workers, a metrics server, Seldon's multiprocessing manager).
 """
 
 from __future__ import annotations
@@ -20,9 +21,26 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CLASS = "LoanDefaultModel"
 SERVING_DIR = PROJECT_ROOT / "deploy" / "serving"
+LAUNCHER = SERVING_DIR / "model_server.py"
+DEFAULT_HOST = "127.0.0.1"
+# What a record's command line shows: this launcher, or Seldon's CLI for records of older servers.
+_SERVER_MARKERS = (b"model_server.py", b"seldon-core-microservice")
 HEALTH_PATH = "/health/ping"
 PREDICT_PATH = "/api/v1.0/predictions"
 _LOGS: dict[str, Path] = {}  # url -> log of servers started by this process, for error messages
+
+
+class ModelServerError(RuntimeError):
+    """An error status from the model server: ``status`` 400 is the caller's mistake (``body`` says which)."""
+
+    def __init__(self, url: str, status: int, body: str):
+        super().__init__(f"model server {url} answered HTTP {status}: {body[:2000]}")
+        self.status, self.body = status, body
+
+
+def _no_constant(name: str):
+    """``parse_constant`` of a strict JSON parser: NaN and Infinity are not JSON."""
+    raise ValueError(f"model server answered with {name}, which is not valid JSON")
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,7 @@ def _is_other_program(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return bool(cmdline) and b"seldon-core-microservice" not in cmdline
+    return bool(cmdline) and not any(marker in cmdline for marker in _SERVER_MARKERS)
 
 
 def read_server_record(pid_path: Path) -> dict | None:
@@ -134,23 +152,36 @@ def spawn_detached(command: list[str], cwd: Path, env: dict, log_path: Path) -> 
         )
 
 
+def client_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host`` (URL form)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def start_model_server(
     *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
-    log_path: Path, pid_path: Path, workdir: Path | None = None,
+    log_path: Path, pid_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
+    keepalive_s: int = 5, read_timeout_s: float = 10.0,
 ) -> ServerProcess:
-    """Starts ``seldon-core-microservice LoanDefaultModel`` on ``model_dir``, replacing a running one.
+    """Starts ``model_server.py LoanDefaultModel`` on ``model_dir``, replacing a running one.
 
     Args:
-        python: The serving environment's interpreter; its ``seldon-core-microservice``
-            script sits beside it.
+        python: The serving environment's interpreter.
         model_dir: The model bundle directory.
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
-        http_port: REST port, reached on 127.0.0.1 (Seldon binds 0.0.0.0).
+        http_port: REST port.
         log_path: Server output is appended here.
         pid_path: Where the running server is recorded (JSON).
         workdir: The server's working directory; default ``deploy/serving``. The
             model class is importable from any directory (it is on ``PYTHONPATH``).
+        host: Address the REST and metrics ports listen on: loopback by default;
+            ``0.0.0.0`` exposes the unauthenticated server to the network.
+        keepalive_s: Seconds an idle connection (new or kept alive) stays open.
+        read_timeout_s: Seconds a client has to send one whole request.
 
     Returns:
         The started (not yet healthy) server: see :func:`wait_until_healthy`.
@@ -158,26 +189,24 @@ def start_model_server(
     Raises:
         FileNotFoundError: If the serving environment is missing (run ``make install``).
     """
-    # absolute() (not resolve()): bin/python is a symlink; the script sits beside the link.
-    script = Path(python).absolute().parent / "seldon-core-microservice"
-    if not script.exists():
-        raise FileNotFoundError(f"{script} not found: create the serving environment with `make install`")
+    if not Path(python).exists():
+        raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
     stop_model_server(pid_path)
-    # Seldon's defaults (gRPC 5000, metrics 6000) would clash between servers; its gRPC
-    # socket uses SO_REUSEPORT, so a clash there would even go unnoticed.
-    grpc_port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
-    env.setdefault("OMP_NUM_THREADS", "1")  # two model processes (REST, gRPC) share the cores
-    command = [str(script), MODEL_CLASS, "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-               "--metrics-port", str(metrics_port), "--workers", "1", "--grpc-workers", "1", "--log-level", "WARNING"]
+    env.setdefault("OMP_NUM_THREADS", "1")  # several worker processes share the cores
+    # absolute(), not resolve(): bin/python is the venv's symlink, and the cwd changes below.
+    command = [str(Path(python).absolute()), str(LAUNCHER), MODEL_CLASS, "--host", host, "--http-port", str(http_port),
+               "--metrics-port", str(metrics_port), "--keepalive", str(keepalive_s),
+               "--read-timeout", str(read_timeout_s), "--log-level", "WARNING"]
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
     log_path, pid_path = Path(log_path), Path(pid_path)
     process = spawn_detached(command, cwd, env, log_path)
-    url = f"http://127.0.0.1:{http_port}"
+    url = f"http://{client_host(host)}:{http_port}"
     _LOGS[url] = log_path
-    record = dict(pid=process.pid, url=url, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+    record = dict(pid=process.pid, url=url, host=host, http_port=http_port, metrics_port=metrics_port,
                   model_name=model_name, model_version=str(model_version), model_dir=env["MODEL_DIR"],
                   log_path=str(log_path), started_at=time.time())
     pid_path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,8 +282,9 @@ def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0) -> tu
         (``meta["tags"]`` names the model and version that answered).
 
     Raises:
-        ValueError: If the rows do not all have the first row's columns.
-        RuntimeError: On a non-200 answer, with its status and body.
+        ValueError: If the rows do not all have the first row's columns, or the
+            answer holds NaN or Infinity.
+        ModelServerError: On a non-200 answer (a ``RuntimeError``), with its status and body.
     """
     import requests
 
@@ -268,7 +298,7 @@ def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0) -> tu
     payload = {"data": {"names": names, "ndarray": ndarray}}
     response = requests.post(url + PREDICT_PATH, json=payload, timeout=timeout_s)
     if response.status_code != 200:
-        raise RuntimeError(f"model server {url} answered HTTP {response.status_code}: {response.text[:2000]}")
-    body = response.json()
+        raise ModelServerError(url, response.status_code, response.text)
+    body = json.loads(response.text, parse_constant=_no_constant)
     values = body["data"]["ndarray"]
     return [float(v[0]) if isinstance(v, list) else float(v) for v in values], body.get("meta", {})

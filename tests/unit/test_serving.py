@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from platform_assets.deploy.serving import (
+    ModelServerError,
     free_port,
     is_alive,
     predict_over_http,
@@ -84,9 +85,9 @@ def test_served_predictions_equal_the_bundle(tmp_path, rows, servers):
     assert len(served) == 50
     np.testing.assert_allclose(served, bundle.predict_proba(rows), atol=1e-5, rtol=0)
     assert meta["tags"] == {"model_name": "loan-default", "model_version": "3"}
-    with pytest.raises(RuntimeError, match=r"HTTP 500.*missing columns \['region'\]"):
+    with pytest.raises(ModelServerError, match=r"HTTP 400.*lacks \['region'\]"):  # the caller's mistake
         predict_over_http(process.url, rows.drop(columns=["region"]).to_dict("records"))
-    with pytest.raises(RuntimeError, match="'income' has missing values"):  # NaN is sent as null
+    with pytest.raises(ModelServerError, match="row 0, column 'income': expected a number, got null"):  # NaN is sent as null
         predict_over_http(process.url, rows.assign(income=np.nan).head(3).to_dict("records"))
 
     assert stop_model_server(tmp_path / "server.json")

@@ -1,0 +1,288 @@
+"""The model server under faults: slow clients cannot stall it, it listens on loopback, bad requests get 400.
+
+One real server (``deploy/serving/model_server.py`` from the serving environment)
+for the whole module, with short timeouts so that the tests see them expire.
+"""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import torch
+
+from platform_assets.deploy.serving import (
+    PREDICT_PATH,
+    ModelServerError,
+    free_port,
+    predict_over_http,
+    read_server_record,
+    start_model_server,
+    stop_model_server,
+    wait_until_healthy,
+)
+from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet, load_bundle
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
+KEEPALIVE_S, READ_TIMEOUT_S = 5, 5.0
+NAMES = ["income", "debt_to_income", "open_loans", "region"]
+GOOD_ROW = [52000.0, 0.31, 2, "north"]
+
+pytestmark = pytest.mark.skipif(
+    not SERVING_PYTHON.exists(),
+    reason=f"serving environment (seldon-core) missing at {SERVING_PYTHON}: run `make install`",
+)
+
+
+def _bundle(directory: Path) -> None:
+    """A small bundle whose network turns one finite but huge income into NaN.
+
+    Hidden units 0 and 1 read only income, with a weight so large that they
+    overflow to +inf together, and reach the output with opposite signs
+    (inf - inf = NaN). At ordinary incomes they add about 1e-26: nothing.
+    """
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({
+        "income": rng.lognormal(10.9, 0.4, 200), "debt_to_income": rng.uniform(0, 1, 200),
+        "open_loans": rng.integers(0, 6, 200), "region": rng.choice(["north", "south", "east"], 200),
+    })
+    torch.manual_seed(0)
+    pre = Preprocessor(numeric=NAMES[:3], categorical=["region"]).fit(rows)
+    net = TabularNet(pre.output_dim, (8,), 0.0)
+    with torch.no_grad():
+        first, last = net.layers[0], net.layers[3]
+        first.weight[:2] = 0.0
+        first.weight[:2, 0] = 1e4
+        first.bias[:2] = 0.0
+        last.weight[0, :2] = torch.tensor([1e-30, -1e-30])
+    ModelBundle(net, pre, {"hidden": [8], "dropout": 0.0}, {"model_name": "m", "model_version": "7"}).save(directory)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The running server (its record) and the bundle it serves; stopped at the end of the module."""
+    tmp = tmp_path_factory.mktemp("serving_faults")
+    _bundle(tmp / "bundle")
+    pid_path = tmp / "server.json"
+    process = start_model_server(
+        python=SERVING_PYTHON, model_dir=tmp / "bundle", model_name="m", model_version="7",
+        http_port=free_port(), workdir=tmp, log_path=tmp / "server.log", pid_path=pid_path,
+        keepalive_s=KEEPALIVE_S, read_timeout_s=READ_TIMEOUT_S,
+    )
+    try:
+        wait_until_healthy(process.url, timeout_s=90.0, process_pid=process.pid)
+        yield read_server_record(pid_path), load_bundle(tmp / "bundle")
+    finally:
+        stop_model_server(pid_path)
+
+
+def _strict_json(text: str):
+    """Parses ``text`` as JSON proper: NaN and Infinity are not JSON, and fail here."""
+    def refuse(constant):
+        raise AssertionError(f"response body holds {constant}: {text[:300]}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _body(rows, names=NAMES) -> str:
+    return json.dumps({"data": {"names": names, "ndarray": rows}})
+
+
+def _is_open(sock: socket.socket) -> bool:
+    """Whether the server has not closed ``sock`` (nothing to read yet, no end of stream)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes ``sock``, and when it closed (seconds from now)."""
+    start, received = time.monotonic(), b""
+    sock.settimeout(limit_s)
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received, time.monotonic() - start
+
+
+def test_idle_and_slow_clients_do_not_stall_other_requests(server):
+    record, _ = server
+    address, url = ("127.0.0.1", record["http_port"]), record["url"] + PREDICT_PATH
+    body = _body([GOOD_ROW]).encode()
+    idle = socket.create_connection(address)  # sends nothing
+    half_headers = socket.create_connection(address)
+    half_headers.sendall(b"POST " + PREDICT_PATH.encode() + b" HTTP/1.1\r\nHost: test\r\nContent-Ty")
+    half_body = socket.create_connection(address)
+    half_body.sendall(
+        b"POST " + PREDICT_PATH.encode() + b" HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2]
+    )
+    slow = (idle, half_headers, half_body)
+    try:
+        time.sleep(0.5)  # let the server take the three connections before the others arrive
+        latencies = []
+        for _ in range(100):
+            start = time.monotonic()
+            response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+            latencies.append(time.monotonic() - start)
+            assert response.status_code == 200, response.text
+            assert len(_strict_json(response.text)["data"]["ndarray"]) == 1
+        assert max(latencies) < 1.0, f"slowest of 100 requests took {max(latencies):.2f} s"
+        # The slow clients were held open by the server the whole time.
+        assert all(_is_open(sock) for sock in slow), "a slow client was dropped before the requests ended"
+
+        # Nothing stuck: the server closes each of them once its time is up.
+        answer, waited = _read_until_closed(half_body, READ_TIMEOUT_S + 5)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        _strict_json(answer.split(b"\r\n\r\n", 1)[1].decode())
+        for sock, limit in ((half_headers, READ_TIMEOUT_S), (idle, KEEPALIVE_S)):
+            answer, waited = _read_until_closed(sock, limit + 5)
+            assert answer == b"" and waited < limit + 3
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(server):
+    record, _ = server
+    sock = socket.create_connection(("127.0.0.1", record["http_port"]))
+    request = b"POST " + PREDICT_PATH.encode() + b" HTTP/1.1\r\nHost: test\r\n" + b"X-Pad: " + b"a" * 100
+    start = time.monotonic()
+    try:
+        for byte in request:  # one byte every 0.2 s: each read is quick, the whole request never ends
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # closed by the server
+                break
+            if not _is_open(sock):
+                break
+            time.sleep(0.2)
+        elapsed = time.monotonic() - start
+    finally:
+        sock.close()
+    assert elapsed < READ_TIMEOUT_S + 3, f"server still reading a trickled request after {elapsed:.1f} s"
+    assert elapsed > READ_TIMEOUT_S - 1  # closed by the deadline, not at once
+
+
+def _process_group_listeners(pgid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state held by a process of group ``pgid``."""
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            inodes |= {t[8:-1] for t in (os.readlink(fd) for fd in (proc / "fd").iterdir()) if t.startswith("socket:[")}
+        except OSError:  # a process that ended meanwhile
+            continue
+    listeners = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            listeners.add((socket.inet_ntop(family, raw), int(port, 16)))
+    return listeners
+
+
+def test_every_port_of_the_server_listens_on_loopback_only(server):
+    record, _ = server
+    listeners = _process_group_listeners(record["pid"])
+    assert {port for _, port in listeners} == {record["http_port"], record["metrics_port"]}  # and no gRPC
+    assert {address for address, _ in listeners} == {"127.0.0.1"}
+    metrics = requests.get(f"http://127.0.0.1:{record['metrics_port']}/metrics", timeout=5)
+    assert metrics.status_code == 200  # Seldon's metrics endpoint, on loopback
+
+
+def _row(**changes):
+    return [changes.get(name, value) for name, value in zip(NAMES, GOOD_ROW)]
+
+
+def _rows_text(*rows_text: str, names=NAMES) -> str:
+    """A request body with rows written as JSON text (to carry NaN, Infinity, 1e400 verbatim)."""
+    return '{"data": {"names": %s, "ndarray": [%s]}}' % (json.dumps(names), ", ".join(rows_text))
+
+
+GOOD_TEXT = json.dumps(GOOD_ROW)
+BAD_REQUESTS = {
+    "missing column": (_body([GOOD_ROW[:3]], NAMES[:3]), ["'region'", "lacks"]),
+    "misspelled column": (_body([GOOD_ROW], ["incme", *NAMES[1:]]), ["'income'", "'incme'"]),
+    "row too short": (_body([GOOD_ROW, GOOD_ROW[:3]]), ["row 1 has 3 values"]),
+    "row too long": (_body([[*GOOD_ROW, 1]]), ["row 0 has 5 values"]),
+    "text in a number": (_body([GOOD_ROW, _row(income="a lot")]), ["row 1, column 'income'", "'a lot'"]),
+    "true in a number": (_body([_row(open_loans=True)]), ["row 0, column 'open_loans'", "true"]),
+    "null in a number": (_body([GOOD_ROW, GOOD_ROW, _row(debt_to_income=None)]), ["row 2, column 'debt_to_income'", "null"]),
+    "NaN in a number": (_rows_text('[NaN, 0.3, 2, "north"]'), ["row 0, column 'income'", "NaN"]),
+    "Infinity": (_rows_text(GOOD_TEXT, '[52000, Infinity, 2, "north"]'), ["row 1, column 'debt_to_income'", "Infinity"]),
+    "-Infinity": (_rows_text('[-Infinity, 0.3, 2, "north"]'), ["row 0, column 'income'", "-Infinity"]),
+    "1e400": (_rows_text('[52000, 0.3, 1e400, "north"]'), ["row 0, column 'open_loans'", "not a finite number"]),
+    "1e308 (finite, overflows the model)": (_rows_text(GOOD_TEXT, '[1e308, 0.3, 2, "north"]'), ["row 1, column 'income'", "too large"]),
+    "null region": (_body([_row(region=None)]), ["row 0, column 'region'", "null"]),
+    "unknown region": (_body([GOOD_ROW, _row(region="atlantis")]), ["row 1, column 'region'", "'atlantis'"]),
+    "number as region": (_body([_row(region=3)]), ["row 0, column 'region'"]),
+    "data is text": ('{"data": "x"}', ["'data'", "string 'x'"]),
+    "no data": ('{"meta": {}}', ["no 'data'"]),
+    "body is a list": ("[[1, 2, 3]]", ["JSON object", "array"]),
+    "not JSON": ("{data: x", ["JSON"]),
+    "ndarray is text": ('{"data": {"names": ["income"], "ndarray": "x"}}', ["'data.ndarray'"]),
+    "ndarray not a list of lists": (_body([52000, 0.3, 2, "north"]), ["row 0 is number 52000", "data.ndarray"]),
+    "ndarray empty": (_body([]), ["'data.ndarray'", "non-empty"]),
+    "names missing": ('{"data": {"ndarray": [[1]]}}', ["'data.names'"]),
+    "names empty": (_body([[]], []), ["'data.names'", "non-empty"]),
+    "empty name": (_body([GOOD_ROW], ["income", "", "open_loans", "region"]), ["'data.names' entries [1]"]),
+    "repeated name": (_body([GOOD_ROW], ["income", "income", "open_loans", "region"]), ["repeats ['income']"]),
+    "tensor instead of ndarray": ('{"data": {"names": ["income"], "tensor": {"shape": [1], "values": [1]}}}', ["'tensor'"]),
+    "meta not an object": (_body([GOOD_ROW])[:-1] + ', "meta": "x"}', ["'meta'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_a_caller_mistake_gets_400_naming_the_field_and_row(server, case):
+    record, _ = server
+    body, expected = BAD_REQUESTS[case]
+    response = requests.post(record["url"] + PREDICT_PATH, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 400, response.text
+    status = _strict_json(response.text)["status"]
+    assert status["reason"] == "MICROSERVICE_BAD_DATA"
+    for text in expected:
+        assert text in status["info"], status["info"]
+
+
+def test_a_finite_input_the_network_turns_into_nan_gets_400_naming_its_row(server):
+    record, bundle = server
+    pre = bundle.preprocessor
+    huge_income = pre.means[0] + 1e35 * pre.stds[0]  # encodes to 1e35: finite in float32
+    rows = pd.DataFrame([GOOD_ROW, _row(income=huge_income)], columns=NAMES)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isfinite(pre.transform(rows)).all()
+        assert np.isnan(bundle.predict_proba(rows)[1])  # what the server would have sent
+
+    with pytest.raises(ModelServerError, match=r"HTTP 400.*rows \[1\] give no finite probability") as caught:
+        predict_over_http(record["url"], rows.to_dict("records"))
+    assert caught.value.status == 400
+    _strict_json(caught.value.body)
+
+    served, meta = predict_over_http(record["url"], rows.head(1).to_dict("records"))  # the ordinary row alone
+    np.testing.assert_allclose(served, bundle.predict_proba(rows.head(1)), atol=1e-5, rtol=0)
+    assert meta["tags"] == {"model_name": "m", "model_version": "7"}
+
+
+def test_other_http_mistakes_get_their_own_status_not_500(server):
+    record, _ = server
+    base = record["url"]
+    assert requests.get(base + "/no/such/path", timeout=5).status_code == 404
+    assert requests.put(base + PREDICT_PATH, data="{}", timeout=5).status_code == 405
+    too_big = b'{"data": "' + b"x" * (17 * 1024 * 1024) + b'"}'
+    response = requests.post(base + PREDICT_PATH, data=too_big, headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert "limit" in _strict_json(response.text)["status"]["info"]
+    chunked = requests.post(base + PREDICT_PATH, data=iter([_body([GOOD_ROW]).encode()]),  # no length to check
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    assert chunked.status_code == 411, chunked.text
