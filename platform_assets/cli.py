@@ -26,7 +26,19 @@ def _generate(args: argparse.Namespace) -> int:
     landing = settings.paths().landing
     written = write_landing_files(df, landing, args.format)
     print(f"wrote {len(df)} applications in {len(written)} files to {landing} (scenario: {args.scenario})")
+    _record_first_landed_day(str(landing))
     return 0
+
+
+def _record_first_landed_day(landing_url: str) -> None:
+    """Makes the daily partitions start at the first day that has a landing file (earlier files included)."""
+    from platform_assets.ingest.landing import list_landing_files, partition_of
+    from platform_assets.ingest.partitions import PARTITIONS_START_ENV, record_partitions_start
+
+    days = sorted(d for u in list_landing_files(landing_url) if (d := partition_of(u)))
+    if days:
+        path = record_partitions_start(days[0])
+        print(f"daily partitions start on {days[0]} (recorded in {path}; {PARTITIONS_START_ENV} overrides it)")
 
 
 def _where(_: argparse.Namespace) -> int:

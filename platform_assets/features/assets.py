@@ -5,6 +5,8 @@ import datetime as dt
 import hashlib
 
 import dagster as dg
+
+from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.features.names import MART_TABLES
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
@@ -20,6 +22,7 @@ MART_KEYS = [dg.AssetKey(["features", table]) for table in MART_TABLES]
     group_name="features",
     kinds={"feast", "sqlite", "parquet"},
     description="Feast registry and online store loaded with the latest features of every entity.",
+    pool=WAREHOUSE_POOL,
 )
 def feature_store(
     context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
@@ -65,6 +68,7 @@ class TrainingSetConfig(dg.Config):
     group_name="features",
     kinds={"feast", "parquet"},
     description="Labelled applications with point-in-time features, split by time into train/validation/test.",
+    pool=WAREHOUSE_POOL,
 )
 def training_set(
     context: dg.AssetExecutionContext,

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
 from platform_assets.resources import Warehouse
 from platform_assets.settings import PROJECT_ROOT
 
@@ -72,6 +73,8 @@ class FeatureDbtTranslator(DagsterDbtTranslator):
     project=dbt_project(),
     dagster_dbt_translator=FeatureDbtTranslator(),
     name="dbt_feature_models",
+    pool=WAREHOUSE_POOL,
+    retry_policy=DBT_LOCK_RETRY,
 )
 def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """Builds the staging and mart models on DuckDB and runs their tests."""

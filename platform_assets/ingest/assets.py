@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.domain import COLUMNS
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
 from platform_assets.resources import Landing, Warehouse
@@ -34,6 +35,7 @@ def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
     kinds={"duckdb", "parquet"},
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
     description=(
         "Loan applications as they arrived in the landing files, one row per file row, "
         "partitioned by the day in the file name."

@@ -1,34 +1,59 @@
-"""The landing sensor: new or changed landing files trigger ingestion and validation of their days."""
+"""The landing sensor: settled new or changed landing files trigger ingestion and validation of their days."""
 
-import hashlib
 import json
+import os
 
 import dagster as dg
 
+from platform_assets.concurrency import WAREHOUSE_POOL, ensure_pool_limit
+from platform_assets.ingest import landing_watch as watch
 from platform_assets.ingest.assets import RAW_APPLICATIONS
 from platform_assets.ingest.partitions import DAILY_PARTITIONS
-from platform_assets.resources import Landing
+from platform_assets.resources import Landing, Warehouse
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
+DAY_TAG = "landing/day"
+FILES_TAG = "landing/files"
+MAX_ATTEMPTS_ENV = "PLATFORM_LANDING_MAX_ATTEMPTS"
 
-def landing_changes(previous: dict, current: dict) -> list[str]:
-    """Paths whose content hash is new or differs from the cursor's (removed files are not changes)."""
-    return sorted(path for path, digest in current.items() if previous.get(path) != digest)
+
+def load_cursor(text: str | None) -> dict:
+    """The sensor's memory: each file's last size, mtime and hash; stray files reported; days given up."""
+    cursor = json.loads(text) if text else {}
+    if not isinstance(cursor.get("files"), dict):  # none yet, or the older {path: sha256} layout
+        cursor = {}
+    return {"files": cursor.get("files", {}), "reported": cursor.get("reported", {}),
+            "given_up": cursor.get("given_up", {})}
 
 
-def changed_days(changed: list[str], hashes: dict[str, str]) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """Groups changed files by the day (partition) they belong to; also returns the files of no day."""
+def by_day(settled: dict[str, str], pending: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Settled files grouped by their day, leaving out days with a file still pending; and files of no day."""
     from platform_assets.ingest.landing import partition_of
 
     days: dict[str, dict[str, str]] = {}
-    unplaced = []
-    for path in changed:
+    unplaced = {}
+    for path, digest in settled.items():
         day = partition_of(path)
         if day is None or not DAILY_PARTITIONS.has_partition_key(day):
-            unplaced.append(path)
+            unplaced[path] = digest
         else:
-            days.setdefault(day, {})[path] = hashes[path]
-    return days, unplaced
+            days.setdefault(day, {})[path] = digest
+    busy = {partition_of(path) for path in pending}
+    return {d: f for d, f in days.items() if d not in busy}, unplaced
+
+
+def max_attempts(log) -> int:
+    """``PLATFORM_LANDING_MAX_ATTEMPTS``, or the default (with a warning) when it is not a positive number."""
+    value = os.environ.get(MAX_ATTEMPTS_ENV)
+    if value is None:
+        return watch.DEFAULT_MAX_ATTEMPTS
+    try:
+        if int(value) > 0:
+            return int(value)
+    except ValueError:
+        pass
+    log.warning(f"{MAX_ATTEMPTS_ENV}={value!r} is not a positive whole number; using {watch.DEFAULT_MAX_ATTEMPTS}")
+    return watch.DEFAULT_MAX_ATTEMPTS
 
 
 @dg.sensor(
@@ -36,45 +61,80 @@ def changed_days(changed: list[str], hashes: dict[str, str]) -> tuple[dict[str, 
     asset_selection=dg.AssetSelection.assets(RAW_APPLICATIONS, VALIDATED_APPLICATIONS, QUARANTINED_APPLICATIONS),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingests and validates the days whose landing files are new or changed.",
+    description="Ingests and validates the days whose settled landing files are not in the warehouse yet.",
 )
-def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing):
-    """Requests one run per day with new or changed files; the cursor keeps each file's content hash.
+def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing, warehouse: Warehouse):
+    """Requests one run per day whose settled files the warehouse does not hold, or whose run failed.
 
-    Files that belong to no day (an unexpected name, a day outside the
-    partitions) are reported once as observations of the raw asset, and
-    rejected with their reason by the next ingestion run.
+    A file is settled when its size and mtime are the same on two ticks (a
+    writer may still be appending; writers that can should write a hidden
+    ``.name`` and rename it, hidden files are never listed). What the
+    warehouse holds decides, whatever route ingested it; a day whose run for
+    the same files failed is requested again with a new run key, up to
+    ``PLATFORM_LANDING_MAX_ATTEMPTS`` (default 3) runs, then logged once and
+    left until its files change. While the warehouse is in use the tick is
+    skipped with the reason. Files that belong to no day are reported once as
+    observations of the raw asset, and rejected with their reason by the next
+    ingestion run.
     """
-    from platform_assets.ingest.landing import file_sha256, list_landing_files
+    from platform_assets.ingest.landing import file_sha256
 
-    previous = json.loads(context.cursor) if context.cursor else {}
+    cursor = load_cursor(context.cursor)
     try:
-        # The same bytes rewritten are not a change: files are compared by content hash.
-        current = {url: file_sha256(url) for url in list_landing_files(landing.url)}
+        stats = watch.stat_landing_files(landing.url)
+        settled, cursor["files"] = watch.settle(cursor["files"], stats, file_sha256)
     except Exception as exc:  # a sensor must keep ticking: an unreadable landing location is a skip
         return dg.SkipReason(f"cannot read the landing location {landing.url}: {exc}")
-    changed = landing_changes(previous, current)
-    if not changed:
-        return dg.SkipReason(f"no new or changed files among {len(current)} landing files")
-    days, unplaced = changed_days(changed, current)
-    requests = [
-        dg.RunRequest(
-            partition_key=day,
-            # The same day with the same files is requested once, however often the sensor ticks.
-            run_key=f"{day}:{hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]}",
-            tags={"landing/changed_files": str(len(files))},
-        )
-        for day, files in sorted(days.items())
-    ]
-    observations = [
-        dg.AssetObservation(asset_key=RAW_APPLICATIONS, metadata={"file_of_no_day": path, "sha256": current[path]})
-        for path in unplaced
-    ]
-    for path in unplaced:
+    pending = set(stats) - set(settled)
+    days, unplaced = by_day(settled, pending)
+    waiting = f"{len(pending)} file(s) still changing or new since the last tick" if pending else ""
+
+    def skip(reason: str) -> dg.SensorResult:
+        return dg.SensorResult(skip_reason="; ".join(filter(None, [reason, waiting])), cursor=json.dumps(cursor))
+
+    busy = watch.warehouse_run_in_progress(context.instance, WAREHOUSE_POOL)
+    if busy:
+        return skip(f"the warehouse is in use by run {busy}: checking again on the next tick")
+    try:
+        held = watch.held_files(warehouse.database, warehouse.connect)
+    except TimeoutError as exc:
+        return skip(f"the warehouse is locked by another process, checking again on the next tick ({exc})")
+    except Exception as exc:  # a damaged or foreign file: say so on every tick, never stop ticking
+        return skip(f"cannot read the landing files recorded in {warehouse.database}: {exc}")
+
+    hashes = {day: watch.files_hash(files) for day, files in days.items()}
+    runs = watch.requested_runs(context.instance, FILES_TAG, sorted(set(hashes.values())))
+    requests, given_up, attempts = [], {}, max_attempts(context.log)
+    for day, files in sorted(days.items()):
+        digest = hashes[day]
+        action, why = watch.decide(files, held.get(day, {}), runs[digest], attempts)
+        if action == watch.REQUEST:
+            requests.append(dg.RunRequest(
+                partition_key=day,
+                # A new key per attempt: the daemon runs each key once, so a failed day can be asked again.
+                run_key=f"{day}:{digest}:{len(runs[digest])}",
+                tags={DAY_TAG: day, FILES_TAG: digest, "landing/changed_files": str(len(files))},
+            ))
+            context.log.info(f"{day}: {why}; run {len(runs[digest]) + 1} for its {len(files)} file(s)")
+        elif action == watch.GIVE_UP:
+            given_up[day] = digest
+            if cursor["given_up"].get(day) != digest:  # said once, not on every tick
+                context.log.warning(f"{day}: {why}; not requested again until its files change")
+    cursor["given_up"] = given_up
+
+    stray = {p: d for p, d in unplaced.items() if held.get(None, {}).get(p) != d and cursor["reported"].get(p) != d}
+    cursor["reported"] = {p: d for p, d in unplaced.items() if p in stray or cursor["reported"].get(p) == d}
+    for path in stray:
         context.log.warning(f"{path}: belongs to no day (unexpected name or day outside the partitions)")
-    context.log.info(f"{len(changed)} new or changed landing files in {len(days)} day(s)")
-    return dg.SensorResult(
-        run_requests=requests,
-        asset_events=observations,
-        cursor=json.dumps(current, sort_keys=True),
-    )
+    observations = [
+        dg.AssetObservation(asset_key=RAW_APPLICATIONS, metadata={"file_of_no_day": path, "sha256": digest})
+        for path, digest in sorted(stray.items())
+    ]
+    if not requests:
+        return dg.SensorResult(
+            skip_reason="; ".join(filter(None, [f"no day to ingest among {len(stats)} landing files", waiting])),
+            asset_events=observations,
+            cursor=json.dumps(cursor),
+        )
+    ensure_pool_limit(context.instance)  # so that the runs asked for queue behind each other from the first
+    return dg.SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(cursor))

@@ -6,6 +6,7 @@ import json
 
 import dagster as dg
 
+from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.deploy.assets import DEPLOYMENT
 from platform_assets.features.assets import TRAINING_SET
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
@@ -28,6 +29,7 @@ class InferenceConfig(dg.Config):
     group_name="monitor",
     kinds={"duckdb", "seldon", "feast"},
     description="Recent applications scored by the served model: online features, probability, model version.",
+    pool=WAREHOUSE_POOL,
 )
 def inference_log(
     context: dg.AssetExecutionContext,
@@ -105,6 +107,7 @@ class DriftConfig(dg.Config):
     group_name="monitor",
     kinds={"evidently", "html"},
     description="Evidently data-drift report: the latest served inputs against the training split.",
+    pool=WAREHOUSE_POOL,
 )
 def drift_report(
     context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse
