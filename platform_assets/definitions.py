@@ -33,6 +33,7 @@ from platform_assets.resources import (
 )
 from platform_assets.train import assets as train_assets
 from platform_assets.train import checks as train_checks
+from platform_assets.train.sensors import mlflow_runs_on_failure
 from platform_assets.validate import assets as validate_assets
 from platform_assets.validate import checks as validate_checks
 
@@ -72,10 +73,11 @@ def build_resources(root: str | Path | None = None) -> dict:
                 "artifact_root": artifact_root,
             }
         ),
-        "pii": PiiMasking(salt="local-development-salt" if pinned else _env("PII_SALT", "local-development-salt")),
+        "pii": PiiMasking.from_environment(pinned),
         "serving": ModelServing(
             serving_python=_env("SERVING_PYTHON", "") if not pinned else "",
             http_port=int(os.environ.get("SERVING_PORT", "9100")),
+            host=_env("SERVING_HOST", "127.0.0.1") if not pinned else "127.0.0.1",
         ),
     }
 
@@ -99,7 +101,7 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
     jobs=[ingest_days_job, features_to_serving_job],
-    sensors=[landing_files_sensor],
+    sensors=[landing_files_sensor, mlflow_runs_on_failure],
     resources=build_resources(),
     # One process runs the steps in order: DuckDB allows one writer per file,
     # and re-importing torch/feast in a process per step would cost seconds each.

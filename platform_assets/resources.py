@@ -39,18 +39,59 @@ class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse file that holds raw, validated, quarantine and dbt tables."""
 
     database: str
+    # How long a connection waits for another process's lock on the file before failing.
+    lock_timeout_s: float = 120.0
 
     @contextlib.contextmanager
-    def connect(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+    def connect(
+        self, read_only: bool = False, lock_timeout_s: float | None = None
+    ) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
         """Opens a connection for one unit of work and always closes it.
 
-        DuckDB allows one writing process per file; connections are held only
-        while a step works, so dbt (a subprocess) can open the file after us.
+        DuckDB allows one writing process per file, and a reader in another
+        process excludes a writer; connections are held only while a step
+        works, so dbt (a subprocess) can open the file after us. While another
+        process holds the file (a run started outside the queue, the landing
+        sensor's read), the connection is retried with backoff.
+
+        Args:
+            read_only: Open for reading only.
+            lock_timeout_s: How long to wait for the lock (default: the
+                resource's ``lock_timeout_s``; 0 fails at once).
+
+        Raises:
+            TimeoutError: If the file is still locked after the wait; the
+                message names the file and the process that holds it.
         """
+        import logging
+        import random
+        import time
+
         import duckdb
 
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.database, read_only=read_only)
+        timeout = self.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
+        deadline, pause, waited = time.monotonic() + timeout, 0.05, False
+        while True:
+            try:
+                con = duckdb.connect(self.database, read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{self.database}: the warehouse stayed locked by another process for {timeout:g} s "
+                        f"(Warehouse.lock_timeout_s): {exc}"
+                    ) from exc
+                if not waited:  # said once per connection; a run's log shows why its step paused
+                    logging.getLogger(__name__).warning(
+                        "%s is locked by another process; waiting up to %g s: %s", self.database, timeout, exc
+                    )
+                    waited = True
+                # Jittered, doubling pauses: two waiting runs do not retry in step.
+                time.sleep(min(pause * random.uniform(0.5, 1.5), max(deadline - time.monotonic(), 0)))
+                pause = min(pause * 2, 2.0)
         try:
             yield con
         finally:
@@ -221,10 +262,12 @@ def mlflow_tracking(init_context: dg.InitResourceContext):
 
 
 class ModelServing(dg.ConfigurableResource):
-    """The local model server: the serving environment's Python and the port to listen on."""
+    """The local model server: the serving environment's Python and the address to listen on."""
 
     serving_python: str = ""
     http_port: int = 9100
+    # Loopback by default: the server has no authentication. "0.0.0.0" listens on every interface.
+    host: str = "127.0.0.1"
     start_timeout_s: float = 120.0
 
     def python_path(self) -> Path:
@@ -237,6 +280,29 @@ class ModelServing(dg.ConfigurableResource):
 
 
 class PiiMasking(dg.ConfigurableResource):
-    """The salt of the hashes that replace personal data (set ``PII_SALT`` outside development)."""
+    """The secret key of the HMAC tokens that replace personal data (``PII_HMAC_KEY`` outside local mode)."""
 
-    salt: str
+    key: str
+    # True when ``key`` is the built-in development key: runs say so in their log and metadata.
+    development_key: bool = False
+
+    @property
+    def key_source(self) -> str:
+        """``development`` or ``configured``: recorded with every validation run."""
+        return "development" if self.development_key else "configured"
+
+    @classmethod
+    def from_environment(cls, pinned: bool = False) -> "PiiMasking":
+        """The resource as the environment decides it (:func:`settings.pii_key_setting`).
+
+        The key itself is passed as ``dg.EnvVar``, so it is read at run time and
+        never shown in the UI's resource config. ``pinned`` (tests with their own
+        state root) ignores the environment and uses the development key.
+
+        Raises:
+            settings.ConfigurationError: Outside the local profile without a usable key.
+        """
+        setting = settings.PiiKeySetting(None) if pinned else settings.pii_key_setting()
+        if setting.variable is None:
+            return cls(key=settings.DEVELOPMENT_PII_KEY, development_key=True)
+        return cls(key=dg.EnvVar(setting.variable), development_key=False)

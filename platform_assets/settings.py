@@ -4,7 +4,9 @@ All local state (landing files, the DuckDB warehouse, Dagster's storage, the
 Feast registry and online store, MLflow's backend and artifacts, reports and
 the serving process) sits under one state root, chosen by ``PLATFORM_HOME``
 (default: ``.platform`` inside the project, git-ignored). Production swaps
-backends through environment variables only (see ``docs/operations.md``).
+backends through environment variables only (see ``docs/operations.md``);
+``PLATFORM_PROFILE`` names the environment (``local`` by default), and any
+profile other than ``local`` must provide its secrets (``PII_HMAC_KEY``).
 """
 
 from __future__ import annotations
@@ -86,3 +88,88 @@ def mlflow_tracking_uri(root: str | Path | None = None) -> str:
     if value:
         return value
     return f"sqlite:///{paths(root).mlflow / 'mlflow.db'}"
+
+
+# The environment profile: ``local`` (the default) or any other name (``prod``, ``staging``).
+PROFILE_ENV = "PLATFORM_PROFILE"
+LOCAL_PROFILE = "local"
+# The secret key of the tokens that replace personal data; PII_SALT is its old, deprecated name.
+PII_KEY_ENV = "PII_HMAC_KEY"
+PII_KEY_DEPRECATED_ENV = "PII_SALT"
+DEVELOPMENT_PII_KEY = "local-development-pii-key: not a secret"
+# A shorter key can be guessed; ``python -c "import secrets; print(secrets.token_hex(32))"`` makes one.
+MIN_PII_KEY_CHARS = 16
+
+
+class ConfigurationError(RuntimeError):
+    """The environment lacks a setting the profile requires; the message names the variable."""
+
+
+class PiiKeyWarning(UserWarning):
+    """Personal data is masked with the development key, or the key comes from a deprecated variable."""
+
+
+def profile() -> str:
+    """The environment profile: ``$PLATFORM_PROFILE`` or ``local``."""
+    return os.environ.get(PROFILE_ENV, "").strip() or LOCAL_PROFILE
+
+
+@dataclass(frozen=True)
+class PiiKeySetting:
+    """Where the PII key comes from: an environment variable, or the development key (``variable`` None)."""
+
+    variable: str | None
+
+    @property
+    def source(self) -> str:
+        """``configured`` for a key from the environment, ``development`` for the built-in one."""
+        return "development" if self.variable is None else "configured"
+
+
+def pii_key_setting() -> PiiKeySetting:
+    """Decides which key masks personal data, and refuses to go on without one outside local mode.
+
+    ``PII_HMAC_KEY`` is the key; ``PII_SALT`` is read when it is unset (deprecated,
+    with a warning). In the ``local`` profile without either, the development key
+    is used with a loud warning. Any other profile must set a key of at least
+    ``MIN_PII_KEY_CHARS`` characters.
+
+    Raises:
+        ConfigurationError: Outside the local profile, when the key is unset,
+            too short, or the development key.
+    """
+    import warnings
+
+    variable = next((v for v in (PII_KEY_ENV, PII_KEY_DEPRECATED_ENV) if os.environ.get(v)), None)
+    if variable == PII_KEY_DEPRECATED_ENV:
+        warnings.warn(
+            f"{PII_KEY_DEPRECATED_ENV} is deprecated: rename it to {PII_KEY_ENV} (personal data is now "
+            "masked with a keyed HMAC, so the tokens differ from the old salted hashes)",
+            PiiKeyWarning,
+            stacklevel=2,
+        )
+    if profile() == LOCAL_PROFILE:
+        if variable is None:
+            warnings.warn(
+                f"PLATFORM_PROFILE=local and {PII_KEY_ENV} is not set: personal data is masked with the "
+                "DEVELOPMENT key, which anyone can use to reverse the tokens; set a secret "
+                f"{PII_KEY_ENV} for any data that is not synthetic",
+                PiiKeyWarning,
+                stacklevel=2,
+            )
+        return PiiKeySetting(variable)
+    key = os.environ.get(variable, "") if variable else ""
+    problem = (
+        "is not set" if not key
+        else "is the development key" if key == DEVELOPMENT_PII_KEY
+        else f"is shorter than {MIN_PII_KEY_CHARS} characters" if len(key) < MIN_PII_KEY_CHARS
+        else None
+    )
+    if problem:
+        raise ConfigurationError(
+            f"PLATFORM_PROFILE={profile()} needs a secret key for masking personal data: "
+            f"{variable or PII_KEY_ENV} {problem}. "
+            f"Set {PII_KEY_ENV} (for example from `python -c \"import secrets; print(secrets.token_hex(32))\"`, "
+            f"kept in a secret store), or run with PLATFORM_PROFILE={LOCAL_PROFILE} on synthetic data."
+        )
+    return PiiKeySetting(variable)

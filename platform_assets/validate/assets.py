@@ -3,29 +3,14 @@
 
 import dagster as dg
 
+from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.domain import PII_COLUMNS
 from platform_assets.ingest.assets import RAW_APPLICATIONS
-from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
+from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
 from platform_assets.resources import PiiMasking, Warehouse
 
 VALIDATED_APPLICATIONS = dg.AssetKey(["validated", "applications"])
 QUARANTINED_APPLICATIONS = dg.AssetKey(["quarantine", "applications"])
-
-
-def _valid_keys_of_other_days(con, keys: list[str]):
-    """Application id -> day, for the valid rows of days outside ``keys`` (empty before the first run)."""
-    import pandas as pd
-
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'validated' AND table_name = 'applications'"
-    ).fetchone()[0]
-    if not exists:
-        return pd.Series(dtype=object)
-    where, params = partition_filter(keys)
-    known = con.execute(
-        f"SELECT application_id, {PARTITION_COLUMN} FROM validated.applications WHERE NOT ({where})", params
-    ).df()
-    return known.set_index("application_id")[PARTITION_COLUMN]
 
 
 @dg.multi_asset(
@@ -47,39 +32,57 @@ def _valid_keys_of_other_days(con, keys: list[str]):
     ],
     partitions_def=DAILY_PARTITIONS,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
 )
 def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
     """Splits the run's days of ``raw.applications`` into ``validated`` and ``quarantine`` rows.
 
-    The business key is unique across days: a row whose application id is
-    already valid on another day is quarantined with that reason.
+    The first copy of an application id (by application time, then file and
+    row) is valid and later copies are quarantined, across all days: other
+    days whose rows change side are rewritten in the same transaction.
     """
+    from platform_assets.validate.days import QUARANTINE, VALID, validate_days
     from platform_assets.validate.pii import mask_pii
-    from platform_assets.validate.rules import quarantine_known_keys, split_valid_rows
 
     keys = list(context.partition_keys)
-    where, params = partition_filter(keys)
+    if pii.development_key:
+        context.log.warning(
+            "personal data is masked with the DEVELOPMENT key (PLATFORM_PROFILE=local, PII_HMAC_KEY unset): "
+            "its tokens can be reversed; set PII_HMAC_KEY for real data"
+        )
     with warehouse.connect(read_only=True) as con:
-        raw = con.execute(f"SELECT * FROM raw.applications WHERE {where}", params).df()
-        known = _valid_keys_of_other_days(con, keys)
-    result = quarantine_known_keys(split_valid_rows(raw), known)
+        outcome = validate_days(con, keys)
     # Validate first (formats of emails and phones), then mask before anything is written.
-    valid = mask_pii(result.valid, PII_COLUMNS, pii.salt)
-    quarantined = mask_pii(result.quarantined, PII_COLUMNS, pii.salt)
-    warehouse.replace_partitions(
-        {"validated.applications": valid, "quarantine.applications": quarantined}, PARTITION_COLUMN, keys
-    )
-    context.log.info(f"{len(raw)} raw rows: {len(valid)} valid, {len(quarantined)} quarantined")
-    rate = len(quarantined) / len(raw) if len(raw) else 0.0
+    valid = mask_pii(outcome.valid, PII_COLUMNS, pii.key)
+    quarantined = mask_pii(outcome.quarantined, PII_COLUMNS, pii.key)
+    warehouse.replace_partitions({VALID: valid, QUARANTINE: quarantined}, PARTITION_COLUMN, outcome.days)
+    mine = valid[PARTITION_COLUMN].isin(keys), quarantined[PARTITION_COLUMN].isin(keys)
+    n_valid, n_quarantined = int(mine[0].sum()), int(mine[1].sum())
+    raw_rows = n_valid + n_quarantined
+    context.log.info(f"{raw_rows} raw rows: {n_valid} valid, {n_quarantined} quarantined")
+    if outcome.rewritten:
+        context.log.warning(
+            f"the duplicate policy rewrote {len(outcome.rewritten)} other day(s), whose rows changed side: "
+            + ", ".join(outcome.rewritten)
+        )
+    rate = n_quarantined / raw_rows if raw_rows else 0.0
     yield dg.MaterializeResult(
         asset_key=VALIDATED_APPLICATIONS,
-        metadata={"dagster/row_count": len(valid), "raw_rows": len(raw), "days": len(keys)},
+        metadata={
+            "dagster/row_count": n_valid,
+            "raw_rows": raw_rows,
+            "days": len(keys),
+            "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
+            "pii_key": pii.key_source,
+        },
     )
     yield dg.MaterializeResult(
         asset_key=QUARANTINED_APPLICATIONS,
         metadata={
-            "dagster/row_count": len(quarantined),
+            "dagster/row_count": n_quarantined,
             "quarantine_rate": rate,
-            "failures_by_rule": dg.MetadataValue.json(result.failure_counts),
+            "failures_by_rule": dg.MetadataValue.json(outcome.failure_counts),
+            "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
+            "pii_key": pii.key_source,
         },
     )

@@ -3,7 +3,13 @@
 Two stages: first every cell is parsed into its column's type (so that text
 in a number column, a missing value or an infinity becomes a reason for that
 row instead of an error for the batch), then pandera checks ranges,
-categories, uniqueness and cross-field rules on the rows that parsed.
+categories and cross-field rules on the rows that parsed. Uniqueness of the
+business key is not a row rule: it depends on other rows and other days, and
+is decided by :mod:`platform_assets.validate.duplicates`.
+
+A reason names the column and the rule; it shows the failing value only for
+columns that are not personal data (a quarantine reason is read by people
+who must not see an email or a phone number).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 
+from platform_assets.domain import PII_COLUMNS
 from platform_assets.validate.schema import ApplicationSchema
 
 REASONS = "_quarantine_reasons"
+WITHHELD = "(value withheld: personal data)"
 
 
 @dataclass
@@ -39,6 +47,11 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
+def got(value: object, personal: bool) -> str:
+    """The part of a reason that shows the failing value: ``(got ...)``, or a note that it is withheld."""
+    return WITHHELD if personal else f"(got {show(value)})"
+
+
 def _text_to_float(values: pd.Series, missing: pd.Series) -> pd.Series:
     """Parses text cells as numbers (NaN where a cell is missing or is not a number).
 
@@ -54,10 +67,11 @@ def _text_to_float(values: pd.Series, missing: pd.Series) -> pd.Series:
     return pd.Series(parsed, index=values.index, name=values.name)
 
 
-def _parse_column(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series]:
+def _parse_column(values: pd.Series, dtype: str, personal: bool = False) -> tuple[pd.Series, pd.Series]:
     """Parses ``values`` as ``dtype``; returns the parsed column and the reasons of failed cells.
 
-    Columns that already have the type (Parquet input) skip parsing.
+    Columns that already have the type (Parquet input) skip parsing. The
+    reasons of a ``personal`` column do not show the value.
     """
     missing = values.isna()
     kind = "text"
@@ -85,14 +99,19 @@ def _parse_column(values: pd.Series, dtype: str) -> tuple[pd.Series, pd.Series]:
     reasons = pd.concat(
         [
             pd.Series(f"{values.name}: missing", index=values.index[missing.to_numpy()], dtype=object),
-            pd.Series([f"{values.name}: not {kind} (got {show(v)})" for v in values[bad]], index=values.index[bad.to_numpy()], dtype=object),
+            pd.Series([f"{values.name}: not {kind} {got(v, personal)}" for v in values[bad]],
+                      index=values.index[bad.to_numpy()], dtype=object),
         ]
     )
     return parsed, reasons
 
 
-def parse_types(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, pd.Series]:
+def parse_types(
+    df: pd.DataFrame, schema: type[pa.DataFrameModel], personal: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, pd.Series]:
     """Parses every schema column of ``df``; returns the parsed frame and the reasons per failing row.
+
+    Reasons for the ``personal`` columns do not show the value.
 
     Raises:
         SchemaViolation: If schema columns are missing from ``df`` (names them).
@@ -104,7 +123,7 @@ def parse_types(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.D
     parsed = df.copy()
     reasons = []
     for name, column in columns.items():
-        parsed[name], column_reasons = _parse_column(df[name], str(column.dtype))
+        parsed[name], column_reasons = _parse_column(df[name], str(column.dtype), name in personal)
         if column.nullable:
             column_reasons = column_reasons[df[name].reindex(column_reasons.index).notna()]
         reasons.append(column_reasons)
@@ -114,18 +133,21 @@ def parse_types(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.D
     return parsed, failures.groupby(level=0).agg("; ".join)
 
 
-def _rule_name(row: pd.Series) -> str:
+def _rule_name(row: pd.Series, personal: tuple[str, ...]) -> str:
     if row["schema_context"] == "DataFrameSchema":  # a cross-field rule: one reason per row
         return f"row: {row['check']}"
-    return f"{row['column']}: {row['check']} (got {show(row['failure_case'])})"
+    return f"{row['column']}: {row['check']} {got(row['failure_case'], row['column'] in personal)}"
 
 
-def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = ApplicationSchema) -> ValidationResult:
+def split_valid_rows(
+    df: pd.DataFrame, schema: type[pa.DataFrameModel] = ApplicationSchema, personal: tuple[str, ...] = PII_COLUMNS
+) -> ValidationResult:
     """Validates ``df`` and splits it into valid rows and quarantined rows with reasons.
 
     Args:
         df: Raw rows (any column types: text, numbers, timestamps); the index must be unique.
         schema: The pandera model to validate against.
+        personal: Columns that hold personal data: their values never appear in a reason.
 
     Returns:
         Valid rows in the schema's types, and the failing rows as they came in
@@ -137,7 +159,7 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
     """
     if not df.index.is_unique:
         raise ValueError("split_valid_rows needs a unique index")
-    parsed, type_reasons = parse_types(df, schema)
+    parsed, type_reasons = parse_types(df, schema, personal)
     candidates = parsed.drop(index=type_reasons.index)
     counts: dict[str, int] = {}
     if len(type_reasons):
@@ -154,7 +176,7 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
                 for _, r in batch_level.head(10).iterrows()
             )
             raise SchemaViolation(f"batch does not fit {schema.__name__}: {problems}")
-        cases = cases.assign(reason=cases.apply(_rule_name, axis=1))
+        cases = cases.assign(reason=cases.apply(_rule_name, axis=1, args=(personal,)))
         rule_reasons = cases.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))
         counts.update({str(k): int(v) for k, v in cases.groupby("check")["index"].nunique().items()})
     reasons = pd.concat([type_reasons, rule_reasons])
@@ -167,20 +189,3 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel] = Applica
         valid[name] = column.dtype.coerce(valid[name])
     return ValidationResult(valid, quarantined, counts)
 
-
-def quarantine_known_keys(result: ValidationResult, known: pd.Series, key: str = "application_id") -> ValidationResult:
-    """Moves valid rows whose ``key`` is already valid elsewhere (``known``: key -> day) to quarantine.
-
-    Uniqueness within a batch is a pandera rule; this extends it across the
-    days validated in other runs, so the business key stays unique overall.
-    """
-    if known.empty or result.valid.empty:
-        return result
-    seen = result.valid[key].map(known[~known.index.duplicated()])
-    duplicate = seen.notna()
-    if not duplicate.any():
-        return result
-    moved = result.valid[duplicate].copy()
-    moved[REASONS] = [f"{key}: already valid on day {day} (got {show(value)})" for day, value in zip(seen[duplicate], moved[key])]
-    counts = {**result.failure_counts, "unique_across_days": int(duplicate.sum())}
-    return ValidationResult(result.valid[~duplicate], pd.concat([result.quarantined, moved]), counts)

@@ -10,16 +10,26 @@ from platform_assets.domain import AGE_BANDS, REGIONS, TERMS_MONTHS
 
 # Largest loan as a multiple of yearly income that we accept as plausible.
 MAX_LOAN_TO_INCOME = 10.0
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+PHONE_PATTERN = r"^\+?[0-9 ()-]{7,20}$"
+# The business key and the event time that orders its copies: the first copy is
+# the valid one, later copies are quarantined (platform_assets.validate.duplicates).
+BUSINESS_KEY = "application_id"
+EVENT_TIME = "application_ts"
 
 
 class ApplicationSchema(pa.DataFrameModel):
-    """A loan application that may be used for features and training."""
+    """A loan application that may be used for features and training.
 
-    application_id: Series[str] = pa.Field(unique=True, nullable=False)
+    The application id is not declared unique here: which copy of an id is
+    valid depends on copies in other rows and days (the duplicate policy).
+    """
+
+    application_id: Series[str] = pa.Field(nullable=False)
     applicant_id: Series[int] = pa.Field(ge=0)
     applicant_name: Series[str] = pa.Field(nullable=False)
-    email: Series[str] = pa.Field(str_matches=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: Series[str] = pa.Field(str_matches=r"^\+?[0-9 ()-]{7,20}$")
+    email: Series[str] = pa.Field(nullable=False)
+    phone: Series[str] = pa.Field(nullable=False)
     application_ts: Series[pa.DateTime] = pa.Field(nullable=False)
     income: Series[float] = pa.Field(gt=0)
     loan_amount: Series[float] = pa.Field(gt=0)
@@ -33,6 +43,17 @@ class ApplicationSchema(pa.DataFrameModel):
     age_band: Series[str] = pa.Field(isin=list(AGE_BANDS))
     is_default: Series[int] = pa.Field(isin=[0, 1])
     label_ts: Series[pa.DateTime] = pa.Field(nullable=False)
+
+    # Named checks on personal data: the reason says which rule failed, never the value.
+    @pa.check("email", name="valid_email")
+    def valid_email(cls, email):  # noqa: N805
+        """One ``@``, a dot in the domain, no spaces."""
+        return email.str.fullmatch(EMAIL_PATTERN)
+
+    @pa.check("phone", name="valid_phone_number")
+    def valid_phone_number(cls, phone):  # noqa: N805
+        """Digits, spaces, brackets and dashes (7 to 20), an optional leading ``+``."""
+        return phone.str.fullmatch(PHONE_PATTERN)
 
     @pa.dataframe_check(name="loan_within_income_multiple")
     def loan_within_income_multiple(cls, df):  # noqa: N805
