@@ -121,8 +121,22 @@ def held_files(database: str, connect) -> dict[str | None, dict[str, str]]:
     return held
 
 
+def stopped_by_blocking_check(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether ``run`` failed only because a blocking asset check failed (a verdict on the data, not a crash).
+
+    Such a run wrote its data before the check stopped it: asking again for the
+    same files gives the same verdict, so the sensor leaves the day alone.
+    """
+    from dagster._core.events import DagsterEventType
+
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    errors = [r.event_log_entry.dagster_event.step_failure_data.error for r in records]
+    return bool(errors) and all(e is not None and e.cls_name == "DagsterAssetCheckFailedError" for e in errors)
+
+
 def decide(
-    files: dict[str, str], held: dict[str, str], runs: list[dg.DagsterRun], max_attempts: int
+    files: dict[str, str], held: dict[str, str], runs: list[dg.DagsterRun], max_attempts: int,
+    gate_stopped: Callable[[dg.DagsterRun], bool] = lambda run: False,
 ) -> tuple[str, str]:
     """What to do about one day's settled ``files``, and why.
 
@@ -131,6 +145,8 @@ def decide(
         held: What the warehouse holds for the day, ``{path: sha256}``.
         runs: The runs the sensor requested for exactly these files, newest first.
         max_attempts: How many runs the same files get.
+        gate_stopped: Whether a failed run was stopped by a blocking check
+            (:func:`stopped_by_blocking_check`): then the day is done, not retried.
 
     Returns:
         One of ``request``, ``wait``, ``done``, ``give_up``, with a reason.
@@ -142,6 +158,8 @@ def decide(
     if latest == dg.DagsterRunStatus.CANCELED:
         return DONE, "the latest run for these files was canceled by hand"
     ingested = all(held.get(path) == digest for path, digest in files.items())
+    if ingested and latest == dg.DagsterRunStatus.FAILURE and gate_stopped(runs[0]):
+        return DONE, "a blocking check stopped the latest run for these files (see its checks; fix the files)"
     if ingested and latest != dg.DagsterRunStatus.FAILURE:
         return DONE, "already in the warehouse"
     why = "the latest run for these files failed" if latest == dg.DagsterRunStatus.FAILURE else "new or changed files"

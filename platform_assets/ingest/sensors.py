@@ -70,9 +70,10 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing, 
     writer may still be appending; writers that can should write a hidden
     ``.name`` and rename it, hidden files are never listed). What the
     warehouse holds decides, whatever route ingested it; a day whose run for
-    the same files failed is requested again with a new run key, up to
+    the same files crashed is requested again with a new run key, up to
     ``PLATFORM_LANDING_MAX_ATTEMPTS`` (default 3) runs, then logged once and
-    left until its files change. While the warehouse is in use the tick is
+    left until its files change; one stopped by a blocking check (the
+    quarantine gate) is a verdict on the files and is not requested again. While the warehouse is in use the tick is
     skipped with the reason. Files that belong to no day are reported once as
     observations of the raw asset, and rejected with their reason by the next
     ingestion run.
@@ -107,7 +108,10 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing, 
     requests, given_up, attempts = [], {}, max_attempts(context.log)
     for day, files in sorted(days.items()):
         digest = hashes[day]
-        action, why = watch.decide(files, held.get(day, {}), runs[digest], attempts)
+        action, why = watch.decide(
+            files, held.get(day, {}), runs[digest], attempts,
+            lambda run: watch.stopped_by_blocking_check(context.instance, run),
+        )
         if action == watch.REQUEST:
             requests.append(dg.RunRequest(
                 partition_key=day,

@@ -234,3 +234,19 @@ def test_a_locked_or_busy_warehouse_skips_the_tick(tmp_path):
         assert dg.materialize([busy_step], instance=instance).success
         assert not _requests(seen["result"]) and "in use by run" in seen["result"].skip_reason.skip_message
         assert [r.partition_key for r in _requests(_tick(instance, resources, cursor)[0])] == ["2026-09-01"]
+
+
+def test_a_day_stopped_by_the_quarantine_gate_is_not_requested_again(tmp_path):
+    """The gate's verdict is on the files: the same files asked for again would be stopped again."""
+    rows = write_sample_landing(tmp_path, days=1, rows_per_day=40, dirty_fraction=0.5)  # far over the 5% threshold
+    resources = definitions.build_resources(tmp_path)
+    with _instance(tmp_path) as instance:
+        result, cursor = _settled_tick(instance, resources, None)
+        (run,) = _run_requests(instance, resources, _requests(result))
+        assert not run.success
+        failed = [e.step_key for e in run.all_events if e.is_step_failure]
+        assert failed and all("quarantine_rate_under_threshold" in key for key in failed)
+        counts = _counts(settings.paths(tmp_path).warehouse)
+        assert counts["raw.applications"] == rows == counts["validated.applications"] + counts["quarantine.applications"]
+        result, cursor = _tick(instance, resources, cursor)
+        assert not _requests(result) and "no day to ingest" in result.skip_reason.skip_message
