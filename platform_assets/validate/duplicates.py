@@ -41,12 +41,17 @@ def first_copies(candidates: pd.DataFrame, key: str, event_time: str) -> pd.Seri
     """
     if not candidates.index.is_unique:
         raise ValueError("first_copies needs a unique index")
-    if candidates.empty:
-        return pd.Series(pd.NA, index=candidates.index, dtype="string")
-    ordered = candidates.sort_values([event_time, SOURCE_FILE, SOURCE_ROW], kind="stable")
+    result = pd.Series(pd.NA, index=candidates.index, dtype="string")
+    # Only keys that occur more than once need ordering: at 1M rows that is a few rows, not all of them.
+    repeated = candidates[candidates[key].duplicated(keep=False).to_numpy()]
+    if repeated.empty:
+        return result
+    ordered = repeated.sort_values([event_time, SOURCE_FILE, SOURCE_ROW], kind="stable")
     places = place(ordered)
     first = places.groupby(ordered[key].to_numpy(), sort=False).transform("first")
-    return first.where(first != places).astype("string").reindex(candidates.index)
+    later = first[first != places]
+    result.loc[later.index] = later.astype("string")
+    return result
 
 
 def quarantine_duplicates(
