@@ -16,6 +16,8 @@ import socket
 from dataclasses import dataclass
 from typing import Iterator
 
+import dagster as dg
+
 DAGSTER_RUN_TAG = "dagster_run_id"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 # Where the model asset's run worker lives: a run left RUNNING by a worker that no longer exists is ended.
@@ -23,8 +25,9 @@ WORKER_HOST_TAG = "worker_host"
 WORKER_PID_TAG = "worker_pid"
 # Why the platform ended a run, on the run itself (shown in the MLflow UI).
 ENDED_REASON_TAG = "ended_by_platform"
-# A RUNNING run with no Dagster run id at all is ended only when older than this: a run another
-# worker has just started carries the tag a moment later (dagster-mlflow starts, then tags).
+# dagster-mlflow starts a run named after the Dagster job and tags it a moment later: a worker killed
+# in between leaves a run with no Dagster run id. Such a run is ended once older than this, and only
+# when named after a job that has runs in this instance (anyone else's run in the experiment is left alone).
 UNTAGGED_GRACE_MS = 10 * 60 * 1000
 
 
@@ -92,12 +95,13 @@ def end_runs_of_dagster_run(client, experiment_id: str, dagster_run_id: str, rea
     return ended
 
 
-def _dagster_verdict(instance, tags: dict[str, str], now_ms: int, start_ms: int) -> str | None:
+def _dagster_verdict(instance, tags: dict[str, str], now_ms: int, start_ms: int, run_name: str) -> str | None:
     """Why a RUNNING MLflow run with these (own or parent's) tags is orphaned, or ``None`` if it may be live."""
     dagster_run_id = tags.get(DAGSTER_RUN_TAG)
     if not dagster_run_id:
         old = now_ms - start_ms > UNTAGGED_GRACE_MS
-        return "no Dagster run id and started over 10 minutes ago" if old else None
+        ours = old and bool(run_name) and bool(instance.get_runs(dg.RunsFilter(job_name=run_name), limit=1))
+        return f"named after Dagster job {run_name!r}, no Dagster run id, started over 10 minutes ago" if ours else None
     record = instance.get_run_by_id(dagster_run_id)
     if record is None:
         return f"Dagster run {dagster_run_id} is unknown to this instance"
@@ -118,7 +122,9 @@ def sweep_orphaned_runs(client, experiment_id: str, instance, current_dagster_ru
     - Dagster run still marked in progress but its worker process, recorded in
       the run's ``worker_host``/``worker_pid`` tags, no longer exists on this
       host (a ``kill -9`` with no run monitor to notice): ended;
-    - no Dagster run id anywhere: ended once older than ten minutes.
+    - no Dagster run id anywhere: ended once older than ten minutes if named
+      after a job that has runs in ``instance`` (dagster-mlflow names its runs
+      after the job, and tags them just after); any other run is not the platform's.
 
     Returns:
         The runs ended, with the reason also written to each run's ``ended_by_platform`` tag.
@@ -139,7 +145,7 @@ def sweep_orphaned_runs(client, experiment_id: str, instance, current_dagster_ru
             tags = {**parents.get(parent_id, {}), **{k: v for k, v in tags.items() if k != DAGSTER_RUN_TAG}}
         if tags.get(DAGSTER_RUN_TAG) == current_dagster_run_id:
             continue
-        reason = _dagster_verdict(instance, tags, now_ms, run.info.start_time or now_ms)
+        reason = _dagster_verdict(instance, tags, now_ms, run.info.start_time or now_ms, run.info.run_name)
         if reason:
             ended.append(_end(client, run.info.run_id, reason))
     return ended

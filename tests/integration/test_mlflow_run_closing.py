@@ -39,10 +39,10 @@ def backend(tmp_path):
         yield registry, registry.client(), experiment_id, instance
 
 
-def _run(client, experiment_id: str, tags: dict[str, str], parent: str | None = None) -> str:
+def _run(client, experiment_id: str, tags: dict[str, str], parent: str | None = None, **kwargs) -> str:
     if parent:
         tags = {**tags, runs.PARENT_RUN_TAG: parent}
-    return client.create_run(experiment_id, tags=tags).info.run_id
+    return client.create_run(experiment_id, tags=tags, **kwargs).info.run_id
 
 
 def _status(client, run_id: str) -> str:
@@ -110,6 +110,7 @@ def test_sweep_ends_runs_of_finished_unknown_or_dead_dagster_runs_only(backend):
     live_started = instance.add_run(dg.DagsterRun(job_name="j", run_id="live-run", status=dg.DagsterRunStatus.STARTED))
     dead_started = instance.add_run(dg.DagsterRun(job_name="j", run_id="dead-run", status=dg.DagsterRunStatus.STARTED))
     here = runs.worker_tags()
+    eleven_minutes_ago = int((time.time() - 11 * 60) * 1000)
     made = {
         "current": _run(client, experiment_id, {"dagster_run_id": "current-run"}),
         "succeeded": _run(client, experiment_id, {"dagster_run_id": succeeded}),
@@ -120,7 +121,13 @@ def test_sweep_ends_runs_of_finished_unknown_or_dead_dagster_runs_only(backend):
                                              runs.WORKER_PID_TAG: dead_pid}),
         "elsewhere": _run(client, experiment_id, {"dagster_run_id": dead_started.run_id,
                                                   runs.WORKER_HOST_TAG: "another-pod", runs.WORKER_PID_TAG: dead_pid}),
-        "untagged_new": _run(client, experiment_id, {}),
+        "untagged_new": _run(client, experiment_id, {}, run_name="__ASSET_JOB"),
+        # Killed between dagster-mlflow's start_run and its tags: named after the job, 11 minutes old.
+        "untagged_old_job": _run(client, experiment_id, {}, run_name=instance.get_run_by_id(succeeded).job_name,
+                                 start_time=eleven_minutes_ago),
+        # Someone's own run in the same experiment, as old: not the platform's to end.
+        "untagged_old_other": _run(client, experiment_id, {}, run_name="notebook-experiment",
+                                   start_time=eleven_minutes_ago),
     }
     made["current_child"] = _run(client, experiment_id, {}, parent=made["current"])
     made["dead_child"] = _run(client, experiment_id, {}, parent=made["dead"])
@@ -128,9 +135,10 @@ def test_sweep_ends_runs_of_finished_unknown_or_dead_dagster_runs_only(backend):
     ended = runs.sweep_orphaned_runs(client, experiment_id, instance, "current-run")
 
     status = {k: _status(client, v) for k, v in made.items()}
-    assert {k for k, s in status.items() if s == "FAILED"} == {"succeeded", "failed", "unknown", "dead", "dead_child"}
+    assert {k for k, s in status.items() if s == "FAILED"} == {"succeeded", "failed", "unknown", "dead", "dead_child",
+                                                               "untagged_old_job"}
     assert {k for k, s in status.items() if s == "RUNNING"} == {"current", "current_child", "live", "elsewhere",
-                                                                "untagged_new"}
+                                                                "untagged_new", "untagged_old_other"}
     reasons = {e.run_id: e.reason for e in ended}
     assert reasons[made["unknown"]] == "Dagster run never-seen is unknown to this instance"
     assert reasons[made["failed"]] == f"Dagster run {failed} finished with status FAILURE"
