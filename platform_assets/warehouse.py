@@ -140,6 +140,12 @@ class Warehouse(dg.ConfigurableResource):
                 con.unregister("_incoming")
 
 
+def table_names(con) -> set[str]:
+    """The ``schema.table`` names that exist in the database behind ``con``."""
+    return {f"{s}.{t}" for s, t in con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+
+
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 
 

@@ -7,6 +7,7 @@ from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.domain import COLUMNS
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
 from platform_assets.resources import Landing, Warehouse
+from platform_assets.warehouse import table_names
 
 RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
 RAW_TABLES = ("raw.applications", "raw.landing_files", "raw.rejected_files")
@@ -15,8 +16,7 @@ RAW_TABLES = ("raw.applications", "raw.landing_files", "raw.rejected_files")
 def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
     """The (partition, path, content hash) of the files last ingested for ``keys``; ``None`` before the first run."""
     with warehouse.connect() as con:
-        tables = {f"{s}.{t}" for s, t in con.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        tables = table_names(con)
         if not {"raw.landing_files", "raw.rejected_files"} <= tables:
             return None
         where, params = partition_filter(keys)

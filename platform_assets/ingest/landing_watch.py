@@ -20,6 +20,8 @@ from typing import Callable
 
 import dagster as dg
 
+from platform_assets.warehouse import table_names
+
 # A day is tried this many times for the same files; then the sensor waits for the files to change.
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -112,8 +114,7 @@ def held_files(database: str, connect) -> dict[str | None, dict[str, str]]:
         return {}
     held: dict[str | None, dict[str, str]] = {}
     with connect(read_only=True, lock_timeout_s=0) as con:
-        tables = {f"{s}.{t}" for s, t in con.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        tables = table_names(con)
         for table in ("raw.landing_files", "raw.rejected_files"):
             if table in tables:
                 for day, path, digest in con.execute(f"SELECT _partition, path, sha256 FROM {table}").fetchall():

@@ -20,6 +20,7 @@ from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.validate.duplicates import DUPLICATE_OF, first_copies, quarantine_duplicates
 from platform_assets.validate.rules import split_valid_rows
 from platform_assets.validate.schema import BUSINESS_KEY, EVENT_TIME, ApplicationSchema
+from platform_assets.warehouse import table_names
 
 RAW, VALID, QUARANTINE = "raw.applications", "validated.applications", "quarantine.applications"
 
@@ -33,10 +34,6 @@ class DaysOutcome:
     days: list[str]
     rewritten: list[str] = field(default_factory=list)
     failure_counts: dict[str, int] = field(default_factory=dict)
-
-
-def _tables(con) -> set[str]:
-    return {f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
 
 
 def _columns(con, table: str) -> set[str]:
@@ -135,7 +132,7 @@ def validate_days(
         The valid and quarantined rows (unmasked) of every day in
         ``outcome.days``: the run's days, then the other days it rewrote.
     """
-    tables = _tables(con)
+    tables = table_names(con)
     validated = _validated_days(con, tables)
     scope = list(days)
     while True:  # a rewritten day can bring more copies into play; a day joins the scope at most once
