@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, String
+from feast.types import Array, Float64, String
 
 _STATE_ROOT = Path(os.environ.get("PLATFORM_HOME") or Path(__file__).resolve().parent.parent / ".platform")
 DATA_DIR = _STATE_ROOT / "feast" / "data"
@@ -44,9 +44,16 @@ applicant_history_source = FileSource(
     timestamp_field="event_timestamp",
 )
 
-# What the application says about the loan and the applicant's finances. TTL: an
-# application's features serve only around its own time (training joins them at
-# that time; the online store needs only recent applications).
+# dbt mart fct_applicant_activity, exported to Parquet.
+applicant_activity_source = FileSource(
+    name="fct_applicant_activity",
+    path=str(DATA_DIR / "fct_applicant_activity.parquet"),
+    timestamp_field="event_timestamp",
+)
+
+# What the application says about the loan and the applicant's finances. Offline
+# only: training joins them at the application's time, and at serving time they
+# come with the request itself.
 application_features = FeatureView(
     name="application_features",
     entities=[application],
@@ -65,13 +72,14 @@ application_features = FeatureView(
         Field(name="region", dtype=String),
         Field(name="loan_to_avg_prior_loan_365d", dtype=Float64),
     ],
-    online=True,
+    online=False,
     source=application_features_source,
     tags={"dbt_model": "fct_application_features"},
 )
 
-# The applicant's earlier applications, as of each application. TTL: a year, the
-# longest window; older history says nothing the view does not already hold.
+# The applicant's earlier applications, as of each application's day. Offline only:
+# the server computes the same numbers from `applicant_activity` at request time.
+# TTL: a year, the longest window.
 applicant_history = FeatureView(
     name="applicant_history",
     entities=[applicant],
@@ -86,9 +94,25 @@ applicant_history = FeatureView(
         Field(name="avg_prior_loan_amount_365d", dtype=Float64),
         Field(name="days_since_last_application", dtype=Float64),
     ],
-    online=True,
+    online=False,
     source=applicant_history_source,
     tags={"dbt_model": "fct_applicant_history"},
+)
+
+# Each applicant's applications (times, loan amounts) over the last 365 days: the
+# online store keeps the latest row per applicant, from which the model server
+# computes the history features as of a request's day (platform_assets/features/history.py).
+applicant_activity = FeatureView(
+    name="applicant_activity",
+    entities=[applicant],
+    ttl=timedelta(days=365),
+    schema=[
+        Field(name="recent_application_ts", dtype=Array(Float64)),
+        Field(name="recent_loan_amounts", dtype=Array(Float64)),
+    ],
+    online=True,
+    source=applicant_activity_source,
+    tags={"dbt_model": "fct_applicant_activity"},
 )
 
 # Exactly the features the loan-default model is trained and served on, named one
@@ -107,4 +131,11 @@ loan_default_model = FeatureService(
         ]],
     ],
     description="Inputs of the loan-default classifier.",
+)
+
+# What the model server reads online for a request: the applicant's recent applications.
+loan_default_online = FeatureService(
+    name="loan_default_online",
+    features=[applicant_activity[["recent_application_ts", "recent_loan_amounts"]]],
+    description="Online inputs of the loan-default server: history features are computed from them per request.",
 )

@@ -1,5 +1,6 @@
 -- Recounts each applicant's 90-day history by brute force: only applications made
--- strictly before (never the row itself, nor one at the same instant or later).
+-- on earlier days (never the row itself, nor one the same day or later), in the
+-- 90 days before the application's day (see int_applicant_windows).
 -- Any row where the mart disagrees would leak the present or future into training.
 -- The meta ref makes it an asset check of the mart (it reads two models).
 {{ config(meta={'dagster': {'ref': {'name': 'fct_applicant_history'}}}) }}
@@ -17,8 +18,8 @@ recount as (
     from apps as cur
     left join apps as prior
         on prior.applicant_id = cur.applicant_id
-        and prior.application_ts < cur.application_ts
-        and prior.application_ts >= cur.application_ts - interval 90 days
+        and prior.application_ts < cast(cur.application_ts as date)
+        and prior.application_ts >= cast(cur.application_ts as date) - interval 90 days
     group by cur.application_id
 )
 

@@ -44,7 +44,7 @@ def served_predictions_match_offline(config: ServedCheckConfig, state: PlatformS
 
 
 class ServedFeaturesConfig(dg.Config):
-    """How many recent applications the feature server is asked about."""
+    """How many recent applications' applicants the feature server is asked about."""
 
     entities: int = 100
 
@@ -57,19 +57,23 @@ class ServedFeaturesConfig(dg.Config):
 def served_features_match_sdk(
     config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
 ) -> dg.AssetCheckResult:
-    """Asks the feature server and the SDK for the same entities and compares every value."""
+    """Asks the feature server and the SDK about the same applicants and compares every value.
+
+    These are the lists the model server reads for each request (``loan_default_online``).
+    """
     import pandas as pd
 
     from platform_assets.deploy.feature_server import online_features_over_http
-    from platform_assets.features.names import FEATURE_SERVICE
+    from platform_assets.features.names import ONLINE_FEATURE_SERVICE
 
     record = json.loads((state.paths.serving / "deployment.json").read_text())
     apps = pd.read_parquet(state.paths.feast / "data" / "fct_application_features.parquet").tail(config.entities)
-    entities = {"application_id": apps["application_id"].tolist(), "applicant_id": apps["applicant_id"].astype(int).tolist()}
-    served = online_features_over_http(record["feature_server_url"], FEATURE_SERVICE, entities)
+    entities = {"applicant_id": sorted(set(apps["applicant_id"].astype(int).tolist()))}
+    served = online_features_over_http(record["feature_server_url"], ONLINE_FEATURE_SERVICE, entities)
     store = feast.store()
-    rows = [dict(zip(entities, key)) for key in zip(*entities.values())]
-    sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=rows).to_dict())
+    rows = [{"applicant_id": a} for a in entities["applicant_id"]]
+    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
+    sdk = pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict())
     same_columns = set(served.columns) == set(sdk.columns)
     differing = 0
     if same_columns and len(served) == len(sdk):

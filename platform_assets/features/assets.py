@@ -7,7 +7,7 @@ import hashlib
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.features.names import MART_TABLES
+from platform_assets.features.names import MART_TABLES, ONLINE_MARTS
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
@@ -21,7 +21,10 @@ MART_KEYS = [dg.AssetKey(["features", table]) for table in MART_TABLES]
     deps=MART_KEYS,
     group_name="features",
     kinds={"feast", "sqlite", "parquet"},
-    description="Feast registry and online store loaded with the latest features of every entity.",
+    description=(
+        "Feast registry, offline exports of the dbt marts, and the online store loaded with each "
+        "applicant's latest activity."
+    ),
     pool=WAREHOUSE_POOL,
 )
 def feature_store(
@@ -32,10 +35,11 @@ def feature_store(
 
     data_dir = state.paths.feast / "data"
     with warehouse.connect(read_only=True) as con:
-        changed_since = feast_ops.earliest_change(con, data_dir)
+        # Only the online view's mart is materialized (the others serve training, offline).
+        changed_since = feast_ops.earliest_change(con, data_dir, tables=ONLINE_MARTS)
         counts = feast_ops.export_marts(con, data_dir)
         oldest, newest = con.execute(
-            "SELECT min(event_timestamp), max(event_timestamp) FROM features.fct_application_features"
+            f"SELECT min(event_timestamp), max(event_timestamp) FROM features.{ONLINE_MARTS[0]}"
         ).fetchone()
     store = feast.store()
     applied = feast_ops.apply_repo(store, feast.repo_path)

@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     import duckdb
     import feast
 
-from platform_assets.features.names import ENTITY_COLUMNS, FEATURE_SERVICE, HISTORY_FEATURES, MART_TABLES, SPLITS
+from platform_assets.features.names import (
+    ENTITY_COLUMNS,
+    FEATURE_SERVICE,
+    HISTORY_FEATURES,
+    MART_TABLES,
+    ONLINE_FEATURE_SERVICE,
+    ONLINE_FEATURES,
+    SPLITS,
+)
 
 
 def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features") -> dict[str, int]:
@@ -32,8 +40,10 @@ def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str =
     return counts
 
 
-def earliest_change(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features") -> dt.datetime | None:
-    """The oldest event time of a mart row that the last export does not hold as it is now.
+def earliest_change(
+    con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features", tables: tuple[str, ...] = MART_TABLES
+) -> dt.datetime | None:
+    """The oldest event time of a row of ``tables`` that the last export does not hold as it is now.
 
     New rows, late rows of an old day (a backfilled partition) and rows whose
     values changed all count; so materializing from this time on brings every
@@ -44,7 +54,7 @@ def earliest_change(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: st
         ``None`` when the marts equal their last export.
     """
     times = []
-    for table in MART_TABLES:
+    for table in tables:
         previous = data_dir / f"{table}.parquet"
         if previous.exists():
             query = (
@@ -59,8 +69,8 @@ def earliest_change(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: st
 
 
 def materialized_until(store: "feast.FeatureStore") -> dict[str, dt.datetime | None]:
-    """How far each feature view of the model's service has been materialized online (``None``: never)."""
-    service = store.get_feature_service(FEATURE_SERVICE)
+    """How far each feature view the model server reads online has been materialized (``None``: never)."""
+    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
     views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
     return {view.name: view.most_recent_end_time for view in views}
 
@@ -177,56 +187,41 @@ def split_by_time(df: pd.DataFrame, fractions: tuple[float, float] = (0.7, 0.85)
     return pd.Series(labels, index=df.index, name="split")
 
 
-def latest_offline_values(data_dir: Path, sample: int, seed: int = 0) -> pd.DataFrame:
-    """The values the online store should serve for a sample of applications.
+def latest_offline_activity(data_dir: Path, sample: int, seed: int = 0) -> pd.DataFrame:
+    """What the online store should serve for a sample of applicants: their latest activity row.
 
-    Application features come from the application's own row; applicant
-    history from the applicant's latest row (the online store keeps only the
-    latest value per entity).
+    The online store keeps one row per applicant, the one with the newest event
+    time (``fct_applicant_activity``: the applicant's applications over the 365
+    days up to their last application day).
     """
-    apps = pd.read_parquet(data_dir / "fct_application_features.parquet")
-    history = pd.read_parquet(data_dir / "fct_applicant_history.parquet")
-    latest = (
-        history.sort_values(["event_timestamp", "application_id"])
-        .groupby("applicant_id", sort=False)
-        .tail(1)
-        .drop(columns=["application_id", "event_timestamp"])
-    )
-    picked = apps.sample(n=min(sample, len(apps)), random_state=seed)
-    return picked.drop(columns=["event_timestamp"]).merge(latest, on="applicant_id", how="left")
+    activity = pd.read_parquet(data_dir / "fct_applicant_activity.parquet")
+    latest = activity.sort_values(["event_timestamp"], kind="stable").groupby("applicant_id", sort=False).tail(1)
+    return latest.sample(n=min(sample, len(latest)), random_state=seed).reset_index(drop=True)
 
 
-def online_offline_mismatches(
-    store: "feast.FeatureStore", expected: pd.DataFrame, names: list[str]
-) -> pd.DataFrame:
-    """Compares online features with the expected offline values, exactly.
+def online_activity_mismatches(store: "feast.FeatureStore", expected: pd.DataFrame) -> pd.DataFrame:
+    """Compares the online activity of each applicant in ``expected`` with the expected lists, exactly.
 
     Args:
         store: The feature store.
-        expected: One row per application (``application_id``, ``applicant_id``)
-            with the value of each feature in ``names`` that online should serve,
-            as returned by :func:`latest_offline_values`.
-        names: Feature names to compare.
+        expected: One row per applicant (``applicant_id`` and each of ``ONLINE_FEATURES``),
+            as returned by :func:`latest_offline_activity`.
 
     Returns:
-        One row per differing (application, feature); empty when online = offline.
+        One row per differing (applicant, feature), with both values; empty when online = offline.
     """
-    service = store.get_feature_service(FEATURE_SERVICE)
-    keys = [
-        {"application_id": str(a), "applicant_id": int(b)}
-        for a, b in zip(expected["application_id"], expected["applicant_id"])
-    ]
-    online = pd.DataFrame(store.get_online_features(features=service, entity_rows=keys).to_dict())
+    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
+    keys = [{"applicant_id": int(a)} for a in expected["applicant_id"]]
+    online = store.get_online_features(features=service, entity_rows=keys).to_dict() if keys else {}
     diffs = []
-    for name in names:
-        off = expected[name].reset_index(drop=True)
-        on = online[name].reset_index(drop=True)
-        same = (off == on) | (off.isna() & on.isna())
-        for i in np.flatnonzero(~same.to_numpy()):
-            diffs.append(
-                {"application_id": keys[i]["application_id"], "feature": name, "offline": off[i], "online": on[i]}
-            )
-    return pd.DataFrame(diffs, columns=["application_id", "feature", "offline", "online"])
+    for name in ONLINE_FEATURES:
+        for i, (off, on) in enumerate(zip(expected[name], online.get(name, []))):
+            off_list = None if off is None else [float(v) for v in off]
+            on_list = None if on is None else [float(v) for v in on]
+            if off_list != on_list:
+                diffs.append({"applicant_id": keys[i]["applicant_id"], "feature": name,
+                              "offline": off_list, "online": on_list})
+    return pd.DataFrame(diffs, columns=["applicant_id", "feature", "offline", "online"])
 
 
 def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, int]:

@@ -49,16 +49,19 @@ def test_windows_count_only_earlier_applications(validated):
     with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
         history = con.execute("SELECT * FROM features.fct_applicant_history").df()
         apps = con.execute("SELECT application_id, applicant_id, application_ts, loan_amount FROM features.stg_applications").df()
-    # Recompute by hand for the applicants with the most applications.
+    # Recompute by hand for the applicants with the most applications. History is as of the
+    # start of the application's day: applications on earlier days only (features/history.py).
     busiest = apps["applicant_id"].value_counts().index[:5]
     for applicant in busiest:
         mine = apps[apps["applicant_id"] == applicant]
         for _, row in mine.iterrows():
-            before = mine[mine["application_ts"] < row["application_ts"]]
+            day = row["application_ts"].normalize()
+            before = mine[mine["application_ts"] < day]
             got = history.set_index("application_id").loc[row["application_id"]]
-            recent = before[before["application_ts"] >= row["application_ts"] - pd.Timedelta(days=30)]
+            recent = before[before["application_ts"] >= day - pd.Timedelta(days=30)]
             assert got["prior_applications_30d"] == len(recent)
-            assert got["prior_loan_sum_365d"] == pytest.approx(before["loan_amount"].sum())
+            year = before[before["application_ts"] >= day - pd.Timedelta(days=365)]
+            assert got["prior_loan_sum_365d"] == pytest.approx(year["loan_amount"].sum())
             if len(before):
                 gap = (row["application_ts"] - before["application_ts"].max()) / pd.Timedelta(days=1)
                 assert got["days_since_last_application"] == pytest.approx(gap)

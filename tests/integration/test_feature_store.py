@@ -21,7 +21,7 @@ from platform_assets.features import assets as feature_assets
 from platform_assets.features import checks as feature_checks
 from platform_assets.features import dbt as feature_dbt
 from platform_assets.features import feast_ops
-from platform_assets.features.names import FEATURE_SERVICE
+from platform_assets.features.names import ONLINE_FEATURE_SERVICE
 from platform_assets.ingest import assets as ingest_assets
 from platform_assets.validate import assets as validate_assets
 from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
@@ -116,20 +116,42 @@ def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built)
     root, resources, _ = built
     data = settings.paths(root).feast / "data"
     config = feature_checks.SkewCheckConfig()
-    sampled = feast_ops.latest_offline_values(data, config.sample_size, config.seed)
-    history = pd.read_parquet(data / "fct_applicant_history.parquet")
-    mine = history[history["applicant_id"] == sampled["applicant_id"].iloc[0]]
-    latest = mine.sort_values(["event_timestamp", "application_id"]).tail(1)
-    value = latest["avg_prior_loan_amount_365d"].iloc[0]
+    sampled = feast_ops.latest_offline_activity(data, config.sample_size, config.seed)
+    latest = sampled.head(1)
+    amounts = list(latest["recent_loan_amounts"].iloc[0])
+    changed = latest.assign(recent_loan_amounts=[[*amounts[:-1], float(np.nextafter(amounts[-1], np.inf))]])
     store = resources["feast"].store()
-    store.write_to_online_store("applicant_history", latest.assign(avg_prior_loan_amount_365d=np.nextafter(value, np.inf)))
+    store.write_to_online_store("applicant_activity", changed)
     try:
         result = feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"])
     finally:
-        store.write_to_online_store("applicant_history", latest)
+        store.write_to_online_store("applicant_activity", latest)
     assert not result.passed
-    assert result.metadata["mismatches"].value == (sampled["applicant_id"] == latest["applicant_id"].iloc[0]).sum()
+    assert result.metadata["mismatches"].value == 1
     assert feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"]).passed
+
+
+def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
+    """A stale online store (the newest day exported but not materialized) serves old activity."""
+    root, resources, _ = built
+    data = settings.paths(root).feast / "data"
+    activity = pd.read_parquet(data / "fct_applicant_activity.parquet")
+    newest_day = activity["event_timestamp"].dt.date.max()
+    today = activity[activity["event_timestamp"].dt.date == newest_day]
+    # Applicants active on the newest day whose online row then was an earlier day's.
+    returning = today[today["applicant_id"].isin(activity[activity["event_timestamp"].dt.date < newest_day]["applicant_id"])]
+    assert len(returning) > 0
+    store = resources["feast"].store()
+    older = (activity[activity["applicant_id"].isin(returning["applicant_id"])
+                      & (activity["event_timestamp"].dt.date < newest_day)]
+             .sort_values("event_timestamp").groupby("applicant_id").tail(1))
+    store.write_to_online_store("applicant_activity", older)
+    try:
+        expected = feast_ops.latest_offline_activity(data, len(activity))
+        mismatches = feast_ops.online_activity_mismatches(store, expected[expected["applicant_id"].isin(returning["applicant_id"])])
+    finally:
+        store.write_to_online_store("applicant_activity", returning)
+    assert set(mismatches["applicant_id"]) == set(returning["applicant_id"])
 
 
 def test_freshness_check_warns_when_newer_features_are_not_online(built, restore):
@@ -160,20 +182,11 @@ def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
     from platform_assets.resources import FeatureStore
 
     store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"), state_root=str(tmp_path)).store()
-    apps = pd.read_parquet(tmp_path / "feast" / "data" / "fct_application_features.parquet")
-    # From scratch, materialize-incremental loads each view's TTL: two days of applications.
-    recent = apps[apps["event_timestamp"] > now - dt.timedelta(days=2, minutes=-5)]
-    assert len(recent) > 10
-    expected = feast_ops.latest_offline_values(tmp_path / "feast" / "data", len(apps)).set_index("application_id")
-    expected = expected.loc[recent["application_id"]].reset_index()
-    mismatches = feast_ops.online_offline_mismatches(store, expected, feast_ops.feature_names(store))
+    # From scratch, materialize-incremental loads each online view's TTL (a year): every applicant's latest row.
+    expected = feast_ops.latest_offline_activity(tmp_path / "feast" / "data", 10**9)
+    assert len(expected) > 10
+    mismatches = feast_ops.online_activity_mismatches(store, expected)
     assert mismatches.empty, mismatches.head()
-    old = apps[apps["event_timestamp"] < now - dt.timedelta(days=3)].head(5)
-    online = store.get_online_features(
-        features=["application_features:income"],
-        entity_rows=[{"application_id": a} for a in old["application_id"]],
-    ).to_dict()
-    assert online["income"] == [None] * len(old)
 
     # `feast ui` serves the same repository: its project list names the project.
     import requests
@@ -211,12 +224,15 @@ def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_serv
     try:
         feature_server.wait_until_ready(server, timeout_s=120)
         apps = pd.read_parquet(settings.paths(root).feast / "data" / "fct_application_features.parquet").tail(100)
-        entities = {"application_id": apps["application_id"].tolist(), "applicant_id": apps["applicant_id"].tolist()}
-        served = feature_server.online_features_over_http(server.url, FEATURE_SERVICE, entities)
+        # Known applicants and one the store has never seen.
+        entities = {"applicant_id": [*apps["applicant_id"].astype(int).tolist(), 1]}
+        served = feature_server.online_features_over_http(server.url, ONLINE_FEATURE_SERVICE, entities)
         store = resources["feast"].store()
-        rows = [{"application_id": a, "applicant_id": int(b)} for a, b in zip(*entities.values())]
-        sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE),
+        rows = [{"applicant_id": b} for b in entities["applicant_id"]]
+        sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(ONLINE_FEATURE_SERVICE),
                                                      entity_rows=rows).to_dict())
+        assert served["recent_application_ts"].iloc[-1] is None
+        assert all(isinstance(v, list) and v for v in served["recent_application_ts"].iloc[:-1])
         assert sorted(served.columns) == sorted(sdk.columns)
         pd.testing.assert_frame_equal(served[sdk.columns], sdk, check_exact=True)
 
@@ -229,3 +245,41 @@ def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_serv
     finally:
         model_server.kill()
         feature_server.stop_feature_server(record)
+
+
+def test_history_is_the_same_three_ways_dbt_python_and_the_online_activity(built):
+    """The training features (dbt), the definition (history.py on raw applications) and what the
+    server computes from the online activity lists agree for every application."""
+    import duckdb
+
+    from platform_assets.features.history import HISTORY_FEATURES, history_features
+
+    root, _, _ = built
+    paths = settings.paths(root)
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        apps = con.execute("SELECT application_id, applicant_id, application_ts, loan_amount "
+                           "FROM features.stg_applications").df()
+        mart = con.execute("SELECT * FROM features.fct_applicant_history").df().set_index("application_id")
+    activity = pd.read_parquet(paths.feast / "data" / "fct_applicant_activity.parquet")
+    apps["epoch"] = apps["application_ts"].astype("datetime64[us]").astype("int64") / 1e6
+    by_applicant = {k: g for k, g in apps.groupby("applicant_id")}
+    repeat = apps[apps["applicant_id"].map(apps["applicant_id"].value_counts()) > 1]
+    checked = 0
+    for row in repeat.sample(n=min(300, len(repeat)), random_state=0).itertuples():
+        mine = by_applicant[row.applicant_id]
+        from_raw = history_features(mine["epoch"], mine["loan_amount"], row.epoch)
+        # The online row the server would read on this day: the applicant's latest before the day.
+        day = row.application_ts.normalize()
+        rows = activity[(activity["applicant_id"] == row.applicant_id) & (activity["event_timestamp"] < day)]
+        if len(rows):
+            last = rows.sort_values("event_timestamp").iloc[-1]
+            online = history_features(last["recent_application_ts"], last["recent_loan_amounts"], row.epoch)
+        else:
+            online = history_features([], [], row.epoch)
+        for name in HISTORY_FEATURES:
+            offline = float(mart.loc[row.application_id, name])
+            assert from_raw[name] == pytest.approx(offline, rel=1e-9, abs=1e-6), (row.application_id, name)
+            assert online[name] == pytest.approx(offline, rel=1e-9, abs=1e-6), (row.application_id, name)
+        checked += 1
+    assert checked > 50
+    assert (mart["prior_applications_90d"] > 0).sum() > 20

@@ -13,7 +13,7 @@ T0 = dt.datetime(2026, 5, 1)
 def _marts(con, rows):
     frame = pd.DataFrame(rows, columns=["application_id", "event_timestamp", "x"])
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
-    for table in ("fct_application_features", "fct_applicant_history"):
+    for table in feast_ops.MART_TABLES:
         con.execute(f"CREATE OR REPLACE TABLE features.{table} AS SELECT * FROM frame")
 
 

@@ -5,9 +5,13 @@
     on_schema_change='fail',
 ) }}
 -- Each applicant's history as of each of their applications, over 30, 90 and 365
--- days. A window holds only applications strictly before the current one's time
--- (never itself, never the future, nor another made at the same instant), so a
--- feature row never knows more than the lender knew when the application came in.
+-- days, as of the START OF THE APPLICATION'S DAY (UTC): a window holds only the
+-- applicant's applications on earlier days, [day - N days, day). That is what the
+-- daily feature pipeline knows when a request comes in (a day's applications land
+-- after the day), so the model server computes the same numbers at request time
+-- from the online store (platform_assets/features/history.py): training and
+-- serving share one definition, and a feature row never knows more than the
+-- lender knew when the application came in.
 --
 -- Incremental by day: a run recomputes the days from the first day whose
 -- applications changed since the last build (new days, a late or backfilled
@@ -75,6 +79,43 @@ earlier as (
     group by apps.applicant_id
 ),
 
+-- One row per applicant and day: the day's applications, loan total and last time.
+daily as (
+    select
+        applicant_id,
+        application_day,
+        count(*) as n,
+        sum(loan_amount) as loan_sum,
+        max(application_ts) as last_ts
+    from history
+    group by applicant_id, application_day
+),
+
+-- Windows over earlier days only: [day - N days, day - 1 day] holds every application
+-- at or after day - N days and before the day itself.
+daily_windows as (
+    select
+        applicant_id,
+        application_day,
+        coalesce(sum(n) over w30, 0) as n30,
+        coalesce(sum(n) over w90, 0) as n90,
+        coalesce(sum(n) over w365, 0) as n365,
+        coalesce(sum(loan_sum) over w30, 0.0) as sum30,
+        coalesce(sum(loan_sum) over w90, 0.0) as sum90,
+        coalesce(sum(loan_sum) over w365, 0.0) as sum365,
+        max(last_ts) over w_all as last_prior_ts
+    from daily
+    window
+        w30 as (partition by applicant_id order by application_day
+                range between interval 30 days preceding and interval 1 day preceding),
+        w90 as (partition by applicant_id order by application_day
+                range between interval 90 days preceding and interval 1 day preceding),
+        w365 as (partition by applicant_id order by application_day
+                 range between interval 365 days preceding and interval 1 day preceding),
+        w_all as (partition by applicant_id order by application_day
+                  range between unbounded preceding and interval 1 day preceding)
+),
+
 windowed as (
     select
         history.application_id,
@@ -83,24 +124,18 @@ windowed as (
         history.application_day,
         history.loan_amount,
         history.source_hash,
-        count(*) over w30 as n30,
-        count(*) over w90 as n90,
-        count(*) over w365 as n365,
-        coalesce(sum(history.loan_amount) over w30, 0.0) as sum30,
-        coalesce(sum(history.loan_amount) over w90, 0.0) as sum90,
-        coalesce(sum(history.loan_amount) over w365, 0.0) as sum365,
-        coalesce(max(history.application_ts) over w_all, earlier.last_ts) as last_prior_ts
+        daily_windows.n30,
+        daily_windows.n90,
+        daily_windows.n365,
+        daily_windows.sum30,
+        daily_windows.sum90,
+        daily_windows.sum365,
+        coalesce(daily_windows.last_prior_ts, earlier.last_ts) as last_prior_ts
     from history
+    inner join daily_windows
+        on history.applicant_id = daily_windows.applicant_id
+        and history.application_day = daily_windows.application_day
     left join earlier on history.applicant_id = earlier.applicant_id
-    window
-        w30 as (partition by history.applicant_id order by history.application_ts
-                range between interval 30 days preceding and interval 1 microsecond preceding),
-        w90 as (partition by history.applicant_id order by history.application_ts
-                range between interval 90 days preceding and interval 1 microsecond preceding),
-        w365 as (partition by history.applicant_id order by history.application_ts
-                 range between interval 365 days preceding and interval 1 microsecond preceding),
-        w_all as (partition by history.applicant_id order by history.application_ts
-                  range between unbounded preceding and interval 1 microsecond preceding)
 )
 
 select
