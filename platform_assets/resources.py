@@ -117,6 +117,10 @@ class ModelServing(dg.ConfigurableResource):
     # Loopback by default: the server has no authentication. "0.0.0.0" listens on every interface.
     host: str = "127.0.0.1"
     start_timeout_s: float = 120.0
+    # gunicorn worker processes of the model server (threads add latency under the GIL).
+    workers: int = 2
+    # How long the server waits for the feature server per request before answering 503.
+    feature_lookup_timeout_s: float = 2.0
 
     def python_path(self) -> Path:
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""

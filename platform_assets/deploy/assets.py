@@ -65,6 +65,8 @@ def deployment(
     version = approved_champion(client, name)
     bundle_dir = download_bundle(client, name, version, state.paths.serving / "models" / f"v{version}")
     log_path = state.paths.serving / "server.log"
+    # The model server reads applicants' history from the feature server: its address is chosen first.
+    feature_port = server.free_port()
     process = server.start_model_server(
         python=serving.python_path(),
         model_dir=bundle_dir,
@@ -74,6 +76,10 @@ def deployment(
         host=serving.host,
         log_path=log_path,
         pid_path=serving.pid_path(state.paths),
+        feature_server_url=f"http://127.0.0.1:{feature_port}",
+        inference_log_dir=state.paths.inference,
+        workers=serving.workers,
+        feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
     )
     # The feature server lives as long as the model server it feeds (it watches its pid).
     features = feature_server.start_feature_server(
@@ -81,12 +87,14 @@ def deployment(
         state_root=Path(feast.state_root),
         log_path=state.paths.serving / "feature_server.log",
         record_path=state.paths.serving / "feature_server.json",
+        port=feature_port,
         watch_pid=process.pid,
     )
     waited = server.wait_until_healthy(process.url, timeout_s=serving.start_timeout_s, pid=process.pid, log_path=log_path)
     features_waited = feature_server.wait_until_ready(features, timeout_s=serving.start_timeout_s)
     record = {"url": process.url, "model_name": name, "model_version": version, "pid": process.pid,
-              "bundle": str(bundle_dir), "feature_server_url": features.url, "feature_server_pid": features.pid}
+              "bundle": str(bundle_dir), "feature_server_url": features.url, "feature_server_pid": features.pid,
+              "inference_log_dir": str(state.paths.inference)}
     (state.paths.serving / "deployment.json").write_text(json.dumps(record, indent=2))
     context.log.info(
         f"serving {name} v{version} at {process.url} (healthy after {waited:.1f} s), "

@@ -164,7 +164,8 @@ def client_host(host: str) -> str:
 def start_model_server(
     *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
     log_path: Path, pid_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
-    keepalive_s: int = 5, read_timeout_s: float = 10.0,
+    keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
+    inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
 ) -> ServerProcess:
     """Starts ``model_server.py LoanDefaultModel`` on ``model_dir``, replacing a running one.
 
@@ -182,6 +183,11 @@ def start_model_server(
             ``0.0.0.0`` exposes the unauthenticated server to the network.
         keepalive_s: Seconds an idle connection (new or kept alive) stays open.
         read_timeout_s: Seconds a client has to send one whole request.
+        feature_server_url: The Feast feature server the model reads applicants' history
+            from; without it only requests carrying every model input can be scored.
+        inference_log_dir: Where the server logs every prediction (``None``: no log).
+        workers: gunicorn worker processes.
+        feature_lookup_timeout_s: Per-request bound on the feature lookup (then 503).
 
     Returns:
         The started (not yet healthy) server: see :func:`wait_until_healthy`.
@@ -196,6 +202,13 @@ def start_model_server(
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
     env.setdefault("OMP_NUM_THREADS", "1")  # several worker processes share the cores
+    env["GUNICORN_WORKERS"] = str(workers)
+    env["FEATURE_LOOKUP_TIMEOUT_S"] = str(feature_lookup_timeout_s)
+    for name, value in (("FEATURE_SERVER_URL", feature_server_url), ("INFERENCE_LOG_DIR", inference_log_dir)):
+        if value:
+            env[name] = str(value)
+        else:
+            env.pop(name, None)
     # absolute(), not resolve(): bin/python is the venv's symlink, and the cwd changes below.
     command = [str(Path(python).absolute()), str(LAUNCHER), MODEL_CLASS, "--host", host, "--http-port", str(http_port),
                "--metrics-port", str(metrics_port), "--keepalive", str(keepalive_s),
@@ -208,7 +221,8 @@ def start_model_server(
     _LOGS[url] = log_path
     record = dict(pid=process.pid, url=url, host=host, http_port=http_port, metrics_port=metrics_port,
                   model_name=model_name, model_version=str(model_version), model_dir=env["MODEL_DIR"],
-                  log_path=str(log_path), started_at=time.time())
+                  log_path=str(log_path), feature_server_url=feature_server_url,
+                  inference_log_dir=str(inference_log_dir) if inference_log_dir else None, started_at=time.time())
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.write_text(json.dumps(record, indent=2))
     return ServerProcess(process.pid, url, http_port, str(model_version), log_path)

@@ -1,0 +1,67 @@
+"""The model server's client of the Feast feature server: each applicant's recent applications.
+
+Plain Python and ``requests`` (the serving environment has no Feast). One POST
+per request, for all its applicants, to ``/get-online-features`` of the feature
+service ``loan_default_online``; a session per thread keeps the connection alive.
+"""
+
+from __future__ import annotations
+
+import threading
+
+SERVICE = "loan_default_online"
+TS, AMOUNTS = "recent_application_ts", "recent_loan_amounts"
+
+
+class FeatureLookupError(RuntimeError):
+    """The feature server did not answer usefully: not the caller's mistake (HTTP 503)."""
+
+
+class OnlineFeatures:
+    """Reads ``applicant_activity`` from the feature server at ``url``."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0):
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def _session(self):
+        import requests
+
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def activity(self, applicant_ids: list[int]) -> dict[int, tuple[list[float], list[float]]]:
+        """Each applicant's application times (epoch s) and loan amounts; empty lists for an unknown one.
+
+        Raises:
+            FeatureLookupError: On a timeout, a refused connection, an error status or an
+                answer of the wrong shape.
+        """
+        import requests
+
+        unique = sorted(set(applicant_ids))
+        body = {"feature_service": SERVICE, "entities": {"applicant_id": unique}, "full_feature_names": False}
+        try:
+            response = self._session().post(f"{self.url}/get-online-features", json=body, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise FeatureLookupError(f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise FeatureLookupError(f"feature server {self.url} answered HTTP {response.status_code}: "
+                                     f"{response.text[:300]}")
+        try:
+            answer = response.json()
+            names = answer["metadata"]["feature_names"]
+            values = {name: result["values"] for name, result in zip(names, answer["results"])}
+            found = {}
+            for i, applicant in enumerate(values["applicant_id"]):
+                ts, amounts = values[TS][i], values[AMOUNTS][i]
+                found[int(applicant)] = ([float(t) for t in ts or []], [float(a) for a in amounts or []])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise FeatureLookupError(f"feature server {self.url} answered in an unexpected shape: {exc!r}") from None
+        missing = [a for a in unique if a not in found]
+        if missing:
+            raise FeatureLookupError(f"feature server {self.url} left out applicants {missing[:10]}")
+        return found
