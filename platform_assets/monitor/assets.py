@@ -1,141 +1,238 @@
-"""The inference log (served predictions with their model version) and the drift report."""
+"""Monitoring of real traffic: what the server logged, the outcomes that came later, drift and quality.
+
+The model server appends every prediction it answers to its own log files
+(``deploy/serving/inference_log.py``); ``monitor/inference_log`` ingests one
+day of them per partition, counting every line. ``monitor/labelled_predictions``
+joins the logged predictions to the outcomes known so far, and
+``monitor/drift_report`` compares a window of served traffic with the model's
+training data (Evidently) and measures its quality on the labelled part.
+"""
 
 
 import datetime as dt
 import json
+import os
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.deploy.assets import DEPLOYMENT
 from platform_assets.features.assets import TRAINING_SET
-from platform_assets.resources import FeatureStore, PlatformState, Warehouse
-from platform_assets.train.assets import NON_FEATURES
+from platform_assets.ingest.partitions import DAILY_PARTITIONS
+from platform_assets.resources import MlflowRegistry, PlatformState, Warehouse
+from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
 INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
+LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
 DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
-
-
-class InferenceConfig(dg.Config):
-    """Which recent applications are scored through the served model."""
-
-    recent_days: int = 7
-    batch_size: int = 500
+# Rows of real callers: the application's fields sent, history looked up. Requests that carry
+# every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
+TRAFFIC = "feature_source = 'online'"
 
 
 @dg.asset(
     key=INFERENCE_LOG,
     deps=[DEPLOYMENT],
+    partitions_def=DAILY_PARTITIONS,
     group_name="monitor",
-    kinds={"duckdb", "seldon", "feast"},
-    description="Recent applications scored by the served model: online features, probability, model version.",
+    kinds={"duckdb", "json"},
+    description=(
+        "What the model server logged for one day of requests (by the application's day): request id, model "
+        "version, the features it used, the probability, the latency. Every line counted, bad ones rejected."
+    ),
     pool=WAREHOUSE_POOL,
 )
-def inference_log(
-    context: dg.AssetExecutionContext,
-    config: InferenceConfig,
-    state: PlatformState,
-    warehouse: Warehouse,
-    feast: FeatureStore,
-) -> dg.MaterializeResult:
-    """Fetches online features for recent applications, asks the server, and appends to the log."""
-    import pandas as pd
+def inference_log(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Ingests the server's log files of the partition's day into ``monitor.inference_log``."""
+    from platform_assets.monitor import logs
 
-    from platform_assets.deploy.feature_server import online_features_over_http
-    from platform_assets.deploy.serving import predict_over_http
-    from platform_assets.features.names import FEATURE_SERVICE
-
-    deployment = json.loads((state.paths.serving / "deployment.json").read_text())
-    with warehouse.connect(read_only=True) as con:
-        recent = con.execute(
-            "SELECT application_id, applicant_id, application_ts FROM validated.applications "
-            "WHERE application_ts > (SELECT max(application_ts) FROM validated.applications) - to_days(?) "
-            "ORDER BY application_ts, application_id",
-            [config.recent_days],
-        ).df()
-    if deployment.get("feature_server_url"):
-        # As the model's callers would: features by entity id from the deployed feature server.
-        entities = {"application_id": recent["application_id"].tolist(),
-                    "applicant_id": recent["applicant_id"].astype(int).tolist()}
-        online = online_features_over_http(deployment["feature_server_url"], FEATURE_SERVICE, entities)
-    else:  # a deployment recorded before the feature server existed
-        store = feast.store()
-        keys = recent[["application_id", "applicant_id"]].to_dict("records")
-        online = pd.DataFrame(
-            store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE), entity_rows=keys).to_dict()
-        )
-    features = [c for c in online.columns if c not in NON_FEATURES]
-    probabilities, versions = [], []
-    for start in range(0, len(online), config.batch_size):
-        batch = online.iloc[start : start + config.batch_size]
-        served, meta = predict_over_http(deployment["url"], batch[features].to_dict("records"))
-        probabilities += served
-        versions += [str(meta.get("tags", {}).get("model_version"))] * len(served)
-    log = online.assign(
-        application_ts=recent["application_ts"].to_numpy(),
-        probability_of_default=probabilities,
-        model_name=deployment["model_name"],
-        model_version=versions,
-        dagster_run_id=context.run.run_id,
-        logged_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-    )
+    day = context.partition_key
+    paths = logs.day_files(state.paths.inference, day)
+    if not paths:
+        raise dg.Failure(f"no inference log files for {day} under {state.paths.inference / f'day={day}'}: "
+                         "no request of that day was served (or the server logs elsewhere: INFERENCE_LOG_DIR)")
+    files = [logs.read_log_file(p, day) for p in paths]
     with warehouse.connect() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS monitor")
-        con.execute("CREATE TABLE IF NOT EXISTS monitor.inference_log AS SELECT * FROM log LIMIT 0")
-        con.execute("INSERT INTO monitor.inference_log BY NAME SELECT * FROM log")
-        total = con.execute("SELECT count(*) FROM monitor.inference_log").fetchone()[0]
+        counts = logs.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    rows = [f.rows for f in files if len(f.rows)]
+    versions = sorted({v for r in rows for v in r["model_version"].unique()})
+    traffic = sum(int((r.get("feature_source") == "online").sum()) for r in rows if "feature_source" in r)
+    for f in files:
+        for rejected in f.rejected[:5]:
+            context.log.warning(f"{rejected['_source_file']}:{rejected['_source_line']}: {rejected['reason']}")
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": total,
-            "rows_this_run": len(log),
-            "model_version": deployment["model_version"],
-            "mean_probability_of_default": float(log["probability_of_default"].mean()) if len(log) else 0.0,
+            "dagster/row_count": counts["rows"],
+            "lines": counts["lines"],
+            "rejected_lines": counts["rejected"],
+            "traffic_rows": traffic,
+            "files": len(files),
+            "model_versions": ", ".join(versions) or "none",
+        }
+    )
+
+
+def _labels_query(tables: set[str]) -> str:
+    """The known outcome of each application: from outcome files when present, else the application's own."""
+    inline = "SELECT application_id, is_default, label_ts FROM validated.applications WHERE is_default IS NOT NULL"
+    if "monitor.outcomes" not in tables:
+        return inline
+    return (
+        "SELECT application_id, is_default, label_ts FROM monitor.outcomes UNION ALL "
+        f"SELECT * FROM ({inline}) WHERE application_id NOT IN (SELECT application_id FROM monitor.outcomes)"
+    )
+
+
+@dg.asset(
+    key=LABELLED_PREDICTIONS,
+    deps=[INFERENCE_LOG, VALIDATED_APPLICATIONS],
+    group_name="monitor",
+    kinds={"duckdb"},
+    description="Served predictions joined to the outcomes known so far (labels arrive days after the application).",
+    pool=WAREHOUSE_POOL,
+)
+def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Joins ``monitor.inference_log`` traffic to outcomes known by the newest event seen."""
+    from platform_assets.warehouse import table_names
+
+    with warehouse.connect() as con:
+        tables = table_names(con)
+        if "monitor.inference_log" not in tables:
+            raise dg.Failure("monitor.inference_log does not exist yet: ingest a day of served traffic first")
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE monitor.labelled_predictions AS
+            WITH labels AS ({_labels_query(tables)}),
+            as_of AS (SELECT greatest(
+                (SELECT max(event_ts) FROM monitor.inference_log WHERE {TRAFFIC}),
+                (SELECT max(application_ts) FROM validated.applications)) AS t)
+            SELECT log.request_id, log.row, log.event_ts, log._partition, log.application_id, log.model_name,
+                   log.model_version, log.probability, labels.is_default, labels.label_ts,
+                   date_diff('second', log.event_ts, labels.label_ts) / 86400.0 AS label_delay_days
+            FROM monitor.inference_log AS log
+            JOIN labels ON labels.application_id = log.application_id, as_of
+            WHERE log.{TRAFFIC} AND labels.label_ts <= as_of.t
+            """
+        )
+        served, labelled, p50, p90 = con.execute(
+            f"SELECT (SELECT count(*) FROM monitor.inference_log WHERE {TRAFFIC}), count(*), "
+            "quantile_cont(label_delay_days, 0.5), quantile_cont(label_delay_days, 0.9) "
+            "FROM monitor.labelled_predictions"
+        ).fetchone()
+    context.log.info(f"{labelled} of {served} served predictions have a known outcome")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(labelled),
+            "served_rows": int(served),
+            "unlabelled_rows": int(served - labelled),
+            "label_delay_days_p50": float(p50) if p50 is not None else None,
+            "label_delay_days_p90": float(p90) if p90 is not None else None,
         }
     )
 
 
 class DriftConfig(dg.Config):
-    """Sampling of the drift report."""
+    """The window of traffic the report covers and how much of it Evidently reads.
 
+    Evidently's cost grows with rows (evidentlyai/evidently#1526; about 1.5 s at 10k
+    rows and 63 s at 1M for 10 columns here), so each side is sampled down to
+    ``max_rows`` (seeded): a window of any size finishes in seconds.
+    """
+
+    window_days: int = 7
+    reference_days: int = 14
     max_rows: int = 20_000
+    min_current_rows: int = 200
+    min_labelled_rows: int = 200
     seed: int = 0
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run (``MLFLOW_UI_URL``, default the local ``make mlflow-ui``)."""
+    ui = os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 @dg.asset(
     key=DRIFT_REPORT,
-    deps=[INFERENCE_LOG, TRAINING_SET],
+    deps=[INFERENCE_LOG, LABELLED_PREDICTIONS, TRAINING_SET, DEPLOYMENT],
     group_name="monitor",
     kinds={"evidently", "html"},
-    description="Evidently data-drift report: the latest served inputs against the training split.",
+    description=(
+        "Evidently report on the served model's recent traffic against its training data: drift per feature, "
+        "prediction drift, and ROC AUC / Brier on the traffic whose outcome is known."
+    ),
     pool=WAREHOUSE_POOL,
 )
 def drift_report(
-    context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse
+    context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse,
+    mlflow_registry: MlflowRegistry,
 ) -> dg.MaterializeResult:
-    """Compares the inputs of the latest inference run with the model's training data."""
+    """Compares the last ``window_days`` of the served model's valid traffic with its newest training days."""
     import pandas as pd
 
-    from platform_assets.monitor.drift import drift_report as run_drift_report
+    from platform_assets.features.history import HISTORY_FEATURES
+    from platform_assets.monitor import drift
+    from platform_assets.train.network import load_bundle
+    from platform_assets.warehouse import table_names
 
-    training = pd.read_parquet(state.paths.training_set)
-    reference = training[training["split"] == "train"]
+    deployment = json.loads((state.paths.serving / "deployment.json").read_text())
+    version = str(deployment["model_version"])
+    bundle = load_bundle(deployment["bundle"])
+    features = bundle.preprocessor.input_names
     with warehouse.connect(read_only=True) as con:
+        days = [r[0] for r in con.execute(
+            f"SELECT DISTINCT _partition FROM monitor.inference_log WHERE {TRAFFIC} AND model_version = ? "
+            "ORDER BY 1 DESC LIMIT ?", [version, config.window_days]).fetchall()]
+        marks = ", ".join("?" for _ in days) or "NULL"
+        # Requests whose application validation later quarantined are counted, not compared:
+        # the reference holds valid applications only.
+        invalid = ("AND application_id NOT IN (SELECT application_id FROM quarantine.applications "
+                   "WHERE application_id IS NOT NULL)" if "quarantine.applications" in table_names(con) else "")
+        quarantined = con.execute(
+            f"SELECT count(*) FROM monitor.inference_log WHERE {TRAFFIC} AND model_version = ? "
+            f"AND _partition IN ({marks}) AND NOT (TRUE {invalid})", [version, *days]).fetchone()[0] if invalid else 0
+        # DuckDB samples before a WHERE of the same query: filter in a subquery, then sample.
         current = con.execute(
-            "SELECT * FROM monitor.inference_log WHERE dagster_run_id = "
-            "(SELECT dagster_run_id FROM monitor.inference_log ORDER BY logged_at DESC LIMIT 1)"
-        ).df()
-    columns = [c for c in reference.columns if c not in NON_FEATURES]
-    html = state.paths.reports / "drift" / "drift_report.html"
-    summary = run_drift_report(reference, current, columns, html, config.max_rows, config.seed)
-    html.with_suffix(".json").write_text(json.dumps(summary.__dict__, indent=2))
-    context.log.info(f"{summary.drifted_columns}/{summary.columns} columns drifted: {summary.drifted}")
-    return dg.MaterializeResult(
-        metadata={
-            "drifted_columns": summary.drifted_columns,
-            "drift_share": summary.drift_share,
-            "drifted": ", ".join(summary.drifted) or "none",
-            "reference_rows": summary.reference_rows,
-            "current_rows": summary.current_rows,
-            "report": dg.MetadataValue.path(str(html)),
-        }
-    )
+            f"SELECT * FROM (SELECT {', '.join(features)}, probability FROM monitor.inference_log WHERE {TRAFFIC} "
+            f"AND model_version = ? AND _partition IN ({marks}) {invalid}) "
+            f"USING SAMPLE reservoir({config.max_rows} ROWS) REPEATABLE ({config.seed})", [version, *days]).df()
+        labelled = con.execute(
+            f"SELECT is_default, probability FROM monitor.labelled_predictions WHERE model_version = ? "
+            f"AND _partition IN ({marks})", [version, *days]).df()
+        # The reference: every application of the newest training days, with its point-in-time features
+        # (the training set itself holds only the labelled ones, a sample biased by label delay).
+        trained_until = pd.read_parquet(state.paths.training_set, columns=["event_timestamp"])["event_timestamp"].max()
+        reference = drift.reference_window(con.execute(
+            f"SELECT a.*, {', '.join('h.' + n for n in HISTORY_FEATURES)} FROM features.fct_application_features a "
+            "JOIN features.fct_applicant_history h USING (application_id) WHERE a.event_timestamp <= ? "
+            "AND a.event_timestamp > ? - to_days(?)",
+            [trained_until, trained_until, config.reference_days]).df(), config.reference_days)
+    reference = reference.sample(n=min(config.max_rows, len(reference)), random_state=config.seed)
+    reference = reference.assign(probability=bundle.predict_proba(reference))
+    client = mlflow_registry.client()
+    run = client.get_run(client.get_model_version(deployment["model_name"], version).run_id)
+    summary = None
+    html = state.paths.reports / "drift" / f"drift_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.html"
+    if len(current) >= config.min_current_rows:
+        summary = drift.drift_report(reference, current, [*features, "probability"], html, config.max_rows, config.seed)
+        (state.paths.reports / "drift" / "drift_report.html").write_bytes(html.read_bytes())
+    quality = drift.quality(labelled, config.min_labelled_rows)
+    reference_auc = run.data.metrics.get("test_roc_auc")
+    figures = drift.figures(summary, features, quality, reference_auc)
+    context.log.info(f"drift over {days[-1] if days else '-'}..{days[0] if days else '-'} of v{version}: {figures}")
+    metadata = {
+        **figures,
+        "model_version": version,
+        "window_start": days[-1] if days else None,
+        "window_end": days[0] if days else None,
+        "current_rows": len(current),
+        "quarantined_traffic_rows": int(quarantined),
+        "reference_rows": len(reference),
+        "mlflow_run": dg.MetadataValue.url(mlflow_run_url(run.info.experiment_id, run.info.run_id)),
+    }
+    if summary is not None:
+        metadata["report"] = dg.MetadataValue.url(html.resolve().as_uri())
+        metadata["report_path"] = dg.MetadataValue.path(str(html))
+        metadata["drift_scores"] = dg.MetadataValue.json({k: round(v, 6) for k, v in summary.scores.items()})
+    return dg.MaterializeResult(metadata=metadata)

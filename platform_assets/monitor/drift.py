@@ -18,6 +18,9 @@ class DriftSummary:
     drifted: list[str]
     reference_rows: int
     current_rows: int
+    # Column -> Evidently's drift score (a p-value or a distance, see ``methods``).
+    scores: dict = None
+    methods: dict = None
 
 
 def _sample(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -55,18 +58,70 @@ def drift_report(
     html_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))
     result = snapshot.dict()
-    drifted_count, share, drifted = None, None, []
+    drifted_count, share, drifted, scores, methods = None, None, [], {}, {}
     for metric in result["metrics"]:
         config, value = metric["config"], metric["value"]
         if config["type"].endswith("DriftedColumnsCount"):
             drifted_count, share = int(value["count"]), float(value["share"])
-        elif config["type"].endswith("ValueDrift") and _is_drift(config["method"], value, config["threshold"]):
-            drifted.append(config["column"])
+        elif config["type"].endswith("ValueDrift"):
+            scores[config["column"]], methods[config["column"]] = float(value), config["method"]
+            if _is_drift(config["method"], value, config["threshold"]):
+                drifted.append(config["column"])
     if drifted_count is None:
         raise ValueError("Evidently's report has no DriftedColumnsCount metric")
-    return DriftSummary(len(columns), drifted_count, share, sorted(drifted), len(ref), len(cur))
+    return DriftSummary(len(columns), drifted_count, share, sorted(drifted), len(ref), len(cur), scores, methods)
 
 
 def _is_drift(method: str, value: float, threshold: float) -> bool:
     """Statistical tests report p-values (drift below the threshold), distances drift above it."""
     return value < threshold if "p_value" in method else value >= threshold
+
+
+def reference_window(training: pd.DataFrame, days: int) -> pd.DataFrame:
+    """The newest ``days`` days of the training set (every split): what the model saw last.
+
+    The newest days, rather than the oldest (the train split), keep slow seasonal
+    movement out of the comparison: served traffic follows right after them.
+    """
+    newest = training["event_timestamp"].max()
+    return training[training["event_timestamp"] > newest - pd.Timedelta(days=days)]
+
+
+def quality(labelled: pd.DataFrame, min_rows: int) -> dict:
+    """ROC AUC and Brier score of served probabilities against the known outcomes.
+
+    Returns:
+        ``labelled_rows``, and ``roc_auc`` / ``brier`` (``None`` under ``min_rows``
+        labelled rows or with a single class: too few to judge).
+    """
+    from platform_assets.evaluate.metrics import score
+
+    rows = len(labelled)
+    if rows < min_rows or labelled["is_default"].nunique() < 2:
+        return {"labelled_rows": rows, "roc_auc": None, "brier": None}
+    scored = score(labelled["is_default"].to_numpy(), labelled["probability"].to_numpy())
+    return {"labelled_rows": rows, "roc_auc": scored["roc_auc"], "brier": scored["brier"]}
+
+
+def figures(summary: DriftSummary | None, features: list[str], quality_found: dict, reference_auc: float | None) -> dict:
+    """The report's summary numbers (materialization metadata the UI plots over time).
+
+    ``drift_share`` counts the model inputs only; the prediction (the ``probability``
+    column) is reported as ``prediction_drift_score`` / ``prediction_drifted``.
+    """
+    out: dict = {"columns": len(features), **quality_found, "reference_roc_auc": reference_auc}
+    auc = quality_found.get("roc_auc")
+    out["auc_drop"] = float(reference_auc - auc) if auc is not None and reference_auc is not None else None
+    if summary is None:
+        out.update(drifted_columns=None, drift_share=None, drifted="not enough traffic",
+                   prediction_drift_score=None, prediction_drifted=None)
+        return out
+    drifted = [c for c in summary.drifted if c in features]
+    out.update(
+        drifted_columns=len(drifted),
+        drift_share=len(drifted) / len(features) if features else 0.0,
+        drifted=", ".join(drifted) or "none",
+        prediction_drift_score=summary.scores.get("probability"),
+        prediction_drifted="probability" in summary.drifted,
+    )
+    return out

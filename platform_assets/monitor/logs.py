@@ -1,0 +1,173 @@
+"""Reading the model server's inference log files: every line counted, kept or rejected with a reason.
+
+Plain functions, no Dagster. The server writes one JSON object per scored row
+to ``<inference dir>/day=YYYY-MM-DD/<host>-<pid>-<hour>.jsonl`` (see
+``deploy/serving/inference_log.py``); a day's files are ingested together, like
+the landing files of that day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# Every line must carry these; the model inputs vary with the model and are kept as they come.
+REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "probability")
+# Metadata of a line (the rest are model inputs).
+LOG_FIELDS = (*REQUIRED, "application_id", "applicant_id", "feature_source", "latency_ms")
+
+
+@dataclass
+class LogFile:
+    """One log file of a day: what it holds and what became of its lines."""
+
+    path: str
+    sha256: str
+    lines: int
+    rows: pd.DataFrame
+    rejected: list[dict]
+
+
+def day_files(inference_dir: Path, day: str) -> list[Path]:
+    """The log files of ``day`` (``YYYY-MM-DD``), in name order."""
+    return sorted((Path(inference_dir) / f"day={day}").glob("*.jsonl"))
+
+
+def logged_days(inference_dir: Path) -> list[str]:
+    """The days that have a log folder with at least one file."""
+    days = []
+    for folder in sorted(Path(inference_dir).glob("day=*")):
+        if folder.is_dir() and any(folder.glob("*.jsonl")):
+            days.append(folder.name.split("=", 1)[1])
+    return days
+
+
+def count_lines(data: bytes) -> int:
+    """Lines in a file's bytes, counted from the newlines alone: a last line without one counts too."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _reject(path: str, line: int, reason: str, day: str) -> dict:
+    return {"_source_file": path, "_source_line": line, "reason": reason, "_partition": day}
+
+
+def read_log_file(path: Path, day: str) -> LogFile:
+    """Parses one log file; a line that is not a whole, well-formed record of ``day`` is rejected.
+
+    Returns:
+        The file's hash and line count (from its bytes), its records (one row per
+        line, with ``_source_file``, ``_source_line`` and ``_partition``) and the
+        rejected lines with their reasons (a torn last line after a crash, a
+        record without a required field, or one whose event is not of ``day``).
+    """
+    data = Path(path).read_bytes()
+    records, rejected = [], []
+    name = str(path)
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            rejected.append(_reject(name, number, f"not a JSON record ({exc.msg if hasattr(exc, 'msg') else exc})", day))
+            continue
+        if not isinstance(record, dict):
+            rejected.append(_reject(name, number, f"not a JSON object but {type(record).__name__}", day))
+            continue
+        missing = [k for k in REQUIRED if record.get(k) is None]
+        if missing:
+            rejected.append(_reject(name, number, f"missing {missing}", day))
+            continue
+        if str(record["event_ts"])[:10] != day:
+            rejected.append(_reject(name, number, f"event_ts {record['event_ts']!r} is not of the file's day {day}", day))
+            continue
+        record.update(_source_file=name, _source_line=number, _partition=day)
+        records.append(record)
+    rows = pd.DataFrame.from_records(records)
+    if len(rows):
+        # Text columns typed as text even when every value of a file is null (a smoke test has no ids).
+        for name in ("request_id", "model_name", "application_id", "feature_source"):
+            rows[name] = (rows[name] if name in rows else pd.Series([None] * len(rows))).astype("string")
+        rows["served_at"] = pd.to_datetime(rows["served_at"], utc=True, format="ISO8601").dt.tz_localize(None)
+        rows["event_ts"] = pd.to_datetime(rows["event_ts"], format="ISO8601")
+        rows["model_version"] = rows["model_version"].astype(str)
+        if "applicant_id" in rows:
+            rows["applicant_id"] = pd.array(rows["applicant_id"], dtype="Int64")
+    return LogFile(name, hashlib.sha256(data).hexdigest(), count_lines(data), rows, rejected)
+
+
+def add_missing_columns(con, table: str, frame: pd.DataFrame) -> None:
+    """Adds to ``table`` the columns of ``frame`` it lacks (a new model may log a new input)."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    con.register("_new_columns", frame.head(0))
+    try:
+        for name, kind, *_ in con.execute("DESCRIBE _new_columns").fetchall():
+            if name not in have:
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+    finally:
+        con.unregister("_new_columns")
+
+
+def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> dict[str, int]:
+    """Replaces ``day``'s rows, rejected lines and file records in the ``monitor`` tables (one transaction).
+
+    Returns:
+        ``lines``, ``rows`` and ``rejected`` of the day: lines = rows + rejected.
+    """
+    con.execute("CREATE SCHEMA IF NOT EXISTS monitor")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS monitor.inference_log_files (path VARCHAR, sha256 VARCHAR, lines BIGINT, "
+        "rows BIGINT, rejected BIGINT, _partition VARCHAR, ingested_at TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS monitor.inference_log_rejects (_source_file VARCHAR, _source_line BIGINT, "
+        "reason VARCHAR, _partition VARCHAR)"
+    )
+    rows = pd.concat([f.rows for f in files if len(f.rows)], ignore_index=True) if files else pd.DataFrame()
+    rejected = pd.DataFrame([r for f in files for r in f.rejected],
+                            columns=["_source_file", "_source_line", "reason", "_partition"])
+    listing = pd.DataFrame(
+        [{"path": f.path, "sha256": f.sha256, "lines": f.lines, "rows": len(f.rows), "rejected": len(f.rejected),
+          "_partition": day, "ingested_at": ingested_at} for f in files],
+        columns=["path", "sha256", "lines", "rows", "rejected", "_partition", "ingested_at"],
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'monitor'").fetchall()}
+        if "inference_log" in tables and "request_id" not in {
+            r[0] for r in con.execute("DESCRIBE monitor.inference_log").fetchall()
+        }:
+            # A table of the platform's own replays (before the server logged its traffic): kept aside, not mixed in.
+            con.execute("ALTER TABLE monitor.inference_log RENAME TO inference_log_replayed")
+            tables.discard("inference_log")
+        if "inference_log" in tables:
+            con.execute("DELETE FROM monitor.inference_log WHERE _partition = ?", [day])
+        if len(rows):
+            con.register("_rows", rows)
+            if "inference_log" not in tables:
+                con.execute("CREATE TABLE monitor.inference_log AS SELECT * FROM _rows LIMIT 0")
+            else:
+                add_missing_columns(con, "monitor.inference_log", rows)
+            con.execute("INSERT INTO monitor.inference_log BY NAME SELECT * FROM _rows")
+            con.unregister("_rows")
+        con.execute("DELETE FROM monitor.inference_log_rejects WHERE _partition = ?", [day])
+        con.execute("DELETE FROM monitor.inference_log_files WHERE _partition = ?", [day])
+        con.register("_rejected", rejected)
+        con.execute("INSERT INTO monitor.inference_log_rejects BY NAME SELECT * FROM _rejected")
+        con.register("_listing", listing)
+        con.execute("INSERT INTO monitor.inference_log_files BY NAME SELECT * FROM _listing")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return {"lines": int(listing["lines"].sum()), "rows": len(rows), "rejected": len(rejected)}
+
+
+def recount_day(inference_dir: Path, day: str) -> tuple[int, int]:
+    """Files and lines of ``day`` counted afresh from the files' bytes (the check's independent count)."""
+    files = day_files(inference_dir, day)
+    return len(files), sum(count_lines(f.read_bytes()) for f in files)

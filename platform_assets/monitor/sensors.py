@@ -1,0 +1,251 @@
+"""Sensors of the closed loop: ingest what the server logged, retrain on drift or new labels, alert.
+
+The decisions are plain functions (:func:`decide_retrain`, :func:`settled_days`);
+the sensors read state, call them and request runs. Every sensor is on by
+default; intervals come from ``PLATFORM_AUTOMATION_INTERVAL_S``.
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from platform_assets import alerts
+from platform_assets.automation import (
+    DEPLOYMENT,
+    DRIFT_REPORT,
+    EVAL_REPORT,
+    INFERENCE_LOG,
+    MODEL,
+    TRAINING_SET,
+    interval_s,
+    retrain_cron,
+)
+from platform_assets.resources import PlatformState, Warehouse
+
+RETRAIN_DRIFT_SHARE_ENV = "PLATFORM_RETRAIN_DRIFT_SHARE"
+RETRAIN_AUC_DROP_ENV = "PLATFORM_RETRAIN_AUC_DROP"
+RETRAIN_COOLDOWN_DAYS_ENV = "PLATFORM_RETRAIN_COOLDOWN_DAYS"
+RETRAIN_MIN_NEW_LABELS_ENV = "PLATFORM_RETRAIN_MIN_NEW_LABELS"
+
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.assets(TRAINING_SET, MODEL, EVAL_REPORT, DEPLOYMENT),
+    description="Training set, model, governed evaluation and (if the gate passes) deployment.",
+)
+# Retraining at the latest on the cron, whatever the sensors saw.
+retrain_schedule = dg.ScheduleDefinition(
+    name="retrain_weekly",
+    job=retrain_job,
+    cron_schedule=retrain_cron(),
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={"platform/trigger": "cron"},
+)
+inference_days_job = dg.define_asset_job(
+    "inference_days",
+    selection=dg.AssetSelection.assets(INFERENCE_LOG),
+    description="Ingest the model server's inference log for a day or a range of days.",
+)
+
+
+def _float_env(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+def decide_retrain(figures: dict, last: dict | None, drift_share: float, auc_drop: float, cooldown_days: int) -> tuple[bool, str]:
+    """Whether a drift report asks for retraining, and why.
+
+    Args:
+        figures: The report's metadata (``drift_share``, ``auc_drop``, ``prediction_drifted``,
+            ``window_end``, ``model_version``).
+        last: The report that last requested a retrain (its ``window_end``), or ``None``.
+        drift_share: Retrain above this share of drifted inputs.
+        auc_drop: Retrain when live ROC AUC fell more than this below the model's test AUC.
+        cooldown_days: After a request, no other until the window has moved this many days
+            (event time, so that a replayed or simulated history behaves as a live one):
+            one drift episode gives one retrain, and the retrained model gets time to be judged.
+
+    Returns:
+        ``(request, reason)``; the reason says which signal (or why none).
+    """
+    import datetime as dt
+
+    signals = []
+    share, drop = figures.get("drift_share"), figures.get("auc_drop")
+    if share is not None and share > drift_share:
+        signals.append(f"{share:.0%} of inputs drifted (> {drift_share:.0%})")
+    if drop is not None and drop > auc_drop:
+        signals.append(f"live ROC AUC {drop:.3f} below the test AUC (> {auc_drop})")
+    if figures.get("prediction_drifted"):
+        signals.append("the predictions drifted")
+    if not signals:
+        return False, "no drift or quality signal"
+    end = figures.get("window_end")
+    if last and last.get("window_end") and end:
+        waited = (dt.date.fromisoformat(end) - dt.date.fromisoformat(last["window_end"])).days
+        if waited < cooldown_days:
+            return False, f"cooling down: retrain requested {waited} day(s) ago for {last.get('reason')}"
+    return True, "; ".join(signals)
+
+
+def _metadata_values(event) -> dict:
+    materialization = event.asset_materialization if event else None
+    return {k: getattr(v, "value", v) for k, v in (materialization.metadata if materialization else {}).items()}
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests retraining when a new drift report crosses a threshold, once per drift episode.",
+)
+def retrain_on_drift(context: dg.SensorEvaluationContext):
+    """Reads each new drift report's figures and requests the retrain job (with a cool-down).
+
+    Its cursor keeps the last report read and the report that last asked for a
+    retrain (an asset sensor's cursor is Dagster's own, so this is a plain sensor).
+    """
+    state = json.loads(context.cursor) if context.cursor else {}
+    records = context.instance.fetch_materializations(DRIFT_REPORT, limit=1).records
+    if not records or records[0].storage_id <= state.get("last_event", -1):
+        return dg.SkipReason("no new drift report")
+    event = records[0].event_log_entry
+    figures = _metadata_values(event)
+    request, reason = decide_retrain(
+        figures, state.get("last_request"),
+        drift_share=_float_env(RETRAIN_DRIFT_SHARE_ENV, 0.3),
+        auc_drop=_float_env(RETRAIN_AUC_DROP_ENV, 0.05),
+        cooldown_days=int(_float_env(RETRAIN_COOLDOWN_DAYS_ENV, 7)),
+    )
+    record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason}
+    state.update(last_event=records[0].storage_id, last_seen=record)
+    if not request:
+        context.update_cursor(json.dumps(state))
+        return dg.SkipReason(reason)
+    kind = "quality" if "AUC" in reason else "drift"
+    alerts.alert(kind, f"model v{figures.get('model_version')}: {reason}; retraining", **record)
+    state["last_request"] = record
+    context.update_cursor(json.dumps(state))
+    return dg.RunRequest(
+        run_key=f"drift:{figures.get('model_version')}:{figures.get('window_end')}",
+        tags={"platform/retrain_reason": reason[:200], "platform/trigger": "drift"},
+    )
+
+
+def new_labels_since(con, labels_known_as_of: str | None) -> int:
+    """Labels known now that a training set built when labels were known up to ``labels_known_as_of`` lacked."""
+    from platform_assets.warehouse import table_names
+
+    tables = table_names(con)
+    if "validated.applications" not in tables:
+        return 0
+    newest = "(SELECT max(application_ts) FROM validated.applications)"
+    since = "label_ts > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
+    params = [labels_known_as_of] if labels_known_as_of else []
+    count = con.execute(
+        f"SELECT count(*) FROM validated.applications WHERE is_default IS NOT NULL AND {since} AND label_ts <= {newest}",
+        params).fetchone()[0]
+    if "monitor.outcomes" in tables:
+        count += con.execute(f"SELECT count(*) FROM monitor.outcomes WHERE {since} AND label_ts <= {newest}",
+                             params).fetchone()[0]
+    return int(count)
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=interval_s(60),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests retraining once PLATFORM_RETRAIN_MIN_NEW_LABELS new outcomes are known.",
+)
+def retrain_on_new_labels(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+    """Counts the labels the current training set did not have; requests one retrain per training set."""
+    event = context.instance.get_latest_materialization_event(TRAINING_SET)
+    as_of = _metadata_values(event).get("labels_known_as_of") if event else None
+    threshold = int(_float_env(RETRAIN_MIN_NEW_LABELS_ENV, 5000))
+    from pathlib import Path
+
+    if not Path(warehouse.database).exists():
+        return dg.SkipReason("no warehouse yet")
+    try:
+        with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
+            count = new_labels_since(con, as_of)
+    except TimeoutError:
+        return dg.SkipReason("the warehouse is busy: counting next tick")
+    if count < threshold:
+        return dg.SkipReason(f"{count} new labels since {as_of or 'never'} (retrain at {threshold})")
+    return dg.RunRequest(run_key=f"labels:{as_of}", tags={"platform/trigger": "new_labels",
+                                                           "platform/retrain_reason": f"{count} new labels"})
+
+
+def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[str, str]) -> list[str]:
+    """Days whose log files look the same as on the last tick and differ from what was ingested.
+
+    Args:
+        now: Day -> signature of its files (names, sizes, mtimes) now.
+        previous: The same on the previous tick.
+        ingested: Day -> signature of the files the last requested run read.
+    """
+    return sorted(d for d, sig in now.items() if previous.get(d) == sig and ingested.get(d) != sig)
+
+
+def day_signatures(inference_dir) -> dict[str, str]:
+    """Day -> a signature of its log files (names, sizes, mtimes)."""
+    import hashlib
+    from pathlib import Path
+
+    from platform_assets.monitor.logs import day_files, logged_days
+
+    out = {}
+    for day in logged_days(Path(inference_dir)):
+        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in day_files(Path(inference_dir), day)]
+        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return out
+
+
+@dg.sensor(
+    job=inference_days_job,
+    minimum_interval_seconds=interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ingests each day of the model server's log once its files stop changing.",
+)
+def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformState):
+    """Requests ``inference_days`` for a day whose log files changed and settled (same on two ticks)."""
+    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    now = day_signatures(state.paths.inference)
+    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
+    requests = []
+    for day in settled_days(now, cursor.get("seen", {}), cursor.get("ingested", {})):
+        if day < first:
+            context.log.warning(f"inference log of {day} is before the first partition {first}: not ingested")
+            continue
+        requests.append(dg.RunRequest(run_key=f"{day}:{now[day]}", partition_key=day))
+        cursor.setdefault("ingested", {})[day] = now[day]
+    cursor["seen"] = now
+    context.update_cursor(json.dumps(cursor))
+    return requests or dg.SkipReason("no settled new log files")
+
+
+@dg.run_failure_sensor(
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=interval_s(),
+    description="Alerts on a failed gate, a failed deployment or any other failed run.",
+)
+def alert_on_failure(context: dg.RunFailureSensorContext):
+    """Sends one alert per failed run, naming the gate or the deployment when they were the cause."""
+    run = context.dagster_run
+    records = context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed_checks = [r.dagster_event.event_specific_data for r in records
+                     if not r.dagster_event.event_specific_data.passed]
+    gate = [c for c in failed_checks if c.asset_key == EVAL_REPORT]
+    failed_steps = {e.step_key for e in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)}
+    if gate:
+        kind, message = "gate_failed", f"the challenger failed the gate ({gate[0].check_name}): the champion keeps serving"
+    elif "deploy__deployment" in failed_steps:
+        kind, message = "deployment_failed", "the deployment failed: check that a model server answers"
+    else:
+        kind, message = "run_failed", context.failure_event.message or "run failed"
+    alerts.alert(kind, message, run_id=run.run_id, job=run.job_name, failed_steps=sorted(failed_steps))

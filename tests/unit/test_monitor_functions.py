@@ -1,0 +1,71 @@
+"""Plain monitoring functions: log lines counted and parsed, skew found, quality judged only with enough labels."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from platform_assets.features.history import history_features
+from platform_assets.monitor import drift, logs
+from platform_assets.monitor.skew import feature_mismatches
+
+
+def _line(request_id, day="2026-10-20", **extra):
+    record = {"request_id": request_id, "row": 0, "served_at": "2026-11-23T10:00:00+00:00",
+              "event_ts": f"{day}T10:00:00", "model_name": "m", "model_version": "3", "application_id": request_id,
+              "applicant_id": 7, "feature_source": "online", "income": 1.0, "probability": 0.2, "latency_ms": 3.0}
+    return json.dumps({**record, **extra})
+
+
+def test_every_line_is_kept_or_rejected_with_its_reason(tmp_path):
+    path = tmp_path / "day=2026-10-20" / "h-1-2026112310.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join([_line("a"), "{not json", _line("b", day="2026-10-21"), json.dumps({"row": 1}),
+                               _line("c")]) + "\n" + _line("torn")[:40])  # a torn last line, no newline
+    found = logs.read_log_file(path, "2026-10-20")
+    assert found.lines == 6 == len(found.rows) + len(found.rejected)
+    assert found.rows["request_id"].tolist() == ["a", "c"] and found.rows["_source_line"].tolist() == [1, 5]
+    reasons = {r["_source_line"]: r["reason"] for r in found.rejected}
+    assert "not a JSON record" in reasons[2] and "not of the file's day" in reasons[3]
+    assert "missing" in reasons[4] and "not a JSON record" in reasons[6]
+
+
+def test_skew_is_found_when_history_is_stale_or_leaks_later_rows():
+    day = pd.Timestamp("2026-10-20").timestamp()
+    events, amounts = [day - 5 * 86400, day - 40 * 86400, day + 3600], [100.0, 200.0, 300.0]
+    request = day + 7200
+    true = history_features(events, amounts, request)
+    stale = history_features(events[1:], amounts[1:], request)  # the newest earlier day not online yet
+    # A store that leaks: the same-day application counted as if it were history (as of its time).
+    leaked = history_features([e - 86400 if e > day else e for e in events], amounts, request)
+    offline = pd.DataFrame([{"application_id": "x", **true}])
+    names = list(true)
+    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **true}]), offline, names).empty
+    for served in (stale, leaked):
+        found = feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **served}]), offline, names)
+        assert "prior_applications_90d" in set(found["feature"]) and set(found["request_id"]) == {"r"}
+    # Float noise of another summation order is not skew; a change in the 6th digit is.
+    noisy = {**true, "prior_loan_sum_90d": true["prior_loan_sum_90d"] * (1 + 1e-12)}
+    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **noisy}]), offline, names).empty
+    off = {**true, "avg_prior_loan_amount_365d": true["avg_prior_loan_amount_365d"] * (1 + 1e-4)}
+    assert len(feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **off}]), offline, names)) == 1
+
+
+def test_quality_needs_enough_labels_and_both_classes():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    good = pd.DataFrame({"is_default": y, "probability": np.clip(y * 0.6 + rng.uniform(0, 0.4, 500), 0, 1)})
+    found = drift.quality(good, min_rows=200)
+    assert found["roc_auc"] > 0.9 and 0 < found["brier"] < 0.25 and found["labelled_rows"] == 500
+    assert drift.quality(good.head(100), min_rows=200)["roc_auc"] is None
+    assert drift.quality(good.assign(is_default=0), min_rows=200)["roc_auc"] is None
+    figures = drift.figures(None, ["a", "b"], drift.quality(good, 200), reference_auc=0.99)
+    assert figures["auc_drop"] == pytest.approx(0.99 - found["roc_auc"]) and figures["drift_share"] is None
+
+
+def test_reference_is_the_newest_days_of_the_training_set():
+    times = pd.date_range("2026-01-01", periods=60, freq="D")
+    training = pd.DataFrame({"event_timestamp": times, "x": range(60)})
+    window = drift.reference_window(training, 14)
+    assert len(window) == 14 and window["event_timestamp"].min() == times[46]
