@@ -12,7 +12,7 @@ export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DATA_ARGS ?= --days 60 --rows-per-day 1000
 
-.PHONY: demo test install data materialize where ui mlflow-ui stop-serving clean benchmark
+.PHONY: demo test install data materialize where ui mlflow-ui stop-serving clean benchmark loop
 
 demo: install data materialize where
 
@@ -40,18 +40,31 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 data: install
 	$(BIN)/python -m platform_assets generate $(DATA_ARGS)
 
-# Two runs: the landed days (one run for the whole range), then everything downstream.
+# The landed days (one run for the whole range), everything up to serving, then the newest day's
+# applications sent to the server as callers would, its log ingested, and the drift report.
 materialize: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m platform_assets.definitions \
 		--select raw/applications,validated/applications,quarantine/applications \
 		--partition-range "$$($(BIN)/python -m platform_assets landing-days)"
 	$(BIN)/dagster job execute -m platform_assets.definitions -j features_to_serving
+	$(BIN)/python -m platform_assets traffic
+	$(BIN)/dagster asset materialize -m platform_assets.definitions --select monitor/inference_log \
+		--partition "$$($(BIN)/python -m platform_assets landing-days --last)"
+	$(BIN)/dagster job execute -m platform_assets.definitions -j drift
 
 where: install
 	@$(BIN)/python -m platform_assets where
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The closed loop on its own state root: history, live traffic through the server, drift from
+# live day 4, retraining by the platform's sensors and automation (ticked in process).
+LOOP_HOME ?= $(CURDIR)/.platform-loop
+LOOP_ARGS ?=
+loop: install
+	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop $(LOOP_ARGS)'
+	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets import settings; stop_model_server(settings.paths().serving / 'server.json')"
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --port 5000

@@ -58,6 +58,8 @@ def _where(_: argparse.Namespace) -> int:
         print(f"  Serving endpoint:  {record['url']}/api/v1.0/predictions ({record['model_name']} v{record['model_version']})")
         if record.get("feature_server_url"):
             print(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
+        print(f"  Inference log:     {paths.inference} (one JSON line per served prediction)")
+        print("  Trace a request:   python -m platform_assets lineage <request id>")
     return 0
 
 
@@ -77,7 +79,7 @@ def _infer_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _landing_days(_: argparse.Namespace) -> int:
+def _landing_days(args: argparse.Namespace) -> int:
     import os
 
     from platform_assets.ingest.landing import list_landing_files, partition_of
@@ -88,14 +90,67 @@ def _landing_days(_: argparse.Namespace) -> int:
     if not days:
         print(f"no landing files of any day under {url}; run `make data` first", file=sys.stderr)
         return 1
-    print(f"{days[0]}...{days[-1]}")
+    print(days[-1] if getattr(args, "last", False) else f"{days[0]}...{days[-1]}")
     return 0
 
 
-def _lineage(args: argparse.Namespace) -> int:
-    from platform_assets.lineage import trace_prediction
+def _traffic(args: argparse.Namespace) -> int:
+    """Sends one validated day's applications to the deployed server, as its callers would."""
+    import duckdb
 
-    print(json.dumps(trace_prediction(settings.paths(), args.application_id), indent=2, default=str))
+    from platform_assets.traffic import send_applications
+
+    paths = settings.paths()
+    deployment = json.loads((paths.serving / "deployment.json").read_text())
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        day = args.day or con.execute("SELECT max(_partition) FROM validated.applications").fetchone()[0]
+        # The newest day replays without skew: the online store holds nothing after it.
+        apps = con.execute("SELECT * FROM validated.applications WHERE _partition = ?", [day]).df()
+    result = send_applications(deployment["url"], apps, concurrency=args.concurrency)
+    print(f"{day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
+          f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
+          f"logged under {paths.inference / f'day={day}'}")
+    return 0 if result.answered else 1
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from platform_assets.lineage import PredictionNotFound, format_trace, trace_request
+
+    try:
+        print(format_trace(trace_request(settings.paths(), args.request_id)))
+    except PredictionNotFound as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _loop(args: argparse.Namespace) -> int:
+    """Runs the closed loop on the state root (see :mod:`platform_assets.loop`)."""
+    import os
+
+    from platform_assets.ingest.partitions import record_partitions_start
+
+    config_args = dict(history_days=args.history_days, live_days=args.live_days, rows_per_day=args.rows_per_day,
+                       drift_day=None if args.no_drift else args.drift_day, seed=args.seed,
+                       label_delay_days=tuple(args.label_delay_days), concurrency=args.concurrency)
+    start = dt.date.today() - dt.timedelta(days=args.history_days + args.live_days + 1)
+    if not os.environ.get("PLATFORM_PARTITIONS_START"):
+        record_partitions_start(start.isoformat())  # before the definitions load: their partitions start there
+    # The loop shows drift-triggered retraining: retraining on label counts waits for more labels than it sends.
+    os.environ.setdefault("PLATFORM_RETRAIN_MIN_NEW_LABELS", str(10 * args.rows_per_day * args.live_days))
+    import dagster as dg
+
+    from platform_assets import definitions, loop
+
+    config = loop.LoopConfig(**config_args)
+    root = settings.paths().root
+    instance = dg.DagsterInstance.get()
+    defs = None if args.daemon else definitions.build_definitions(definitions.build_resources())
+    print(f"closed loop under {root} (Dagster instance {instance.root_directory}); "
+          f"{'the running daemon' if args.daemon else 'automation ticked in this process'} reacts")
+    reports, _ = loop.simulate(config, root, instance, defs, start)
+    served = {r.serving_version for r in reports}
+    print(f"{len(reports)} live days; versions served: {', '.join(sorted(served, key=str))}")
     return 0
 
 
@@ -119,12 +174,32 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--rows", type=int, default=100_000, help="sample at most this many rows")
     infer.add_argument("--out", help="write the module here instead of printing it")
     infer.set_defaults(func=_infer_schema)
-    commands.add_parser(
+    days = commands.add_parser(
         "landing-days", help="print FIRST...LAST, the range of days with landing files (for --partition-range)"
-    ).set_defaults(func=_landing_days)
-    lin = commands.add_parser("lineage", help="trace a served prediction back to its model and raw file")
-    lin.add_argument("application_id")
+    )
+    days.add_argument("--last", action="store_true", help="print only the last day")
+    days.set_defaults(func=_landing_days)
+    traffic = commands.add_parser("traffic", help="send a validated day's applications to the server as callers do")
+    traffic.add_argument("--day", help="YYYY-MM-DD (default: the newest validated day)")
+    traffic.add_argument("--concurrency", type=int, default=8)
+    traffic.set_defaults(func=_traffic)
+    lin = commands.add_parser(
+        "lineage", help="trace a served prediction (its request id) back to its model, features and landing files"
+    )
+    lin.add_argument("request_id", help="the request id the server answered with (meta.puid) and logged")
     lin.set_defaults(func=_lineage)
+    lp = commands.add_parser("loop", help="simulate live days of traffic, drift and the platform's own retraining")
+    lp.add_argument("--history-days", type=int, default=35)
+    lp.add_argument("--live-days", type=int, default=12)
+    lp.add_argument("--rows-per-day", type=int, default=500)
+    lp.add_argument("--drift-day", type=int, default=4, help="live day (0-based) from which the concept drifts")
+    lp.add_argument("--no-drift", action="store_true", help="no drift: nothing should be retrained")
+    lp.add_argument("--label-delay-days", type=int, nargs=2, default=[1, 2], metavar=("MIN", "MAX"))
+    lp.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
+    lp.add_argument("--seed", type=int, default=11)
+    lp.add_argument("--daemon", action="store_true",
+                    help="leave the work to the running dagster-daemon (`make ui`) instead of ticking in process")
+    lp.set_defaults(func=_loop)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from platform_assets import settings
+from platform_assets.automation import automation_sensor, with_automation
 from platform_assets.deploy import assets as deploy_assets
 from platform_assets.deploy import checks as deploy_checks
 from platform_assets.evaluate import assets as evaluate_assets
@@ -21,6 +22,15 @@ from platform_assets.ingest import checks as ingest_checks
 from platform_assets.ingest.sensors import landing_files_sensor
 from platform_assets.monitor import assets as monitor_assets
 from platform_assets.monitor import checks as monitor_checks
+from platform_assets.monitor.sensors import (
+    alert_on_failure,
+    inference_days_job,
+    inference_log_files,
+    retrain_job,
+    retrain_on_drift,
+    retrain_on_new_labels,
+    retrain_schedule,
+)
 from platform_assets.resources import (
     FeatureStore,
     Landing,
@@ -90,23 +100,39 @@ ingest_days_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*DAILY_GROUPS),
     description="Ingest and validate landing files for a day or a range of days.",
 )
-# Everything after validation: features, training, the gate, deployment and monitoring.
+# Everything after validation up to serving: features, training, the gate, deployment.
 features_to_serving_job = dg.define_asset_job(
     "features_to_serving",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*DAILY_GROUPS),
-    description="Build features from all validated days, train, evaluate, deploy and monitor.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*DAILY_GROUPS, "monitor"),
+    description="Build features from all validated days, train, evaluate and deploy.",
+)
+# Outcomes joined to served predictions, then drift and quality of the served model.
+drift_job = dg.define_asset_job(
+    "drift",
+    selection=dg.AssetSelection.assets(monitor_assets.LABELLED_PREDICTIONS, monitor_assets.DRIFT_REPORT),
+    description="Join known outcomes to served predictions and report drift and live quality.",
 )
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-    jobs=[ingest_days_job, features_to_serving_job],
-    sensors=[landing_files_sensor, mlflow_runs_on_failure],
-    resources=build_resources(),
-    # One process runs the steps in order: DuckDB allows one writer per file,
-    # and re-importing torch/feast in a process per step would cost seconds each.
-    executor=dg.in_process_executor,
-)
+def build_definitions(resources: dict) -> dg.Definitions:
+    """The code location's definitions on ``resources``: assets with their automation, checks, jobs, sensors."""
+    # Each asset gets its automation condition from platform_assets.automation (one place).
+    assets = [a.map_asset_specs(with_automation) if isinstance(a, dg.AssetsDefinition) else a
+              for a in dg.load_assets_from_modules(ASSET_MODULES)]
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        jobs=[ingest_days_job, features_to_serving_job, inference_days_job, drift_job, retrain_job],
+        sensors=[landing_files_sensor, mlflow_runs_on_failure, inference_log_files, retrain_on_drift,
+                 retrain_on_new_labels, alert_on_failure, automation_sensor()],
+        schedules=[retrain_schedule],
+        resources=resources,
+        # One process runs the steps in order: DuckDB allows one writer per file,
+        # and re-importing torch/feast in a process per step would cost seconds each.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(build_resources())
 
 # The definitions and the libraries they load live as long as the process: move
 # them out of the cyclic garbage collector's reach. Later collections (and the

@@ -1,51 +1,284 @@
-"""Lineage of a served prediction: model version, MLflow run, training data, raw file and row."""
+"""Lineage of a served prediction, from its request id back to the landing files.
+
+``python -m platform_assets lineage <request id>`` follows one prediction:
+
+1. the inference log (the warehouse table ``monitor.inference_log``, or, before it
+   was ingested, the model server's own log files) gives the time, the model
+   version, the features the server used and which of them came from the online store;
+2. the MLflow registry gives the version's run: Dagster run id, git commit,
+   training-set digest and the data versions of the assets it was trained from;
+3. Feast's registry gives the feature service, its views and the dbt models they
+   are exported from; dbt's manifest the models those read;
+4. the warehouse gives the validated and raw partitions and the landing files,
+   with their content hashes, of the application itself and of the training data.
+
+Plain functions; every part says where it was read from, and a part that cannot
+be found says why instead of failing the whole trace.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import glob
+import json
+import os
+from pathlib import Path
+
 from platform_assets import settings
 
+# Columns of a log line that describe the prediction, not a model input.
+LOG_FIELDS = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "application_id",
+              "applicant_id", "feature_source", "probability", "latency_ms")
+# Model inputs that the server takes from the online store (the rest come with the request).
+ONLINE_PREFIXES = ("prior_", "avg_prior_", "days_since_")
 
-def trace_prediction(paths: settings.StatePaths, application_id: str) -> dict:
-    """Answers "where did this prediction come from?" for one application.
 
-    Follows the inference log to the model version, the registry to the MLflow
-    run (Dagster run id, training-set digest, git commit), and the warehouse to
-    the landing file, row and content hash the application was read from.
+class PredictionNotFound(LookupError):
+    """No logged prediction has this request id."""
+
+
+def _warehouse(paths: settings.StatePaths):
+    import duckdb
+
+    return duckdb.connect(str(paths.warehouse), read_only=True)
+
+
+def _tables(con) -> set[str]:
+    rows = con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()
+    return {r[0] for r in rows}
+
+
+def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple[list[dict], str]:
+    """The logged rows of ``request_id`` (one per scored row) and where they were read from.
+
+    Looks in ``monitor.inference_log`` first, then in the server's log files
+    (``<state>/inference/day=*/*.jsonl``), so a prediction can be traced as soon
+    as it was answered.
 
     Raises:
-        LookupError: If the application was never scored.
+        PredictionNotFound: If neither holds the request id.
     """
-    import duckdb
+    if paths.warehouse.exists():
+        try:
+            with _warehouse(paths) as con:
+                if "monitor.inference_log" in _tables(con):
+                    rows = con.execute(
+                        "SELECT * FROM monitor.inference_log WHERE request_id = ? ORDER BY row", [request_id]
+                    ).df()
+                    if len(rows):
+                        return rows.to_dict("records"), "warehouse table monitor.inference_log"
+        except Exception as exc:  # noqa: BLE001 - a locked or older warehouse: the files still answer
+            if "lock" not in str(exc).lower() and "inference_log" not in str(exc):
+                raise
+    needle = json.dumps(request_id)
+    found, where = [], []
+    for path in sorted(glob.glob(str(paths.inference / "day=*" / "*.jsonl"))):
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for number, line in enumerate(lines, start=1):
+                if needle in line:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if record.get("request_id") == request_id:
+                        found.append(record)
+                        where.append(f"{path}:{number}")
+    if not found:
+        raise PredictionNotFound(
+            f"request id {request_id!r} is in neither monitor.inference_log nor the server's log files under "
+            f"{paths.inference}"
+        )
+    return sorted(found, key=lambda r: r.get("row", 0)), ", ".join(where)
+
+
+def _plain(value):
+    """JSON-friendly scalars (numpy, pandas timestamps, NaN)."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _model_lineage(name: str, version: str, root: Path) -> dict:
+    """The registered version and its MLflow run's lineage tags."""
     import mlflow
 
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        logged = con.execute(
-            "SELECT model_name, model_version, probability_of_default, logged_at, dagster_run_id "
-            "FROM monitor.inference_log WHERE application_id = ? ORDER BY logged_at DESC LIMIT 1",
-            [application_id],
-        ).fetchone()
-        if logged is None:
-            raise LookupError(f"application {application_id!r} is not in the inference log")
-        source = con.execute(
-            "SELECT a._source_file, a._source_row, f.sha256 FROM validated.applications a "
-            "JOIN raw.landing_files f ON f.path = a._source_file WHERE a.application_id = ?",
-            [application_id],
-        ).fetchone()
-    model_name, version, probability, logged_at, inference_run = logged
-    client = mlflow.MlflowClient(settings.mlflow_tracking_uri(paths.root))
-    model_version = client.get_model_version(model_name, version)
+    from platform_assets.train.tracking import DATA_VERSION_PREFIX
+
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri(root))
+    model_version = client.get_model_version(name, str(version))
     run = client.get_run(model_version.run_id)
+    tags = run.data.tags
+    ui = os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    aliases = list(getattr(model_version, "aliases", []) or [])
     return {
-        "application_id": application_id,
-        "prediction": {"probability_of_default": probability, "logged_at": logged_at, "dagster_run_id": inference_run},
-        "model": {"name": model_name, "version": version, "gate": model_version.tags.get("gate"),
+        "model": {"name": name, "version": str(version), "aliases": aliases, "gate": model_version.tags.get("gate"),
                   "weights_sha256": model_version.tags.get("weights_sha256")},
-        "training_run": {
-            "mlflow_run_id": run.info.run_id,
-            "dagster_run_id": run.data.tags.get("dagster_run_id"),
-            "training_set_data_version": run.data.tags.get("training_set_data_version"),
-            "git_commit": run.data.tags.get("git_commit"),
-            "dataset_digests": [d.dataset.digest for d in run.inputs.dataset_inputs],
+        "mlflow_run": {
+            "run_id": run.info.run_id,
+            "url": f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+            "dagster_run_id": tags.get("dagster_run_id"),
+            "git_commit": tags.get("git_commit"),
+            "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test_")},
         },
-        "raw": {"file": source[0], "row": source[1], "file_sha256": source[2]} if source else None,
+        "training_set": {
+            "digest": tags.get("training_set_data_version"),
+            "mlflow_dataset_digests": [d.dataset.digest for d in run.inputs.dataset_inputs],
+            "data_versions": {k[len(DATA_VERSION_PREFIX):]: v for k, v in tags.items() if k.startswith(DATA_VERSION_PREFIX)},
+        },
     }
+
+
+def _feature_lineage(root: Path) -> dict:
+    """The model's feature service, its views and the dbt models they come from (and what those read)."""
+    from platform_assets.features.names import FEATURE_SERVICE
+
+    out: dict = {"feature_service": FEATURE_SERVICE}
+    registry = root / "feast" / "registry.db"
+    try:
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"))
+        views = []
+        services = [FEATURE_SERVICE]
+        try:
+            from platform_assets.features.names import ONLINE_FEATURE_SERVICE
+
+            services.append(ONLINE_FEATURE_SERVICE)
+        except ImportError:
+            pass
+        for service_name in services:
+            service = store.get_feature_service(service_name)
+            for projection in service.feature_view_projections:
+                view = store.get_feature_view(projection.name)
+                views.append({"feature_service": service_name, "view": view.name,
+                              "features": [f.name for f in projection.features],
+                              "dbt_model": view.tags.get("dbt_model"), "source": getattr(view.batch_source, "path", None)})
+        out["feature_views"] = views
+    except Exception as exc:  # noqa: BLE001 - no registry yet, or it cannot be read
+        out["feature_views"] = f"not available ({type(exc).__name__}: {exc}; registry {registry})"
+        return out
+    manifest = settings.PROJECT_ROOT / "dbt" / "target" / "manifest.json"
+    if manifest.exists():
+        parents = json.loads(manifest.read_text()).get("parent_map", {})
+        models = sorted({v["dbt_model"] for v in views if v.get("dbt_model")})
+        out["dbt_models"] = {m: _upstream(parents, m) for m in models}
+    else:
+        out["dbt_models"] = f"not available (no {manifest}: run dbt parse or any materialization)"
+    return out
+
+
+def _upstream(parent_map: dict, model: str) -> list[str]:
+    """Every dbt node ``model`` reads, directly or not (models and sources, by name)."""
+    start = next((k for k in parent_map if k.startswith("model.") and k.endswith(f".{model}")), None)
+    seen, todo = set(), [start] if start else []
+    while todo:
+        node = todo.pop()
+        for parent in parent_map.get(node, []):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return sorted(p.split(".", 2)[-1] for p in seen)
+
+
+def _data_lineage(paths: settings.StatePaths, application_id: str | None, trained_until: str | None) -> dict:
+    """Partitions and landing files (with hashes) of the application and of the training data."""
+    out: dict = {}
+    if not paths.warehouse.exists():
+        return {"warehouse": f"not available (no {paths.warehouse})"}
+    with _warehouse(paths) as con:
+        tables = _tables(con)
+        if application_id and "validated.applications" in tables:
+            row = con.execute(
+                "SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM validated.applications a "
+                "LEFT JOIN raw.landing_files f ON f.path = a._source_file WHERE a.application_id = ?",
+                [application_id],
+            ).fetchone()
+            out["application"] = (
+                {"validated_partition": row[0], "raw_partition": row[0], "landing_file": row[1], "row": row[2],
+                 "file_sha256": row[3]}
+                if row else f"{application_id!r} has not landed yet (no validated row)"
+            )
+        if trained_until and "raw.landing_files" in tables:
+            files = con.execute(
+                "SELECT _partition, path, sha256, rows FROM raw.landing_files WHERE _partition <= ? ORDER BY _partition",
+                [trained_until],
+            ).fetchall()
+            out["training_data"] = {
+                "validated_partitions": f"{files[0][0]}...{files[-1][0]}" if files else "none",
+                "landing_files": [{"partition": p, "path": f, "sha256": h, "rows": n} for p, f, h, n in files],
+            }
+    return out
+
+
+def _trained_until(run_started_ms: int | None, root: Path, digest: str | None) -> str | None:
+    """The last day of data the training set held: from its materialization in Dagster, else the run's day."""
+    try:
+        import dagster as dg
+
+        from platform_assets.features.assets import TRAINING_SET
+
+        home = os.environ.get("DAGSTER_HOME") or str(settings.paths(root).dagster_home)
+        if Path(home, "dagster.yaml").exists() or Path(home).is_dir():
+            with dg.DagsterInstance.from_config(home) as instance:
+                records = instance.fetch_materializations(TRAINING_SET, limit=100).records
+                for record in records:
+                    materialization = record.asset_materialization
+                    meta = materialization.metadata if materialization else {}
+                    if digest and getattr(meta.get("digest"), "value", None) == digest:
+                        as_of = getattr(meta.get("labels_known_as_of"), "value", None)
+                        if as_of:
+                            return str(as_of)[:10]
+    except Exception:  # noqa: BLE001 - no instance here: fall back to the run's time
+        pass
+    if run_started_ms:
+        return dt.datetime.fromtimestamp(run_started_ms / 1000, dt.timezone.utc).date().isoformat()
+    return None
+
+
+def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
+    """Answers "where did this prediction come from?" for one request id.
+
+    Returns:
+        ``request`` (what was asked and answered, and where it was logged),
+        ``features_used`` and ``online_features`` (the values the server used),
+        ``model``, ``mlflow_run``, ``training_set``, ``features`` (service, views,
+        dbt models), ``application`` and ``training_data`` (partitions and
+        landing files with hashes).
+
+    Raises:
+        PredictionNotFound: If the request id was never logged.
+    """
+    rows, where = find_logged_prediction(paths, request_id)
+    first = {k: _plain(v) for k, v in rows[0].items()}
+    inputs = [k for k in first if k not in LOG_FIELDS and not k.startswith("_")]
+    trace: dict = {
+        "request": {**{k: first.get(k) for k in LOG_FIELDS if k in first}, "rows": len(rows), "logged_in": where},
+        "features_used": [{k: _plain(r.get(k)) for k in inputs} for r in rows],
+        "online_features": [
+            {k: _plain(r.get(k)) for k in inputs if k.startswith(ONLINE_PREFIXES)} if r.get("feature_source") == "online"
+            else "none: the request carried every feature" for r in rows
+        ],
+    }
+    model = _model_lineage(first["model_name"], str(first["model_version"]), paths.root)
+    trace.update(model)
+    trace["features"] = _feature_lineage(paths.root)
+    run_started = None
+    try:
+        import mlflow
+
+        run_started = mlflow.MlflowClient(settings.mlflow_tracking_uri(paths.root)).get_run(
+            model["mlflow_run"]["run_id"]).info.start_time
+    except Exception:  # noqa: BLE001
+        pass
+    trained_until = _trained_until(run_started, paths.root, model["training_set"]["digest"])
+    trace.update(_data_lineage(paths, first.get("application_id"), trained_until))
+    return trace
+
+
+def format_trace(trace: dict) -> str:
+    """The trace as indented JSON (the CLI's output)."""
+    return json.dumps(trace, indent=2, default=str)

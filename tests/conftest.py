@@ -85,5 +85,5 @@ def materialize_graph(instance, resources, first: str, last: str, downstream: bo
     results = [ingest_days(resources, first, last, instance)]
     if downstream and results[0].success:
         results.append(dg.materialize(_everything(), resources=resources, instance=instance, raise_on_error=False,
-                                      selection="not (group:ingest or group:validate)"))
+                                      selection="not (group:ingest or group:validate or group:monitor)"))
     return results

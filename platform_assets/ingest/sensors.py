@@ -5,6 +5,8 @@ import os
 
 import dagster as dg
 
+from platform_assets.automation import interval_s
+
 from platform_assets.concurrency import WAREHOUSE_POOL, ensure_pool_limit
 from platform_assets.ingest import landing_watch as watch
 from platform_assets.ingest.assets import RAW_APPLICATIONS
@@ -59,7 +61,7 @@ def max_attempts(log) -> int:
 @dg.sensor(
     name="landing_files_sensor",
     asset_selection=dg.AssetSelection.assets(RAW_APPLICATIONS, VALIDATED_APPLICATIONS, QUARANTINED_APPLICATIONS),
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Ingests and validates the days whose settled landing files are not in the warehouse yet.",
 )

@@ -23,6 +23,7 @@ import pandas as pd
 from platform_assets.domain import AGE_BANDS, COLUMNS, REGIONS, TERMS_MONTHS
 
 SCENARIOS = ("none", "covariate", "concept")
+ACTIVE_DAYS = 20  # how long an applicant keeps applying
 FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Grace", "Hugo", "Ines", "Jon", "Kofi", "Lena")
 LAST_NAMES = ("Smith", "Okafor", "Nowak", "Garcia", "Khan", "Rossi", "Muller", "Silva", "Chen", "Ahmed")
 
@@ -80,9 +81,15 @@ def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
     drift_start = config.drift_start_day if config.drift_start_day is not None else (2 * config.days) // 3
     drifted = (day_index >= drift_start) & (config.scenario != "none")
 
-    # A pool of applicants, some of whom apply more than once.
-    n_applicants = max(1, n // 2)
-    applicant_id = rng.integers(100_000, 100_000 + n_applicants, size=n)
+    # Applicants come and go: each is active for about ACTIVE_DAYS days and applies about twice
+    # in that time (the window of active ids slides by half a day's applications a day). The
+    # population is then the same from one day to the next once the first ACTIVE_DAYS have
+    # passed, so applicant-history features do not trend as the data ages (no drift where
+    # none is injected).
+    window = max(1, config.rows_per_day * ACTIVE_DAYS // 2)
+    shift = max(1, config.rows_per_day // 2)
+    n_applicants = window + shift * config.days
+    applicant_id = 100_000 + day_index * shift + rng.integers(0, window, size=n)
     applicant_rng = np.random.default_rng(config.seed + 1)
     age_idx_pool = applicant_rng.choice(len(AGE_BANDS), size=n_applicants, p=[0.18, 0.42, 0.3, 0.1])
     region_idx_pool = applicant_rng.choice(len(REGIONS), size=n_applicants)

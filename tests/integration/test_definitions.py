@@ -12,6 +12,7 @@ GROUPS = {
     "features/stg_applications": "features",
     "features/fct_application_features": "features",
     "features/fct_applicant_history": "features",
+    "features/fct_applicant_activity": "features",
     "features/feature_store": "features",
     "features/training_set": "features",
     "train/model": "train",

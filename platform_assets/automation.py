@@ -1,0 +1,136 @@
+"""Declarative automation of the asset graph: which asset runs when, in one place.
+
+* The feature layer (dbt models, the feature store) follows new validated
+  partitions eagerly, never while an upstream blocking check fails.
+* The first training set is built as soon as there are features; retraining
+  is the ``retrain`` job, on a weekly schedule (``PLATFORM_RETRAIN_CRON``) and
+  sooner when enough new labels arrived or when drift or quality decay says so
+  (the sensors in :mod:`platform_assets.monitor.sensors`: counting labels and
+  judging drift need the warehouse and the report's figures, which conditions
+  cannot read). The model, its evaluation and the
+  deployment follow eagerly; the deployment only after a new evaluation, not
+  after each day's feature refresh.
+* The inference log is ingested by the inference-log sensor (Dagster cannot see
+  the server's files); outcomes join eagerly after it; the drift report runs
+  eagerly after new traffic and on a cron (``PLATFORM_DRIFT_CRON``).
+
+A blocking check stops downstream assets only within its own run (DESIGN.md):
+``all_deps_blocking_checks_passed()`` carries that rule across runs.
+Tick intervals are configuration: ``PLATFORM_AUTOMATION_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+FEATURE_STORE = dg.AssetKey(["features", "feature_store"])
+TRAINING_SET = dg.AssetKey(["features", "training_set"])
+MODEL = dg.AssetKey(["train", "model"])
+EVAL_REPORT = dg.AssetKey(["evaluate", "eval_report"])
+DEPLOYMENT = dg.AssetKey(["deploy", "deployment"])
+INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
+LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
+DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
+
+RETRAIN_CRON_ENV = "PLATFORM_RETRAIN_CRON"
+DRIFT_CRON_ENV = "PLATFORM_DRIFT_CRON"
+INTERVAL_ENV = "PLATFORM_AUTOMATION_INTERVAL_S"
+
+
+def retrain_cron() -> str:
+    """When the model retrains at the latest (cron, UTC): weekly by default."""
+    return os.environ.get(RETRAIN_CRON_ENV, "0 3 * * 1")
+
+
+def drift_cron() -> str:
+    """When the drift report runs even without new traffic (cron, UTC): hourly by default."""
+    return os.environ.get(DRIFT_CRON_ENV, "0 * * * *")
+
+
+def interval_s(default: int = 30) -> int:
+    """Seconds between ticks of the automation and platform sensors."""
+    return int(os.environ.get(INTERVAL_ENV, str(default)))
+
+
+def after_updates() -> dg.AutomationCondition:
+    """Eager, without waiting for every upstream partition: ``eager()`` holds an asset back while
+    *any* partition of a daily upstream is missing, and a day without a landing file is
+    never filled. Runs once after any upstream update (or when the asset goes missing)."""
+    return (
+        (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("after_updates")
+
+
+def gated(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+    """``condition``, held back while a blocking check of an upstream asset fails."""
+    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def feature_condition() -> dg.AutomationCondition:
+    """The feature layer: after any upstream update (new validated days), eagerly."""
+    return gated(after_updates())
+
+
+def training_condition() -> dg.AutomationCondition:
+    """The training set: the first one as soon as there are features. Later ones come from the
+    ``retrain`` job: the weekly schedule and the drift and new-label sensors. (``on_cron`` here
+    would also fire on the first evaluation after a manual build, retraining what was just trained.)"""
+    first = (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated()
+             & ~dg.AutomationCondition.in_progress())
+    return gated(first.with_label("first_training_set"))
+
+
+def follow_training_condition() -> dg.AutomationCondition:
+    """Model and evaluation: right after the asset they are built from."""
+    return gated(dg.AutomationCondition.eager())
+
+
+def deployment_condition() -> dg.AutomationCondition:
+    """The deployment: after a new evaluation only (a daily feature refresh is served without a redeploy)."""
+    return gated(after_updates().allow(dg.AssetSelection.assets(EVAL_REPORT)))
+
+
+def labelled_condition() -> dg.AutomationCondition:
+    """Outcomes joined to served predictions: after new traffic or new validated days."""
+    return gated(after_updates())
+
+
+def drift_condition() -> dg.AutomationCondition:
+    """The drift report: after new traffic or outcomes, and on its cron; not after retraining alone."""
+    after_traffic = after_updates().allow(dg.AssetSelection.assets(INFERENCE_LOG, LABELLED_PREDICTIONS))
+    return gated(after_traffic | dg.AutomationCondition.on_cron(drift_cron()))
+
+
+def conditions() -> dict[dg.AssetKey, dg.AutomationCondition]:
+    """The condition of each asset that is automated (the feature layer by group, in :func:`with_automation`)."""
+    return {
+        TRAINING_SET: training_condition(),
+        MODEL: follow_training_condition(),
+        EVAL_REPORT: follow_training_condition(),
+        DEPLOYMENT: deployment_condition(),
+        LABELLED_PREDICTIONS: labelled_condition(),
+        DRIFT_REPORT: drift_condition(),
+    }
+
+
+def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """``spec`` with its automation condition (for ``Definitions.map_asset_specs``)."""
+    chosen = conditions().get(spec.key)
+    if chosen is None and spec.group_name == "features" and spec.key != TRAINING_SET:
+        chosen = feature_condition()  # the dbt models and the feature store
+    return spec.replace_attributes(automation_condition=chosen) if chosen is not None else spec
+
+
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates the conditions: on by default, its interval from the environment."""
+    return dg.AutomationConditionSensorDefinition(
+        "platform_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=interval_s(),
+        description="Evaluates the automation conditions of platform_assets.automation.",
+    )

@@ -1,0 +1,309 @@
+"""The closed loop, shown: days of traffic through the real server, drift, retraining, a new version.
+
+``python -m platform_assets loop`` (``make loop``) generates a history and a run
+of live days with concept drift from a chosen day. It lands the history, and for
+each live day sends that day's applications to the model server as callers do
+(a bounded client on loopback), then lands the day's file. What happens next is
+the platform's own automation: the landing and inference-log sensors, the
+automation conditions, the drift and new-label retrain sensors. With
+``--daemon`` the running ``dagster-daemon`` (``make ui``) does that work and the
+loop waits for it; by default an :class:`InProcessDaemon` evaluates the same
+conditions and sensors against the instance and runs what they request, in
+this process, tick by tick (no sleeps), which is also how the tests drive it.
+
+The timeline printed at the end has one line per live day: traffic sent and
+answered, drift share and live ROC AUC of the served model, retrains requested,
+the gate's decision and the version serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+logger = logging.getLogger("platform.loop")
+
+# The sensors the loop drives, in the order a tick runs them.
+LOOP_SENSORS = ("landing_files_sensor", "inference_log_files", "retrain_on_drift", "retrain_on_new_labels")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What the loop simulates.
+
+    Attributes:
+        history_days: Days landed before the first live day (the first model trains on them).
+        live_days: Days of traffic sent through the server, one after another.
+        rows_per_day: Mean applications per day.
+        drift_day: Live day (0-based) from which the concept drifts; ``None``: no drift.
+        seed: Generator seed.
+        label_delay_days: (min, max) days from an application to its known outcome.
+        concurrency: Requests in flight at most.
+    """
+
+    history_days: int = 35
+    live_days: int = 12
+    rows_per_day: int = 500
+    drift_day: int | None = 4
+    seed: int = 11
+    label_delay_days: tuple[int, int] = (1, 2)
+    concurrency: int = 8
+
+
+@dataclass
+class DayReport:
+    """What one live day showed."""
+
+    day: str
+    sent: int
+    answered: int
+    errors: dict
+    serving_version: str | None = None
+    drift_share: float | None = None
+    roc_auc: float | None = None
+    labelled_rows: int | None = None
+    retrains_requested: list[str] = field(default_factory=list)
+    gate: list[str] = field(default_factory=list)
+    runs: int = 0
+    traffic: object = None  # the day's TrafficResult: request id of every application, answers
+
+    def line(self) -> str:
+        """The day as one line of the timeline."""
+        auc = f"{self.roc_auc:.3f}" if self.roc_auc is not None else "  -  "
+        share = f"{self.drift_share:.2f}" if self.drift_share is not None else " -  "
+        events = "; ".join([*(f"retrain requested: {r}" for r in self.retrains_requested),
+                            *(f"gate {g}" for g in self.gate)]) or ""
+        return (f"{self.day}  sent {self.sent:5d}  ok {self.answered:5d}  serving v{self.serving_version or '-':<3}"
+                f"  drift {share}  live AUC {auc}  runs {self.runs:2d}  {events}")
+
+
+def generate(config: LoopConfig, start: dt.date) -> pd.DataFrame:
+    """History and live days from ``start``, with concept drift from ``drift_day`` (seeded)."""
+    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+
+    drift = config.drift_day is not None
+    return generate_applications(GeneratorConfig(
+        start_date=start, days=config.history_days + config.live_days, rows_per_day=config.rows_per_day,
+        seed=config.seed, scenario="concept" if drift else "none",
+        drift_start_day=config.history_days + (config.drift_day or 0), label_delay_days=config.label_delay_days,
+    ))
+
+
+class InProcessDaemon:
+    """What ``dagster-daemon`` does for the platform, in this process: one :meth:`tick` at a time.
+
+    A tick runs the loop's sensors and the automation conditions against the
+    instance, then executes every run they requested (in process, in order).
+    """
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance):
+        self.defs, self.instance = defs, instance
+        self.automation_cursor = None
+        self.sensor_cursors: dict[str, str | None] = {}
+        self.history: list[dict] = []  # every run: its job, what requested it, success
+
+    def _sensor_requests(self) -> list[tuple[str, dg.RunRequest]]:
+        out = []
+        for name in LOOP_SENSORS:
+            sensor = self.defs.resolve_sensor_def(name)
+            context = dg.build_sensor_context(instance=self.instance, cursor=self.sensor_cursors.get(name),
+                                              definitions=self.defs, sensor_name=name,
+                                              resources={k: self.defs.resources[k] for k in sensor.required_resource_keys})
+            data = sensor.evaluate_tick(context)
+            self.sensor_cursors[name] = data.cursor
+            for request in data.run_requests or []:
+                out.append((name, request))
+        return out
+
+    def _run_key_seen(self, run_key: str | None) -> bool:
+        if not run_key:
+            return False
+        return bool(self.instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1))
+
+    def tick(self) -> list[dict]:
+        """One evaluation of the sensors and conditions; returns the runs it executed."""
+        executed = []
+        for sensor, request in self._sensor_requests():
+            if self._run_key_seen(request.run_key):
+                continue
+            sensor_def = self.defs.resolve_sensor_def(sensor)
+            tags = {**(request.tags or {}), "dagster/sensor_name": sensor}
+            if request.run_key:
+                tags["dagster/run_key"] = request.run_key
+            selection = request.asset_selection or (
+                list(sensor_def.asset_selection.resolve(self.defs.resolve_asset_graph()))
+                if sensor_def.asset_selection is not None else None)
+            if selection:  # a sensor that targets assets rather than a job
+                job_name = "assets"
+                job = self.defs.resolve_implicit_global_asset_job_def()
+                result = job.execute_in_process(instance=self.instance, partition_key=request.partition_key,
+                                                tags=tags, raise_on_error=False, asset_selection=list(selection))
+            else:
+                job_name = request.job_name or sensor_def.job_name
+                result = self.defs.resolve_job_def(job_name).execute_in_process(
+                    instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False)
+            executed.append({"job": job_name, "by": sensor, "success": result.success, "run_id": result.run_id,
+                             "tags": dict(request.tags or {})})
+        evaluation = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance,
+                                                       cursor=self.automation_cursor)
+        self.automation_cursor = evaluation.cursor
+        keys = [r.key for r in evaluation.results if r.true_subset.size > 0 and isinstance(r.key, dg.AssetKey)]
+        if keys:
+            job = self.defs.resolve_implicit_global_asset_job_def()
+            selection = dg.AssetSelection.assets(*keys)
+            result = job.execute_in_process(
+                instance=self.instance, raise_on_error=False,
+                asset_selection=list(selection.resolve(self.defs.resolve_asset_graph())),
+                tags={"dagster/from_automation_condition": "true"},
+            )
+            executed.append({"job": "automation", "by": "automation", "success": result.success,
+                             "assets": sorted(k.to_user_string() for k in keys), "run_id": result.run_id, "tags": {}})
+        self.history += executed
+        return executed
+
+    def settle(self, max_ticks: int = 12) -> list[dict]:
+        """Ticks until two ticks in a row run nothing (files settle over two ticks); returns the runs."""
+        runs, idle = [], 0
+        for _ in range(max_ticks):
+            executed = self.tick()
+            runs += executed
+            idle = idle + 1 if not executed else 0
+            if idle >= 2:
+                break
+        return runs
+
+
+def _latest_record(instance: dg.DagsterInstance, key: dg.AssetKey):
+    records = instance.fetch_materializations(key, limit=1).records
+    return records[0] if records else None
+
+
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None = None) -> dict | None:
+    record = _latest_record(instance, key)
+    if record is None or (after is not None and record.storage_id <= after):
+        return None
+    return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
+
+
+def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root: Path, daemon: InProcessDaemon,
+            concurrency: int) -> DayReport:
+    """Serves one day's applications, lands the day's file, and lets the automation react."""
+    from platform_assets.automation import DRIFT_REPORT, EVAL_REPORT
+    from platform_assets.sample_data.generator import write_landing_files
+    from platform_assets.traffic import send_applications
+
+    deployment = json.loads((Path(state_root) / "serving" / "deployment.json").read_text())
+    traffic = send_applications(deployment["url"], applications, concurrency=concurrency)
+    report = DayReport(day, traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic)
+    before = _latest_record(daemon.instance, DRIFT_REPORT)
+    before_id = before.storage_id if before else None
+    write_landing_files(applications, landing_dir)
+    runs = daemon.settle()
+    report.runs = len(runs)
+    report.retrains_requested = [r["tags"].get("platform/retrain_reason", r["by"]) for r in runs if r["job"] == "retrain"]
+    for run in runs:
+        evaluations = daemon.instance.all_logs(run["run_id"], of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        for record in evaluations:
+            check = record.dagster_event.event_specific_data
+            if check.asset_key == EVAL_REPORT and check.check_name == "eval_gate_passed":
+                report.gate.append("passed" if check.passed else "failed")
+    figures = _latest_metadata(daemon.instance, DRIFT_REPORT, before_id) or {}
+    report.drift_share, report.roc_auc = figures.get("drift_share"), figures.get("roc_auc")
+    report.labelled_rows = figures.get("labelled_rows")
+    report.serving_version = json.loads((Path(state_root) / "serving" / "deployment.json").read_text())["model_version"]
+    return report
+
+
+def wait_for_daemon(instance: dg.DagsterInstance, day: str, timeout_s: float, poll_s: float = 5.0) -> int:
+    """With the real daemon: waits until the day's inference log was ingested and no run is queued or running.
+
+    Returns:
+        The runs that finished meanwhile. Raises ``TimeoutError`` after ``timeout_s``.
+    """
+    import time
+
+    from platform_assets.automation import INFERENCE_LOG
+
+    started, deadline = time.time(), time.monotonic() + timeout_s
+    active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+    while time.monotonic() < deadline:
+        ingested = instance.get_latest_materialization_event(INFERENCE_LOG)
+        done = any(
+            r.asset_materialization and r.asset_materialization.partition == day
+            for r in instance.fetch_materializations(INFERENCE_LOG, limit=20).records
+        ) if ingested else False
+        busy = instance.get_runs(filters=dg.RunsFilter(statuses=active), limit=1)
+        if done and not busy:
+            return len(instance.get_runs(filters=dg.RunsFilter(created_after=dt.datetime.fromtimestamp(started))))
+        time.sleep(poll_s)
+    raise TimeoutError(f"the daemon did not ingest the traffic of {day} within {timeout_s:.0f} s: is `make ui` running?")
+
+
+def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance, defs: dg.Definitions | None,
+             start: dt.date, echo=print, daemon_timeout_s: float = 900.0) -> tuple[list[DayReport], "InProcessDaemon | None"]:
+    """Runs the loop: lands the history, then serves and lands each live day (see the module docstring).
+
+    Args:
+        config: What to simulate.
+        state_root: ``PLATFORM_HOME`` of the platform the loop drives.
+        instance: Its Dagster instance.
+        defs: The definitions to drive in process; ``None`` leaves the work to the running daemon.
+        start: The first history day (the loop's days must be past days, within the partitions).
+        echo: Where the timeline goes, line by line.
+
+    Returns:
+        One report per live day, and the in-process daemon (its ``history`` lists every run).
+    """
+    from platform_assets import settings
+    from platform_assets.sample_data.generator import write_landing_files
+
+    paths = settings.paths(state_root)
+    apps = generate(config, start)
+    days = apps["application_ts"].dt.date
+    history_end = start + dt.timedelta(days=config.history_days)
+    daemon = InProcessDaemon(defs, instance) if defs is not None else None
+    echo(f"landing {config.history_days} days of history ({(days < history_end).sum()} applications) ...")
+    write_landing_files(apps[days < history_end], paths.landing)
+    if daemon is not None:
+        # As `make materialize` does before automation takes over: the history in one run, then a first model.
+        last = (history_end - dt.timedelta(days=1)).isoformat()
+        for job, tags in (("ingest_days", {"dagster/asset_partition_range_start": start.isoformat(),
+                                           "dagster/asset_partition_range_end": last}),
+                          ("features_to_serving", {})):
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            daemon.history.append({"job": job, "by": "bootstrap", "success": result.success, "run_id": result.run_id,
+                                   "tags": tags})
+        daemon.settle()
+    deployment = paths.serving / "deployment.json"
+    if not deployment.exists():
+        if daemon is not None:
+            failed = [r for r in daemon.history if not r["success"]]
+            raise RuntimeError(f"no model is serving after the history was processed; failed runs: {failed}")
+        raise RuntimeError(f"no deployment at {deployment}: start `make ui` and let it deploy a first model")
+    drift_day = (history_end + dt.timedelta(days=config.drift_day)).isoformat() if config.drift_day is not None else None
+    echo(f"serving v{json.loads(deployment.read_text())['model_version']}; concept drift from {drift_day or 'never'}")
+    reports = []
+    for offset in range(config.live_days):
+        day = history_end + dt.timedelta(days=offset)
+        todays = apps[days == day]
+        if daemon is not None:
+            report = run_day(day.isoformat(), todays, paths.landing, paths.root, daemon, config.concurrency)
+        else:
+            from platform_assets.traffic import send_applications
+
+            traffic = send_applications(json.loads(deployment.read_text())["url"], todays, config.concurrency)
+            write_landing_files(todays, paths.landing)
+            report = DayReport(day.isoformat(), traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic)
+            report.runs = wait_for_daemon(instance, day.isoformat(), daemon_timeout_s)
+            report.serving_version = json.loads(deployment.read_text())["model_version"]
+        marker = "  <- drift starts" if drift_day == day.isoformat() else ""
+        echo(report.line() + marker)
+        reports.append(report)
+    return reports, daemon
