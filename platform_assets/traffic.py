@@ -19,22 +19,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from platform_assets.deploy.serving import PREDICT_PATH, _plain
+from platform_assets.domain import COLUMNS, LABEL, PII_COLUMNS, PROTECTED_ATTRIBUTE
 
-# What a caller knows when it asks: the application's own fields and its ids.
-REQUEST_FIELDS = (
-    "application_id",
-    "applicant_id",
-    "application_ts",
-    "income",
-    "loan_amount",
-    "term_months",
-    "employment_years",
-    "credit_history_years",
-    "num_open_accounts",
-    "num_delinquencies",
-    "debt_to_income",
-    "region",
-)
+# What a caller knows when it asks: the application's own fields and its ids; never the
+# personal data, the protected attribute or the outcome.
+REQUEST_FIELDS = tuple(c for c in COLUMNS if c not in (*PII_COLUMNS, PROTECTED_ATTRIBUTE, LABEL, "label_ts"))
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""The platform's automation conditions, evaluated tick by tick on stand-in assets (no daemon, no sleeps)."""
+
+import dagster as dg
+
+from platform_assets import automation
+
+STATE = {"check_passes": True}
+
+
+@dg.asset(key=dg.AssetKey(["validated", "stand_in"]))
+def upstream():
+    return 1
+
+
+@dg.asset_check(asset=upstream, blocking=True)
+def upstream_is_valid():
+    return dg.AssetCheckResult(passed=STATE["check_passes"])
+
+
+@dg.asset(key=dg.AssetKey(["features", "stand_in"]), deps=[upstream], automation_condition=automation.feature_condition())
+def feature():
+    return 1
+
+
+@dg.asset(key=automation.EVAL_REPORT, deps=[feature])
+def eval_report():
+    return 1
+
+
+@dg.asset(key=automation.DEPLOYMENT, deps=[eval_report, feature], automation_condition=automation.deployment_condition())
+def deployment():
+    return 1
+
+
+DEFS = dg.Definitions(assets=[upstream, feature, eval_report, deployment], asset_checks=[upstream_is_valid])
+
+
+def _tick(instance, cursor):
+    result = dg.evaluate_automation_conditions(defs=DEFS, instance=instance, cursor=cursor)
+    requested = {r.key for r in result.results if r.true_subset.size > 0}
+    return requested, result.cursor
+
+
+def test_new_upstream_data_flows_on_once_and_never_past_a_failed_blocking_check():
+    with dg.instance_for_test() as instance:
+        requested, cursor = _tick(instance, None)
+        STATE["check_passes"] = False
+        dg.materialize([upstream, upstream_is_valid], instance=instance, raise_on_error=False)
+        requested, cursor = _tick(instance, cursor)
+        assert feature.key not in requested  # new data, but its blocking check failed
+        STATE["check_passes"] = True
+        assert dg.materialize([upstream, upstream_is_valid], instance=instance).success
+        requested, cursor = _tick(instance, cursor)
+        assert feature.key in requested
+        dg.materialize([feature], instance=instance)
+        requested, cursor = _tick(instance, cursor)
+        assert feature.key not in requested  # once per update
+        # A feature refresh alone does not redeploy; a new evaluation does.
+        assert automation.DEPLOYMENT not in requested
+        dg.materialize([eval_report], instance=instance)
+        requested, cursor = _tick(instance, cursor)
+        assert automation.DEPLOYMENT in requested
+
+
+def test_every_automated_asset_of_the_code_location_waits_for_upstream_blocking_checks():
+    from platform_assets import definitions
+
+    graph = definitions.defs.resolve_asset_graph()
+    automated = {k: graph.get(k).automation_condition for k in graph.get_all_asset_keys()
+                 if graph.get(k).automation_condition is not None}
+    assert automation.TRAINING_SET in automated and automation.DRIFT_REPORT in automated
+    for key, condition in automated.items():
+        labels = [getattr(op, "get_label", lambda: None)() for op in getattr(condition, "operands", [])]
+        assert "all_deps_blocking_checks_passed" in labels, key
