@@ -58,12 +58,13 @@ where: install
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-# The closed loop on its own state root: history, live traffic through the server, drift from
-# live day 4, retraining by the platform's sensors and automation (ticked in process).
+# The closed loop on its own state root (and port 9200, beside a demo's server on 9100): history,
+# live traffic through the server, drift from live day 4, retraining by the platform's sensors and
+# automation (ticked in process).
 LOOP_HOME ?= $(CURDIR)/.platform-loop
 LOOP_ARGS ?=
 loop: install
-	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop $(LOOP_ARGS)'
+	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home SERVING_PORT=$${SERVING_PORT:-9200} bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop $(LOOP_ARGS)'
 	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets import settings; stop_model_server(settings.paths().serving / 'server.json')"
 
 mlflow-ui: install

@@ -152,6 +152,24 @@ def spawn_detached(command: list[str], cwd: Path, env: dict, log_path: Path) -> 
         )
 
 
+def _port_is_free(host: str, port: int) -> None:
+    """Raises if something already listens on ``host:port`` (checked by binding it, then letting go).
+
+    Raises:
+        OSError: Naming the port and the way out (``SERVING_PORT``).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            raise OSError(
+                f"port {port} on {host or '0.0.0.0'} is already in use ({exc.strerror}): another model server "
+                "(of another state root?) or program holds it; stop it or choose another port with SERVING_PORT"
+            ) from None
+
+
 def client_host(host: str) -> str:
     """The address a client on this machine uses for a server bound to ``host`` (URL form)."""
     if host in ("", "0.0.0.0"):
@@ -198,6 +216,7 @@ def start_model_server(
     if not Path(python).exists():
         raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
     stop_model_server(pid_path)
+    _port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}

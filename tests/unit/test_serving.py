@@ -118,3 +118,20 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path, servers):
     )
     with pytest.raises(RuntimeError, match="no \\['model.safetensors', 'bundle.json'\\]"):
         wait_until_healthy(process.url, timeout_s=60.0, process_pid=process.pid)
+
+
+def test_a_port_held_by_another_server_is_refused_before_starting(tmp_path):
+    """Else the health check of the new server would be answered by the old one (another state root's)."""
+    import socket
+
+    import pytest
+
+    from platform_assets.deploy.serving import _port_is_free
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} .* SERVING_PORT"):
+            _port_is_free("127.0.0.1", port)
+    _port_is_free("127.0.0.1", port)  # let go: free again
