@@ -148,7 +148,7 @@ def _loop(args: argparse.Namespace) -> int:
     defs = None if args.daemon else definitions.build_definitions(definitions.build_resources())
     print(f"closed loop under {root} (Dagster instance {instance.root_directory}); "
           f"{'the running daemon' if args.daemon else 'automation ticked in this process'} reacts")
-    reports, _ = loop.simulate(config, root, instance, defs, start)
+    reports, _ = loop.simulate(config, root, instance, defs, start, log_level=args.log_level)
     served = {r.serving_version for r in reports}
     print(f"{len(reports)} live days; versions served: {', '.join(sorted(served, key=str))}")
     return 0
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     lp.add_argument("--label-delay-days", type=int, nargs=2, default=[1, 2], metavar=("MIN", "MAX"))
     lp.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
     lp.add_argument("--seed", type=int, default=11)
+    lp.add_argument("--log-level", default="ERROR", help="console log of the runs (the UI keeps every event)")
     lp.add_argument("--daemon", action="store_true",
                     help="leave the work to the running dagster-daemon (`make ui`) instead of ticking in process")
     lp.set_defaults(func=_loop)

@@ -102,8 +102,10 @@ class InProcessDaemon:
     instance, then executes every run they requested (in process, in order).
     """
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance):
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "DEBUG"):
         self.defs, self.instance = defs, instance
+        # The runs' console log (the timeline is the loop's own output; the UI has every event).
+        self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.automation_cursor = None
         self.sensor_cursors: dict[str, str | None] = {}
         self.history: list[dict] = []  # every run: its job, what requested it, success
@@ -143,11 +145,13 @@ class InProcessDaemon:
                 job_name = "assets"
                 job = self.defs.resolve_implicit_global_asset_job_def()
                 result = job.execute_in_process(instance=self.instance, partition_key=request.partition_key,
-                                                tags=tags, raise_on_error=False, asset_selection=list(selection))
+                                                tags=tags, raise_on_error=False, asset_selection=list(selection),
+                                                run_config=self.run_config)
             else:
                 job_name = request.job_name or sensor_def.job_name
                 result = self.defs.resolve_job_def(job_name).execute_in_process(
-                    instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False)
+                    instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False,
+                    run_config=self.run_config)
             executed.append({"job": job_name, "by": sensor, "success": result.success, "run_id": result.run_id,
                              "tags": dict(request.tags or {})})
         evaluation = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance,
@@ -160,7 +164,7 @@ class InProcessDaemon:
             result = job.execute_in_process(
                 instance=self.instance, raise_on_error=False,
                 asset_selection=list(selection.resolve(self.defs.resolve_asset_graph())),
-                tags={"dagster/from_automation_condition": "true"},
+                tags={"dagster/from_automation_condition": "true"}, run_config=self.run_config,
             )
             executed.append({"job": "automation", "by": "automation", "success": result.success,
                              "assets": sorted(k.to_user_string() for k in keys), "run_id": result.run_id, "tags": {}})
@@ -247,7 +251,8 @@ def wait_for_daemon(instance: dg.DagsterInstance, day: str, timeout_s: float, po
 
 
 def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance, defs: dg.Definitions | None,
-             start: dt.date, echo=print, daemon_timeout_s: float = 900.0) -> tuple[list[DayReport], "InProcessDaemon | None"]:
+             start: dt.date, echo=print, daemon_timeout_s: float = 900.0,
+             log_level: str = "DEBUG") -> tuple[list[DayReport], "InProcessDaemon | None"]:
     """Runs the loop: lands the history, then serves and lands each live day (see the module docstring).
 
     Args:
@@ -257,6 +262,7 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         defs: The definitions to drive in process; ``None`` leaves the work to the running daemon.
         start: The first history day (the loop's days must be past days, within the partitions).
         echo: Where the timeline goes, line by line.
+        log_level: Console log level of the runs executed in process.
 
     Returns:
         One report per live day, and the in-process daemon (its ``history`` lists every run).
@@ -268,7 +274,7 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
     apps = generate(config, start)
     days = apps["application_ts"].dt.date
     history_end = start + dt.timedelta(days=config.history_days)
-    daemon = InProcessDaemon(defs, instance) if defs is not None else None
+    daemon = InProcessDaemon(defs, instance, log_level) if defs is not None else None
     echo(f"landing {config.history_days} days of history ({(days < history_end).sum()} applications) ...")
     write_landing_files(apps[days < history_end], paths.landing)
     if daemon is not None:
@@ -277,7 +283,8 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         for job, tags in (("ingest_days", {"dagster/asset_partition_range_start": start.isoformat(),
                                            "dagster/asset_partition_range_end": last}),
                           ("features_to_serving", {})):
-            result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, raise_on_error=False,
+                                                                  run_config=daemon.run_config)
             daemon.history.append({"job": job, "by": "bootstrap", "success": result.success, "run_id": result.run_id,
                                    "tags": tags})
         daemon.settle()
