@@ -87,3 +87,52 @@ def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 4 and meta["unlabelled_rows"].value == 6
     assert meta["label_delay_days_p50"].value > 2.5
+
+
+def _checks_on_report(metadata):
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=monitor_assets.DRIFT_REPORT,
+                                                                    metadata=metadata))
+        context = dg.build_asset_check_context(instance=instance)
+        drift = monitor_checks.drift_share_under_threshold(context, monitor_checks.DriftThresholdConfig())
+        quality = monitor_checks.quality_above_bound(context, monitor_checks.QualityBoundConfig())
+    return drift, quality
+
+
+def test_drift_and_quality_checks_judge_the_report_figures():
+    drift, quality = _checks_on_report({"drift_share": 0.1, "roc_auc": 0.81, "auc_drop": 0.01, "brier": 0.15,
+                                        "labelled_rows": 900})
+    assert drift.passed and quality.passed
+    drift, quality = _checks_on_report({"drift_share": 0.4, "drifted": "income", "roc_auc": 0.70,
+                                        "auc_drop": 0.11, "brier": 0.2, "labelled_rows": 900})
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert not quality.passed and quality.metadata["auc_drop"].value == 0.11
+    # Too few outcomes to judge yet: passes, and says so.
+    _, quality = _checks_on_report({"drift_share": 0.0, "roc_auc": None, "labelled_rows": 12})
+    assert quality.passed and "too few" in quality.metadata["note"].value
+
+
+def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_one(tmp_path):
+    from platform_assets.features.history import HISTORY_FEATURES
+
+    resources = definitions.build_resources(tmp_path)
+    _write_log(tmp_path, "2026-10-20", 3)
+    with dg.instance_for_test() as instance:
+        assert _materialize(resources, "2026-10-20", instance).success
+    with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
+        served = con.execute("SELECT application_id, income, region FROM monitor.inference_log").df()
+        history = served[["application_id"]].assign(**{n: 0.0 for n in HISTORY_FEATURES})
+        con.execute("CREATE SCHEMA features")
+        con.execute("CREATE TABLE features.fct_application_features AS SELECT *, 0 AS applicant_id FROM served")
+        con.execute("CREATE TABLE features.fct_applicant_history AS SELECT * FROM history")
+
+    def check():
+        context = dg.build_asset_check_context(instance=dg.DagsterInstance.ephemeral())
+        return monitor_checks.served_features_match_point_in_time(context, resources["warehouse"])
+
+    assert check().passed and check().metadata["requests_compared"].value == 3
+    with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
+        con.execute("UPDATE features.fct_application_features SET income = income + 1 WHERE application_id LIKE '%-1'")
+    result = check()
+    assert not result.passed and result.metadata["mismatching_requests"].value == 1
+    assert result.metadata["features"].value == "income"
