@@ -44,10 +44,21 @@ class OnlineFeatures:
 
         unique = sorted(set(applicant_ids))
         body = {"feature_service": SERVICE, "entities": {"applicant_id": unique}, "full_feature_names": False}
-        try:
-            response = self._session().post(f"{self.url}/get-online-features", json=body, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            raise FeatureLookupError(f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
+        response = None
+        for attempt in (1, 2):
+            try:
+                response = self._session().post(f"{self.url}/get-online-features", json=body, timeout=self.timeout_s)
+                break
+            except requests.ConnectionError as exc:
+                # A kept-alive connection that the feature server closed while idle resets when reused
+                # (seen under load: 'Connection reset by peer'). The lookup is a read: once more, on a new
+                # connection. A timeout is not retried (the caller's deadline is already spent).
+                self._local.session = None
+                if attempt == 2 or isinstance(exc, requests.Timeout):
+                    raise FeatureLookupError(
+                        f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
+            except requests.RequestException as exc:
+                raise FeatureLookupError(f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise FeatureLookupError(f"feature server {self.url} answered HTTP {response.status_code}: "
                                      f"{response.text[:300]}")
