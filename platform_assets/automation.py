@@ -32,6 +32,7 @@ EVAL_REPORT = dg.AssetKey(["evaluate", "eval_report"])
 DEPLOYMENT = dg.AssetKey(["deploy", "deployment"])
 INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
 LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
+OUTCOMES = dg.AssetKey(["monitor", "outcomes"])
 DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
 
 RETRAIN_CRON_ENV = "PLATFORM_RETRAIN_CRON"
@@ -66,8 +67,15 @@ def after_updates() -> dg.AutomationCondition:
 
 
 def gated(condition: dg.AutomationCondition) -> dg.AutomationCondition:
-    """``condition``, held back while a blocking check of an upstream asset fails."""
-    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    """``condition``, held back while a blocking check of an upstream asset fails.
+
+    Outcome files are left out of the gate: a platform whose labels come with the
+    applications never lands one, and a dependency never materialized never has a
+    passed check (the training set and the labelled predictions would wait forever).
+    A failed outcome check still fails its own run and alerts.
+    """
+    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(
+        dg.AssetSelection.assets(OUTCOMES))
 
 
 def feature_condition() -> dg.AutomationCondition:
@@ -95,7 +103,7 @@ def deployment_condition() -> dg.AutomationCondition:
 
 
 def labelled_condition() -> dg.AutomationCondition:
-    """Outcomes joined to served predictions: after new traffic or new validated days."""
+    """Outcomes joined to served predictions: after new traffic, new outcome files or new validated days."""
     return gated(after_updates())
 
 

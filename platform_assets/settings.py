@@ -37,6 +37,11 @@ class StatePaths:
         return self.root / "landing" / "applications"
 
     @property
+    def outcomes(self) -> Path:
+        """Where outcome files arrive (``outcomes_YYYY-MM-DD.csv``: the outcomes that became known that day)."""
+        return self.root / "landing" / "outcomes"
+
+    @property
     def warehouse(self) -> Path:
         """The DuckDB warehouse file (raw, validated, quarantine and dbt schemas)."""
         return self.root / "warehouse" / "warehouse.duckdb"

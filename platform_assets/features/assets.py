@@ -6,6 +6,7 @@ import hashlib
 
 import dagster as dg
 
+from platform_assets.automation import OUTCOMES
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.features.names import MART_TABLES, ONLINE_MARTS
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
@@ -60,15 +61,42 @@ def feature_store(
 
 
 class TrainingSetConfig(dg.Config):
-    """How the labelled history is split by time."""
+    """Which labelled applications the training set holds and how they are split by time.
+
+    ``since`` bounds the window: ``"YYYY-MM-DD"`` keeps the applications of that day
+    on (the drift sensor sets it to the day live quality fell, so that a retrain
+    learns the relation as it is now); ``"all"`` takes all history; empty keeps the
+    window of the newest training set, so that a weekly or new-label retrain after
+    a concept drift does not go back to days that describe the old relation.
+    """
 
     train_fraction: float = 0.7
     validation_fraction: float = 0.15
+    since: str = ""
+    # A window (since) holding fewer labelled applications fails rather than train on too few.
+    min_rows: int = 500
+
+
+def training_window(requested: str, previous: str | None) -> str | None:
+    """The first day of the training window: ``requested``, or the previous window when empty.
+
+    Returns:
+        ``"YYYY-MM-DD"``, or ``None`` for all history.
+    """
+    import datetime as dt
+
+    value = requested.strip() or (previous or "")
+    if value in ("", "all"):
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"training_set config 'since': {value!r} is not a day (YYYY-MM-DD), 'all' or empty") from None
 
 
 @dg.asset(
     key=TRAINING_SET,
-    deps=[FEATURE_STORE, VALIDATED_APPLICATIONS],
+    deps=[FEATURE_STORE, VALIDATED_APPLICATIONS, OUTCOMES],
     group_name="features",
     kinds={"feast", "parquet"},
     description="Labelled applications with point-in-time features, split by time into train/validation/test.",
@@ -86,13 +114,33 @@ def training_set(
 
     from platform_assets.features import feast_ops
 
+    from platform_assets.warehouse import table_names
+
     with warehouse.connect(read_only=True) as con:
+        # The outcome from an outcome file when one landed (monitor/outcomes), else the application's own
+        # (a history extract carries it); applications without either are not labelled yet.
+        outcomes = "monitor.outcomes" in table_names(con)
         labelled = con.execute(
-            "SELECT application_id, applicant_id, application_ts, age_band, is_default, label_ts "
-            "FROM validated.applications"
+            "SELECT a.application_id, a.applicant_id, a.application_ts, a.age_band, "
+            + ("coalesce(o.is_default, a.is_default) AS is_default, coalesce(o.label_ts, a.label_ts) AS label_ts "
+               "FROM validated.applications a LEFT JOIN monitor.outcomes o USING (application_id)" if outcomes else
+               "a.is_default, a.label_ts FROM validated.applications a")
         ).df()
     as_of = labelled["application_ts"].max()
+    previous = context.instance.get_latest_materialization_event(TRAINING_SET)
+    previous_since = None
+    if previous is not None and "since" in previous.asset_materialization.metadata:
+        previous_since = previous.asset_materialization.metadata["since"].value
+    since = training_window(config.since, previous_since if previous_since != "all" else None)
+    if since is not None:
+        labelled = labelled[labelled["application_ts"] >= pd.Timestamp(since)]
     entities = feast_ops.entity_rows(labelled, as_of)
+    entities["is_default"] = entities["is_default"].astype("int64")  # known outcomes only: no nulls left
+    if since is not None and len(entities) < config.min_rows:
+        raise ValueError(
+            f"the training window from {since or 'the first day'} holds {len(entities)} labelled applications "
+            f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
+            "or widen the window (config since)")
     df = feast_ops.historical_features(feast.store(), entities)
     cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
     df["split"] = feast_ops.split_by_time(df, cut)
@@ -110,6 +158,7 @@ def training_set(
             "dagster/row_count": len(df),
             "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
             "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
+            "since": since or "all",
             "default_rate": float(df["is_default"].mean()),
             "digest": digest,
             "path": dg.MetadataValue.path(str(path)),

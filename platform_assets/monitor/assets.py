@@ -24,6 +24,7 @@ from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
 INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
 LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
+OUTCOMES = dg.AssetKey(["monitor", "outcomes"])
 DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
 # Rows of real callers: the application's fields sent, history looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
@@ -72,6 +73,48 @@ def inference_log(context: dg.AssetExecutionContext, state: PlatformState, wareh
     )
 
 
+@dg.asset(
+    key=OUTCOMES,
+    partitions_def=DAILY_PARTITIONS,
+    group_name="monitor",
+    kinds={"csv", "duckdb"},
+    description=(
+        "Outcomes as they became known: the day's outcome file (landing/outcomes/outcomes_YYYY-MM-DD.csv), "
+        "every row kept or rejected with its reason."
+    ),
+    pool=WAREHOUSE_POOL,
+)
+def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Reads the partition day's outcome file into ``monitor.outcomes`` (the day replaced)."""
+    from platform_assets.monitor import outcomes as outcome_files
+
+    day = context.partition_key
+    paths = outcome_files.day_files(state.paths.outcomes, day)
+    if not paths:
+        raise dg.Failure(f"no outcome file for {day} under {state.paths.outcomes} (outcomes_{day}.csv)")
+    files = [outcome_files.read_outcome_file(p, day) for p in paths]
+    with warehouse.connect() as con:
+        counts = outcome_files.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        from platform_assets.warehouse import table_names
+
+        unmatched = counts["outcomes"]
+        if "validated.applications" in table_names(con):
+            unmatched = con.execute(
+                "SELECT count(*) FROM monitor.outcomes WHERE _partition = ? AND application_id NOT IN "
+                "(SELECT application_id FROM validated.applications)", [day]).fetchone()[0]
+    for f in files:
+        for rejected in f.rejected[:5]:
+            context.log.warning(f"{rejected['_source_file']}:{rejected['_source_row']}: {rejected['reason']}")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": counts["outcomes"],
+        "file_rows": counts["rows"],
+        "rejected_rows": counts["rejected"],
+        # Outcomes of applications not validated (yet): kept; they join once the application lands.
+        "not_yet_validated": int(unmatched),
+        "files": dg.MetadataValue.json([{"path": f.path, "sha256": f.sha256} for f in files]),
+    })
+
+
 def _labels_query(tables: set[str]) -> str:
     """The known outcome of each application: from outcome files when present, else the application's own."""
     inline = "SELECT application_id, is_default, label_ts FROM validated.applications WHERE is_default IS NOT NULL"
@@ -85,7 +128,7 @@ def _labels_query(tables: set[str]) -> str:
 
 @dg.asset(
     key=LABELLED_PREDICTIONS,
-    deps=[INFERENCE_LOG, VALIDATED_APPLICATIONS],
+    deps=[INFERENCE_LOG, VALIDATED_APPLICATIONS, OUTCOMES],
     group_name="monitor",
     kinds={"duckdb"},
     description="Served predictions joined to the outcomes known so far (labels arrive days after the application).",
@@ -144,6 +187,7 @@ class DriftConfig(dg.Config):
     max_rows: int = 20_000
     min_current_rows: int = 200
     min_labelled_rows: int = 200
+    min_labelled_rows_per_day: int = 100
     seed: int = 0
 
 
@@ -197,9 +241,11 @@ def drift_report(
             f"SELECT * FROM (SELECT {', '.join(features)}, probability FROM monitor.inference_log WHERE {TRAFFIC} "
             f"AND model_version = ? AND _partition IN ({marks}) {invalid}) "
             f"USING SAMPLE reservoir({config.max_rows} ROWS) REPEATABLE ({config.seed})", [version, *days]).df()
+        # No join yet (the first report after a deployment may come before any outcome): nothing labelled.
         labelled = con.execute(
-            f"SELECT is_default, probability FROM monitor.labelled_predictions WHERE model_version = ? "
-            f"AND _partition IN ({marks})", [version, *days]).df()
+            f"SELECT _partition, is_default, probability FROM monitor.labelled_predictions WHERE model_version = ? "
+            f"AND _partition IN ({marks})", [version, *days]).df() if "monitor.labelled_predictions" in table_names(
+            con) else pd.DataFrame(columns=["_partition", "is_default", "probability"])
         # The reference: every application of the newest training days, with its point-in-time features
         # (the training set itself holds only the labelled ones, a sample biased by label delay).
         trained_until = pd.read_parquet(state.paths.training_set, columns=["event_timestamp"])["event_timestamp"].max()
@@ -220,6 +266,8 @@ def drift_report(
     quality = drift.quality(labelled, config.min_labelled_rows)
     reference_auc = run.data.metrics.get("test_roc_auc")
     figures = drift.figures(summary, features, quality, reference_auc)
+    # Per day, so that a sensor can tell when quality fell (and retrain on the days after it).
+    daily = drift.daily_quality(labelled, config.min_labelled_rows_per_day)
     context.log.info(f"drift over {days[-1] if days else '-'}..{days[0] if days else '-'} of v{version}: {figures}")
     metadata = {
         **figures,
@@ -230,6 +278,7 @@ def drift_report(
         "quarantined_traffic_rows": int(quarantined),
         "reference_rows": len(reference),
         "mlflow_run": dg.MetadataValue.url(mlflow_run_url(run.info.experiment_id, run.info.run_id)),
+        "daily_quality": dg.MetadataValue.json(daily),
     }
     if summary is not None:
         metadata["report"] = dg.MetadataValue.url(html.resolve().as_uri())

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
-from platform_assets.monitor.assets import DRIFT_REPORT, INFERENCE_LOG, TRAFFIC
+from platform_assets.monitor.assets import DRIFT_REPORT, INFERENCE_LOG, OUTCOMES, TRAFFIC
 from platform_assets.resources import PlatformState, Warehouse
 
 
@@ -46,6 +46,42 @@ def inference_log_lines_accounted_for(
         metadata={"days": len(days), "rows": sum(held.values()), "rejected": sum(rejected.values()),
                   "duplicate_request_rows": int(duplicates),
                   "differing_days": dg.MetadataValue.json(differing)},
+    )
+
+
+@dg.asset_check(
+    asset=OUTCOMES,
+    blocking=True,
+    description="Data rows of the day's outcome file (recounted from its bytes) = outcomes held + rows rejected.",
+)
+def outcome_rows_accounted_for(
+    context: dg.AssetCheckExecutionContext, state: PlatformState, warehouse: Warehouse
+) -> dg.AssetCheckResult:
+    """Recounts each day's file rows and compares with ``monitor.outcomes`` and ``monitor.outcome_rejects``."""
+    from platform_assets.monitor import outcomes
+
+    keys = run_partition_keys(context)
+    where, params = partition_filter(keys)
+    with warehouse.connect(read_only=True) as con:
+        held = dict(con.execute(
+            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.outcomes WHERE {where} GROUP BY 1", params).fetchall())
+        rejected = dict(con.execute(
+            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.outcome_rejects WHERE {where} GROUP BY 1",
+            params).fetchall())
+        days = keys if keys is not None else [r[0] for r in con.execute(
+            f"SELECT DISTINCT {PARTITION_COLUMN} FROM monitor.outcome_files WHERE {where} ORDER BY 1", params).fetchall()]
+        duplicates = con.execute("SELECT count(*) FROM (SELECT application_id FROM monitor.outcomes "
+                                 "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+    differing = {}
+    for day in days:
+        rows = sum(outcomes.count_rows(p.read_bytes()) for p in outcomes.day_files(state.paths.outcomes, day))
+        accounted = held.get(day, 0) + rejected.get(day, 0)
+        if rows != accounted:
+            differing[day] = f"{rows} rows in the file, {accounted} outcomes + rejected"
+    return dg.AssetCheckResult(
+        passed=not differing and duplicates == 0,
+        metadata={"days": len(days), "outcomes": sum(held.values()), "rejected": sum(rejected.values()),
+                  "applications_with_two_outcomes": int(duplicates), "differing_days": dg.MetadataValue.json(differing)},
     )
 
 

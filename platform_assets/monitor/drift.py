@@ -103,6 +103,24 @@ def quality(labelled: pd.DataFrame, min_rows: int) -> dict:
     return {"labelled_rows": rows, "roc_auc": scored["roc_auc"], "brier": scored["brier"]}
 
 
+def daily_quality(labelled: pd.DataFrame, min_rows: int) -> dict[str, dict]:
+    """ROC AUC of served probabilities per event day (``_partition``), for locating when quality fell.
+
+    Returns:
+        Day -> ``{"rows": n, "roc_auc": auc}``; ``roc_auc`` is ``None`` for a day
+        under ``min_rows`` labelled rows or with a single class.
+    """
+    from platform_assets.evaluate.metrics import score
+
+    out = {}
+    for day, rows in labelled.groupby("_partition", sort=True):
+        auc = None
+        if len(rows) >= min_rows and rows["is_default"].nunique() == 2:
+            auc = round(float(score(rows["is_default"].to_numpy(), rows["probability"].to_numpy())["roc_auc"]), 4)
+        out[str(day)] = {"rows": int(len(rows)), "roc_auc": auc}
+    return out
+
+
 def figures(summary: DriftSummary | None, features: list[str], quality_found: dict, reference_auc: float | None) -> dict:
     """The report's summary numbers (materialization metadata the UI plots over time).
 

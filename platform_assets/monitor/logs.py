@@ -89,8 +89,8 @@ def read_log_file(path: Path, day: str) -> LogFile:
     rows = pd.DataFrame.from_records(records)
     if len(rows):
         # Text columns typed as text even when every value of a file is null (a smoke test has no ids).
-        for name in ("request_id", "model_name", "application_id", "feature_source"):
-            rows[name] = (rows[name] if name in rows else pd.Series([None] * len(rows))).astype("string")
+        for column in ("request_id", "model_name", "application_id", "feature_source"):
+            rows[column] = (rows[column] if column in rows else pd.Series([None] * len(rows))).astype("string")
         rows["served_at"] = pd.to_datetime(rows["served_at"], utc=True, format="ISO8601").dt.tz_localize(None)
         rows["event_ts"] = pd.to_datetime(rows["event_ts"], format="ISO8601")
         rows["model_version"] = rows["model_version"].astype(str)
@@ -126,7 +126,9 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> 
         "CREATE TABLE IF NOT EXISTS monitor.inference_log_rejects (_source_file VARCHAR, _source_line BIGINT, "
         "reason VARCHAR, _partition VARCHAR)"
     )
-    rows = pd.concat([f.rows for f in files if len(f.rows)], ignore_index=True) if files else pd.DataFrame()
+    kept = [f.rows for f in files if len(f.rows)]
+    # A day whose every line was rejected still records its files and rejects.
+    rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     rejected = pd.DataFrame([r for f in files for r in f.rejected],
                             columns=["_source_file", "_source_line", "reason", "_partition"])
     listing = pd.DataFrame(
@@ -165,6 +167,21 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> 
         con.execute("ROLLBACK")
         raise
     return {"lines": int(listing["lines"].sum()), "rows": len(rows), "rejected": len(rejected)}
+
+
+def unchanged_since_ingestion(con, inference_dir: Path, day: str) -> bool:
+    """Whether the warehouse already holds ``day`` as read from exactly the files there now (same paths, same hashes).
+
+    Lets a sensor starting without a cursor skip the days a person ingested by hand.
+    """
+    from platform_assets.warehouse import table_names
+
+    if "monitor.inference_log_files" not in table_names(con):
+        return False
+    recorded = dict(con.execute("SELECT path, sha256 FROM monitor.inference_log_files WHERE _partition = ?",
+                                [day]).fetchall())
+    current = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in day_files(inference_dir, day)}
+    return bool(current) and recorded == current
 
 
 def recount_day(inference_dir: Path, day: str) -> tuple[int, int]:

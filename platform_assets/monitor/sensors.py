@@ -5,8 +5,10 @@ the sensors read state, call them and request runs. Every sensor is on by
 default; intervals come from ``PLATFORM_AUTOMATION_INTERVAL_S``.
 """
 
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -17,6 +19,7 @@ from platform_assets.automation import (
     EVAL_REPORT,
     INFERENCE_LOG,
     MODEL,
+    OUTCOMES,
     TRAINING_SET,
     interval_s,
     retrain_cron,
@@ -27,6 +30,9 @@ RETRAIN_DRIFT_SHARE_ENV = "PLATFORM_RETRAIN_DRIFT_SHARE"
 RETRAIN_AUC_DROP_ENV = "PLATFORM_RETRAIN_AUC_DROP"
 RETRAIN_COOLDOWN_DAYS_ENV = "PLATFORM_RETRAIN_COOLDOWN_DAYS"
 RETRAIN_MIN_NEW_LABELS_ENV = "PLATFORM_RETRAIN_MIN_NEW_LABELS"
+RETRAIN_MIN_ROWS_SINCE_ENV = "PLATFORM_RETRAIN_MIN_ROWS_SINCE_DRIFT"
+# The op of features/training_set, for the run config that sets its window.
+TRAINING_SET_OP = "features__training_set"
 
 retrain_job = dg.define_asset_job(
     "retrain",
@@ -48,26 +54,71 @@ inference_days_job = dg.define_asset_job(
     description="Ingest the model server's inference log for a day or a range of days.",
 )
 
+outcome_days_job = dg.define_asset_job(
+    "outcome_days",
+    selection=dg.AssetSelection.assets(OUTCOMES),
+    description="Ingest the outcome file of a day (or a range of days).",
+)
+
 
 def _float_env(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
 
 
-def decide_retrain(figures: dict, last: dict | None, drift_share: float, auc_drop: float, cooldown_days: int) -> tuple[bool, str]:
-    """Whether a drift report asks for retraining, and why.
+@dataclass(frozen=True)
+class RetrainDecision:
+    """What a drift report asks for.
+
+    Attributes:
+        request: Whether to request the retrain job now.
+        reason: Which signal (or why none, or what it waits for).
+        since: Train on applications from this day on: the day live quality fell
+            (a concept drift), so that the new model learns the relation as it is
+            now, not the one the old days describe. ``None``: all history (input
+            drift alone leaves the relation as it was, and more data covers more).
+        waiting: A quality signal, but too few labelled rows since it began.
+    """
+
+    request: bool
+    reason: str
+    since: str | None = None
+    waiting: bool = False
+
+
+def quality_onset(daily: dict, below: float) -> str | None:
+    """The first day of the newest unbroken run of days whose live ROC AUC is under ``below``.
+
+    Args:
+        daily: Day -> ``{"rows", "roc_auc"}`` (the drift report's ``daily_quality``);
+            days without an AUC (too few labels) neither start nor break a run.
+        below: The AUC under which a day counts as decayed.
+    """
+    onset = None
+    for day, figures in sorted(daily.items(), reverse=True):
+        auc = figures.get("roc_auc")
+        if auc is None:
+            continue
+        if auc >= below:
+            break
+        onset = day
+    return onset
+
+
+def decide_retrain(figures: dict, last: dict | None, drift_share: float, auc_drop: float, cooldown_days: int,
+                   min_rows_since: int = 0) -> RetrainDecision:
+    """Whether a drift report asks for retraining, on which days, and why.
 
     Args:
         figures: The report's metadata (``drift_share``, ``auc_drop``, ``prediction_drifted``,
-            ``window_end``, ``model_version``).
+            ``reference_roc_auc``, ``daily_quality``, ``window_end``, ``model_version``).
         last: The report that last requested a retrain (its ``window_end``), or ``None``.
         drift_share: Retrain above this share of drifted inputs.
         auc_drop: Retrain when live ROC AUC fell more than this below the model's test AUC.
         cooldown_days: After a request, no other until the window has moved this many days
             (event time, so that a replayed or simulated history behaves as a live one):
             one drift episode gives one retrain, and the retrained model gets time to be judged.
-
-    Returns:
-        ``(request, reason)``; the reason says which signal (or why none).
+        min_rows_since: When quality fell from a day on, wait until that many labelled
+            rows from that day on are known, and train on those days only.
     """
     import datetime as dt
 
@@ -80,13 +131,24 @@ def decide_retrain(figures: dict, last: dict | None, drift_share: float, auc_dro
     if figures.get("prediction_drifted"):
         signals.append("the predictions drifted")
     if not signals:
-        return False, "no drift or quality signal"
+        return RetrainDecision(False, "no drift or quality signal")
     end = figures.get("window_end")
     if last and last.get("window_end") and end:
         waited = (dt.date.fromisoformat(end) - dt.date.fromisoformat(last["window_end"])).days
         if waited < cooldown_days:
-            return False, f"cooling down: retrain requested {waited} day(s) ago for {last.get('reason')}"
-    return True, "; ".join(signals)
+            return RetrainDecision(False, f"cooling down: retrain requested {waited} day(s) ago for {last.get('reason')}")
+    reason, since = "; ".join(signals), None
+    reference = figures.get("reference_roc_auc")
+    daily = figures.get("daily_quality") or {}
+    if drop is not None and drop > auc_drop and reference is not None:
+        since = quality_onset(daily, reference - auc_drop)
+    if since is not None:
+        rows = sum(int(v.get("rows", 0)) for d, v in daily.items() if d >= since)
+        if rows < min_rows_since:
+            return RetrainDecision(False, f"{reason}; quality fell from {since}: waiting for labelled rows since then "
+                                          f"({rows} of {min_rows_since})", since, waiting=True)
+        reason += f"; training on the days from {since} ({rows} labelled rows)"
+    return RetrainDecision(True, reason, since)
 
 
 def _metadata_values(event) -> dict:
@@ -112,24 +174,35 @@ def retrain_on_drift(context: dg.SensorEvaluationContext):
         return dg.SkipReason("no new drift report")
     event = records[0].event_log_entry
     figures = _metadata_values(event)
-    request, reason = decide_retrain(
+    decision = decide_retrain(
         figures, state.get("last_request"),
         drift_share=_float_env(RETRAIN_DRIFT_SHARE_ENV, 0.3),
         auc_drop=_float_env(RETRAIN_AUC_DROP_ENV, 0.05),
         cooldown_days=int(_float_env(RETRAIN_COOLDOWN_DAYS_ENV, 7)),
+        min_rows_since=int(_float_env(RETRAIN_MIN_ROWS_SINCE_ENV, 1000)),
     )
-    record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason}
+    reason = decision.reason
+    record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason,
+              "since": decision.since}
     state.update(last_event=records[0].storage_id, last_seen=record)
-    if not request:
+    if not decision.request:
+        if decision.waiting and state.get("waiting_since") != decision.since:
+            alerts.alert("quality", f"model v{figures.get('model_version')}: {reason}", **record)
+        state["waiting_since"] = decision.since if decision.waiting else None
         context.update_cursor(json.dumps(state))
         return dg.SkipReason(reason)
     kind = "quality" if "AUC" in reason else "drift"
     alerts.alert(kind, f"model v{figures.get('model_version')}: {reason}; retraining", **record)
     state["last_request"] = record
+    state["waiting_since"] = None
     context.update_cursor(json.dumps(state))
+    # After a concept drift, the training set starts where quality fell; otherwise it keeps its window.
+    run_config = {"ops": {TRAINING_SET_OP: {"config": {"since": decision.since}}}} if decision.since else {}
     return dg.RunRequest(
         run_key=f"drift:{figures.get('model_version')}:{figures.get('window_end')}",
-        tags={"platform/retrain_reason": reason[:200], "platform/trigger": "drift"},
+        run_config=run_config,
+        tags={"platform/retrain_reason": reason[:200], "platform/trigger": "drift",
+              **({"platform/training_since": decision.since} if decision.since else {})},
     )
 
 
@@ -209,9 +282,16 @@ def day_signatures(inference_dir) -> dict[str, str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Ingests each day of the model server's log once its files stop changing.",
 )
-def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformState):
-    """Requests ``inference_days`` for a day whose log files changed and settled (same on two ticks)."""
+def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformState, warehouse: Warehouse):
+    """Requests ``inference_days`` for a day whose log files changed and settled (same on two ticks).
+
+    A day the warehouse already holds from exactly these files (ingested by hand, or
+    before this sensor's cursor was reset) is recorded as ingested without a run.
+    """
+    from pathlib import Path
+
     from platform_assets.ingest.partitions import DAILY_PARTITIONS
+    from platform_assets.monitor.logs import unchanged_since_ingestion
 
     cursor = json.loads(context.cursor) if context.cursor else {}
     now = day_signatures(state.paths.inference)
@@ -221,11 +301,60 @@ def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformStat
         if day < first:
             context.log.warning(f"inference log of {day} is before the first partition {first}: not ingested")
             continue
+        if day not in cursor.get("ingested", {}) and Path(warehouse.database).exists():
+            try:
+                with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
+                    held = unchanged_since_ingestion(con, state.paths.inference, day)
+            except TimeoutError:
+                held = False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
+            if held:
+                context.log.info(f"inference log of {day} is already ingested from these files: skipped")
+                cursor.setdefault("ingested", {})[day] = now[day]
+                continue
         requests.append(dg.RunRequest(run_key=f"{day}:{now[day]}", partition_key=day))
         cursor.setdefault("ingested", {})[day] = now[day]
     cursor["seen"] = now
     context.update_cursor(json.dumps(cursor))
     return requests or dg.SkipReason("no settled new log files")
+
+
+def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
+    """Day -> a signature of its outcome file (name, size, mtime)."""
+    from pathlib import Path
+
+    from platform_assets.monitor.outcomes import day_files, landed_days
+
+    out = {}
+    for day in landed_days(Path(outcomes_dir)):
+        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in day_files(Path(outcomes_dir), day)]
+        out[day] = "\n".join(parts)
+    return out
+
+
+@dg.sensor(
+    job=outcome_days_job,
+    minimum_interval_seconds=interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Ingests each day's outcome file once it stops changing (and again if it is replaced).",
+)
+def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
+    """Requests ``outcome_days`` for a day whose outcome file is new or changed and settled (same on two ticks)."""
+    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    now = outcome_day_signatures(state.paths.outcomes)
+    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
+    requests = []
+    for day in settled_days(now, cursor.get("seen", {}), cursor.get("ingested", {})):
+        if day < first:
+            context.log.warning(f"outcome file of {day} is before the first partition {first}: not ingested")
+            continue
+        key = hashlib.sha256(now[day].encode()).hexdigest()[:12]
+        requests.append(dg.RunRequest(run_key=f"outcomes:{day}:{key}", partition_key=day))
+        cursor.setdefault("ingested", {})[day] = now[day]
+    cursor["seen"] = now
+    context.update_cursor(json.dumps(cursor))
+    return requests or dg.SkipReason("no settled new outcome files")
 
 
 @dg.run_failure_sensor(

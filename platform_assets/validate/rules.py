@@ -83,12 +83,12 @@ def _parse_column(values: pd.Series, dtype: str, personal: bool = False) -> tupl
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         bad = parsed.isna() & ~missing
         kind = "a timestamp"
-    elif dtype.startswith(("float", "int")):
+    elif dtype.lower().startswith(("float", "int")):
         parsed = values if pd.api.types.is_numeric_dtype(values) else _text_to_float(values, missing)
         finite = np.isfinite(parsed.to_numpy(dtype=np.float64, na_value=0.0))
         bad = (parsed.isna() & ~missing) | ~finite
         kind = "a finite number"
-        if dtype.startswith("int"):
+        if dtype.lower().startswith("int"):
             fractional = ~bad & ~missing & (parsed.fillna(0) % 1 != 0)
             if fractional.any():
                 bad |= fractional

@@ -41,8 +41,10 @@ class ApplicationSchema(pa.DataFrameModel):
     debt_to_income: Series[float] = pa.Field(ge=0, le=1)
     region: Series[str] = pa.Field(isin=list(REGIONS))
     age_band: Series[str] = pa.Field(isin=list(AGE_BANDS))
-    is_default: Series[int] = pa.Field(isin=[0, 1])
-    label_ts: Series[pa.DateTime] = pa.Field(nullable=False)
+    # The outcome: in a history extract it comes with the application; for a new application it is
+    # unknown (empty) and arrives later in an outcome file (monitor/outcomes). Both or neither.
+    is_default: Series[pd.Int64Dtype] = pa.Field(isin=[0, 1], nullable=True)
+    label_ts: Series[pa.DateTime] = pa.Field(nullable=True)
 
     # Named checks on personal data: the reason says which rule failed, never the value.
     @pa.check("email", name="valid_email")
@@ -68,7 +70,12 @@ class ApplicationSchema(pa.DataFrameModel):
     @pa.dataframe_check(name="label_after_application")
     def label_after_application(cls, df):  # noqa: N805
         """The outcome cannot be known before the application was made."""
-        return df["label_ts"] >= df["application_ts"]
+        return df["label_ts"].isna() | (df["label_ts"] >= df["application_ts"])
+
+    @pa.dataframe_check(name="outcome_and_its_time_together")
+    def outcome_and_its_time_together(cls, df):  # noqa: N805
+        """An outcome comes with the time it became known, and a time only with an outcome."""
+        return df["is_default"].isna() == df["label_ts"].isna()
 
     class Config:
         coerce = True

@@ -72,3 +72,32 @@ def test_every_automated_asset_of_the_code_location_waits_for_upstream_blocking_
     for key, condition in automated.items():
         labels = [getattr(op, "get_label", lambda: None)() for op in getattr(condition, "operands", [])]
         assert "all_deps_blocking_checks_passed" in labels, key
+
+
+def test_the_first_training_set_does_not_wait_for_outcome_files_that_never_come():
+    """Labels may come with the applications: a never-landed outcome partition must not hold training back."""
+    days = dg.DailyPartitionsDefinition(start_date="2026-10-01", end_date="2026-10-05")
+
+    @dg.asset(key=automation.OUTCOMES, partitions_def=days)
+    def outcomes():
+        return 1
+
+    @dg.asset_check(asset=outcomes, blocking=True)
+    def outcomes_counted():
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset(key=automation.FEATURE_STORE)
+    def feature_store():
+        return 1
+
+    @dg.asset(key=automation.TRAINING_SET, deps=[feature_store, outcomes],
+              automation_condition=automation.training_condition())
+    def training_set():
+        return 1
+
+    defs = dg.Definitions(assets=[outcomes, feature_store, training_set], asset_checks=[outcomes_counted])
+    with dg.instance_for_test() as instance:
+        cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        dg.materialize([feature_store], instance=instance)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert automation.TRAINING_SET in {r.key for r in result.results if r.true_subset.size > 0}

@@ -20,6 +20,7 @@ GROUPS = {
     "deploy/deployment": "deploy",
     "monitor/inference_log": "monitor",
     "monitor/drift_report": "monitor",
+    "monitor/outcomes": "monitor",
 }
 
 
@@ -38,6 +39,7 @@ def test_graph_shape_groups_and_checks():
     assert "validated/applications" in lineage["features/stg_applications"]
     assert "features/training_set" in lineage["train/model"]
     assert "evaluate/eval_report" in lineage["deploy/deployment"]
+    assert "monitor/outcomes" in lineage["features/training_set"]  # labels that arrived later train the model
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

@@ -136,3 +136,27 @@ def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_
     result = check()
     assert not result.passed and result.metadata["mismatching_requests"].value == 1
     assert result.metadata["features"].value == "income"
+
+
+def test_an_outcome_file_is_ingested_whole_and_the_check_fails_when_a_row_goes_missing(tmp_path):
+    outcomes_dir = settings.paths(tmp_path).outcomes
+    outcomes_dir.mkdir(parents=True)
+    rows = [f"app-{i},{i % 2},2026-10-20T0{i % 10}:00:00" for i in range(40)]
+    (outcomes_dir / "outcomes_2026-10-20.csv").write_text(
+        "application_id,is_default,label_ts\n" + "\n".join([*rows, "app-x,2,2026-10-20T01:00:00"]) + "\n")
+    resources = definitions.build_resources(tmp_path)
+    assets = [monitor_assets.outcomes, monitor_checks.outcome_rows_accounted_for]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(assets, resources=resources, partition_key="2026-10-20", instance=instance)
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
+        assert meta["dagster/row_count"].value == 40 and meta["rejected_rows"].value == 1
+        assert meta["not_yet_validated"].value == 40  # no applications landed in this test
+        assert all(e.passed for e in result.get_asset_check_evaluations())
+        with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
+            assert con.execute("SELECT reason FROM monitor.outcome_rejects").fetchone()[0] == "is_default: not 0 or 1: 2"
+            con.execute("DELETE FROM monitor.outcomes WHERE application_id = 'app-7'")  # a row lost after ingestion
+        check = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False,
+                               selection=dg.AssetSelection.checks_for_assets(monitor_assets.OUTCOMES))
+        evaluation = check.get_asset_check_evaluations()[0]
+        assert not evaluation.passed
+        assert evaluation.metadata["differing_days"].value == {"2026-10-20": "41 rows in the file, 40 outcomes + rejected"}

@@ -69,3 +69,35 @@ def test_reference_is_the_newest_days_of_the_training_set():
     training = pd.DataFrame({"event_timestamp": times, "x": range(60)})
     window = drift.reference_window(training, 14)
     assert len(window) == 14 and window["event_timestamp"].min() == times[46]
+
+
+def test_daily_quality_is_per_day_and_needs_enough_labels():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    labelled = pd.DataFrame({"_partition": ["2026-10-01"] * 150 + ["2026-10-02"] * 120 + ["2026-10-03"] * 30,
+                             "is_default": y, "probability": np.where(y == 1, 0.8, 0.2)})
+    labelled.loc[150:269, "probability"] = rng.uniform(size=120)  # day 2: no skill
+    daily = drift.daily_quality(labelled, min_rows=100)
+    assert daily["2026-10-01"] == {"rows": 150, "roc_auc": 1.0}
+    assert 0.35 < daily["2026-10-02"]["roc_auc"] < 0.65
+    assert daily["2026-10-03"] == {"rows": 30, "roc_auc": None}  # too few labels to judge
+
+
+def test_a_day_ingested_from_the_same_files_is_known_and_a_changed_file_is_not(tmp_path):
+    import datetime as dt
+
+    import duckdb
+
+    day_dir = tmp_path / "day=2026-10-01"
+    day_dir.mkdir()
+    line = {"request_id": "r1", "row": 0, "served_at": "2026-10-01T10:00:00+00:00",
+            "event_ts": "2026-10-01T10:00:00", "model_name": "m", "model_version": "1", "probability": 0.2}
+    (day_dir / "h-1-2026100110.jsonl").write_text(json.dumps(line) + "\n")
+    con = duckdb.connect()
+    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")  # nothing ingested yet
+    files = [logs.read_log_file(p, "2026-10-01") for p in logs.day_files(tmp_path, "2026-10-01")]
+    logs.write_day(con, "2026-10-01", files, dt.datetime(2026, 10, 2))
+    assert logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")
+    with open(day_dir / "h-1-2026100110.jsonl", "a") as f:
+        f.write(json.dumps({**line, "request_id": "r2"}) + "\n")
+    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")  # grew since: ingest again

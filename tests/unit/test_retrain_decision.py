@@ -4,25 +4,60 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from platform_assets import alerts
 from platform_assets.deploy.serving import free_port
-from platform_assets.monitor.sensors import decide_retrain, settled_days
+from platform_assets.features.assets import training_window
+from platform_assets.monitor.sensors import decide_retrain, quality_onset, settled_days
 
 THRESHOLDS = dict(drift_share=0.3, auc_drop=0.05, cooldown_days=7)
 
 
-def _report(day, share=0.1, drop=0.0, predictions=False, version="3"):
+def _report(day, share=0.1, drop=0.0, predictions=False, version="3", daily=None, reference=0.95):
     return {"drift_share": share, "auc_drop": drop, "prediction_drifted": predictions, "window_end": day,
-            "model_version": version}
+            "model_version": version, "daily_quality": daily or {}, "reference_roc_auc": reference}
 
 
 def test_no_signal_no_retrain_and_each_signal_asks_for_one():
-    assert decide_retrain(_report("2026-10-01"), None, **THRESHOLDS) == (False, "no drift or quality signal")
-    assert decide_retrain(_report("2026-10-01", share=None, drop=None), None, **THRESHOLDS)[0] is False
+    decision = decide_retrain(_report("2026-10-01"), None, **THRESHOLDS)
+    assert not decision.request and decision.reason == "no drift or quality signal"
+    assert decide_retrain(_report("2026-10-01", share=None, drop=None), None, **THRESHOLDS).request is False
     for report in (_report("2026-10-01", share=0.4), _report("2026-10-01", drop=0.08),
                    _report("2026-10-01", predictions=True)):
-        request, reason = decide_retrain(report, None, **THRESHOLDS)
-        assert request and reason
+        decision = decide_retrain(report, None, **THRESHOLDS)
+        assert decision.request and decision.reason and decision.since is None  # no onset: all history
+
+
+def _daily(aucs, rows=500):
+    return {f"2026-10-{i + 1:02d}": {"rows": rows, "roc_auc": auc} for i, auc in enumerate(aucs)}
+
+
+def test_the_onset_is_the_first_day_of_the_newest_run_of_decayed_days():
+    assert quality_onset(_daily([0.95, 0.94, 0.75, 0.74]), below=0.9) == "2026-10-03"
+    assert quality_onset(_daily([0.7, 0.95, 0.75, None, 0.74]), below=0.9) == "2026-10-03"  # a day without AUC
+    assert quality_onset(_daily([0.95, 0.96]), below=0.9) is None
+    assert quality_onset(_daily([0.75, 0.95]), below=0.9) is None  # recovered: no onset now
+
+
+def test_a_quality_drop_waits_for_labelled_rows_since_its_onset_then_trains_on_those_days():
+    daily = _daily([0.95, 0.95, 0.74, 0.73], rows=400)
+    early = decide_retrain(_report("2026-10-04", drop=0.08, daily=daily), None, **THRESHOLDS, min_rows_since=1000)
+    assert not early.request and early.waiting and early.since == "2026-10-03" and "800 of 1000" in early.reason
+    daily["2026-10-05"] = {"rows": 400, "roc_auc": 0.75}
+    later = decide_retrain(_report("2026-10-05", drop=0.09, daily=daily), None, **THRESHOLDS, min_rows_since=1000)
+    assert later.request and later.since == "2026-10-03" and "1200 labelled rows" in later.reason
+    # Input drift alone keeps all history: the relation did not move.
+    assert decide_retrain(_report("2026-10-05", share=0.6, daily=daily), None, **THRESHOLDS).since is None
+
+
+def test_the_training_window_is_requested_kept_or_reset():
+    assert training_window("2026-10-03", None) == "2026-10-03"
+    assert training_window("", "2026-10-03") == "2026-10-03"  # a later retrain keeps the drift's window
+    assert training_window("all", "2026-10-03") is None
+    assert training_window("", None) is None
+    with pytest.raises(ValueError, match="not a day"):
+        training_window("last week", None)
 
 
 def test_one_drift_episode_gives_one_retrain():
@@ -30,8 +65,7 @@ def test_one_drift_episode_gives_one_retrain():
     last, requested = None, []
     for day in range(1, 15):
         report = _report(f"2026-10-{day:02d}", share=0.5)
-        request, _ = decide_retrain(report, last, **THRESHOLDS)
-        if request:
+        if decide_retrain(report, last, **THRESHOLDS).request:
             last = report
             requested.append(day)
     assert requested == [1, 8]  # a drift that lasts past the cool-down asks again, once a week
