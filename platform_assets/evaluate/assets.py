@@ -22,6 +22,10 @@ class GateConfig(dg.Config):
     brier_tolerance: float = 0.01
     max_demographic_parity_difference: float = 0.3
     max_equal_opportunity_difference: float = 0.3
+    # A group's positive rate counts toward the parity gap from this many test rows, its true positive
+    # rate toward the opportunity gap from this many positives (smaller groups: reported, not judged).
+    min_group_rows: int = 100
+    min_group_positives: int = 30
     calibration_bins: int = 10
     importance_repeats: int = 3
     importance_seed: int = 0
@@ -44,7 +48,8 @@ def score_model(bundle, test, config: GateConfig, importance: bool) -> tuple[dic
     p = bundle.predict_proba(test)
     scored = {
         "metrics": metrics.score(y, p, config.threshold),
-        "fairness": metrics.fairness(y, p, test[PROTECTED_ATTRIBUTE].to_numpy(), config.threshold),
+        "fairness": metrics.fairness(y, p, test[PROTECTED_ATTRIBUTE].to_numpy(), config.threshold,
+                                     config.min_group_rows, config.min_group_positives),
         "calibration": metrics.calibration_table(y, p, config.calibration_bins),
     }
     if importance:

@@ -30,6 +30,25 @@ def test_fairness_gaps():
     assert f["equal_opportunity_difference"] == pytest.approx(1.0)
 
 
+def test_fairness_gaps_leave_out_groups_too_small_to_judge():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 430)
+    g = np.array(["a"] * 200 + ["b"] * 200 + ["tiny"] * 30)
+    p = np.where(y == 1, 0.7, 0.3)
+    p[400:] = 0.9  # the tiny group: everyone predicted positive
+    f = fairness(y, p, g, min_group_rows=100, min_group_positives=30)
+    assert f["demographic_parity_difference"] < 0.15 and f["equal_opportunity_difference"] == 0.0
+    assert f["too_small"] == {"tiny": {"rows": 30, "positives": int(y[400:].sum())}}
+    assert f["slices"]["tiny"]["positive_rate"] == 1.0  # still reported
+    judged = fairness(y, p, g)  # every group judged: the tiny group's gap shows
+    assert judged["demographic_parity_difference"] > 0.4
+    decision = decide(_model(0.8) | {"fairness": f}, None, **BOUNDS)
+    assert decision.passed and any(r.startswith("NOTE") and "tiny (30 rows" in r for r in decision.reasons)
+    alone = fairness(y[:200], p[:200], g[:200], min_group_rows=100, min_group_positives=30)  # one group: no gap
+    reasons = decide(_model(0.8) | {"fairness": alone}, None, **BOUNDS).reasons
+    assert sum(r.startswith("NOT JUDGED") for r in reasons) == 2 and not any("PASS: demographic" in r for r in reasons)
+
+
 def test_first_model_is_judged_on_absolute_bounds():
     assert decide(_model(0.8), None, **BOUNDS).passed
     assert not decide(_model(0.7), None, **BOUNDS).passed
