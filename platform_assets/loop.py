@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,8 @@ import pandas as pd
 logger = logging.getLogger("platform.loop")
 
 # The sensors the loop drives, in the order a tick runs them.
-LOOP_SENSORS = ("landing_files_sensor", "inference_log_files", "retrain_on_drift", "retrain_on_new_labels")
+LOOP_SENSORS = ("landing_files_sensor", "outcome_files", "inference_log_files", "retrain_on_drift",
+                "retrain_on_new_labels")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class DayReport:
     retrains_requested: list[str] = field(default_factory=list)
     gate: list[str] = field(default_factory=list)
     runs: int = 0
+    landed_at: float | None = None  # wall time (epoch s) the day's landing file was written
     traffic: object = None  # the day's TrafficResult: request id of every application, answers
 
     def line(self) -> str:
@@ -136,6 +139,7 @@ class InProcessDaemon:
                 continue
             sensor_def = self.defs.resolve_sensor_def(sensor)
             tags = {**(request.tags or {}), "dagster/sensor_name": sensor}
+            run_config = {**self.run_config, **(request.run_config or {})}
             if request.run_key:
                 tags["dagster/run_key"] = request.run_key
             selection = request.asset_selection or (
@@ -146,12 +150,12 @@ class InProcessDaemon:
                 job = self.defs.resolve_implicit_global_asset_job_def()
                 result = job.execute_in_process(instance=self.instance, partition_key=request.partition_key,
                                                 tags=tags, raise_on_error=False, asset_selection=list(selection),
-                                                run_config=self.run_config)
+                                                run_config=run_config)
             else:
                 job_name = request.job_name or sensor_def.job_name
                 result = self.defs.resolve_job_def(job_name).execute_in_process(
                     instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False,
-                    run_config=self.run_config)
+                    run_config=run_config)
             executed.append({"job": job_name, "by": sensor, "success": result.success, "run_id": result.run_id,
                              "tags": dict(request.tags or {})})
         evaluation = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance,
@@ -195,10 +199,31 @@ def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, after: int 
     return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
 
 
+def outcomes_later(apps: pd.DataFrame, landed_at: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Splits the labels as they become known: with the application when known by its landing, else later.
+
+    Args:
+        apps: Generated applications (with ``is_default`` and ``label_ts``).
+        landed_at: When each application's file lands.
+
+    Returns:
+        The applications with the outcomes unknown at landing emptied, and those
+        outcomes (``application_id``, ``is_default``, ``label_ts``), to land in the
+        outcome file of the day they became known.
+    """
+    later = apps["label_ts"] >= landed_at
+    outcomes = apps.loc[later, ["application_id", "is_default", "label_ts"]].copy()
+    landed = apps.copy()
+    landed["is_default"] = landed["is_default"].astype("Int64").mask(later)
+    landed["label_ts"] = landed["label_ts"].mask(later)
+    return landed, outcomes
+
+
 def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root: Path, daemon: InProcessDaemon,
-            concurrency: int) -> DayReport:
+            concurrency: int, outcomes: pd.DataFrame | None = None) -> DayReport:
     """Serves one day's applications, lands the day's file, and lets the automation react."""
     from platform_assets.automation import DRIFT_REPORT, EVAL_REPORT
+    from platform_assets.monitor.outcomes import write_outcome_files
     from platform_assets.sample_data.generator import write_landing_files
     from platform_assets.traffic import send_applications
 
@@ -208,6 +233,9 @@ def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root:
     before = _latest_record(daemon.instance, DRIFT_REPORT)
     before_id = before.storage_id if before else None
     write_landing_files(applications, landing_dir)
+    if outcomes is not None and len(outcomes):
+        write_outcome_files(outcomes, Path(state_root) / "landing" / "outcomes")
+    report.landed_at = time.time()
     runs = daemon.settle()
     report.runs = len(runs)
     report.retrains_requested = [r["tags"].get("platform/retrain_reason", r["by"]) for r in runs if r["job"] == "retrain"]
@@ -250,6 +278,16 @@ def wait_for_daemon(instance: dg.DagsterInstance, day: str, timeout_s: float, po
     raise TimeoutError(f"the daemon did not ingest the traffic of {day} within {timeout_s:.0f} s: is `make ui` running?")
 
 
+def wait_for_file(path: Path, timeout_s: float, poll_s: float = 5.0) -> float:
+    """Waits until ``path`` exists (the daemon's first deployment); returns the seconds waited."""
+    started = time.monotonic()
+    while not path.exists():
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s: is `make ui` (the daemon) running?")
+        time.sleep(poll_s)
+    return time.monotonic() - started
+
+
 def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance, defs: dg.Definitions | None,
              start: dt.date, echo=print, daemon_timeout_s: float = 900.0,
              log_level: str = "DEBUG") -> tuple[list[DayReport], "InProcessDaemon | None"]:
@@ -268,6 +306,8 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         One report per live day, and the in-process daemon (its ``history`` lists every run).
     """
     from platform_assets import settings
+    from platform_assets.automation import DRIFT_REPORT
+    from platform_assets.monitor.outcomes import write_outcome_files
     from platform_assets.sample_data.generator import write_landing_files
 
     paths = settings.paths(state_root)
@@ -276,6 +316,11 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
     history_end = start + dt.timedelta(days=config.history_days)
     daemon = InProcessDaemon(defs, instance, log_level) if defs is not None else None
     echo(f"landing {config.history_days} days of history ({(days < history_end).sum()} applications) ...")
+    # Outcomes known when a file lands travel with it; the others land later in outcome files.
+    history_end_ts = pd.Timestamp(history_end)
+    landed_at = (apps["application_ts"].dt.normalize() + pd.Timedelta(days=1)).clip(lower=history_end_ts)
+    apps, pending = outcomes_later(apps, landed_at)
+    pending_days = pending["label_ts"].dt.date
     write_landing_files(apps[days < history_end], paths.landing)
     if daemon is not None:
         # As `make materialize` does before automation takes over: the history in one run, then a first model.
@@ -289,6 +334,10 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
                                    "tags": tags})
         daemon.settle()
     deployment = paths.serving / "deployment.json"
+    if daemon is None:
+        echo(f"waiting for the daemon to ingest the history and deploy a first model (at most {daemon_timeout_s:.0f} s)")
+        waited = wait_for_file(deployment, daemon_timeout_s)
+        echo(f"first model serving after {waited:.0f} s")
     if not deployment.exists():
         if daemon is not None:
             failed = [r for r in daemon.history if not r["success"]]
@@ -301,16 +350,69 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         day = history_end + dt.timedelta(days=offset)
         todays = apps[days == day]
         if daemon is not None:
-            report = run_day(day.isoformat(), todays, paths.landing, paths.root, daemon, config.concurrency)
+            report = run_day(day.isoformat(), todays, paths.landing, paths.root, daemon, config.concurrency,
+                             pending[pending_days == day])
         else:
             from platform_assets.traffic import send_applications
 
             traffic = send_applications(json.loads(deployment.read_text())["url"], todays, config.concurrency)
             write_landing_files(todays, paths.landing)
-            report = DayReport(day.isoformat(), traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic)
+            write_outcome_files(pending[pending_days == day], paths.outcomes)
+            report = DayReport(day.isoformat(), traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic,
+                               landed_at=time.time())
             report.runs = wait_for_daemon(instance, day.isoformat(), daemon_timeout_s)
             report.serving_version = json.loads(deployment.read_text())["model_version"]
+            # The daemon's newest drift report (it may lag the day: its hops run on later ticks).
+            figures = _latest_metadata(instance, DRIFT_REPORT) or {}
+            report.drift_share, report.roc_auc = figures.get("drift_share"), figures.get("roc_auc")
         marker = "  <- drift starts" if drift_day == day.isoformat() else ""
         echo(report.line() + marker)
         reports.append(report)
+    latency = retrain_latency(instance, reports, drift_day)
+    if latency is None and daemon is None and drift_day is not None:
+        # The daemon reacts at its own pace: give its retrain (outcomes of the drifted days first) time to land.
+        echo(f"waiting for the daemon's drift-triggered retrain (at most {daemon_timeout_s:.0f} s)")
+        deadline = time.monotonic() + daemon_timeout_s
+        while latency is None and time.monotonic() < deadline:
+            time.sleep(5)
+            latency = retrain_latency(instance, reports, drift_day)
+    if latency:
+        echo(f"drifted day landed -> new version serving: {latency['drift_landed_to_serving_s']:.0f} s; "
+             f"landing of {latency['trigger_day']} (whose outcomes triggered the retrain) -> serving: "
+             f"{latency['trigger_landed_to_serving_s']:.0f} s; retrain run: {latency['retrain_run_s']:.0f} s")
+    timeline = paths.root / "loop" / "timeline.json"
+    timeline.parent.mkdir(parents=True, exist_ok=True)
+    timeline.write_text(json.dumps({
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__}, "drift_day": drift_day,
+        "days": [{k: v for k, v in vars(r).items() if k != "traffic"} for r in reports], "latency": latency,
+    }, indent=2, default=str))
     return reports, daemon
+
+
+def retrain_latency(instance: dg.DagsterInstance, reports: list[DayReport], drift_day: str | None) -> dict | None:
+    """Wall-clock seconds from landings to the first drift-triggered version serving, or ``None``.
+
+    ``drift_landed_to_serving_s`` runs from the landing of the first drifted day (it
+    includes the days it takes for their outcomes to be known, compressed into the
+    loop's pace); ``trigger_landed_to_serving_s`` from the landing of the day after
+    which the drift sensor asked (the platform's own reaction time: ingestion,
+    features, inference log, drift report, sensor tick, retrain, gate, deployment).
+    """
+    from platform_assets.automation import DEPLOYMENT
+
+    runs = [r for r in instance.get_run_records(filters=dg.RunsFilter(tags={"platform/trigger": "drift"}))]
+    if not runs or drift_day is None:
+        return None
+    first = min(runs, key=lambda r: r.create_timestamp.timestamp())
+    requested = first.create_timestamp.timestamp()
+    deployed = [r for r in instance.fetch_materializations(DEPLOYMENT, limit=100).records
+                if r.run_id == first.dagster_run.run_id]
+    landed = {r.day: r.landed_at for r in reports if r.landed_at is not None}
+    trigger = max((d for d, t in landed.items() if t <= requested), default=None)
+    if not deployed or drift_day not in landed or trigger is None:
+        return None
+    serving = deployed[0].timestamp
+    return {"drift_day": drift_day, "trigger_day": trigger, "retrain_run_id": first.dagster_run.run_id,
+            "drift_landed_to_serving_s": serving - landed[drift_day],
+            "trigger_landed_to_serving_s": serving - landed[trigger],
+            "retrain_run_s": serving - requested}

@@ -63,11 +63,18 @@ def _activity(applicant: int) -> tuple[list[float], list[float]]:
     return [float(t) for t in times], [float(a) for a in rng.uniform(1000, 20000, size=len(times)).round(2)]
 
 
+def _without_newest_earlier(times: list[float], amounts: list[float]) -> tuple[list[float], list[float]]:
+    earlier = [i for i, t in enumerate(times) if t < DAY_EPOCH]
+    keep = [i for i in range(len(times)) if not earlier or i != earlier[-1]]
+    return [times[i] for i in keep], [amounts[i] for i in keep]
+
+
 class FeatureServer:
     """Answers /get-online-features like Feast's feature server; ``down`` makes it answer 500."""
 
     def __init__(self):
         self.down = False
+        self.stale = False  # answers without each applicant's newest earlier application (a day not materialized)
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +86,8 @@ class FeatureServer:
                     return
                 ids = body["entities"]["applicant_id"]
                 found = [_activity(a) if a != 1 else (None, None) for a in ids]
+                if owner.stale:
+                    found = [_without_newest_earlier(*f) if f[0] else f for f in found]
                 results = [
                     {"values": ids, "statuses": ["PRESENT"] * len(ids), "event_timestamps": ["1970-01-01T00:00:00Z"] * len(ids)},
                     {"values": [f[0] for f in found], "statuses": ["PRESENT"] * len(ids), "event_timestamps": []},
@@ -164,6 +173,39 @@ def test_every_request_is_logged_once_with_the_features_it_used(serving):
     # Served = offline: the bundle scores the logged inputs to the same probabilities.
     offline = bundle.predict_proba({c: logged[c].to_numpy() for c in [*NUMERIC, "region"]})
     np.testing.assert_allclose(offline, logged["probability"].to_numpy(), atol=1e-6)
+
+
+def test_the_skew_check_passes_on_a_current_store_and_fails_on_a_stale_one(serving):
+    """Real server, real log: its served features against point-in-time ones (the full history before the day)."""
+    from platform_assets.monitor.skew import feature_mismatches
+
+    url, log_dir, features, _ = serving
+    compared = ["prior_applications_90d", "prior_applications_365d", "avg_prior_loan_amount_365d",
+                "days_since_last_application"]
+
+    def served_and_offline(seed):
+        apps = _applications(60, seed=seed)
+        result = send_applications(url, apps, concurrency=4)
+        assert result.answered == 60
+        lines = pd.DataFrame(_log_lines(log_dir))
+        served = lines[lines["request_id"].isin(set(result.request_ids.values()))]
+        offline = pd.DataFrame([{"application_id": a.application_id, **history_features(
+            *_activity(a.applicant_id),
+            dt.datetime.fromisoformat(a.application_ts).replace(tzinfo=dt.timezone.utc).timestamp())}
+            for a in apps.itertuples()])
+        return apps, feature_mismatches(served, offline, compared)
+
+    _, current = served_and_offline(seed=21)
+    assert current.empty
+    features.stale = True
+    try:
+        apps, stale = served_and_offline(seed=22)
+    finally:
+        features.stale = False
+    with_history = set(apps.loc[apps["applicant_id"] % 5 > 0, "application_id"])
+    # Every application of an applicant with earlier applications is caught; none without.
+    assert set(stale["application_id"]) == with_history and len(with_history) > 10
+    assert set(stale["feature"]) >= {"prior_applications_365d", "days_since_last_application"}
 
 
 def test_an_applicant_unknown_to_the_store_has_no_history(serving):
