@@ -9,7 +9,8 @@ import pytest
 from platform_assets import alerts
 from platform_assets.deploy.serving import free_port
 from platform_assets.features.assets import training_window
-from platform_assets.monitor.sensors import decide_retrain, quality_onset, settled_days
+from platform_assets.monitor.retrain import decide_retrain, quality_onset
+from platform_assets.monitor.sensors import settled_days
 
 THRESHOLDS = dict(drift_share=0.3, auc_drop=0.05, cooldown_days=7)
 
