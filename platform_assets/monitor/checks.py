@@ -8,6 +8,12 @@ from platform_assets.monitor.assets import DRIFT_REPORT, INFERENCE_LOG, OUTCOMES
 from platform_assets.resources import PlatformState, Warehouse
 
 
+def _rows_by_day(con, table: str, where: str, params: list) -> dict[str, int]:
+    """Day -> rows of ``monitor.<table>`` for the days ``where`` selects."""
+    return dict(con.execute(
+        f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.{table} WHERE {where} GROUP BY 1", params).fetchall())
+
+
 @dg.asset_check(
     asset=INFERENCE_LOG,
     blocking=True,
@@ -22,11 +28,7 @@ def inference_log_lines_accounted_for(
     keys = run_partition_keys(context)
     where, params = partition_filter(keys)
     with warehouse.connect(read_only=True) as con:
-        held = dict(con.execute(
-            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.inference_log WHERE {where} GROUP BY 1", params).fetchall())
-        rejected = dict(con.execute(
-            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.inference_log_rejects WHERE {where} GROUP BY 1",
-            params).fetchall())
+        held, rejected = (_rows_by_day(con, t, where, params) for t in ("inference_log", "inference_log_rejects"))
         duplicates = con.execute(
             f"SELECT count(*) FROM (SELECT request_id, row FROM monitor.inference_log WHERE {where} "
             "GROUP BY 1, 2 HAVING count(*) > 1)", params).fetchone()[0]
@@ -63,11 +65,7 @@ def outcome_rows_accounted_for(
     keys = run_partition_keys(context)
     where, params = partition_filter(keys)
     with warehouse.connect(read_only=True) as con:
-        held = dict(con.execute(
-            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.outcomes WHERE {where} GROUP BY 1", params).fetchall())
-        rejected = dict(con.execute(
-            f"SELECT {PARTITION_COLUMN}, count(*) FROM monitor.outcome_rejects WHERE {where} GROUP BY 1",
-            params).fetchall())
+        held, rejected = (_rows_by_day(con, t, where, params) for t in ("outcomes", "outcome_rejects"))
         days = keys if keys is not None else [r[0] for r in con.execute(
             f"SELECT DISTINCT {PARTITION_COLUMN} FROM monitor.outcome_files WHERE {where} ORDER BY 1", params).fetchall()]
         duplicates = con.execute("SELECT count(*) FROM (SELECT application_id FROM monitor.outcomes "

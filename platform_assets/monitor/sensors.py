@@ -176,18 +176,27 @@ def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[s
     return sorted(d for d, sig in now.items() if previous.get(d) == sig and ingested.get(d) != sig)
 
 
+def file_signatures(days: list[str], files_of) -> dict[str, str]:
+    """Day -> a short signature of its files (names, sizes, mtimes): it changes when a file is added or rewritten.
+
+    Args:
+        days: The days that have files.
+        files_of: Day -> that day's file paths.
+    """
+    out = {}
+    for day in days:
+        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files_of(day)]
+        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return out
+
+
 def day_signatures(inference_dir) -> dict[str, str]:
-    """Day -> a signature of its log files (names, sizes, mtimes)."""
-    import hashlib
+    """Day -> a signature of the server's log files of that day."""
     from pathlib import Path
 
     from platform_assets.monitor.logs import day_files, logged_days
 
-    out = {}
-    for day in logged_days(Path(inference_dir)):
-        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in day_files(Path(inference_dir), day)]
-        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return out
+    return file_signatures(logged_days(Path(inference_dir)), lambda day: day_files(Path(inference_dir), day))
 
 
 @dg.sensor(
@@ -233,16 +242,12 @@ def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformStat
 
 
 def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
-    """Day -> a signature of its outcome file (name, size, mtime)."""
+    """Day -> a signature of that day's outcome file."""
     from pathlib import Path
 
     from platform_assets.monitor.outcomes import day_files, landed_days
 
-    out = {}
-    for day in landed_days(Path(outcomes_dir)):
-        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in day_files(Path(outcomes_dir), day)]
-        out[day] = "\n".join(parts)
-    return out
+    return file_signatures(landed_days(Path(outcomes_dir)), lambda day: day_files(Path(outcomes_dir), day))
 
 
 @dg.sensor(
@@ -263,8 +268,7 @@ def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
         if day < first:
             context.log.warning(f"outcome file of {day} is before the first partition {first}: not ingested")
             continue
-        key = hashlib.sha256(now[day].encode()).hexdigest()[:12]
-        requests.append(dg.RunRequest(run_key=f"outcomes:{day}:{key}", partition_key=day))
+        requests.append(dg.RunRequest(run_key=f"outcomes:{day}:{now[day]}", partition_key=day))
         cursor.setdefault("ingested", {})[day] = now[day]
     cursor["seen"] = now
     context.update_cursor(json.dumps(cursor))
