@@ -1,4 +1,4 @@
-"""Checks on the raw applications: the files arrived whole, with their columns, and recently.
+"""Checks on the raw applications: every file found was read or rejected, read whole, and recently.
 
 Each check looks at the days of the run it belongs to (every day when a check
 runs on its own).
@@ -7,41 +7,117 @@ runs on its own).
 
 import dagster as dg
 
-from platform_assets.domain import COLUMNS
 from platform_assets.ingest.assets import RAW_APPLICATIONS
-from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
-from platform_assets.resources import Warehouse
+from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter, run_partition_keys
+from platform_assets.resources import Landing, Warehouse
 
 
-@dg.asset_check(asset=RAW_APPLICATIONS, blocking=True, description="Every expected column is present.")
-def raw_applications_has_schema_columns(warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Fails when a column of the landing schema is missing from the raw table."""
+@dg.asset_check(
+    asset=RAW_APPLICATIONS,
+    blocking=True,
+    description=(
+        "Every landing file found now for the run's days is recorded (read or rejected), and a run that found "
+        "files read rows from them; days without rows warn."
+    ),
+)
+def landing_files_found_were_read(
+    context: dg.AssetCheckExecutionContext, landing: Landing, warehouse: Warehouse
+) -> dg.AssetCheckResult:
+    """Lists the landing folder itself and compares what it finds with what the raw tables recorded.
+
+    Fails (blocking) when a file found is in neither ``raw.landing_files`` nor
+    ``raw.rejected_files``, or when files were found but no row was read from
+    them (every name wrong, every file rejected): the reasons name the files and
+    the expected name pattern. Warns when some of the run's days read no rows.
+    """
+    from platform_assets.ingest.landing import list_landing_files, partition_of
+
+    keys = run_partition_keys(context)
+    urls = list_landing_files(landing.url)
+    placed = [u for u in urls if partition_of(u) is not None and DAILY_PARTITIONS.has_partition_key(partition_of(u))]
+    found = [u for u in placed if keys is None or partition_of(u) in keys]
+    unplaced = [u for u in urls if u not in placed]
+    where, params = partition_filter(keys)
     with warehouse.connect(read_only=True) as con:
-        present = {row[0] for row in con.execute("DESCRIBE raw.applications").fetchall()}
-    missing = sorted(set(COLUMNS) - present)
-    return dg.AssetCheckResult(passed=not missing, metadata={"missing_columns": ", ".join(missing) or "none"})
+        read = {r[0] for r in con.execute(f"SELECT path FROM raw.landing_files WHERE {where}", params).fetchall()}
+        rejected = dict(con.execute(
+            f"SELECT path, error FROM raw.rejected_files WHERE {where} OR {PARTITION_COLUMN} IS NULL", params
+        ).fetchall())
+        rows_by_day = dict(con.execute(
+            f"SELECT {PARTITION_COLUMN}, count(*) FROM raw.applications WHERE {where} GROUP BY 1", params
+        ).fetchall())
+    lost = [u for u in (*found, *unplaced) if u not in read and u not in rejected]
+    rows = sum(rows_by_day.values())
+    problems = [f"{u}: found in the landing folder but neither read nor rejected" for u in lost]
+    if rows == 0 and (found or unplaced):
+        problems.append(f"{len(found) + len(unplaced)} file(s) found, 0 rows read from them:")
+        problems += [f"  {rejected.get(u, u)}" for u in (*found, *unplaced)]
+    empty_days = sorted(set(keys) - set(rows_by_day)) if keys is not None else []
+    severity = dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN
+    if empty_days and not problems:
+        problems.append(f"{len(empty_days)} of the run's {len(keys)} day(s) read no rows: "
+                        f"{', '.join(empty_days[:10])}{' ...' if len(empty_days) > 10 else ''}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=severity,
+        description="; ".join(problems[:3])[:1000] if problems else None,
+        metadata={
+            "files_found": len(found),
+            "files_fitting_no_day": len(unplaced),
+            "files_read": len(read),
+            "rows_read": rows,
+            "days_without_rows": len(empty_days),
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+        },
+    )
 
 
-@dg.asset_check(asset=RAW_APPLICATIONS, description="Each file was read whole: table rows = sum of file rows.")
+@dg.asset_check(
+    asset=RAW_APPLICATIONS,
+    blocking=True,
+    description="Each file was read whole: its rows recounted from its bytes now = its rows in raw.applications.",
+)
 def raw_applications_files_read_whole(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse
 ) -> dg.AssetCheckResult:
-    """Compares the table's row count per file with the count recorded when the file was read."""
+    """Recounts every recorded file's rows without the reader's parser and compares with the table."""
+    import hashlib
+
+    from platform_assets.ingest.landing import count_file_rows, read_bytes
+
     where, params = partition_filter(run_partition_keys(context), f"f.{PARTITION_COLUMN}")
     with warehouse.connect(read_only=True) as con:
-        mismatches = con.execute(
+        loaded = con.execute(
             f"""
-            SELECT f.path, f.rows, count(a._source_file) AS loaded
+            SELECT f.path, f.sha256, count(a._source_file) AS loaded
             FROM raw.landing_files f LEFT JOIN raw.applications a ON a._source_file = f.path
-            WHERE {where}
-            GROUP BY f.path, f.rows HAVING count(a._source_file) <> f.rows OR max(a._source_row) <> f.rows
+            WHERE {where} GROUP BY f.path, f.sha256 ORDER BY f.path
             """,
             params,
         ).fetchall()
-        files, rows = con.execute(f"SELECT count(*), sum(rows) FROM raw.landing_files f WHERE {where}", params).fetchone()
+    differing, counted_rows = {}, 0
+    for path, sha256, rows in loaded:
+        try:
+            content = read_bytes(path)
+        except FileNotFoundError:
+            differing[path] = "gone from the landing folder since it was read: cannot recount"
+            continue
+        if hashlib.sha256(content).hexdigest() != sha256:
+            differing[path] = "changed since it was read (content hash differs): ingest the day again"
+            continue
+        try:
+            counted = count_file_rows(path, content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            differing[path] = f"cannot be recounted: {exc}"
+            continue
+        counted_rows += counted
+        if counted != rows:
+            differing[path] = f"{counted} rows in the file, {rows} in raw.applications"
     return dg.AssetCheckResult(
-        passed=not mismatches,
-        metadata={"files": files, "rows": int(rows or 0), "files_not_whole": len(mismatches)},
+        passed=not differing,
+        metadata={"files": len(loaded), "rows_counted_in_files": counted_rows,
+                  "rows_in_table": int(sum(r[2] for r in loaded)), "files_not_whole": len(differing),
+                  "differing_files": dg.MetadataValue.json(differing)},
     )
 
 

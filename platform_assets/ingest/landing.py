@@ -18,7 +18,6 @@ import fsspec
 import fsspec.implementations.local
 import pandas as pd
 
-SUPPORTED_SUFFIXES = (".parquet", ".csv", ".jsonl")
 FILE_NAME = re.compile(r"^applications_(?P<day>\d{4}-\d{2}-\d{2})\.(parquet|csv|jsonl)$")
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
@@ -105,6 +104,33 @@ def _parse_nonempty(url: str, content: bytes) -> pd.DataFrame:
     if not content:
         raise LandingFileError(f"{url}: file is empty (0 bytes)")
     return _parse(url, content)
+
+
+def count_file_rows(url: str, content: bytes) -> int:
+    """Data rows of one landing file counted without the reader's parser: a check's independent count.
+
+    Parquet: the row count in the file's footer metadata. CSV: records of Python's
+    ``csv`` module (quoted newlines stay inside their record), blank lines left out,
+    less the header. JSON lines: non-blank lines.
+
+    Raises:
+        ValueError: If the file is of no supported type or cannot be counted.
+    """
+    if url.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(io.BytesIO(content)).metadata.num_rows
+    text = content.decode("utf-8")
+    if url.endswith(".csv"):
+        import csv
+
+        # A field may be as long as the file (pandas has no limit); the module's default is 128 KiB.
+        csv.field_size_limit(max(csv.field_size_limit(), len(content) + 1))
+        records = sum(1 for record in csv.reader(io.StringIO(text, newline="")) if record)
+        return max(records - 1, 0)
+    if url.endswith(".jsonl"):
+        return sum(1 for line in text.splitlines() if line.strip())
+    raise ValueError(f"{url}: not a .parquet, .csv or .jsonl file")
 
 
 def read_sample(url: str, max_rows: int) -> pd.DataFrame:

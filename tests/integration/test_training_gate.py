@@ -30,8 +30,8 @@ NAME = "loan-default"
 def write_training_set(root, label_noise: float = 0.0) -> str:
     """Writes a training set shaped like the feature stage's (split by time); returns its sha256.
 
-    ``label_noise`` flips that share of the train and validation labels (seeded);
-    test labels stay clean, so both models are judged on the truth.
+    ``label_noise`` flips that share of the train labels (seeded); validation and
+    test labels stay clean, so models are chosen and judged on the truth.
     """
     from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
 
@@ -41,7 +41,7 @@ def write_training_set(root, label_noise: float = 0.0) -> str:
     df["split"] = np.select([position < 0.7, position < 0.85], ["train", "validation"], "test")
     if label_noise:
         rng = np.random.default_rng(11)
-        flip = (df["split"] != "test").to_numpy() & (rng.uniform(size=len(df)) < label_noise)
+        flip = (df["split"] == "train").to_numpy() & (rng.uniform(size=len(df)) < label_noise)
         df.loc[flip, "is_default"] = 1 - df.loc[flip, "is_default"]
     path = settings.paths(root).training_set
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,17 +71,18 @@ def platform(tmp_path_factory):
                 )
 
             client = resources["mlflow_registry"].client()
-            yield {"root": root, "instance": instance, "run": run, "client": client}
+            yield {"root": root, "instance": instance, "run": run, "client": client, "resources": resources}
 
 
 @pytest.fixture(scope="module")
 def first_champion(platform):
     """Run 1: the model trained on clean data passes the gate and becomes champion."""
     digest = write_training_set(platform["root"])
-    # What the training_set asset records: its file's sha256 as the data version.
-    platform["instance"].report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=TRAINING_SET, tags={"dagster/data_version": digest})
-    )
+    # What the training_set asset records: its file's sha256 as the data version; the feature layer its own.
+    for key in train_assets.LINEAGE_KEYS:
+        version = digest if key == TRAINING_SET else f"v-{key.to_user_string()}"
+        platform["instance"].report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=key, tags={"dagster/data_version": version}))
     result = platform["run"]("train/model", "evaluate/eval_report")
     assert result.success
     return result, digest
@@ -108,7 +109,7 @@ def test_candidate_search_registers_the_best_on_validation_with_lineage(platform
     assert tags["dagster_run_id"] == result.run_id
     assert tags["dagster_partition"] == "none"
     assert tags["data_version.features/training_set"] == digest == tags["training_set_data_version"]
-    assert tags["data_version.features/feature_store"] == "none"  # never materialized in this instance
+    assert tags["data_version.features/feature_store"] == "v-features/feature_store"
     assert len(tags["git_commit"]) == 40
     assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [digest[:16]]
     history = client.get_metric_history(parent.info.run_id, "val_loss")
@@ -121,6 +122,55 @@ def test_candidate_search_registers_the_best_on_validation_with_lineage(platform
     assert info.saved_input_example_info is not None
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["model_tracked_and_registered"] and checks["model_loss_converged"]
+
+
+def _check(check, platform, **config):
+    resources = platform["resources"]
+    kwargs = {"state": resources["state"], "mlflow_registry": resources["mlflow_registry"]}
+    if config:
+        kwargs["config"] = train_checks.ConvergenceConfig(**config)
+    return check(**kwargs)
+
+
+def test_lineage_check_fails_on_a_missing_data_version_and_on_other_bytes(platform, first_champion):
+    client = platform["client"]
+    run_id = client.get_model_version_by_alias(NAME, CHALLENGER).run_id
+    tags = client.get_run(run_id).data.tags
+    assert _check(train_checks.model_tracked_and_registered, platform).passed
+    try:
+        client.set_tag(run_id, "data_version.features/feature_store", "none")
+        check = _check(train_checks.model_tracked_and_registered, platform)
+        assert not check.passed and "no data version for features/feature_store (got 'none')" in check.description
+        client.set_tag(run_id, "data_version.features/feature_store", tags["data_version.features/feature_store"])
+        client.set_tag(run_id, "training_set_data_version", "0" * 64)
+        check = _check(train_checks.model_tracked_and_registered, platform)
+        assert not check.passed and "trained on bytes 000000000000" in check.description
+    finally:
+        for tag in ("data_version.features/feature_store", "training_set_data_version"):
+            client.set_tag(run_id, tag, tags[tag])
+    assert _check(train_checks.model_tracked_and_registered, platform).passed
+
+
+def test_loss_check_recomputes_the_loss_and_fails_when_the_model_is_no_better_than_the_base_rate(
+        platform, first_champion):
+    import pandas as pd
+
+    passed = _check(train_checks.model_loss_converged, platform, max_loss_vs_base_rate=0.95)
+    assert passed.passed and passed.metadata["loss_vs_base_rate"].value < 0.95
+    assert abs(passed.metadata["validation_loss_now"].value - passed.metadata["best_logged_val_loss"].value) < 1e-3
+    # Validation labels shuffled: the same model on them is no better than the base rate.
+    path = settings.paths(platform["root"]).training_set
+    original = path.read_bytes()
+    df = pd.read_parquet(path)
+    rows = df["split"] == "validation"
+    df.loc[rows, "is_default"] = np.random.default_rng(3).permutation(df.loc[rows, "is_default"].to_numpy())
+    try:
+        df.to_parquet(path, index=False)
+        check = _check(train_checks.model_loss_converged, platform, max_loss_vs_base_rate=0.95)
+    finally:
+        path.write_bytes(original)
+    assert not check.passed and check.metadata["loss_vs_base_rate"].value > 0.95
+    assert check.metadata["validation_loss_now"].value > check.metadata["best_logged_val_loss"].value + 1e-3
 
 
 def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_champion):
@@ -151,7 +201,9 @@ def test_same_inputs_and_seed_register_the_same_weights(platform, first_champion
 def rejected_challenger(platform, first_champion):
     """Run 3: a challenger trained on label-noised data, with deployment in the same run."""
     champion_before = alias_version(platform["client"], NAME, CHAMPION)
-    write_training_set(platform["root"], label_noise=0.4)
+    digest = write_training_set(platform["root"], label_noise=0.4)
+    platform["instance"].report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=TRAINING_SET, tags={"dagster/data_version": digest}))
     return platform["run"]("train/model", "evaluate/eval_report", "deploy/deployment"), champion_before
 
 
@@ -159,8 +211,9 @@ def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, r
     client = platform["client"]
     result, champion_before = rejected_challenger
     assert not result.success
-    gate = next(e for e in result.get_asset_check_evaluations() if e.check_name == "eval_gate_passed")
-    assert not gate.passed
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    # It learned something (the loss check passes on clean validation labels); the gate rejects it.
+    assert checks["model_loss_converged"].passed and not checks["eval_gate_passed"].passed
     report = _metadata(result, "evaluate__eval_report")
     assert not report["gate_passed"] and report["champion_version"] == champion_before
     assert "FAIL: ROC AUC" in report["gate_reasons"]
