@@ -100,8 +100,13 @@ def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
         result, cursor = _settled_tick(instance, resources, cursor)
         assert sorted(r.partition_key for r in result.run_requests) == ["2025-12-31", "2026-09-10"]
         assert [e.metadata["file_of_no_day"].value for e in result.asset_events] == [str(landing / "applications_latest.csv")]
-        runs = _run_requests(instance, resources, result.run_requests)
-        assert all(run.success for run in runs)
+        runs = dict(zip((r.partition_key for r in result.run_requests), _run_requests(instance, resources, result.run_requests)))
+        assert runs["2026-09-10"].success
+        # The day whose only file is unreadable read 0 rows from the file found: its run fails visibly, on the
+        # blocking check, before anything is validated from it.
+        assert not runs["2025-12-31"].success
+        found = {e.check_name: e for e in runs["2025-12-31"].get_asset_check_evaluations()}["landing_files_found_were_read"]
+        assert not found.passed and "not UTF-8" in found.description
         counts = _counts(warehouse)
         assert counts["raw.applications"] == rows + added == counts["validated.applications"] + counts["quarantine.applications"]
         assert counts["raw.rejected_files"] == 2  # the non-UTF-8 file (its day) and the stray file (no day)
