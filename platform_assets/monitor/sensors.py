@@ -199,6 +199,36 @@ def day_signatures(inference_dir) -> dict[str, str]:
     return file_signatures(logged_days(Path(inference_dir)), lambda day: day_files(Path(inference_dir), day))
 
 
+def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str], what: str, run_key_prefix: str,
+                         held=None) -> list[dg.RunRequest]:
+    """One run request per day whose files changed and settled; the cursor records what was asked for.
+
+    Args:
+        now: Day -> signature of its files this tick.
+        what: What the files are, for the log (``inference log``, ``outcome file``).
+        run_key_prefix: Starts each run key; the day and its signature follow.
+        held: Optional ``day -> bool``: the warehouse already holds the day from these files (no run).
+    """
+    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    ingested = cursor.setdefault("ingested", {})
+    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
+    requests = []
+    for day in settled_days(now, cursor.get("seen", {}), ingested):
+        if day < first:
+            context.log.warning(f"{what} of {day} is before the first partition {first}: not ingested")
+            continue
+        if held is not None and day not in ingested and held(day):
+            context.log.info(f"{what} of {day} is already ingested from these files: skipped")
+        else:
+            requests.append(dg.RunRequest(run_key=f"{run_key_prefix}{day}:{now[day]}", partition_key=day))
+        ingested[day] = now[day]
+    cursor["seen"] = now
+    context.update_cursor(json.dumps(cursor))
+    return requests
+
+
 @dg.sensor(
     job=inference_days_job,
     minimum_interval_seconds=interval_s(),
@@ -213,31 +243,18 @@ def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformStat
     """
     from pathlib import Path
 
-    from platform_assets.ingest.partitions import DAILY_PARTITIONS
     from platform_assets.monitor.logs import unchanged_since_ingestion
 
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    now = day_signatures(state.paths.inference)
-    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
-    requests = []
-    for day in settled_days(now, cursor.get("seen", {}), cursor.get("ingested", {})):
-        if day < first:
-            context.log.warning(f"inference log of {day} is before the first partition {first}: not ingested")
-            continue
-        if day not in cursor.get("ingested", {}) and Path(warehouse.database).exists():
-            try:
-                with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
-                    held = unchanged_since_ingestion(con, state.paths.inference, day)
-            except TimeoutError:
-                held = False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
-            if held:
-                context.log.info(f"inference log of {day} is already ingested from these files: skipped")
-                cursor.setdefault("ingested", {})[day] = now[day]
-                continue
-        requests.append(dg.RunRequest(run_key=f"{day}:{now[day]}", partition_key=day))
-        cursor.setdefault("ingested", {})[day] = now[day]
-    cursor["seen"] = now
-    context.update_cursor(json.dumps(cursor))
+    def held(day: str) -> bool:
+        if not Path(warehouse.database).exists():
+            return False
+        try:
+            with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
+                return unchanged_since_ingestion(con, state.paths.inference, day)
+        except TimeoutError:
+            return False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
+
+    requests = settled_day_requests(context, day_signatures(state.paths.inference), "inference log", "", held)
     return requests or dg.SkipReason("no settled new log files")
 
 
@@ -258,20 +275,7 @@ def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
 )
 def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
     """Requests ``outcome_days`` for a day whose outcome file is new or changed and settled (same on two ticks)."""
-    from platform_assets.ingest.partitions import DAILY_PARTITIONS
-
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    now = outcome_day_signatures(state.paths.outcomes)
-    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
-    requests = []
-    for day in settled_days(now, cursor.get("seen", {}), cursor.get("ingested", {})):
-        if day < first:
-            context.log.warning(f"outcome file of {day} is before the first partition {first}: not ingested")
-            continue
-        requests.append(dg.RunRequest(run_key=f"outcomes:{day}:{now[day]}", partition_key=day))
-        cursor.setdefault("ingested", {})[day] = now[day]
-    cursor["seen"] = now
-    context.update_cursor(json.dumps(cursor))
+    requests = settled_day_requests(context, outcome_day_signatures(state.paths.outcomes), "outcome file", "outcomes:")
     return requests or dg.SkipReason("no settled new outcome files")
 
 

@@ -10,7 +10,7 @@ from platform_assets import alerts
 from platform_assets.deploy.serving import free_port
 from platform_assets.features.assets import training_window
 from platform_assets.monitor.retrain import decide_retrain, quality_onset
-from platform_assets.monitor.sensors import settled_days
+from platform_assets.monitor.sensors import settled_day_requests, settled_days
 
 THRESHOLDS = dict(drift_share=0.3, auc_drop=0.05, cooldown_days=7)
 
@@ -70,6 +70,28 @@ def test_one_drift_episode_gives_one_retrain():
             last = report
             requested.append(day)
     assert requested == [1, 8]  # a drift that lasts past the cool-down asks again, once a week
+
+
+def test_settled_day_requests_ask_once_per_settled_change_and_skip_days_already_held():
+    import dagster as dg
+
+    cursor = None
+
+    def tick(now, held=None):
+        nonlocal cursor
+        context = dg.build_sensor_context(cursor=cursor)
+        requests = settled_day_requests(context, now, "outcome file", "outcomes:", held)
+        cursor = context.cursor
+        return [(r.partition_key, r.run_key) for r in requests]
+
+    assert tick({"2026-09-01": "a"}) == []  # first sight
+    assert tick({"2026-09-01": "a"}) == [("2026-09-01", "outcomes:2026-09-01:a")]
+    assert tick({"2026-09-01": "a"}) == []  # asked for already
+    assert tick({"2026-09-01": "b"}) == [] and tick({"2026-09-01": "b"}) == [("2026-09-01", "outcomes:2026-09-01:b")]
+    assert tick({"2024-01-01": "c"}) == [] and tick({"2024-01-01": "c"}) == []  # before the first partition
+    held = []
+    assert tick({"2026-09-02": "d"}, held.append) == [] and tick({"2026-09-02": "d"}, lambda d: held.append(d) or True) == []
+    assert held == ["2026-09-02"] and tick({"2026-09-02": "d"}) == []  # held: recorded as ingested, no run
 
 
 def test_settled_days_need_two_equal_ticks_and_a_change_since_ingestion():
