@@ -76,20 +76,6 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             con.close()
 
-
-    def replace_tables(self, tables: "dict[str, pandas.DataFrame]") -> None:  # noqa: F821
-        """Replaces every ``schema.table`` in ``tables`` in one transaction.
-
-        Either all tables change or none does: a step killed or failing half way
-        leaves the previous version of each table intact and visible.
-        """
-        with self.transaction() as con:
-            for name, frame in tables.items():
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
-                con.register("_incoming", frame)
-                con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
-                con.unregister("_incoming")
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
         """A writing connection inside one transaction: committed at the end, rolled back on any error."""

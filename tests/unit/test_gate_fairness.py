@@ -51,3 +51,43 @@ def test_fairness_bound_rejects_a_more_accurate_but_unfair_model(biased_models):
     # rates still differ: the planted defaults of the young cannot be predicted without their age.)
     assert fair["fairness"]["demographic_parity_difference"] <= config.max_demographic_parity_difference
     assert unfair["fairness"]["demographic_parity_difference"] > 2 * config.max_demographic_parity_difference
+
+
+def _two_groups(rate_a: float, rate_b: float, tpr_b: float = 1.0, n: int = 400):
+    """Groups of ``n`` rows whose predicted positive rates are ``rate_a`` and ``rate_b``.
+
+    Every predicted positive is a real positive; in group b ``1 - tpr_b`` of its positives are missed
+    (predicted negative), so its true positive rate is ``tpr_b`` (group a's is 1).
+    """
+    y, p, groups = [], [], []
+    for group, rate, tpr in (("a", rate_a, 1.0), ("b", rate_b, tpr_b)):
+        hits = round(rate * n)
+        positives = round(hits / tpr)
+        y += [1] * positives + [0] * (n - positives)
+        p += [0.9] * hits + [0.1] * (positives - hits) + [0.1] * (n - positives)
+        groups += [group] * n
+    return np.array(y), np.array(p), np.array(groups)
+
+
+@pytest.mark.parametrize(
+    "rate_b, tpr_b, passed, rule",
+    [
+        pytest.param(0.12, 1.0, True, "demographic_parity_difference 0.2800", id="parity-0.28-passes"),
+        pytest.param(0.08, 1.0, False, "demographic_parity_difference 0.3200", id="parity-0.32-fails"),
+        pytest.param(0.36, 0.72, True, "equal_opportunity_difference 0.2800", id="opportunity-0.28-passes"),
+        pytest.param(0.34, 0.68, False, "equal_opportunity_difference 0.3200", id="opportunity-0.32-fails"),
+    ],
+)
+def test_fairness_bounds_judge_gaps_just_inside_and_just_outside(rate_b, tpr_b, passed, rule):
+    """The default bounds (0.3) hold at a gap of 0.28 and reject one of 0.32, on groups large enough to judge."""
+    config = GateConfig()
+    y, p, groups = _two_groups(0.40, rate_b, tpr_b)
+    challenger = {"metrics": score(y, p, config.threshold),
+                  "fairness": fairness(y, p, groups, config.threshold, config.min_group_rows, config.min_group_positives)}
+    assert challenger["fairness"]["groups_judged"] == {"positive_rate": 2, "true_positive_rate": 2}
+    decision = decide(challenger, None, min_roc_auc=config.min_roc_auc, tolerance=config.tolerance,
+                      brier_tolerance=config.brier_tolerance,
+                      max_demographic_parity_difference=config.max_demographic_parity_difference,
+                      max_equal_opportunity_difference=config.max_equal_opportunity_difference)
+    assert decision.passed is passed, decision.reasons
+    assert any(r.startswith("PASS" if passed else "FAIL") and rule in r for r in decision.reasons), decision.reasons
