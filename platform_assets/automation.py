@@ -7,8 +7,8 @@
   sooner when enough new labels arrived or when drift or quality decay says so
   (the sensors in :mod:`platform_assets.monitor.sensors`: counting labels and
   judging drift need the warehouse and the report's figures, which conditions
-  cannot read). The model, its evaluation and the
-  deployment follow eagerly; the deployment only after a new evaluation, not
+  cannot read). The model, its evaluation, the champion
+  alias (after the blocking gate) and the deployment follow eagerly; the deployment only after a new evaluation, not
   after each day's feature refresh.
 * The inference log is ingested by the inference-log sensor (Dagster cannot see
   the server's files); outcomes join eagerly after it; the drift report runs
@@ -25,15 +25,18 @@ import os
 
 import dagster as dg
 
-FEATURE_STORE = dg.AssetKey(["features", "feature_store"])
-TRAINING_SET = dg.AssetKey(["features", "training_set"])
-MODEL = dg.AssetKey(["train", "model"])
-EVAL_REPORT = dg.AssetKey(["evaluate", "eval_report"])
-DEPLOYMENT = dg.AssetKey(["deploy", "deployment"])
-INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
-LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
-OUTCOMES = dg.AssetKey(["monitor", "outcomes"])
-DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
+from platform_assets.keys import (  # noqa: F401 - re-exported for the sensors
+    CHAMPION_ALIAS,
+    DEPLOYMENT,
+    DRIFT_REPORT,
+    EVAL_REPORT,
+    FEATURE_STORE,
+    INFERENCE_LOG,
+    LABELLED_PREDICTIONS,
+    MODEL,
+    OUTCOMES,
+    TRAINING_SET,
+)
 
 RETRAIN_CRON_ENV = "PLATFORM_RETRAIN_CRON"
 DRIFT_CRON_ENV = "PLATFORM_DRIFT_CRON"
@@ -98,8 +101,8 @@ def follow_training_condition() -> dg.AutomationCondition:
 
 
 def deployment_condition() -> dg.AutomationCondition:
-    """The deployment: after a new evaluation only (a daily feature refresh is served without a redeploy)."""
-    return gated(after_updates().allow(dg.AssetSelection.assets(EVAL_REPORT)))
+    """The deployment: after the champion alias moved only (a daily feature refresh is served without a redeploy)."""
+    return gated(after_updates().allow(dg.AssetSelection.assets(CHAMPION_ALIAS)))
 
 
 def labelled_condition() -> dg.AutomationCondition:
@@ -119,6 +122,7 @@ def conditions() -> dict[dg.AssetKey, dg.AutomationCondition]:
         TRAINING_SET: training_condition(),
         MODEL: follow_training_condition(),
         EVAL_REPORT: follow_training_condition(),
+        CHAMPION_ALIAS: follow_training_condition(),
         DEPLOYMENT: deployment_condition(),
         LABELLED_PREDICTIONS: labelled_condition(),
         DRIFT_REPORT: drift_condition(),

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from platform_assets.evaluate.assets import EVAL_REPORT
 from platform_assets.features.assets import FEATURE_STORE
 from platform_assets.resources import FeatureStore, MlflowRegistry, ModelServing, PlatformState
 
-DEPLOYMENT = dg.AssetKey(["deploy", "deployment"])
+from platform_assets.keys import CHAMPION_ALIAS, DEPLOYMENT
 
 
 class ModelNotApprovedError(dg.Failure):
@@ -40,7 +39,7 @@ def approved_champion(client, name: str) -> str:
 
 @dg.asset(
     key=DEPLOYMENT,
-    deps=[EVAL_REPORT, FEATURE_STORE],
+    deps=[CHAMPION_ALIAS, FEATURE_STORE],
     group_name="deploy",
     kinds={"seldon", "pytorch", "feast"},
     description=(

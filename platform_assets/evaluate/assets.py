@@ -1,4 +1,9 @@
-"""The evaluation report: challenger vs champion on one test set, and the gate decision."""
+"""The evaluation: challenger and champion scored on one test set; the champion alias after the gate.
+
+The report measures; the blocking check ``eval_gate_passed`` (evaluate/checks.py) judges the
+report's own materialization against the gate's bounds; ``evaluate/champion`` moves the alias
+only for a version whose gate passed on its latest evaluation.
+"""
 
 
 import json
@@ -10,18 +15,15 @@ from platform_assets.features.assets import TRAINING_SET
 from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.train.assets import MODEL
 
-EVAL_REPORT = dg.AssetKey(["evaluate", "eval_report"])
+from platform_assets.keys import CHAMPION_ALIAS, EVAL_REPORT
+# The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
+GATE_EVALUATION_TAG = "gate_evaluation"
 
 
-class GateConfig(dg.Config):
-    """The rules a challenger must meet to become champion, and how it is scored."""
+class EvaluationConfig(dg.Config):
+    """How models are scored (the bounds they must meet are the gate check's, see evaluate/checks.py)."""
 
     threshold: float = 0.5
-    min_roc_auc: float = 0.75
-    tolerance: float = 0.005
-    brier_tolerance: float = 0.01
-    max_demographic_parity_difference: float = 0.3
-    max_equal_opportunity_difference: float = 0.3
     # A group's positive rate counts toward the parity gap from this many test rows, its true positive
     # rate toward the opportunity gap from this many positives (smaller groups: reported, not judged).
     min_group_rows: int = 100
@@ -32,11 +34,19 @@ class GateConfig(dg.Config):
 
 
 def report_path(state: PlatformState):
-    """Where the latest evaluation report (JSON) is written."""
+    """Where the latest evaluation report (JSON, for people and MLflow; nothing reads it back) is written."""
     return state.paths.reports / "eval" / "eval_report.json"
 
 
-def score_model(bundle, test, config: GateConfig, importance: bool) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
+def latest_evaluation(instance: dg.DagsterInstance) -> tuple[dict, str] | None:
+    """The scores the latest ``eval_report`` materialization recorded, and its run id (``None``: never evaluated)."""
+    event = instance.get_latest_materialization_event(EVAL_REPORT)
+    if event is None or "evaluation" not in event.asset_materialization.metadata:
+        return None
+    return event.asset_materialization.metadata["evaluation"].value, event.run_id
+
+
+def score_model(bundle, test, config: EvaluationConfig, importance: bool) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
     """Metrics, fairness slices, calibration and (optionally) permutation importance of one model.
 
     Returns:
@@ -65,17 +75,17 @@ def score_model(bundle, test, config: GateConfig, importance: bool) -> tuple[dic
     deps=[MODEL, TRAINING_SET],
     group_name="evaluate",
     kinds={"pytorch", "mlflow"},
-    description="Challenger and champion scored on the same test split, fairness slices and the gate decision.",
+    description="Challenger and champion scored on the same test split: metrics, calibration, fairness slices.",
 )
 def eval_report(
-    context: dg.AssetExecutionContext, config: GateConfig, state: PlatformState, mlflow_registry: MlflowRegistry
+    context: dg.AssetExecutionContext, config: EvaluationConfig, state: PlatformState, mlflow_registry: MlflowRegistry
 ) -> dg.MaterializeResult:
-    """Scores both models, decides, and moves the ``champion`` alias only if the gate passed."""
+    """Scores both models on the test split; the gate check judges the scores recorded here."""
     import pandas as pd
 
-    from platform_assets.evaluate import metrics, plots
+    from platform_assets.evaluate import plots
     from platform_assets.evaluate.report import render_markdown
-    from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version, load_version
+    from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version, load_version
 
     client = mlflow_registry.client()
     name = mlflow_registry.registered_model_name
@@ -102,24 +112,10 @@ def eval_report(
         bundle = load_version(client, name, version, out_dir / "models")
         models[role], probabilities[f"{role} v{version}"] = score_model(bundle, test, config, role == "challenger")
         models[role]["version"] = version
-    decision = metrics.decide(
-        models["challenger"],
-        models.get("champion"),
-        min_roc_auc=config.min_roc_auc,
-        tolerance=config.tolerance,
-        brier_tolerance=config.brier_tolerance,
-        max_demographic_parity_difference=config.max_demographic_parity_difference,
-        max_equal_opportunity_difference=config.max_equal_opportunity_difference,
-    )
-    client.set_model_version_tag(name, challenger_version, GATE_TAG, "passed" if decision.passed else "failed")
-    if decision.passed:
-        client.set_registered_model_alias(name, CHAMPION, challenger_version)
 
     report = {
         "challenger_version": challenger_version,
         "champion_version": champion_version,
-        "passed": decision.passed,
-        "reasons": decision.reasons,
         "threshold": config.threshold,
         "test_rows": int(len(test)),
         "models": models,
@@ -137,14 +133,19 @@ def eval_report(
         client.log_metric(run_id, f"test_{metric}", float(value))
     for artifact in (path, markdown_path, roc, calibration):
         client.log_artifact(run_id, str(artifact), artifact_path="eval")
-    context.log.info("\n".join(decision.reasons))
     challenger_metrics = models["challenger"]["metrics"]
+    # What the gate check judges: both models' scores, as this materialization recorded them.
+    evaluation = {
+        "challenger_version": challenger_version,
+        "champion_version": champion_version,
+        "test_rows": int(len(test)),
+        "models": {role: {k: m[k] for k in ("version", "metrics", "fairness")} for role, m in models.items()},
+    }
     return dg.MaterializeResult(
         metadata={
             "challenger_version": challenger_version,
             "champion_version": champion_version or "none",
-            "gate_passed": decision.passed,
-            "gate_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+            "evaluation": dg.MetadataValue.json(evaluation),
             "test_roc_auc": challenger_metrics["roc_auc"],
             "test_pr_auc": challenger_metrics["pr_auc"],
             "test_brier": challenger_metrics["brier"],
@@ -158,4 +159,41 @@ def eval_report(
             "roc_plot": dg.MetadataValue.path(str(roc)),
             "calibration_plot": dg.MetadataValue.path(str(calibration)),
         }
+    )
+
+
+@dg.asset(
+    key=CHAMPION_ALIAS,
+    deps=[EVAL_REPORT],
+    group_name="evaluate",
+    kinds={"mlflow"},
+    description="The registry's champion alias, moved to the evaluated challenger once its gate passed.",
+)
+def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+    """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation.
+
+    In the same run the blocking gate check skips this asset when it fails; run on its own (or by
+    automation in a later run), it reads the gate's verdict from the version's tags.
+    """
+    from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
+
+    latest = latest_evaluation(context.instance)
+    if latest is None:
+        raise dg.Failure("no evaluation recorded; materialize evaluate/eval_report first")
+    evaluation, evaluation_run = latest
+    client = mlflow_registry.client()
+    name = mlflow_registry.registered_model_name
+    version = evaluation["challenger_version"]
+    tags = client.get_model_version(name, version).tags
+    if tags.get(GATE_TAG) != "passed" or tags.get(GATE_EVALUATION_TAG) != evaluation_run:
+        raise dg.Failure(
+            f"refusing to make {name} version {version} champion: its gate is {tags.get(GATE_TAG) or 'missing'} "
+            f"(judged on evaluation {tags.get(GATE_EVALUATION_TAG) or 'none'}, latest is {evaluation_run})"
+        )
+    previous = alias_version(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    context.log.info(f"{name}: champion {previous or 'none'} -> {version}")
+    return dg.MaterializeResult(
+        metadata={"champion_version": version, "previous_champion": previous or "none",
+                  "evaluation_run": evaluation_run}
     )

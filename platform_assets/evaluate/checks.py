@@ -1,23 +1,73 @@
-"""The gate as a blocking check: a rejected challenger stops deployment in the same run."""
+"""The gate as a blocking check: it judges the evaluation's recorded scores, and a rejected challenger
+stops the champion alias and the deployment in the same run."""
 
-
-import json
 
 import dagster as dg
 
-from platform_assets.evaluate.assets import EVAL_REPORT, report_path
-from platform_assets.resources import PlatformState
+from platform_assets.evaluate.assets import EVAL_REPORT, GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.resources import MlflowRegistry
+
+
+class GateConfig(dg.Config):
+    """The rules a challenger must meet to become champion."""
+
+    min_roc_auc: float = 0.75
+    tolerance: float = 0.005
+    brier_tolerance: float = 0.01
+    max_demographic_parity_difference: float = 0.3
+    max_equal_opportunity_difference: float = 0.3
+
+
+def gate_bounds(config: GateConfig) -> dict[str, float]:
+    """The bounds as keyword arguments of :func:`platform_assets.evaluate.metrics.decide`."""
+    return config.model_dump()
+
+
+def stale_reasons(evaluation: dict, challenger_now: str | None, champion_now: str | None) -> list[str]:
+    """Why an evaluation no longer describes the registry (the versions it compared were re-aliased since)."""
+    reasons = []
+    if evaluation["challenger_version"] != challenger_now:
+        reasons.append(f"FAIL: the evaluation scored version {evaluation['challenger_version']}, "
+                       f"the challenger is now {challenger_now or 'unset'}")
+    if evaluation["champion_version"] != champion_now:
+        reasons.append(f"FAIL: the evaluation compared with champion {evaluation['champion_version'] or 'none'}, "
+                       f"the champion is now {champion_now or 'none'}")
+    return reasons
 
 
 @dg.asset_check(
     asset=EVAL_REPORT,
     blocking=True,
-    description="The challenger passed the gate (quality floor, no regression, fairness bounds).",
+    description="The challenger passed the gate (quality floor, no regression, fairness bounds) on the "
+                "scores the latest evaluation recorded; its verdict is tagged on the model version.",
 )
-def eval_gate_passed(state: PlatformState) -> dg.AssetCheckResult:
-    """Reads the gate decision of the latest evaluation report."""
-    report = json.loads(report_path(state).read_text())
+def eval_gate_passed(
+    context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
+) -> dg.AssetCheckResult:
+    """Applies the gate's bounds to the latest ``eval_report`` materialization's scores."""
+    from platform_assets.evaluate.metrics import decide
+    from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+
+    latest = latest_evaluation(context.instance)
+    if latest is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reasons": "no evaluation recorded"})
+    evaluation, evaluation_run = latest
+    client = mlflow_registry.client()
+    name = mlflow_registry.registered_model_name
+    challenger_now = alias_version(client, name, CHALLENGER)
+    champion_now = alias_version(client, name, CHAMPION)
+    if champion_now == challenger_now:
+        champion_now = None
+    models = evaluation["models"]
+    decision = decide(models["challenger"], models.get("champion"), **gate_bounds(config))
+    reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons]
+    passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
+    version = evaluation["challenger_version"]
+    client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "failed")
+    client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
+    context.log.info("\n".join(reasons))
     return dg.AssetCheckResult(
-        passed=bool(report["passed"]),
-        metadata={"model_version": report["challenger_version"], "reasons": "\n".join(report["reasons"])},
+        passed=passed,
+        metadata={"model_version": version, "champion_version": evaluation["champion_version"] or "none",
+                  "evaluation_run": evaluation_run, "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons))},
     )

@@ -1,4 +1,4 @@
-"""The evaluation report in Markdown: decision and reasons, metrics, calibration, fairness, importance, plots."""
+"""The evaluation report in Markdown: metrics, calibration, fairness, importance, plots."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def render_markdown(report: dict, images: Mapping[str, str]) -> str:
     """A human-readable report of one evaluation.
 
     Args:
-        report: The evaluation as written to ``eval_report.json``.
+        report: The evaluation (the scores the gate check judges, plus calibration and importance).
         images: Plot title -> image link (a relative file name for the file on
             disk, a ``data:`` URI for the Dagster UI, which shows Markdown inline).
 
@@ -25,11 +25,9 @@ def render_markdown(report: dict, images: Mapping[str, str]) -> str:
     lines = [
         f"# Evaluation of model version {report['challenger_version']}",
         "",
-        f"**Gate: {'PASSED' if report['passed'] else 'FAILED'}** "
-        f"(champion before: {report['champion_version'] or 'none'}; {report['test_rows']} test rows, "
-        f"threshold {report['threshold']})",
-        "",
-        *[f"- {r}" for r in report["reasons"]],
+        f"Champion before: {report['champion_version'] or 'none'}; {report['test_rows']} test rows, "
+        f"threshold {report['threshold']}. The gate's verdict is the `eval_gate_passed` check of this "
+        "materialization (and the model version's `gate` tag).",
         "",
         "## Test metrics",
         "",

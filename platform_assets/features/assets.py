@@ -12,9 +12,9 @@ from platform_assets.features.names import MART_TABLES, ONLINE_MARTS
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
-FEATURE_STORE = dg.AssetKey(["features", "feature_store"])
-TRAINING_SET = dg.AssetKey(["features", "training_set"])
-MART_KEYS = [dg.AssetKey(["features", table]) for table in MART_TABLES]
+from platform_assets.keys import FEATURE_STORE, TRAINING_SET, feature_key
+
+MART_KEYS = [feature_key(table) for table in MART_TABLES]
 
 
 @dg.asset(

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import dagster as dg
+
+from platform_assets.keys import feature_key
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
@@ -62,7 +64,7 @@ class FeatureDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:  # noqa: D102
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
-        return dg.AssetKey(["features", dbt_resource_props["name"]])
+        return feature_key(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:  # noqa: D102
         return "features"

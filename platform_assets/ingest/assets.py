@@ -9,7 +9,7 @@ from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
 from platform_assets.resources import Landing, Warehouse
 from platform_assets.warehouse import table_names
 
-RAW_APPLICATIONS = dg.AssetKey(["raw", "applications"])
+from platform_assets.keys import RAW_APPLICATIONS
 RAW_TABLES = ("raw.applications", "raw.landing_files", "raw.rejected_files")
 
 

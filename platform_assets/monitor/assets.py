@@ -22,10 +22,7 @@ from platform_assets.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.resources import MlflowRegistry, PlatformState, Warehouse
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
-INFERENCE_LOG = dg.AssetKey(["monitor", "inference_log"])
-LABELLED_PREDICTIONS = dg.AssetKey(["monitor", "labelled_predictions"])
-OUTCOMES = dg.AssetKey(["monitor", "outcomes"])
-DRIFT_REPORT = dg.AssetKey(["monitor", "drift_report"])
+from platform_assets.keys import DRIFT_REPORT, INFERENCE_LOG, LABELLED_PREDICTIONS, OUTCOMES
 # Rows of real callers: the application's fields sent, history looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
 TRAFFIC = "feature_source = 'online'"

@@ -13,6 +13,7 @@ import dagster as dg
 
 from platform_assets import alerts
 from platform_assets.automation import (
+    CHAMPION_ALIAS,
     DEPLOYMENT,
     DRIFT_REPORT,
     EVAL_REPORT,
@@ -36,7 +37,7 @@ TRAINING_SET_OP = "features__training_set"
 
 retrain_job = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.assets(TRAINING_SET, MODEL, EVAL_REPORT, DEPLOYMENT),
+    selection=dg.AssetSelection.assets(TRAINING_SET, MODEL, EVAL_REPORT, CHAMPION_ALIAS, DEPLOYMENT),
     description="Training set, model, governed evaluation and (if the gate passes) deployment.",
 )
 # Retraining at the latest on the cron, whatever the sensors saw.

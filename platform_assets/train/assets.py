@@ -13,7 +13,7 @@ from platform_assets.domain import LABEL, PROTECTED_ATTRIBUTE
 from platform_assets.features.assets import FEATURE_STORE, MART_KEYS, TRAINING_SET
 from platform_assets.resources import MlflowRegistry, PlatformState
 
-MODEL = dg.AssetKey(["train", "model"])
+from platform_assets.keys import MODEL
 # The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
 # Columns of the training set that are not model inputs.

@@ -9,8 +9,7 @@ from platform_assets.ingest.assets import RAW_APPLICATIONS
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
 from platform_assets.resources import PiiMasking, Warehouse
 
-VALIDATED_APPLICATIONS = dg.AssetKey(["validated", "applications"])
-QUARANTINED_APPLICATIONS = dg.AssetKey(["quarantine", "applications"])
+from platform_assets.keys import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
 
 @dg.multi_asset(

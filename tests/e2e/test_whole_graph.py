@@ -116,9 +116,15 @@ def test_no_row_is_lost_between_raw_and_validation(graph_run):
 
 def test_model_beats_the_auc_bound_on_the_test_split(graph_run):
     _, _, _, paths = graph_run
-    report = json.loads((paths.reports / "eval" / "eval_report.json").read_text())
+    instance = graph_run[0]
+    event = instance.get_latest_materialization_event(dg.AssetKey(["evaluate", "eval_report"]))
+    report = event.asset_materialization.metadata["evaluation"].value
     # The newest evaluation is the retrain's: test rows from the drifted days, where the champion fell.
-    assert report["passed"] and report["test_rows"] > 200
+    assert report["test_rows"] > 200
+    key = dg.AssetCheckKey(dg.AssetKey(["evaluate", "eval_report"]), "eval_gate_passed")
+    gate = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key].event
+    gate = gate.dagster_event.event_specific_data
+    assert gate.passed and gate.metadata["model_version"].value == report["challenger_version"]
     challenger, champion = (report["models"][m]["metrics"]["roc_auc"] for m in ("challenger", "champion"))
     assert challenger > 0.9 and challenger > champion + 0.1
 
@@ -225,16 +231,16 @@ def test_a_challenger_that_fails_the_gate_leaves_the_champion_serving(graph_run)
 
     instance, daemon, _, paths = graph_run
     before = json.loads((paths.serving / "deployment.json").read_text())
-    bad = {"ops": {"evaluate__eval_report": {"config": {"min_roc_auc": 0.99}}}}
+    bad = {"ops": {"evaluate__eval_report_eval_gate_passed": {"config": {"min_roc_auc": 0.99}}}}
     result = daemon.defs.resolve_job_def("retrain").execute_in_process(
         instance=instance, run_config={**daemon.run_config, **bad}, raise_on_error=False)
     assert not result.success
     gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "eval_gate_passed"]
     assert len(gate) == 1 and not gate[0].passed
-    report = json.loads((paths.reports / "eval" / "eval_report.json").read_text())
-    assert not report["passed"] and any(r.startswith("FAIL: ROC AUC") and "0.99" in r for r in report["reasons"])
+    assert any(r.startswith("- FAIL: ROC AUC") and "0.99" in r for r in gate[0].metadata["reasons"].value.splitlines())
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey(["train", "model"]) in materialized and dg.AssetKey(["deploy", "deployment"]) not in materialized
+    assert dg.AssetKey(["train", "model"]) in materialized
+    assert not materialized & {dg.AssetKey(["evaluate", "champion"]), dg.AssetKey(["deploy", "deployment"])}
     assert json.loads((paths.serving / "deployment.json").read_text()) == before
     client = daemon.defs.resources["mlflow_registry"].client()
     assert alias_version(client, before["model_name"], CHAMPION) == before["model_version"]

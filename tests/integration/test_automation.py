@@ -22,17 +22,17 @@ def feature():
     return 1
 
 
-@dg.asset(key=automation.EVAL_REPORT, deps=[feature])
-def eval_report():
+@dg.asset(key=automation.CHAMPION_ALIAS, deps=[feature])
+def champion():
     return 1
 
 
-@dg.asset(key=automation.DEPLOYMENT, deps=[eval_report, feature], automation_condition=automation.deployment_condition())
+@dg.asset(key=automation.DEPLOYMENT, deps=[champion, feature], automation_condition=automation.deployment_condition())
 def deployment():
     return 1
 
 
-DEFS = dg.Definitions(assets=[upstream, feature, eval_report, deployment], asset_checks=[upstream_is_valid])
+DEFS = dg.Definitions(assets=[upstream, feature, champion, deployment], asset_checks=[upstream_is_valid])
 
 
 def _tick(instance, cursor):
@@ -55,9 +55,9 @@ def test_new_upstream_data_flows_on_once_and_never_past_a_failed_blocking_check(
         dg.materialize([feature], instance=instance)
         requested, cursor = _tick(instance, cursor)
         assert feature.key not in requested  # once per update
-        # A feature refresh alone does not redeploy; a new evaluation does.
+        # A feature refresh alone does not redeploy; a new champion does.
         assert automation.DEPLOYMENT not in requested
-        dg.materialize([eval_report], instance=instance)
+        dg.materialize([champion], instance=instance)
         requested, cursor = _tick(instance, cursor)
         assert automation.DEPLOYMENT in requested
 

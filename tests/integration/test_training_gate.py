@@ -3,8 +3,8 @@
 One Dagster instance and MLflow backend for the module; runs in order:
 1. the model and its evaluation on clean data (the first champion);
 2. the model again on the same data (the same weights hash);
-3. model, evaluation and deployment on label-noised data (the gate rejects it);
-4. deployment alone, in new runs, for a champion whose gate did not pass (it refuses);
+3. model, evaluation, champion and deployment on label-noised data (the gate rejects it);
+4. deployment and the champion alias alone, in new runs, for a version whose gate did not pass (they refuse);
 then `mlflow ui` on the same backend serves the runs, metrics, versions and aliases.
 """
 
@@ -71,7 +71,8 @@ def platform(tmp_path_factory):
                 )
 
             client = resources["mlflow_registry"].client()
-            yield {"root": root, "instance": instance, "run": run, "client": client, "resources": resources}
+            yield {"root": root, "instance": instance, "run": run, "client": client, "resources": resources,
+                   "assets": assets, "checks": checks}
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +84,15 @@ def first_champion(platform):
         version = digest if key == TRAINING_SET else f"v-{key.to_user_string()}"
         platform["instance"].report_runless_asset_event(
             dg.AssetMaterialization(asset_key=key, tags={"dagster/data_version": version}))
-    result = platform["run"]("train/model", "evaluate/eval_report")
+    result = platform["run"]("train/model", "evaluate/eval_report", "evaluate/champion")
     assert result.success
     return result, digest
+
+
+def _gate(result):
+    """The gate check's evaluation in ``result``."""
+    (gate,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "eval_gate_passed"]
+    return gate
 
 
 def _metadata(result, node: str) -> dict:
@@ -176,10 +183,14 @@ def test_loss_check_recomputes_the_loss_and_fails_when_the_model_is_no_better_th
 def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_champion):
     result, _ = first_champion
     report = _metadata(result, "evaluate__eval_report")
-    assert report["gate_passed"] and report["champion_version"] == "none"
+    gate = _gate(result)
+    assert gate.passed and report["champion_version"] == "none"
+    assert "PASS: ROC AUC" in gate.metadata["reasons"].value
+    assert gate.metadata["model_version"].value == report["challenger_version"]
     assert alias_version(platform["client"], NAME, CHAMPION) == report["challenger_version"]
+    assert _metadata(result, "evaluate__champion")["champion_version"] == report["challenger_version"]
     markdown = report["report"]
-    for part in ("PASS: ROC AUC", "demographic_parity_difference", "## Calibration", "## Permutation feature importance",
+    for part in ("demographic_parity_difference", "## Calibration", "## Permutation feature importance",
                  "![ROC](data:image/png;base64,", "![Calibration](data:image/png;base64,", "| 18-25 |"):
         assert part in markdown, part
     eval_dir = settings.paths(platform["root"]).reports / "eval"
@@ -204,7 +215,8 @@ def rejected_challenger(platform, first_champion):
     digest = write_training_set(platform["root"], label_noise=0.4)
     platform["instance"].report_runless_asset_event(
         dg.AssetMaterialization(asset_key=TRAINING_SET, tags={"dagster/data_version": digest}))
-    return platform["run"]("train/model", "evaluate/eval_report", "deploy/deployment"), champion_before
+    return platform["run"]("train/model", "evaluate/eval_report", "evaluate/champion", "deploy/deployment"), \
+        champion_before
 
 
 def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, rejected_challenger):
@@ -215,17 +227,18 @@ def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, r
     # It learned something (the loss check passes on clean validation labels); the gate rejects it.
     assert checks["model_loss_converged"].passed and not checks["eval_gate_passed"].passed
     report = _metadata(result, "evaluate__eval_report")
-    assert not report["gate_passed"] and report["champion_version"] == champion_before
-    assert "FAIL: ROC AUC" in report["gate_reasons"]
+    assert report["champion_version"] == champion_before
+    assert "FAIL: ROC AUC" in checks["eval_gate_passed"].metadata["reasons"].value
     challenger = alias_version(client, NAME, CHALLENGER)
     assert challenger == report["challenger_version"] != champion_before
     assert client.get_model_version(NAME, challenger).tags[GATE_TAG] == "failed"
     assert alias_version(client, NAME, CHAMPION) == champion_before
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "deploy/deployment" not in materialized
-    assert "deploy__deployment" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert not materialized & {"evaluate/champion", "deploy/deployment"}
+    started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert not started & {"evaluate__champion", "deploy__deployment"}
     logs = [e.user_message for e in platform["instance"].all_logs(result.run_id)]
-    assert any("deploy__deployment failed: ['evaluate__eval_report_eval_gate_passed']" in m for m in logs)
+    assert any("evaluate__champion failed: ['evaluate__eval_report_eval_gate_passed']" in m for m in logs), logs
 
 
 @pytest.mark.parametrize("gate", ["failed", None])
@@ -248,6 +261,47 @@ def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(
     message = failure.event_specific_data.error.message
     assert f"refusing to deploy {NAME} version {rejected}: gate is {gate or 'missing'}" in message
     assert not (settings.paths(platform["root"]).serving / "deployment.json").exists()
+
+
+def test_champion_alone_refuses_a_version_whose_gate_failed_or_was_passed_by_hand(platform, rejected_challenger):
+    """Run on its own, the champion asset reads the gate's verdict on the latest evaluation, nothing else."""
+    client = platform["client"]
+    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    champion = alias_version(client, NAME, CHAMPION)
+    failed = platform["run"]("evaluate/champion")
+    # Someone sets the gate tag to "passed" by hand: it names no evaluation, so it is not the gate's verdict.
+    evaluation_run = client.get_model_version(NAME, rejected).tags[evaluate_assets.GATE_EVALUATION_TAG]
+    client.set_model_version_tag(NAME, rejected, GATE_TAG, "passed")
+    client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, "by-hand")
+    try:
+        by_hand = platform["run"]("evaluate/champion")
+    finally:
+        client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
+        client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, evaluation_run)
+    for result, gate in ((failed, "failed"), (by_hand, "passed")):
+        assert not result.success and not result.get_asset_materialization_events()
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert f"refusing to make {NAME} version {rejected} champion: its gate is {gate}" in \
+            failure.event_specific_data.error.message
+    assert alias_version(client, NAME, CHAMPION) == champion
+
+
+def test_gate_check_fails_on_an_evaluation_the_registry_moved_past(platform, rejected_challenger):
+    """The recorded evaluation compared v_rejected with the champion; re-pointing the challenger makes it stale."""
+    client = platform["client"]
+    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    champion = alias_version(client, NAME, CHAMPION)
+    client.set_registered_model_alias(NAME, CHALLENGER, champion)
+    try:
+        result = dg.materialize(
+            [*platform["assets"], *platform["checks"]], selection=dg.AssetSelection.checks(evaluate_checks.eval_gate_passed),
+            resources=platform["resources"], instance=platform["instance"], raise_on_error=False)
+    finally:
+        client.set_registered_model_alias(NAME, CHALLENGER, rejected)
+    gate = _gate(result)
+    assert not gate.passed
+    assert f"FAIL: the evaluation scored version {rejected}, the challenger is now {champion}" in \
+        gate.metadata["reasons"].value
 
 
 def test_logged_model_holds_no_pickle_and_loads_through_mlflow_on_its_own(platform, first_champion, tmp_path):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from platform_assets.evaluate.assets import GateConfig
+from platform_assets.evaluate.assets import EvaluationConfig
+from platform_assets.evaluate.checks import GateConfig, gate_bounds
 from platform_assets.evaluate.metrics import decide, fairness, score
 from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
 from platform_assets.train.trainer import TrainParams, train_model
@@ -22,13 +23,13 @@ def biased_models():
     n = len(df)
     train, val, test = df.iloc[: int(0.7 * n)], df.iloc[int(0.7 * n) : int(0.85 * n)], df.iloc[int(0.85 * n) :]
     params = TrainParams(max_epochs=15)
-    config = GateConfig()
+    config = EvaluationConfig()
     y, groups = test["is_default"].to_numpy(), test["age_band"].to_numpy()
     scored = {}
     for name, features in (("fair", NEUTRAL), ("uses_age", [*NEUTRAL, "age_band"])):
         p = train_model(train, val, features, "is_default", params).bundle.predict_proba(test)
         scored[name] = {"metrics": score(y, p, config.threshold), "fairness": fairness(y, p, groups, config.threshold)}
-    return scored, config
+    return scored, GateConfig()
 
 
 def test_fairness_bound_rejects_a_more_accurate_but_unfair_model(biased_models):
@@ -36,12 +37,7 @@ def test_fairness_bound_rejects_a_more_accurate_but_unfair_model(biased_models):
     fair, unfair = scored["fair"], scored["uses_age"]
     assert unfair["metrics"]["roc_auc"] > fair["metrics"]["roc_auc"] + 0.02
     assert unfair["metrics"]["accuracy"] > fair["metrics"]["accuracy"]
-    bounds = dict(
-        min_roc_auc=config.min_roc_auc, tolerance=config.tolerance, brier_tolerance=config.brier_tolerance,
-        max_demographic_parity_difference=config.max_demographic_parity_difference,
-        max_equal_opportunity_difference=config.max_equal_opportunity_difference,
-    )
-    decision = decide(unfair, fair, **bounds)
+    decision = decide(unfair, fair, **gate_bounds(config))
     assert not decision.passed
     failed = [r for r in decision.reasons if r.startswith("FAIL")]
     assert failed and all("parity" in r or "opportunity" in r for r in failed)
@@ -80,14 +76,11 @@ def _two_groups(rate_a: float, rate_b: float, tpr_b: float = 1.0, n: int = 400):
 )
 def test_fairness_bounds_judge_gaps_just_inside_and_just_outside(rate_b, tpr_b, passed, rule):
     """The default bounds (0.3) hold at a gap of 0.28 and reject one of 0.32, on groups large enough to judge."""
-    config = GateConfig()
+    config, bounds = EvaluationConfig(), GateConfig()
     y, p, groups = _two_groups(0.40, rate_b, tpr_b)
     challenger = {"metrics": score(y, p, config.threshold),
                   "fairness": fairness(y, p, groups, config.threshold, config.min_group_rows, config.min_group_positives)}
     assert challenger["fairness"]["groups_judged"] == {"positive_rate": 2, "true_positive_rate": 2}
-    decision = decide(challenger, None, min_roc_auc=config.min_roc_auc, tolerance=config.tolerance,
-                      brier_tolerance=config.brier_tolerance,
-                      max_demographic_parity_difference=config.max_demographic_parity_difference,
-                      max_equal_opportunity_difference=config.max_equal_opportunity_difference)
+    decision = decide(challenger, None, **gate_bounds(bounds))
     assert decision.passed is passed, decision.reasons
     assert any(r.startswith("PASS" if passed else "FAIL") and rule in r for r in decision.reasons), decision.reasons
