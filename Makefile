@@ -42,21 +42,27 @@ data: install
 
 # The landed days (one run for the whole range), everything up to serving, then the newest day's
 # applications sent to the server as callers would, its log ingested, and the drift report.
+# platform_assets.launch runs them in this process as `dagster asset materialize` / `dagster job execute -m`
+# do, but records each run under the code location workspace.yaml gives (platform_assets), the one the
+# UI loads: the UI lists a job's runs by that location, and the `-m` commands record none.
+LAUNCH := $(BIN)/python -m platform_assets.launch
 materialize: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster asset materialize -m platform_assets.definitions \
-		--select raw/applications,validated/applications,quarantine/applications \
+	$(LAUNCH) --assets raw/applications,validated/applications,quarantine/applications \
 		--partition-range "$$($(BIN)/python -m platform_assets landing-days)"
-	$(BIN)/dagster job execute -m platform_assets.definitions -j features_to_serving
+	$(LAUNCH) --job features_to_serving
 	$(BIN)/python -m platform_assets traffic
-	$(BIN)/dagster asset materialize -m platform_assets.definitions --select monitor/inference_log \
-		--partition "$$($(BIN)/python -m platform_assets landing-days --last)"
-	$(BIN)/dagster job execute -m platform_assets.definitions -j drift
+	$(LAUNCH) --assets monitor/inference_log --partition "$$($(BIN)/python -m platform_assets landing-days --last)"
+	$(LAUNCH) --job drift
 
 where: install
 	@$(BIN)/python -m platform_assets where
 
+# `dg dev` (what Dagster now points to instead of `dagster dev`) on the code location of workspace.yaml,
+# started inside $DAGSTER_HOME: dagster warns about a dagster.yaml in the folder it starts in unless that
+# folder is $DAGSTER_HOME, and the dagster.yaml here is only the template copied there.
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	cd "$(abspath $(DAGSTER_HOME))" && DAGSTER_HOME="$$(pwd -P)" PLATFORM_HOME="$(abspath $(PLATFORM_HOME))" \
+		$(CURDIR)/$(BIN)/dg dev -w $(CURDIR)/workspace.yaml
 
 # The closed loop on its own state root (and port 9200, beside a demo's server on 9100): history,
 # live traffic through the server, drift from live day 4, retraining by the platform's sensors and

@@ -1,1 +1,0 @@
-"""Seeded generator of the default domain's sample data (credit-risk loan applications)."""
