@@ -1,8 +1,8 @@
 """The local Feast feature server (``feast serve``): online features by entity id over HTTP.
 
 Plain functions, no Dagster. Started by the deployment beside the model server
-and run like it (its own session, a record file, stopped as a process group);
-the process helpers are those of :mod:`platform_assets.deploy.serving`. Started
+and run like it (its own session, a record file, stopped as a process group):
+the process helpers are :mod:`platform_assets.deploy.processes`. Started
 with ``watch_pid``, the server runs under a small watchdog (this module's
 ``__main__``) that stops it when the watched model server is gone, so stopping
 the model server never leaves a feature server behind.
@@ -11,7 +11,6 @@ the model server never leaves a feature server behind.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,20 +18,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from platform_assets.deploy.serving import (
-    _group_alive,
-    _log_tail,
-    free_port,
-    is_alive,
-    read_server_record,
-    spawn_detached,
-    terminate_process_group,
-)
+from platform_assets.deploy.processes import free_port, is_alive, spawn_recorded, stop_recorded, wait_until_answers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_PATH = "/health"
 ONLINE_PATH = "/get-online-features"
-_FEAST_MARK = b"feast"  # in the command line of the server or its watchdog
+_FEAST_MARKERS = (b"feast",)  # in the command line of the server or its watchdog
 
 
 @dataclass(frozen=True)
@@ -56,22 +47,7 @@ def stop_feature_server(record_path: Path, grace_s: float = 5.0) -> bool:
     Returns:
         Whether a server was running.
     """
-    record = read_server_record(record_path) or {}
-    Path(record_path).unlink(missing_ok=True)
-    pid = record.get("pid")
-    if not pid or not _group_alive(pid) or not _is_feature_server(pid):
-        return False
-    terminate_process_group(pid, grace_s)
-    return True
-
-
-def _is_feature_server(pid: int) -> bool:
-    """Whether ``pid`` still looks like our feature server (a recycled pid in a stale record does not)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: trust the record, as the model server's stop does
-    return not cmdline or _FEAST_MARK in cmdline
+    return stop_recorded(record_path, _FEAST_MARKERS, "feature server", grace_s)
 
 
 def start_feature_server(
@@ -105,35 +81,22 @@ def start_feature_server(
                    "--", *command]
     env = {**os.environ, "PLATFORM_HOME": str(Path(state_root).resolve()),
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    log_path, record_path = Path(log_path), Path(record_path)
-    process = spawn_detached(command, Path(repo_path), env, log_path)
+    log_path = Path(log_path)
     url = f"http://127.0.0.1:{port}"
-    record = dict(pid=process.pid, url=url, port=port, repo_path=str(repo_path), state_root=env["PLATFORM_HOME"],
-                  watch_pid=watch_pid, log_path=str(log_path), started_at=time.time())
-    record_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(record, indent=2))
+    process = spawn_recorded(command, cwd=Path(repo_path), env=env, log_path=log_path, record_path=record_path,
+                             url=url, port=port, repo_path=str(repo_path), state_root=env["PLATFORM_HOME"],
+                             watch_pid=watch_pid)
     return FeatureServerProcess(process.pid, url, port, log_path)
 
 
 def wait_until_ready(server: FeatureServerProcess, timeout_s: float = 90.0) -> float:
-    """Polls ``GET {url}/health`` until it answers 200; returns the seconds waited.
+    """Polls ``GET {url}/health`` until it answers 200 while the server runs; returns the seconds waited.
 
     Raises:
         RuntimeError: If the process exited or ``timeout_s`` passed; includes the log's tail.
     """
-    import requests
-
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if not is_alive(server.pid):
-            raise RuntimeError(f"feature server (pid {server.pid}) exited; log tail:\n{_log_tail(server.log_path)}")
-        try:
-            if requests.get(server.url + HEALTH_PATH, timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"feature server {server.url} not ready after {timeout_s} s; log:\n{_log_tail(server.log_path)}")
+    return wait_until_answers(server.url + HEALTH_PATH, pid=server.pid, log_path=server.log_path,
+                              timeout_s=timeout_s, what="feature server")
 
 
 def online_features_over_http(

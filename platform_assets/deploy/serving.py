@@ -3,31 +3,29 @@
 Plain functions, no Dagster. The server (``deploy/serving/model_server.py``: Seldon's
 REST app under gunicorn workers that slow clients cannot stall, on 127.0.0.1 unless told
 otherwise) runs in its own session so that it outlives the run that started it, and is
-stopped as a process group (workers, a metrics server, Seldon's multiprocessing manager).
+stopped as a process group (workers, a metrics server, Seldon's multiprocessing manager);
+the process handling is :mod:`platform_assets.deploy.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from platform_assets.deploy.processes import free_port, spawn_recorded, stop_recorded, wait_until_answers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CLASS = "LoanDefaultModel"
 SERVING_DIR = PROJECT_ROOT / "deploy" / "serving"
 LAUNCHER = SERVING_DIR / "model_server.py"
 DEFAULT_HOST = "127.0.0.1"
-# What a record's command line shows: this launcher, or Seldon's CLI for records of older servers.
-_SERVER_MARKERS = (b"model_server.py", b"seldon-core-microservice")
+# What a recorded server's command line shows (else the pid was recycled by another program).
+_SERVER_MARKERS = (LAUNCHER.name.encode(),)
 HEALTH_PATH = "/health/ping"
 PREDICT_PATH = "/api/v1.0/predictions"
-_LOGS: dict[str, Path] = {}  # url -> log of servers started by this process, for error messages
 
 
 class ModelServerError(RuntimeError):
@@ -51,105 +49,18 @@ class ServerProcess:
     url: str
     http_port: int
     model_version: str
-    log_path: Path | None = None
+    log_path: Path
 
 
-def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def is_alive(pid: int) -> bool:
-    """Whether process ``pid`` is running (a zombie counts as gone; ours are reaped)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"  # a zombie of another parent (e.g. a finished Dagster run)
-    except (OSError, IndexError):
-        return _signal_reaches(os.kill, pid)
-
-
-def _signal_reaches(kill, ident: int) -> bool:
-    """Whether signal 0 reaches process (``os.kill``) or process group (``os.killpg``) ``ident``."""
-    try:
-        kill(ident, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _group_alive(pid: int) -> bool:
-    """Whether the leader or any member of the server's process group still runs."""
-    return is_alive(pid) or _signal_reaches(os.killpg, pid)
-
-
-def _is_other_program(pid: int) -> bool:
-    """Whether ``pid`` is visibly not a model server (a recycled pid in a stale record)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return bool(cmdline) and not any(marker in cmdline for marker in _SERVER_MARKERS)
-
-
-def read_server_record(pid_path: Path) -> dict | None:
-    """The record of the running server (pid, ports, url, model), or ``None``."""
-    try:
-        return json.loads(Path(pid_path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def stop_model_server(pid_path: Path, grace_s: float = 5.0) -> bool:
-    """Stops the recorded server's process group (SIGTERM, SIGKILL after ``grace_s``); removes ``pid_path``.
+def stop_model_server(record_path: Path, grace_s: float = 5.0) -> bool:
+    """Stops the recorded server's process group (SIGTERM, SIGKILL after ``grace_s``); removes ``record_path``.
 
     Safe when the file is absent or the process is already gone.
 
     Returns:
         Whether a server was running.
     """
-    record = read_server_record(pid_path) or {}
-    Path(pid_path).unlink(missing_ok=True)
-    pid = record.get("pid")
-    if not pid or not _group_alive(pid) or _is_other_program(pid):
-        return False
-    with contextlib.suppress(OSError, KeyError, TypeError):  # explain the tracebacks of a dying group
-        with open(record["log_path"], "a") as log:
-            log.write(f"--- stopping model server pid {pid} (SIGTERM to its process group) ---\n")
-    terminate_process_group(pid, grace_s)
-    return True
-
-
-def terminate_process_group(pid: int, grace_s: float = 5.0) -> None:
-    """SIGTERM to the process group ``pid``, SIGKILL after ``grace_s`` seconds; returns once it is gone."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
-            time.sleep(0.1)
-
-
-def spawn_detached(command: list[str], cwd: Path, env: dict, log_path: Path) -> subprocess.Popen:
-    """Starts ``command`` in its own session (process group), output appended to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+    return stop_recorded(record_path, _SERVER_MARKERS, "model server", grace_s)
 
 
 def _port_is_free(host: str, port: int) -> None:
@@ -181,7 +92,7 @@ def client_host(host: str) -> str:
 
 def start_model_server(
     *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
-    log_path: Path, pid_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
+    log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
 ) -> ServerProcess:
@@ -194,7 +105,7 @@ def start_model_server(
         model_version: Registered model version (returned with every prediction).
         http_port: REST port.
         log_path: Server output is appended here.
-        pid_path: Where the running server is recorded (JSON).
+        record_path: Where the running server is recorded (JSON; :func:`stop_model_server` reads it).
         workdir: The server's working directory; default ``deploy/serving``. The
             model class is importable from any directory (it is on ``PYTHONPATH``).
         host: Address the REST and metrics ports listen on: loopback by default;
@@ -215,7 +126,7 @@ def start_model_server(
     """
     if not Path(python).exists():
         raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
-    stop_model_server(pid_path)
+    stop_model_server(record_path)
     _port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
@@ -234,58 +145,27 @@ def start_model_server(
                "--read-timeout", str(read_timeout_s), "--log-level", "WARNING"]
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
-    log_path, pid_path = Path(log_path), Path(pid_path)
-    process = spawn_detached(command, cwd, env, log_path)
+    log_path = Path(log_path)
     url = f"http://{client_host(host)}:{http_port}"
-    _LOGS[url] = log_path
-    record = dict(pid=process.pid, url=url, host=host, http_port=http_port, metrics_port=metrics_port,
-                  model_name=model_name, model_version=str(model_version), model_dir=env["MODEL_DIR"],
-                  log_path=str(log_path), feature_server_url=feature_server_url,
-                  inference_log_dir=str(inference_log_dir) if inference_log_dir else None, started_at=time.time())
-    pid_path.parent.mkdir(parents=True, exist_ok=True)
-    pid_path.write_text(json.dumps(record, indent=2))
+    process = spawn_recorded(
+        command, cwd=cwd, env=env, log_path=log_path, record_path=record_path, url=url, host=host,
+        http_port=http_port, metrics_port=metrics_port, model_name=model_name, model_version=str(model_version),
+        model_dir=env["MODEL_DIR"], feature_server_url=feature_server_url,
+        inference_log_dir=str(inference_log_dir) if inference_log_dir else None,
+    )
     return ServerProcess(process.pid, url, http_port, str(model_version), log_path)
 
 
-def _log_tail(log_path: Path | None, lines: int = 40) -> str:
-    """The last ``lines`` of the server's log, for error messages."""
-    if log_path is None or not Path(log_path).exists():
-        return "(no log)"
-    return "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_until_healthy(
-    url: str, timeout_s: float = 60.0, process_pid: int | None = None, *,
-    pid: int | None = None, log_path: Path | None = None,
-) -> float:
-    """Polls ``GET {url}/health/ping`` until it answers 200; returns the seconds waited.
+def wait_until_healthy(server: ServerProcess, timeout_s: float = 60.0) -> float:
+    """Polls ``GET {url}/health/ping`` until it answers 200 while the server runs; returns the seconds waited.
 
     The ping answers only once the gunicorn worker has loaded the model.
-
-    Args:
-        url: The server's base URL.
-        timeout_s: How long to wait.
-        process_pid: The server's pid (alias ``pid``): stop waiting as soon as it exits.
-        log_path: The server's log; default: the one given to :func:`start_model_server`.
 
     Raises:
         RuntimeError: If the process died or ``timeout_s`` passed; includes the log's tail.
     """
-    import requests
-
-    pid = process_pid or pid
-    log_path = log_path or _LOGS.get(url)
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if pid is not None and not is_alive(pid):
-            raise RuntimeError(f"model server (pid {pid}) exited while starting; log tail:\n{_log_tail(log_path)}")
-        try:
-            if requests.get(url + HEALTH_PATH, timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"model server at {url} not healthy after {timeout_s} s; log tail:\n{_log_tail(log_path)}")
+    return wait_until_answers(server.url + HEALTH_PATH, pid=server.pid, log_path=server.log_path,
+                              timeout_s=timeout_s, what="model server")
 
 
 def _plain(value):

@@ -66,28 +66,25 @@ def fairness(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float 
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Reliability of the probabilities: equal-width bins of ``p`` with mean prediction and observed rate.
+    """Reliability of the probabilities: scikit-learn's ``calibration_curve`` on equal-width bins, with counts.
 
     Returns:
         One dict per non-empty bin: ``bin_lower``, ``bin_upper``, ``mean_predicted``,
-        ``observed_rate`` and ``count``.
+        ``observed_rate`` (scikit-learn's ``prob_pred`` and ``prob_true``) and ``count``.
     """
+    from sklearn.calibration import calibration_curve
+
+    y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
+    observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="uniform")
     edges = np.linspace(0.0, 1.0, bins + 1)
-    # The last bin is closed on the right, so p == 1.0 lands in it.
-    index = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
-    table = []
-    for b in range(bins):
-        mask = index == b
-        if not mask.any():
-            continue
-        table.append({
-            "bin_lower": float(edges[b]),
-            "bin_upper": float(edges[b + 1]),
-            "mean_predicted": float(p[mask].mean()),
-            "observed_rate": float(y[mask].mean()),
-            "count": int(mask.sum()),
-        })
-    return table
+    # The rows per bin, binned as calibration_curve bins them (it returns only the non-empty bins' rates).
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=bins)
+    filled = np.flatnonzero(counts)
+    return [
+        {"bin_lower": float(edges[b]), "bin_upper": float(edges[b + 1]), "mean_predicted": float(mean),
+         "observed_rate": float(rate), "count": int(counts[b])}
+        for b, mean, rate in zip(filled, predicted, observed, strict=True)
+    ]
 
 
 def permutation_importance(

@@ -10,7 +10,7 @@ import pandas as pd
 
 @dataclass
 class DriftSummary:
-    """What the drift report found."""
+    """What the drift report found, as Evidently decided it."""
 
     columns: int
     drifted_columns: int
@@ -54,27 +54,56 @@ def drift_report(
 
     ref = _sample(reference[columns], max_rows, seed).reset_index(drop=True)
     cur = _sample(current[columns], max_rows, seed).reset_index(drop=True)
-    snapshot = Report([DataDriftPreset()]).run(cur, ref)
+    # With tests, Evidently records its own per-column decision (each ValueDrift's "drift" test).
+    snapshot = Report([DataDriftPreset()], include_tests=True).run(cur, ref)
     html_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(html_path))
-    result = snapshot.dict()
-    drifted_count, share, drifted, scores, methods = None, None, [], {}, {}
+    found = evidently_drift(snapshot.dict())
+    missing = sorted(set(columns) - set(found["detected"]))
+    if missing:
+        raise ValueError(f"Evidently's report has no drift result for columns {missing}")
+    return DriftSummary(len(columns), found["count"], found["share"], found["drifted"], len(ref), len(cur),
+                        found["scores"], found["methods"])
+
+
+def evidently_drift(result: dict) -> dict:
+    """The drift results of a DataDriftPreset report with tests (``snapshot.dict()``), as Evidently decided them.
+
+    Each column's ``ValueDrift`` metric gives its score, method and threshold, and its
+    ``drift`` test the decision (``FAIL``: drift detected); ``DriftedColumnsCount``
+    gives the count and share of drifted columns. Nothing is re-derived here.
+
+    Returns:
+        ``count`` and ``share`` (``DriftedColumnsCount``), ``detected`` (column ->
+        drifted), ``drifted`` (the drifted columns, sorted), ``scores`` and ``methods``.
+
+    Raises:
+        ValueError: If a part is missing (a report without tests), or Evidently's count
+            is not the number of columns whose drift test failed.
+    """
+    count, share, scores, methods, metric_column = None, None, {}, {}, {}
     for metric in result["metrics"]:
         config, value = metric["config"], metric["value"]
-        if config["type"].endswith("DriftedColumnsCount"):
-            drifted_count, share = int(value["count"]), float(value["share"])
-        elif config["type"].endswith("ValueDrift"):
+        if config["type"].endswith(":DriftedColumnsCount"):
+            count, share = int(value["count"]), float(value["share"])
+        elif config["type"].endswith(":ValueDrift"):
             scores[config["column"]], methods[config["column"]] = float(value), config["method"]
-            if _is_drift(config["method"], value, config["threshold"]):
-                drifted.append(config["column"])
-    if drifted_count is None:
+            metric_column[metric["id"]] = config["column"]
+    if count is None:
         raise ValueError("Evidently's report has no DriftedColumnsCount metric")
-    return DriftSummary(len(columns), drifted_count, share, sorted(drifted), len(ref), len(cur), scores, methods)
-
-
-def _is_drift(method: str, value: float, threshold: float) -> bool:
-    """Statistical tests report p-values (drift below the threshold), distances drift above it."""
-    return value < threshold if "p_value" in method else value >= threshold
+    detected = {}
+    for test in result.get("tests", []):
+        column = metric_column.get(test.get("metric_config", {}).get("metric_id"))
+        if column is not None and test.get("id") == "drift":
+            detected[column] = test["status"] == "FAIL"
+    if set(detected) != set(scores):
+        raise ValueError(f"Evidently's report has no drift test for columns {sorted(set(scores) - set(detected))} "
+                         "(run the Report with include_tests=True)")
+    drifted = sorted(c for c, d in detected.items() if d)
+    if len(drifted) != count:
+        raise ValueError(f"Evidently counts {count} drifted columns but its column tests fail for {drifted}")
+    return {"count": count, "share": share, "detected": detected, "drifted": drifted, "scores": scores,
+            "methods": methods}
 
 
 def reference_window(training: pd.DataFrame, days: int) -> pd.DataFrame:
@@ -124,8 +153,10 @@ def daily_quality(labelled: pd.DataFrame, min_rows: int) -> dict[str, dict]:
 def figures(summary: DriftSummary | None, features: list[str], quality_found: dict, reference_auc: float | None) -> dict:
     """The report's summary numbers (materialization metadata the UI plots over time).
 
-    ``drift_share`` counts the model inputs only; the prediction (the ``probability``
-    column) is reported as ``prediction_drift_score`` / ``prediction_drifted``.
+    ``drift_share`` counts the model inputs only: of Evidently's drifted columns
+    (``summary.drifted``), those among ``features``, over their number, as Evidently's
+    ``DriftedColumnsCount`` counts them. The prediction (the ``probability`` column) is
+    reported as ``prediction_drift_score`` / ``prediction_drifted``.
     """
     out: dict = {"columns": len(features), **quality_found, "reference_roc_auc": reference_auc}
     auc = quality_found.get("roc_auc")

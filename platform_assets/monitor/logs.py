@@ -16,10 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
-# Every line must carry these; the model inputs vary with the model and are kept as they come.
-REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "probability")
+# Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
+REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "feature_source",
+            "probability")
+# Every line carries these too, null where the request had none (a request that sent every model input).
+NULLABLE = ("application_id", "applicant_id", "latency_ms")
 # Metadata of a line (the rest are model inputs).
-LOG_FIELDS = (*REQUIRED, "application_id", "applicant_id", "feature_source", "latency_ms")
+LOG_FIELDS = (*REQUIRED, *NULLABLE)
+# What the server writes as ``feature_source`` (``deploy/serving/LoanDefaultModel.py``): "online", history
+# looked up on the feature server (real callers); "request", every model input sent (a smoke test, a backfill).
+FEATURE_SOURCES = ("online", "request")
 
 
 @dataclass
@@ -63,7 +69,8 @@ def read_log_file(path: Path, day: str) -> LogFile:
         The file's hash and line count (from its bytes), its records (one row per
         line, with ``_source_file``, ``_source_line`` and ``_partition``) and the
         rejected lines with their reasons (a torn last line after a crash, a
-        record without a required field, or one whose event is not of ``day``).
+        record without a required field or with an unknown ``feature_source``,
+        or one whose event is not of ``day``).
     """
     data = Path(path).read_bytes()
     records, rejected = [], []
@@ -77,9 +84,13 @@ def read_log_file(path: Path, day: str) -> LogFile:
         if not isinstance(record, dict):
             rejected.append(_reject(name, number, f"not a JSON object but {type(record).__name__}", day))
             continue
-        missing = [k for k in REQUIRED if record.get(k) is None]
+        missing = [k for k in REQUIRED if record.get(k) is None] + [k for k in NULLABLE if k not in record]
         if missing:
             rejected.append(_reject(name, number, f"missing {missing}", day))
+            continue
+        if record["feature_source"] not in FEATURE_SOURCES:
+            rejected.append(_reject(name, number, f"feature_source {record['feature_source']!r} is not one of "
+                                                  f"{list(FEATURE_SOURCES)}", day))
             continue
         if str(record["event_ts"])[:10] != day:
             rejected.append(_reject(name, number, f"event_ts {record['event_ts']!r} is not of the file's day {day}", day))
@@ -90,12 +101,11 @@ def read_log_file(path: Path, day: str) -> LogFile:
     if len(rows):
         # Text columns typed as text even when every value of a file is null (a smoke test has no ids).
         for column in ("request_id", "model_name", "application_id", "feature_source"):
-            rows[column] = (rows[column] if column in rows else pd.Series([None] * len(rows))).astype("string")
+            rows[column] = rows[column].astype("string")
         rows["served_at"] = pd.to_datetime(rows["served_at"], utc=True, format="ISO8601").dt.tz_localize(None)
         rows["event_ts"] = pd.to_datetime(rows["event_ts"], format="ISO8601")
         rows["model_version"] = rows["model_version"].astype(str)
-        if "applicant_id" in rows:
-            rows["applicant_id"] = pd.array(rows["applicant_id"], dtype="Int64")
+        rows["applicant_id"] = pd.array(rows["applicant_id"], dtype="Int64")
     return LogFile(name, hashlib.sha256(data).hexdigest(), count_lines(data), rows, rejected)
 
 
@@ -140,12 +150,6 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> 
     try:
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'monitor'").fetchall()}
-        if "inference_log" in tables and "request_id" not in {
-            r[0] for r in con.execute("DESCRIBE monitor.inference_log").fetchall()
-        }:
-            # A table of the platform's own replays (before the server logged its traffic): kept aside, not mixed in.
-            con.execute("ALTER TABLE monitor.inference_log RENAME TO inference_log_replayed")
-            tables.discard("inference_log")
         if "inference_log" in tables:
             con.execute("DELETE FROM monitor.inference_log WHERE _partition = ?", [day])
         if len(rows):

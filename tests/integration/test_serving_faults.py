@@ -16,12 +16,11 @@ import pytest
 import requests
 import torch
 
+from platform_assets.deploy.processes import free_port, read_record
 from platform_assets.deploy.serving import (
     PREDICT_PATH,
     ModelServerError,
-    free_port,
     predict_over_http,
-    read_server_record,
     start_model_server,
     stop_model_server,
     wait_until_healthy,
@@ -69,17 +68,17 @@ def server(tmp_path_factory):
     """The running server (its record) and the bundle it serves; stopped at the end of the module."""
     tmp = tmp_path_factory.mktemp("serving_faults")
     _bundle(tmp / "bundle")
-    pid_path = tmp / "server.json"
+    record_path = tmp / "server.json"
     process = start_model_server(
         python=SERVING_PYTHON, model_dir=tmp / "bundle", model_name="m", model_version="7",
-        http_port=free_port(), workdir=tmp, log_path=tmp / "server.log", pid_path=pid_path,
+        http_port=free_port(), workdir=tmp, log_path=tmp / "server.log", record_path=record_path,
         keepalive_s=KEEPALIVE_S, read_timeout_s=READ_TIMEOUT_S,
     )
     try:
-        wait_until_healthy(process.url, timeout_s=90.0, process_pid=process.pid)
-        yield read_server_record(pid_path), load_bundle(tmp / "bundle")
+        wait_until_healthy(process, timeout_s=90.0)
+        yield read_record(record_path), load_bundle(tmp / "bundle")
     finally:
-        stop_model_server(pid_path)
+        stop_model_server(record_path)
 
 
 def _strict_json(text: str):

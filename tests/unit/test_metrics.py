@@ -84,6 +84,21 @@ def test_calibration_table_bins_predictions_and_observed_rates():
     assert sum(r["count"] for r in table) == len(p)
 
 
+def test_calibration_table_is_scikit_learns_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(0)
+    p = np.concatenate([rng.uniform(size=2000), np.linspace(0, 1, 11)])  # edges included: binned as sklearn bins them
+    y = (rng.uniform(size=len(p)) < p).astype(int)
+    table = calibration_table(y, p, bins=10)
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    np.testing.assert_array_equal([r["observed_rate"] for r in table], observed)
+    np.testing.assert_array_equal([r["mean_predicted"] for r in table], predicted)
+    assert sum(r["count"] for r in table) == len(p)
+    # Counts agree with the rates: observed positives per bin are whole numbers.
+    assert all(abs(r["observed_rate"] * r["count"] - round(r["observed_rate"] * r["count"])) < 1e-9 for r in table)
+
+
 def test_permutation_importance_finds_the_feature_the_model_uses():
     import pandas as pd
 

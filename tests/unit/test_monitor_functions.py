@@ -31,6 +31,25 @@ def test_every_line_is_kept_or_rejected_with_its_reason(tmp_path):
     assert "missing" in reasons[4] and "not a JSON record" in reasons[6]
 
 
+def test_a_line_without_the_servers_metadata_or_with_an_unknown_feature_source_is_rejected(tmp_path):
+    path = tmp_path / "day=2026-10-20" / "h-1-2026112310.jsonl"
+    path.parent.mkdir()
+    no_source = {k: v for k, v in json.loads(_line("s")).items() if k != "feature_source"}
+    no_ids = {k: v for k, v in json.loads(_line("i")).items() if k != "application_id"}
+    # A request that carried every model input: no ids, kept (not traffic).
+    smoke = _line("r", feature_source="request", application_id=None, applicant_id=None)
+    path.write_text("\n".join([json.dumps(no_source), _line("o", feature_source="offline"), json.dumps(no_ids),
+                               smoke, _line("a")]) + "\n")
+    found = logs.read_log_file(path, "2026-10-20")
+    assert found.lines == 5 == len(found.rows) + len(found.rejected)
+    assert found.rows["request_id"].tolist() == ["r", "a"]
+    assert found.rows["feature_source"].tolist() == ["request", "online"]
+    assert found.rows["application_id"].isna().tolist() == [True, False]
+    reasons = {r["_source_line"]: r["reason"] for r in found.rejected}
+    assert reasons[1] == "missing ['feature_source']" and "'offline' is not one of" in reasons[2]
+    assert reasons[3] == "missing ['application_id']"
+
+
 def test_skew_is_found_when_history_is_stale_or_leaks_later_rows():
     day = pd.Timestamp("2026-10-20").timestamp()
     events, amounts = [day - 5 * 86400, day - 40 * 86400, day + 3600], [100.0, 200.0, 300.0]

@@ -8,12 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from platform_assets.deploy.processes import free_port, is_alive, read_record
 from platform_assets.deploy.serving import (
     ModelServerError,
-    free_port,
-    is_alive,
     predict_over_http,
-    read_server_record,
     start_model_server,
     stop_model_server,
     wait_until_healthy,
@@ -45,11 +43,11 @@ def rows():
 
 @pytest.fixture
 def servers(tmp_path):
-    """Pid files of servers started by a test; all stopped at teardown, even on failure."""
+    """Record files of servers started by a test; all stopped at teardown, even on failure."""
     paths: list[Path] = []
     yield paths
-    for pid_path in paths:
-        stop_model_server(pid_path)
+    for record_path in paths:
+        stop_model_server(record_path)
 
 
 def _bundle(rows, directory, version):
@@ -64,13 +62,13 @@ def _bundle(rows, directory, version):
 
 
 def _start(tmp_path, servers, bundle_dir, version):
-    pid_path = tmp_path / "server.json"
-    servers.append(pid_path)
+    record_path = tmp_path / "server.json"
+    servers.append(record_path)
     process = start_model_server(
         python=SERVING_PYTHON, model_dir=bundle_dir, model_name="loan-default", model_version=version,
-        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", pid_path=pid_path,
+        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", record_path=record_path,
     )
-    wait_until_healthy(process.url, timeout_s=90.0, process_pid=process.pid)
+    wait_until_healthy(process, timeout_s=90.0)
     return process
 
 
@@ -78,7 +76,7 @@ def test_served_predictions_equal_the_bundle(tmp_path, rows, servers):
     _bundle(rows, tmp_path / "b", "3")
     bundle = load_bundle(tmp_path / "b")  # what the server loads, not the in-memory original
     process = _start(tmp_path, servers, tmp_path / "b", "3")
-    record = read_server_record(tmp_path / "server.json")
+    record = read_record(tmp_path / "server.json")
     assert record["pid"] == process.pid and record["url"] == process.url and record["model_version"] == "3"
 
     served, meta = predict_over_http(process.url, rows.to_dict("records"))
@@ -94,7 +92,7 @@ def test_served_predictions_equal_the_bundle(tmp_path, rows, servers):
     assert not is_alive(process.pid)
     with pytest.raises(ProcessLookupError):  # the whole group: no orphaned gRPC or metrics process
         os.killpg(process.pid, 0)
-    assert read_server_record(tmp_path / "server.json") is None
+    assert read_record(tmp_path / "server.json") is None
     assert not stop_model_server(tmp_path / "server.json")  # nothing left to stop
 
 
@@ -105,7 +103,7 @@ def test_starting_again_replaces_the_running_server(tmp_path, rows, servers):
     second = _start(tmp_path, servers, tmp_path / "b2", "2")
     assert not is_alive(first.pid)
     assert is_alive(second.pid)
-    assert read_server_record(tmp_path / "server.json")["pid"] == second.pid
+    assert read_record(tmp_path / "server.json")["pid"] == second.pid
     _, meta = predict_over_http(second.url, rows.head(2).to_dict("records"))
     assert meta["tags"]["model_version"] == "2"
 
@@ -114,10 +112,10 @@ def test_a_server_that_cannot_start_reports_its_log(tmp_path, servers):
     servers.append(tmp_path / "server.json")
     process = start_model_server(
         python=SERVING_PYTHON, model_dir=tmp_path / "no-bundle", model_name="m", model_version="1",
-        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", pid_path=tmp_path / "server.json",
+        http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", record_path=tmp_path / "server.json",
     )
     with pytest.raises(RuntimeError, match="no \\['model.safetensors', 'bundle.json'\\]"):
-        wait_until_healthy(process.url, timeout_s=60.0, process_pid=process.pid)
+        wait_until_healthy(process, timeout_s=60.0)
 
 
 def test_a_port_held_by_another_server_is_refused_before_starting(tmp_path):
