@@ -42,7 +42,7 @@ def _dbt(args: list[str], database: Path) -> float:
 def _model_seconds(model: str = "") -> float:
     """dbt's own time in the models of the last invocation (or in one model)."""
     results = json.loads((ROOT / "dbt" / "target" / "run_results.json").read_text())["results"]
-    prefix = f"model.loan_features.{model}" if model else "model."
+    prefix = f"model.platform_features.{model}" if model else "model."
     return sum(r["execution_time"] for r in results if r["unique_id"].startswith(prefix))
 
 
@@ -103,12 +103,15 @@ def bench_feast(root: Path, database: Path, lookups: int) -> list[dict]:
 
     from platform_assets.deploy import feature_server
     from platform_assets.features import feast_ops
-    from platform_assets.features.names import FEATURE_SERVICE
+    from platform_assets.declared import use_case
     from platform_assets.resources import FeatureStore
+
+    loan_default = use_case("loan_default")
+    FEATURE_SERVICE = loan_default.feature_service  # noqa: N806
 
     data_dir = root / "feast" / "data"
     with duckdb.connect(str(database), read_only=True) as con:
-        counts = feast_ops.export_marts(con, data_dir)
+        counts = feast_ops.export_marts(con, data_dir, loan_default.marts)
         oldest, newest = con.execute(
             "SELECT min(event_timestamp), max(event_timestamp) FROM features.fct_application_features"
         ).fetchone()
@@ -174,7 +177,7 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=400, help="single-entity calls per path")
     args = parser.parse_args()
 
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 
     applications = generate_applications(GeneratorConfig(
         start_date=dt.date.today() - dt.timedelta(days=args.days + 1), days=args.days,

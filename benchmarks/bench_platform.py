@@ -50,12 +50,13 @@ def bench_ingest_and_validate(sizes: list[int]) -> list[dict]:
     """Generate, write 100 daily landing files, read them back whole, validate and mask."""
     import tempfile
 
-    from platform_assets.domain import COLUMNS, PII_COLUMNS
+    from platform_assets.declared import use_case
     from platform_assets.ingest.landing import list_landing_files, read_landing
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications, write_landing_files
     from platform_assets.validate.duplicates import split_batch
     from platform_assets.validate.pii import mask_pii
 
+    source = use_case("loan_default").source
     rows = []
     for size in sizes:
         start = time.perf_counter()
@@ -67,14 +68,14 @@ def bench_ingest_and_validate(sizes: list[int]) -> list[dict]:
             with tempfile.TemporaryDirectory() as tmp:
                 write_landing_files(df, Path(tmp), file_format)
                 start = time.perf_counter()
-                raw, accepted, rejected = read_landing(list_landing_files(tmp), COLUMNS)
+                raw, accepted, rejected = read_landing(list_landing_files(tmp), source)
                 read = time.perf_counter() - start
             assert len(raw) == len(df) and not rejected
             start = time.perf_counter()
-            result = split_batch(raw)
+            result = split_batch(raw, source)
             val = time.perf_counter() - start
             start = time.perf_counter()
-            mask_pii(result.valid, PII_COLUMNS, "bench-hmac-key-0123456789")
+            mask_pii(result.valid, source.pii, "bench-hmac-key-0123456789")
             mask = time.perf_counter() - start
             assert len(result.valid) + len(result.quarantined) == len(df)
             n = len(df)
@@ -92,7 +93,7 @@ def bench_ingest_and_validate(sizes: list[int]) -> list[dict]:
 
 
 def bench_training(size: int) -> list[dict]:
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
     from platform_assets.train.trainer import TrainParams, train_model
 
     df = generate_applications(GeneratorConfig(days=100, rows_per_day=size // 100, dirty_fraction=0))

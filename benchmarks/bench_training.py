@@ -26,7 +26,7 @@ FEATURES = ["income", "loan_amount", "term_months", "employment_years", "credit_
 
 def bench(rows: int, epochs: int, batch_sizes: list[int], threads: list[int]) -> list[dict]:
     """Trains one (64, 32) network per batch size and thread count on ``rows`` generated rows (80% train)."""
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
     from platform_assets.train.trainer import TrainParams, train_model
 
     df = generate_applications(GeneratorConfig(days=100, rows_per_day=rows // 100, dirty_fraction=0))
@@ -52,7 +52,7 @@ def bench(rows: int, epochs: int, batch_sizes: list[int], threads: list[int]) ->
 
 def bench_search(rows: int) -> dict:
     """The model asset's default candidate search (three candidates, early stopping) on ``rows`` rows."""
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
     from platform_assets.train.assets import TrainConfig, train_params
     from platform_assets.train.trainer import search
 

@@ -26,8 +26,8 @@ def _polars_model():
     import pandera.polars as pap
     import polars as pl
 
-    from platform_assets.domain import AGE_BANDS, REGIONS, TERMS_MONTHS
-    from platform_assets.validate.schema import MAX_LOAN_TO_INCOME
+    from platform_assets.use_cases.loan_default.vocabulary import AGE_BANDS, REGIONS, TERMS_MONTHS
+    from platform_assets.use_cases.loan_default.schema import MAX_LOAN_TO_INCOME
 
     class ApplicationSchemaPolars(pap.DataFrameModel):
         application_id: str = pap.Field(unique=True, nullable=False)
@@ -96,10 +96,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from platform_assets.domain import COLUMNS
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.vocabulary import COLUMNS
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
     from platform_assets.validate.rules import parse_types
-    from platform_assets.validate.schema import ApplicationSchema
+    from platform_assets.use_cases.loan_default.schema import ApplicationSchema
 
     try:
         import polars as pl

@@ -11,7 +11,7 @@ from platform_assets import settings
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications, write_landing_files
 
     start = dt.date.fromisoformat(args.start) if args.start else dt.date.today() - dt.timedelta(days=args.days)
     config = GeneratorConfig(
@@ -32,10 +32,12 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _record_first_landed_day(landing_url: str) -> None:
     """Makes the daily partitions start at the first day that has a landing file (earlier files included)."""
-    from platform_assets.ingest.landing import list_landing_files, partition_of
+    from platform_assets.declared import use_cases
+    from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
     from platform_assets.ingest.partitions import PARTITIONS_START_ENV, record_partitions_start
 
-    days = sorted(d for u in list_landing_files(landing_url) if (d := partition_of(u)))
+    days = sorted(d for s in {u.source for u in use_cases()}
+                  for u in list_landing_files(source_landing_url(landing_url, s)) if (d := partition_of(u, s)))
     if days:
         path = record_partitions_start(days[0])
         print(f"daily partitions start on {days[0]} (recorded in {path}; {PARTITIONS_START_ENV} overrides it)")
@@ -82,11 +84,13 @@ def _infer_schema(args: argparse.Namespace) -> int:
 def _landing_days(args: argparse.Namespace) -> int:
     import os
 
-    from platform_assets.ingest.landing import list_landing_files, partition_of
+    from platform_assets.declared import use_cases
+    from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
     from platform_assets.ingest.partitions import DAILY_PARTITIONS
 
     url = os.environ.get("LANDING_URL") or str(settings.paths().landing)
-    days = sorted({d for u in list_landing_files(url) if (d := partition_of(u)) and DAILY_PARTITIONS.has_partition_key(d)})
+    days = sorted({d for s in {u.source for u in use_cases()} for u in list_landing_files(source_landing_url(url, s))
+                   if (d := partition_of(u, s)) and DAILY_PARTITIONS.has_partition_key(d)})
     if not days:
         print(f"no landing files of any day under {url}; run `make data` first", file=sys.stderr)
         return 1
@@ -98,7 +102,8 @@ def _traffic(args: argparse.Namespace) -> int:
     """Sends one validated day's applications to the deployed server, as its callers would."""
     import duckdb
 
-    from platform_assets.traffic import send_applications
+    from platform_assets.declared import use_case
+    from platform_assets.traffic import send_requests
 
     paths = settings.paths()
     deployment = json.loads((paths.serving / "deployment.json").read_text())
@@ -106,7 +111,7 @@ def _traffic(args: argparse.Namespace) -> int:
         day = args.day or con.execute("SELECT max(_partition) FROM validated.applications").fetchone()[0]
         # The newest day replays without skew: the online store holds nothing after it.
         apps = con.execute("SELECT * FROM validated.applications WHERE _partition = ?", [day]).df()
-    result = send_applications(deployment["url"], apps, concurrency=args.concurrency)
+    result = send_requests(deployment["url"], apps, use_case("loan_default").source, concurrency=args.concurrency)
     print(f"{day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
           f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
           f"logged under {paths.inference / f'day={day}'}")

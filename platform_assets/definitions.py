@@ -10,6 +10,7 @@ import dagster as dg
 
 from platform_assets import settings
 from platform_assets.automation import automation_sensor, with_automation
+from platform_assets.declared import use_case
 from platform_assets.deploy import assets as deploy_assets
 from platform_assets.deploy import checks as deploy_checks
 from platform_assets.evaluate import assets as evaluate_assets
@@ -71,16 +72,18 @@ def build_resources(root: str | Path | None = None) -> dict:
     local_tracking_uri = f"sqlite:///{paths.mlflow / 'mlflow.db'}"
     tracking_uri = local_tracking_uri if pinned else _env("MLFLOW_TRACKING_URI", local_tracking_uri)
     artifact_root = str(paths.mlflow / "artifacts")
+    model_name = use_case().model_name
     return {
         "state": PlatformState(root=state_root),
         "landing": Landing(url=str(paths.landing) if pinned else _env("LANDING_URL", str(paths.landing))),
         "warehouse": Warehouse(database=str(paths.warehouse)),
         "dbt": feature_dbt.dbt_resource(),
         "feast": FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"), state_root=str(paths.root)),
-        "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
+        "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, experiment_name=model_name,
+                                          registered_model_name=model_name, artifact_root=artifact_root),
         "mlflow": mlflow_tracking.configured(
             {
-                "experiment_name": "loan-default",
+                "experiment_name": model_name,
                 "mlflow_tracking_uri": tracking_uri if isinstance(tracking_uri, str) else {"env": "MLFLOW_TRACKING_URI"},
                 "artifact_root": artifact_root,
             }

@@ -67,8 +67,8 @@ def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple
                     ).df()
                     if len(rows):
                         return rows.to_dict("records"), "warehouse table monitor.inference_log"
-        except Exception as exc:  # noqa: BLE001 - a locked or older warehouse: the files still answer
-            if "lock" not in str(exc).lower() and "inference_log" not in str(exc):
+        except Exception as exc:  # noqa: BLE001 - a warehouse locked by a writer: the files still answer
+            if "lock" not in str(exc).lower():
                 raise
     needle = json.dumps(request_id)
     found, where = [], []
@@ -134,7 +134,7 @@ def _model_lineage(name: str, version: str, root: Path) -> dict:
 
 def _feature_lineage(root: Path) -> dict:
     """The model's feature service, its views and the dbt models they come from (and what those read)."""
-    from platform_assets.features.names import FEATURE_SERVICE
+    from platform_assets.features.names import FEATURE_SERVICE, ONLINE_FEATURE_SERVICE
 
     out: dict = {"feature_service": FEATURE_SERVICE}
     registry = root / "feast" / "registry.db"
@@ -143,14 +143,7 @@ def _feature_lineage(root: Path) -> dict:
 
         store = FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"))
         views = []
-        services = [FEATURE_SERVICE]
-        try:
-            from platform_assets.features.names import ONLINE_FEATURE_SERVICE
-
-            services.append(ONLINE_FEATURE_SERVICE)
-        except ImportError:
-            pass
-        for service_name in services:
+        for service_name in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE):
             service = store.get_feature_service(service_name)
             for projection in service.feature_view_projections:
                 view = store.get_feature_view(projection.name)

@@ -28,6 +28,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from platform_assets.declared import use_case
+
 logger = logging.getLogger("platform.loop")
 
 # The sensors the loop drives, in the order a tick runs them.
@@ -88,7 +90,7 @@ class DayReport:
 
 def generate(config: LoopConfig, start: dt.date) -> pd.DataFrame:
     """History and live days from ``start``, with concept drift from ``drift_day`` (seeded)."""
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 
     drift = config.drift_day is not None
     return generate_applications(GeneratorConfig(
@@ -224,17 +226,17 @@ def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root:
     """Serves one day's applications, lands the day's file, and lets the automation react."""
     from platform_assets.automation import DRIFT_REPORT, EVAL_REPORT
     from platform_assets.monitor.outcomes import write_outcome_files
-    from platform_assets.sample_data.generator import write_landing_files
-    from platform_assets.traffic import send_applications
+    from platform_assets.use_cases.loan_default.generator import write_landing_files
+    from platform_assets.traffic import send_requests
 
     deployment = json.loads((Path(state_root) / "serving" / "deployment.json").read_text())
-    traffic = send_applications(deployment["url"], applications, concurrency=concurrency)
+    traffic = send_requests(deployment["url"], applications, use_case("loan_default").source, concurrency=concurrency)
     report = DayReport(day, traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic)
     before = _latest_record(daemon.instance, DRIFT_REPORT)
     before_id = before.storage_id if before else None
     write_landing_files(applications, landing_dir)
     if outcomes is not None and len(outcomes):
-        write_outcome_files(outcomes, Path(state_root) / "landing" / "outcomes")
+        write_outcome_files(outcomes, Path(state_root) / "landing" / "outcomes", use_case("loan_default").source)
     report.landed_at = time.time()
     runs = daemon.settle()
     report.runs = len(runs)
@@ -308,7 +310,7 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
     from platform_assets import settings
     from platform_assets.automation import DRIFT_REPORT
     from platform_assets.monitor.outcomes import write_outcome_files
-    from platform_assets.sample_data.generator import write_landing_files
+    from platform_assets.use_cases.loan_default.generator import write_landing_files
 
     paths = settings.paths(state_root)
     apps = generate(config, start)
@@ -353,11 +355,12 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
             report = run_day(day.isoformat(), todays, paths.landing, paths.root, daemon, config.concurrency,
                              pending[pending_days == day])
         else:
-            from platform_assets.traffic import send_applications
+            from platform_assets.traffic import send_requests
 
-            traffic = send_applications(json.loads(deployment.read_text())["url"], todays, config.concurrency)
+            traffic = send_requests(json.loads(deployment.read_text())["url"], todays, use_case("loan_default").source,
+                                    config.concurrency)
             write_landing_files(todays, paths.landing)
-            write_outcome_files(pending[pending_days == day], paths.outcomes)
+            write_outcome_files(pending[pending_days == day], paths.outcomes, use_case("loan_default").source)
             report = DayReport(day.isoformat(), traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic,
                                landed_at=time.time())
             report.runs = wait_for_daemon(instance, day.isoformat(), daemon_timeout_s)

@@ -51,11 +51,11 @@ class FeatureStore(dg.ConfigurableResource):
 
 
 class MlflowRegistry(dg.ConfigurableResource):
-    """MLflow tracking backend and the registered model that the platform trains."""
+    """MLflow tracking backend, and the experiment and registered model of a use case (its ``model_name``)."""
 
     tracking_uri: str
-    experiment_name: str = "loan-default"
-    registered_model_name: str = "loan-default"
+    experiment_name: str
+    registered_model_name: str
     artifact_root: str = ""
 
     def client(self) -> "mlflow.MlflowClient":  # noqa: F821
@@ -104,6 +104,7 @@ def mlflow_tracking(init_context: dg.InitResourceContext):
     MlflowRegistry(
         tracking_uri=config["mlflow_tracking_uri"],
         experiment_name=config["experiment_name"],
+        registered_model_name=config["experiment_name"],
         artifact_root=config["artifact_root"],
     ).ensure_experiment()
     return MlFlow(init_context)

@@ -1,7 +1,7 @@
-"""A bounded client that sends applications to the model server as its callers do.
+"""A bounded client that sends a source's rows to the model server as its callers do.
 
-Plain functions, no Dagster. Each application is one request carrying the
-application's own fields and its entity ids (the server looks up the history);
+Plain functions, no Dagster. Each row is one request carrying the row's own
+fields and its entity ids (the server looks up what the online store holds);
 at most ``concurrency`` requests are in flight, so a simulation or a benchmark
 never floods the server, and every request has its own id (``meta.puid``), which
 the server logs with the prediction.
@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from platform_assets.declarations import Source
 from platform_assets.deploy.serving import PREDICT_PATH, _plain
-from platform_assets.domain import COLUMNS, LABEL, PII_COLUMNS, PROTECTED_ATTRIBUTE
 
-# What a caller knows when it asks: the application's own fields and its ids; never the
-# personal data, the protected attribute or the outcome.
-REQUEST_FIELDS = tuple(c for c in COLUMNS if c not in (*PII_COLUMNS, PROTECTED_ATTRIBUTE, LABEL, "label_ts"))
+
+def request_fields(source: Source) -> tuple[str, ...]:
+    """What a caller knows when it asks: the row's own fields and its ids; never the
+    personal data, the protected attributes or the outcome (and its time)."""
+    withheld = {*source.pii, *source.protected, source.label, source.label_time}
+    return tuple(c for c in source.columns if c not in withheld)
 
 
 @dataclass
@@ -34,9 +37,9 @@ class TrafficResult:
     answered: int = 0
     # HTTP status (or exception name) -> count, for the requests that were not answered with 200.
     errors: Counter = field(default_factory=Counter)
-    # application_id -> request id, for every request sent.
+    # The row's key -> request id, for every request sent.
     request_ids: dict[str, str] = field(default_factory=dict)
-    # application_id -> probability, for the answered ones.
+    # The row's key -> probability, for the answered ones.
     probabilities: dict[str, float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -49,27 +52,28 @@ class TrafficResult:
         return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
-def request_body(application: dict, request_id: str) -> dict:
-    """The Seldon JSON message for one application (its own fields and ids, no history)."""
-    names = [n for n in REQUEST_FIELDS if n in application]
-    return {"data": {"names": names, "ndarray": [[_plain(application[n]) for n in names]]}, "meta": {"puid": request_id}}
+def request_body(row: dict, request_id: str, fields: tuple[str, ...]) -> dict:
+    """The Seldon JSON message for one row (its ``fields`` that it has, no looked-up features)."""
+    names = [n for n in fields if n in row]
+    return {"data": {"names": names, "ndarray": [[_plain(row[n]) for n in names]]}, "meta": {"puid": request_id}}
 
 
-def send_applications(
-    url: str, applications: pd.DataFrame, concurrency: int = 8, timeout_s: float = 10.0
+def send_requests(
+    url: str, rows: pd.DataFrame, source: Source, concurrency: int = 8, timeout_s: float = 10.0
 ) -> TrafficResult:
-    """Sends each application as one request, at most ``concurrency`` at a time.
+    """Sends each row of ``source`` as one request, at most ``concurrency`` at a time.
 
     Args:
         url: The model server's base URL.
-        applications: One row per application, with the :data:`REQUEST_FIELDS` columns.
+        rows: One row per request, with the :func:`request_fields` columns (others are not sent).
+        source: The declared source the rows are of.
         concurrency: Requests in flight at most.
         timeout_s: Per-request timeout.
 
     Returns:
-        Counts, errors by status, the request id of every application and the
-        answered probabilities. Caller mistakes in the data (an invalid row gets
-        400) are counted, not raised.
+        Counts, errors by status, the request id of every row (by its key) and
+        the answered probabilities. Caller mistakes in the data (an invalid row
+        gets 400) are counted, not raised.
     """
     import requests
 
@@ -77,14 +81,16 @@ def send_applications(
     local = threading.local()
     lock = threading.Lock()
 
-    def send(application: dict) -> None:
+    fields, key = request_fields(source), source.key
+
+    def send(row: dict) -> None:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         try:
-            response = session.post(url + PREDICT_PATH, json=request_body(application, request_id), timeout=timeout_s)
+            response = session.post(url + PREDICT_PATH, json=request_body(row, request_id, fields), timeout=timeout_s)
             status = response.status_code
             probability = float(response.json()["data"]["ndarray"][0][0]) if status == 200 else None
         except (requests.RequestException, ValueError, KeyError, IndexError) as exc:
@@ -92,18 +98,18 @@ def send_applications(
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         with lock:
             result.sent += 1
-            result.request_ids[str(application["application_id"])] = request_id
+            result.request_ids[str(row[key])] = request_id
             if probability is None:
                 result.errors[status] += 1
             else:
                 result.answered += 1
-                result.probabilities[str(application["application_id"])] = probability
+                result.probabilities[str(row[key])] = probability
                 result.latencies_ms.append(elapsed_ms)
 
-    rows = applications[[c for c in REQUEST_FIELDS if c in applications.columns]].to_dict("records")
+    records = rows[[c for c in fields if c in rows.columns]].to_dict("records")
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for _ in pool.map(send, rows):
+        for _ in pool.map(send, records):
             pass
     result.seconds = time.perf_counter() - started
     return result

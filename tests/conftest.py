@@ -42,7 +42,7 @@ def write_sample_landing(
 ) -> int:
     """Writes generated landing files (one per day from ``start``) under ``root``; returns the number of rows."""
     from platform_assets import settings
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications, write_landing_files
 
     config = GeneratorConfig(
         start_date=start, days=days, rows_per_day=rows_per_day, **kwargs

@@ -74,7 +74,7 @@ def deployment(
         http_port=serving.http_port,
         host=serving.host,
         log_path=log_path,
-        pid_path=serving.pid_path(state.paths),
+        record_path=serving.pid_path(state.paths),
         feature_server_url=f"http://127.0.0.1:{feature_port}",
         inference_log_dir=state.paths.inference,
         workers=serving.workers,
@@ -89,7 +89,7 @@ def deployment(
         port=feature_port,
         watch_pid=process.pid,
     )
-    waited = server.wait_until_healthy(process.url, timeout_s=serving.start_timeout_s, pid=process.pid, log_path=log_path)
+    waited = server.wait_until_healthy(process, timeout_s=serving.start_timeout_s)
     features_waited = feature_server.wait_until_ready(features, timeout_s=serving.start_timeout_s)
     record = {"url": process.url, "model_name": name, "model_version": version, "pid": process.pid,
               "bundle": str(bundle_dir), "feature_server_url": features.url, "feature_server_pid": features.pid,

@@ -57,22 +57,29 @@ class ServedFeaturesConfig(dg.Config):
 def served_features_match_sdk(
     config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
 ) -> dg.AssetCheckResult:
-    """Asks the feature server and the SDK about the same applicants and compares every value.
+    """Asks the feature server and the SDK about the same entities and compares every value.
 
-    These are the lists the model server reads for each request (``loan_default_online``).
+    These are the values the model server reads for each request (the use case's online feature service).
     """
     import pandas as pd
 
     from platform_assets.deploy.feature_server import online_features_over_http
-    from platform_assets.features.names import ONLINE_FEATURE_SERVICE
+    from platform_assets.features.feast_ops import latest_offline_rows
+    from platform_assets.train.assets import USE_CASE
 
+    if not USE_CASE.online_feature_service:
+        return dg.AssetCheckResult(passed=True, metadata={"entities": 0, "note": "no online feature service declared"})
     record = json.loads((state.paths.serving / "deployment.json").read_text())
-    apps = pd.read_parquet(state.paths.feast / "data" / "fct_application_features.parquet").tail(config.entities)
-    entities = {"applicant_id": sorted(set(apps["applicant_id"].astype(int).tolist()))}
-    served = online_features_over_http(record["feature_server_url"], ONLINE_FEATURE_SERVICE, entities)
     store = feast.store()
-    rows = [{"applicant_id": a} for a in entities["applicant_id"]]
-    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
+    sampled = next(iter(latest_offline_rows(store, USE_CASE, config.entities).values()))
+    keys = [c for c in sampled.columns if c in {k for v in store.get_feature_service(
+        USE_CASE.online_feature_service).feature_view_projections for k in
+        [e.name for e in store.get_feature_view(v.name).entity_columns]}]
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, r)}
+            for r in sampled[keys].itertuples(index=False)]
+    entities = {k: [r[k] for r in rows] for k in keys}
+    served = online_features_over_http(record["feature_server_url"], USE_CASE.online_feature_service, entities)
+    service = store.get_feature_service(USE_CASE.online_feature_service)
     sdk = pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict())
     same_columns = set(served.columns) == set(sdk.columns)
     differing = 0

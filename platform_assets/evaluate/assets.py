@@ -10,12 +10,14 @@ import json
 
 import dagster as dg
 
-from platform_assets.domain import LABEL, PROTECTED_ATTRIBUTE
+from platform_assets.declared import use_case
 from platform_assets.features.assets import TRAINING_SET
 from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.train.assets import MODEL
 
 from platform_assets.keys import CHAMPION_ALIAS, EVAL_REPORT
+
+USE_CASE = use_case()
 # The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
 GATE_EVALUATION_TAG = "gate_evaluation"
 
@@ -54,11 +56,11 @@ def score_model(bundle, test, config: EvaluationConfig, importance: bool) -> tup
     """
     from platform_assets.evaluate import metrics
 
-    y = test[LABEL].to_numpy()
+    y = test[USE_CASE.label].to_numpy()
     p = bundle.predict_proba(test)
     scored = {
         "metrics": metrics.score(y, p, config.threshold),
-        "fairness": metrics.fairness(y, p, test[PROTECTED_ATTRIBUTE].to_numpy(), config.threshold,
+        "fairness": metrics.fairness(y, p, test[USE_CASE.protected_attribute].to_numpy(), config.threshold,
                                      config.min_group_rows, config.min_group_positives),
         "calibration": metrics.calibration_table(y, p, config.calibration_bins),
     }
@@ -103,7 +105,7 @@ def eval_report(
 
     df = pd.read_parquet(state.paths.training_set)
     test = df[df["split"] == "test"]
-    y = test[LABEL].to_numpy()
+    y = test[USE_CASE.label].to_numpy()
     out_dir = report_path(state).parent
     models, probabilities = {}, {}
     for role, version in (("challenger", challenger_version), ("champion", champion_version)):
@@ -127,7 +129,8 @@ def eval_report(
         {f"{role} v{m['version']}": m["calibration"] for role, m in models.items()}, out_dir / "calibration.png"
     )
     markdown_path = path.with_suffix(".md")
-    markdown_path.write_text(render_markdown(report, {"ROC": roc.name, "Calibration": calibration.name}))
+    markdown_path.write_text(render_markdown(report, {"ROC": roc.name, "Calibration": calibration.name},
+                                             USE_CASE.protected_attribute))
     run_id = client.get_model_version(name, challenger_version).run_id
     for metric, value in models["challenger"]["metrics"].items():
         client.log_metric(run_id, f"test_{metric}", float(value))
@@ -153,7 +156,8 @@ def eval_report(
             "equal_opportunity_difference": models["challenger"]["fairness"]["equal_opportunity_difference"],
             # Markdown metadata is rendered in the UI, images included when inlined as data: URIs.
             "report": dg.MetadataValue.md(
-                render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)})
+                render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)},
+                                USE_CASE.protected_attribute)
             ),
             "report_path": dg.MetadataValue.path(str(markdown_path)),
             "roc_plot": dg.MetadataValue.path(str(roc)),

@@ -6,16 +6,15 @@ from typing import Mapping
 
 import pandas as pd
 
-from platform_assets.domain import PROTECTED_ATTRIBUTE
 
-
-def render_markdown(report: dict, images: Mapping[str, str]) -> str:
+def render_markdown(report: dict, images: Mapping[str, str], protected_attribute: str) -> str:
     """A human-readable report of one evaluation.
 
     Args:
         report: The evaluation (the scores the gate check judges, plus calibration and importance).
         images: Plot title -> image link (a relative file name for the file on
             disk, a ``data:`` URI for the Dagster UI, which shows Markdown inline).
+        protected_attribute: The column the fairness slices are of (the report's heading names it).
 
     Returns:
         The Markdown text.
@@ -42,7 +41,7 @@ def render_markdown(report: dict, images: Mapping[str, str]) -> str:
         "",
         _counts_as_text(pd.DataFrame(challenger["calibration"]), "count").to_markdown(index=False, floatfmt=".4f"),
         "",
-        f"## Fairness slices of the challenger ({PROTECTED_ATTRIBUTE})",
+        f"## Fairness slices of the challenger ({protected_attribute})",
         "",
         _counts_as_text(
             pd.DataFrame(challenger["fairness"]["slices"]).T[

@@ -8,13 +8,18 @@ import dagster as dg
 
 from platform_assets.automation import OUTCOMES
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.features.names import MART_TABLES, ONLINE_MARTS
+from platform_assets.declarations import UseCase
+from platform_assets.declared import use_case
+from platform_assets.keys import FEATURE_STORE, TRAINING_SET, feature_key
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
-from platform_assets.keys import FEATURE_STORE, TRAINING_SET, feature_key
-
-MART_KEYS = [feature_key(table) for table in MART_TABLES]
+USE_CASE = use_case()
+MART_KEYS = [feature_key(table) for table in USE_CASE.marts]
+# Outcome files (monitor/outcomes): the source's key (as text), label and label time.
+OUTCOMES_TABLE = "monitor.outcomes"
+# The training set's column of when each label became known (the source's label time, or its event time).
+LABEL_TIME = "label_ts"
 
 
 @dg.asset(
@@ -24,7 +29,7 @@ MART_KEYS = [feature_key(table) for table in MART_TABLES]
     kinds={"feast", "sqlite", "parquet"},
     description=(
         "Feast registry, offline exports of the dbt marts, and the online store loaded with each "
-        "applicant's latest activity."
+        "entity's newest row of the online views."
     ),
     pool=WAREHOUSE_POOL,
 )
@@ -35,16 +40,20 @@ def feature_store(
     from platform_assets.features import feast_ops
 
     data_dir = state.paths.feast / "data"
+    use_case = USE_CASE
     with warehouse.connect(read_only=True) as con:
-        # Only the online view's mart is materialized (the others serve training, offline).
-        changed_since = feast_ops.earliest_change(con, data_dir, tables=ONLINE_MARTS)
-        counts = feast_ops.export_marts(con, data_dir)
-        oldest, newest = con.execute(
-            f"SELECT min(event_timestamp), max(event_timestamp) FROM features.{ONLINE_MARTS[0]}"
-        ).fetchone()
+        # Only the online views' marts are materialized (the others serve training, offline).
+        changed_since = feast_ops.earliest_change(con, data_dir, use_case.online_marts)
+        counts = feast_ops.export_marts(con, data_dir, use_case.marts)
+        times = " UNION ALL ".join(f"SELECT event_timestamp FROM features.{m}"
+                                   for m in use_case.online_marts or use_case.marts)
+        oldest, newest = con.execute(f"SELECT min(event_timestamp), max(event_timestamp) FROM ({times})").fetchone()
     store = feast.store()
     applied = feast_ops.apply_repo(store, feast.repo_path)
-    start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store), oldest, newest)
+    start = None
+    if use_case.online_marts:
+        start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store, use_case), oldest,
+                                            newest)
     if start is not None:
         # From the oldest change (or the online horizon) on: the latest value of every changed entity.
         feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1))
@@ -60,8 +69,26 @@ def feature_store(
     )
 
 
+def labelled_rows_sql(use_case: UseCase, with_outcome_files: bool) -> str:
+    """The query of the use case's labelled rows: entity keys, event time, protected attribute, label and its time.
+
+    The outcome from an outcome file when one landed (monitor/outcomes), else the row's own (a history
+    extract carries it); rows without either are not labelled yet. Without a declared label time, a
+    label is known from the row's event time.
+    """
+    source = use_case.source
+    label, label_time = use_case.label, source.label_time or source.event_time
+    keys = ", ".join(f"a.{k}" for k in dict.fromkeys([*use_case.entity_keys]))
+    columns = f"{keys}, a.{source.event_time}, a.{use_case.protected_attribute}"
+    if with_outcome_files and source.label_time:
+        return (f"SELECT {columns}, coalesce(o.{label}, a.{label}) AS {label}, "
+                f"coalesce(o.{source.label_time}, a.{label_time}) AS {LABEL_TIME} FROM {source.validated_table} a "
+                f"LEFT JOIN {OUTCOMES_TABLE} o ON o.{source.key} = CAST(a.{source.key} AS VARCHAR)")
+    return f"SELECT {columns}, a.{label}, a.{label_time} AS {LABEL_TIME} FROM {source.validated_table} a"
+
+
 class TrainingSetConfig(dg.Config):
-    """Which labelled applications the training set holds and how they are split by time.
+    """Which labelled rows the training set holds and how they are split by time.
 
     ``since`` bounds the window: ``"YYYY-MM-DD"`` keeps the applications of that day
     on (the drift sensor sets it to the day live quality fell, so that a retrain
@@ -99,7 +126,7 @@ def training_window(requested: str, previous: str | None) -> str | None:
     deps=[FEATURE_STORE, VALIDATED_APPLICATIONS, OUTCOMES],
     group_name="features",
     kinds={"feast", "parquet"},
-    description="Labelled applications with point-in-time features, split by time into train/validation/test.",
+    description="Labelled rows with point-in-time features, split by time into train/validation/test.",
     pool=WAREHOUSE_POOL,
 )
 def training_set(
@@ -109,39 +136,32 @@ def training_set(
     warehouse: Warehouse,
     feast: FeatureStore,
 ) -> dg.MaterializeResult:
-    """Retrieves historical features for each labelled application as of its application time."""
+    """Retrieves historical features for each labelled row as of its event time."""
     import pandas as pd
 
     from platform_assets.features import feast_ops
 
     from platform_assets.warehouse import table_names
 
+    use_case = USE_CASE
     with warehouse.connect(read_only=True) as con:
-        # The outcome from an outcome file when one landed (monitor/outcomes), else the application's own
-        # (a history extract carries it); applications without either are not labelled yet.
-        outcomes = "monitor.outcomes" in table_names(con)
-        labelled = con.execute(
-            "SELECT a.application_id, a.applicant_id, a.application_ts, a.age_band, "
-            + ("coalesce(o.is_default, a.is_default) AS is_default, coalesce(o.label_ts, a.label_ts) AS label_ts "
-               "FROM validated.applications a LEFT JOIN monitor.outcomes o USING (application_id)" if outcomes else
-               "a.is_default, a.label_ts FROM validated.applications a")
-        ).df()
-    as_of = labelled["application_ts"].max()
+        labelled = con.execute(labelled_rows_sql(use_case, OUTCOMES_TABLE in table_names(con))).df()
+    as_of = labelled[use_case.source.event_time].max()
     previous = context.instance.get_latest_materialization_event(TRAINING_SET)
     previous_since = None
     if previous is not None and "since" in previous.asset_materialization.metadata:
         previous_since = previous.asset_materialization.metadata["since"].value
     since = training_window(config.since, previous_since if previous_since != "all" else None)
     if since is not None:
-        labelled = labelled[labelled["application_ts"] >= pd.Timestamp(since)]
-    entities = feast_ops.entity_rows(labelled, as_of)
-    entities["is_default"] = entities["is_default"].astype("int64")  # known outcomes only: no nulls left
+        labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
+    entities = feast_ops.entity_rows(labelled, as_of, use_case)
+    entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
     if since is not None and len(entities) < config.min_rows:
         raise ValueError(
-            f"the training window from {since or 'the first day'} holds {len(entities)} labelled applications "
+            f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
             f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
             "or widen the window (config since)")
-    df = feast_ops.historical_features(feast.store(), entities)
+    df = feast_ops.historical_features(feast.store(), entities, use_case)
     cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
     df["split"] = feast_ops.split_by_time(df, cut)
     path = state.paths.training_set
@@ -159,7 +179,7 @@ def training_set(
             "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
             "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
             "since": since or "all",
-            "default_rate": float(df["is_default"].mean()),
+            "positive_rate": float(df[use_case.label].mean()),
             "digest": digest,
             "path": dg.MetadataValue.path(str(path)),
         },

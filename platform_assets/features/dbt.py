@@ -10,10 +10,11 @@ from typing import Any, Mapping
 
 import dagster as dg
 
-from platform_assets.keys import feature_key
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
+from platform_assets.declared import use_case
+from platform_assets.keys import feature_key
 from platform_assets.resources import Warehouse
 from platform_assets.settings import PROJECT_ROOT
 
@@ -73,6 +74,7 @@ class FeatureDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project().manifest_path,
     project=dbt_project(),
+    select=use_case().dbt_select,
     dagster_dbt_translator=FeatureDbtTranslator(),
     name="dbt_feature_models",
     pool=WAREHOUSE_POOL,

@@ -13,25 +13,25 @@ if TYPE_CHECKING:
     import duckdb
     import feast
 
-from platform_assets.features.names import (
-    ENTITY_COLUMNS,
-    FEATURE_SERVICE,
-    HISTORY_FEATURES,
-    MART_TABLES,
-    ONLINE_FEATURE_SERVICE,
-    ONLINE_FEATURES,
-    SPLITS,
-)
+from platform_assets.declarations import UseCase
+
+SPLITS = ("train", "validation", "test")
+# Feast's entity dataframe and the marts name the time of each row so.
+EVENT_TIMESTAMP = "event_timestamp"
+# The training set's column of when each label became known.
+LABEL_TIME = "label_ts"
 
 
-def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features") -> dict[str, int]:
-    """Writes each dbt mart to ``<data_dir>/<mart>.parquet`` atomically; returns row counts.
+def export_marts(
+    con: "duckdb.DuckDBPyConnection", data_dir: Path, marts: tuple[str, ...], schema: str = "features"
+) -> dict[str, int]:
+    """Writes each dbt mart in ``marts`` to ``<data_dir>/<mart>.parquet`` atomically; returns row counts.
 
     DuckDB writes timestamps in microseconds, which Feast's DuckDB offline store reads back.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for table in MART_TABLES:
+    for table in marts:
         target = data_dir / f"{table}.parquet"
         tmp = data_dir / f".{table}.parquet.tmp"
         con.execute(f"COPY (SELECT * FROM {schema}.{table} ORDER BY event_timestamp) TO '{tmp}' (FORMAT parquet)")
@@ -41,7 +41,7 @@ def export_marts(con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str =
 
 
 def earliest_change(
-    con: "duckdb.DuckDBPyConnection", data_dir: Path, schema: str = "features", tables: tuple[str, ...] = MART_TABLES
+    con: "duckdb.DuckDBPyConnection", data_dir: Path, tables: tuple[str, ...], schema: str = "features"
 ) -> dt.datetime | None:
     """The oldest event time of a row of ``tables`` that the last export does not hold as it is now.
 
@@ -68,11 +68,17 @@ def earliest_change(
     return min(times) if times else None
 
 
-def materialized_until(store: "feast.FeatureStore") -> dict[str, dt.datetime | None]:
+def online_views(store: "feast.FeatureStore", use_case: UseCase) -> list:
+    """The feature views of the use case's online feature service (none without one)."""
+    if not use_case.online_feature_service:
+        return []
+    service = store.get_feature_service(use_case.online_feature_service)
+    return [store.get_feature_view(p.name) for p in service.feature_view_projections]
+
+
+def materialized_until(store: "feast.FeatureStore", use_case: UseCase) -> dict[str, dt.datetime | None]:
     """How far each feature view the model server reads online has been materialized (``None``: never)."""
-    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
-    views = [store.get_feature_view(p.name) for p in service.feature_view_projections]
-    return {view.name: view.most_recent_end_time for view in views}
+    return {view.name: view.most_recent_end_time for view in online_views(store, use_case)}
 
 
 def incremental_start(
@@ -104,22 +110,32 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
 
 
 def load_definitions(repo_path: Path) -> list:
-    """Imports ``features.py`` of the Feast repository afresh and returns its Feast objects.
+    """Imports every ``*.py`` of the Feast repository afresh (one per use case) and returns its Feast objects.
 
-    Loaded from its file (not through ``sys.path``) so that the paths it reads
-    from ``PLATFORM_HOME`` are those of the current state root.
+    Loaded from their files (not through ``sys.path``) so that the paths they read
+    from ``PLATFORM_HOME`` are those of the current state root. Objects are
+    returned once each (a file may import another's).
     """
     import importlib.util
 
     from feast import Entity, FeatureService, FeatureView
     from feast.data_source import DataSource
 
-    path = Path(repo_path).resolve() / "features.py"
-    spec = importlib.util.spec_from_file_location("_feature_repo_features", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     kinds = (Entity, DataSource, FeatureView, FeatureService)
-    return [obj for obj in vars(module).values() if isinstance(obj, kinds)]
+    found: dict[tuple[type, str], object] = {}
+    for path in sorted(Path(repo_path).resolve().glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"_feature_repo_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for obj in vars(module).values():
+            if isinstance(obj, kinds):
+                kind = next(k for k in kinds if isinstance(obj, k))
+                if (kind, obj.name) in found and found[(kind, obj.name)] is not obj:
+                    raise ValueError(f"{path}: a {kind.__name__} named {obj.name!r} is defined twice in {repo_path}")
+                found[(kind, obj.name)] = obj
+    return list(found.values())
 
 
 def apply_repo(store: "feast.FeatureStore", repo_path: Path) -> list[str]:
@@ -146,30 +162,31 @@ def materialize_range(store: "feast.FeatureStore", start: dt.datetime, end: dt.d
     _release_ibis_backend()
 
 
-def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Builds Feast's entity dataframe from labelled applications.
+def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp, use_case: UseCase) -> pd.DataFrame:
+    """Builds Feast's entity dataframe from the use case's labelled rows.
 
-    Each row asks for the features as of the application time (the moment the
-    decision was made). Only applications whose outcome is known by ``as_of``
-    take part, so the training set never holds labels from the future.
+    Each row asks for the features as of its event time (the moment the
+    decision was made). Only rows whose outcome is known by ``as_of`` (column
+    ``label_ts``) take part, so the training set never holds labels from the future.
     """
-    known = labelled[labelled["label_ts"] <= as_of]
-    rows = known.rename(columns={"application_ts": "event_timestamp"})
-    columns = [*ENTITY_COLUMNS, "age_band", "is_default", "label_ts"]
-    return rows[columns].sort_values(["event_timestamp", "application_id"]).reset_index(drop=True)
+    known = labelled[labelled[LABEL_TIME] <= as_of]
+    rows = known.rename(columns={use_case.source.event_time: EVENT_TIMESTAMP})
+    columns = list(dict.fromkeys([*use_case.entity_keys, EVENT_TIMESTAMP, use_case.protected_attribute,
+                                  use_case.label, LABEL_TIME]))
+    return rows[columns].sort_values([EVENT_TIMESTAMP, use_case.source.key]).reset_index(drop=True)
 
 
-def historical_features(store: "feast.FeatureStore", entities: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time correct features of the model's feature service for ``entities``."""
-    service = store.get_feature_service(FEATURE_SERVICE)
+def historical_features(store: "feast.FeatureStore", entities: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
+    """Point-in-time correct features of the use case's feature service for ``entities``."""
+    service = store.get_feature_service(use_case.feature_service)
     df = store.get_historical_features(entity_df=entities, features=service).to_df()
     _release_ibis_backend()
-    return df.sort_values(["event_timestamp", "application_id"]).reset_index(drop=True)
+    return df.sort_values([EVENT_TIMESTAMP, use_case.source.key]).reset_index(drop=True)
 
 
-def feature_names(store: "feast.FeatureStore") -> list[str]:
-    """Names of the features in the model's feature service, in service order."""
-    service = store.get_feature_service(FEATURE_SERVICE)
+def feature_names(store: "feast.FeatureStore", use_case: UseCase) -> list[str]:
+    """Names of the features in the use case's feature service, in service order."""
+    service = store.get_feature_service(use_case.feature_service)
     return [f.name for projection in service.feature_view_projections for f in projection.features]
 
 
@@ -187,61 +204,112 @@ def split_by_time(df: pd.DataFrame, fractions: tuple[float, float] = (0.7, 0.85)
     return pd.Series(labels, index=df.index, name="split")
 
 
-def latest_offline_activity(data_dir: Path, sample: int, seed: int = 0) -> pd.DataFrame:
-    """What the online store should serve for a sample of applicants: their latest activity row.
-
-    The online store keeps one row per applicant, the one with the newest event
-    time (``fct_applicant_activity``: the applicant's applications over the 365
-    days up to their last application day).
-    """
-    activity = pd.read_parquet(data_dir / "fct_applicant_activity.parquet")
-    latest = activity.sort_values(["event_timestamp"], kind="stable").groupby("applicant_id", sort=False).tail(1)
-    return latest.sample(n=min(sample, len(latest)), random_state=seed).reset_index(drop=True)
+def _join_keys(view) -> list[str]:
+    return [c.name for c in view.entity_columns]
 
 
-def online_activity_mismatches(store: "feast.FeatureStore", expected: pd.DataFrame) -> pd.DataFrame:
-    """Compares the online activity of each applicant in ``expected`` with the expected lists, exactly.
+def latest_offline_rows(store: "feast.FeatureStore", use_case: UseCase, sample: int, seed: int = 0) -> dict:
+    """What the online store should serve, per online view: the newest offline row of a sample of entities.
 
-    Args:
-        store: The feature store.
-        expected: One row per applicant (``applicant_id`` and each of ``ONLINE_FEATURES``),
-            as returned by :func:`latest_offline_activity`.
+    Read from each view's own Parquet source (what ``materialize`` reads), not from the online store.
 
     Returns:
-        One row per differing (applicant, feature), with both values; empty when online = offline.
+        ``{view name: rows}``, each with the view's join keys and features.
     """
-    service = store.get_feature_service(ONLINE_FEATURE_SERVICE)
-    keys = [{"applicant_id": int(a)} for a in expected["applicant_id"]]
-    online = store.get_online_features(features=service, entity_rows=keys).to_dict() if keys else {}
+    expected = {}
+    for view in online_views(store, use_case):
+        keys, features = _join_keys(view), [f.name for f in view.features]
+        rows = pd.read_parquet(view.batch_source.path, columns=[*keys, EVENT_TIMESTAMP, *features])
+        latest = rows.sort_values(EVENT_TIMESTAMP, kind="stable").groupby(keys, sort=False).tail(1)
+        expected[view.name] = latest.sample(n=min(sample, len(latest)), random_state=seed).reset_index(drop=True)
+    return expected
+
+
+def _same(offline, online) -> bool:
+    if isinstance(offline, (list, tuple, np.ndarray)) or isinstance(online, (list, tuple, np.ndarray)):
+        if offline is None or online is None:
+            return offline is None and online is None
+        return [float(v) for v in offline] == [float(v) for v in online]
+    if offline is None or (isinstance(offline, float) and np.isnan(offline)):
+        return online is None or (isinstance(online, float) and np.isnan(online))
+    if isinstance(offline, (int, float, np.number)) and isinstance(online, (int, float, np.number)):
+        return float(offline) == float(online)
+    return offline == online
+
+
+def online_mismatches(store: "feast.FeatureStore", expected: dict) -> pd.DataFrame:
+    """Compares the online values of each entity in ``expected`` (:func:`latest_offline_rows`) exactly.
+
+    Returns:
+        One row per differing (view, entity, feature), with both values; empty when online = offline.
+    """
     diffs = []
-    for name in ONLINE_FEATURES:
-        for i, (off, on) in enumerate(zip(expected[name], online.get(name, []))):
-            off_list = None if off is None else [float(v) for v in off]
-            on_list = None if on is None else [float(v) for v in on]
-            if off_list != on_list:
-                diffs.append({"applicant_id": keys[i]["applicant_id"], "feature": name,
-                              "offline": off_list, "online": on_list})
-    return pd.DataFrame(diffs, columns=["applicant_id", "feature", "offline", "online"])
+    for name, rows in expected.items():
+        view = store.get_feature_view(name)
+        keys, features = _join_keys(view), [f.name for f in view.features]
+        entities = [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, r)}
+                    for r in rows[keys].itertuples(index=False)]
+        online = store.get_online_features(features=[f"{name}:{f}" for f in features],
+                                           entity_rows=entities).to_dict() if entities else {}
+        for feature in features:
+            for i, (off, on) in enumerate(zip(rows[feature], online.get(feature, []))):
+                if not _same(off, on):
+                    diffs.append({"view": name, "entity": entities[i], "feature": feature,
+                                  "offline": off, "online": on})
+    return pd.DataFrame(diffs, columns=["view", "entity", "feature", "offline", "online"])
 
 
-def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, int]:
+def point_in_time_mismatches(store: "feast.FeatureStore", training: pd.DataFrame, use_case: UseCase) -> int:
+    """Training rows whose feature values are not those of their entity's newest source row as of their time.
+
+    An independent point-in-time join (``pandas.merge_asof`` on each view's own Parquet source,
+    within the view's TTL), compared with what Feast's retrieval put in the training set. A row
+    whose entity has two source rows at the same newest time is ambiguous and not counted.
+    """
+    service = store.get_feature_service(use_case.feature_service)
+    differs = pd.Series(False, index=training.index)
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        keys, features = _join_keys(view), [f.name for f in projection.features if f.name in training.columns]
+        if not features:
+            continue
+        source = pd.read_parquet(view.batch_source.path, columns=[*keys, EVENT_TIMESTAMP, *features])
+        source[EVENT_TIMESTAMP] = pd.to_datetime(source[EVENT_TIMESTAMP], utc=True)
+        ambiguous = source.duplicated([*keys, EVENT_TIMESTAMP], keep=False)
+        source = source.assign(_ambiguous=ambiguous).drop_duplicates([*keys, EVENT_TIMESTAMP], keep="last")
+        left = training[[*keys, EVENT_TIMESTAMP]].assign(_row=np.arange(len(training)))
+        left[EVENT_TIMESTAMP] = pd.to_datetime(left[EVENT_TIMESTAMP], utc=True)
+        for key in keys:  # merge_asof needs equal key types
+            source[key] = source[key].astype(left[key].dtype)
+        joined = pd.merge_asof(
+            left.sort_values(EVENT_TIMESTAMP), source.sort_values(EVENT_TIMESTAMP).rename(
+                columns={EVENT_TIMESTAMP: "_source_ts", **{f: f"{f}__asof" for f in features}}),
+            left_on=EVENT_TIMESTAMP, right_on="_source_ts", by=keys, direction="backward",
+            tolerance=view.ttl if view.ttl else None,
+        ).sort_values("_row")
+        judged = ~joined["_ambiguous"].fillna(False).astype(bool).to_numpy()
+        for feature in features:
+            got = training[feature].to_numpy()
+            want = joined[f"{feature}__asof"].to_numpy()
+            bad = [not _same(w, g) for w, g in zip(want, got)]
+            differs |= pd.Series(np.array(bad) & judged, index=training.index)
+    return int(differs.sum())
+
+
+def leakage_findings(training: pd.DataFrame, as_of: pd.Timestamp, features_not_as_of_row: int) -> dict[str, int]:
     """Counts the ways the training set could see the future.
 
     Args:
         training: The training set (features, ``event_timestamp``, ``label_ts``, ``split``).
-        history: The dbt mart of applicant history, one row per application.
-        as_of: When the set was built (the newest application seen).
+        as_of: When the set was built (the newest row seen).
+        features_not_as_of_row: From :func:`point_in_time_mismatches`.
 
     Returns:
-        ``history_not_as_of_application``: rows whose history features differ
-        from the values as of their own application; ``labels_after_cutoff``:
-        labels not yet known when the set was built; ``splits_out_of_order``:
-        validation or test rows older than the newest row of an earlier split.
+        ``features_not_as_of_row``: rows whose features differ from the values as
+        of their own time; ``labels_after_cutoff``: labels not yet known when the
+        set was built; ``splits_out_of_order``: validation or test rows older than
+        the newest row of an earlier split.
     """
-    joined = training.merge(history, on="application_id", suffixes=("", "_asof"), how="left")
-    differs = pd.Series(False, index=joined.index)
-    for name in (n for n in HISTORY_FEATURES if n in training.columns and f"{n}_asof" in joined.columns):
-        differs |= joined[name].ne(joined[f"{name}_asof"])
     newest = training.groupby("split")["event_timestamp"].max()
     order = [s for s in SPLITS if s in newest.index]
     out_of_order = sum(
@@ -249,8 +317,8 @@ def leakage_findings(training: pd.DataFrame, history: pd.DataFrame, as_of: pd.Ti
         for earlier, later in zip(order, order[1:])
     )
     return {
-        "history_not_as_of_application": int(differs.sum()),
-        "labels_after_cutoff": int((training["label_ts"] > as_of).sum()),
+        "features_not_as_of_row": int(features_not_as_of_row),
+        "labels_after_cutoff": int((training[LABEL_TIME] > as_of).sum()),
         "splits_out_of_order": out_of_order,
     }
 

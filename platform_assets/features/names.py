@@ -8,7 +8,7 @@ FEATURE_SERVICE = "loan_default_model"
 ONLINE_FEATURE_SERVICE = "loan_default_online"
 ONLINE_VIEW = "applicant_activity"
 ONLINE_FEATURES = ("recent_application_ts", "recent_loan_amounts")
-# dbt marts exported for Feast, each a FileSource in feature_repo/features.py.
+# dbt marts exported for Feast, each a FileSource in feature_repo/loan_default.py.
 MART_TABLES = ("fct_application_features", "fct_applicant_history", "fct_applicant_activity")
 # The marts of the online views: only their changes need materializing.
 ONLINE_MARTS = ("fct_applicant_activity",)

@@ -1,28 +1,29 @@
-"""The raw applications asset: each day's landing files loaded whole into the warehouse."""
+"""The raw asset of a source: each day's landing files loaded whole into the warehouse."""
 
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.domain import COLUMNS
+from platform_assets.declarations import Source
+from platform_assets.declared import use_case
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
+from platform_assets.keys import RAW_APPLICATIONS
 from platform_assets.resources import Landing, Warehouse
 from platform_assets.warehouse import table_names
 
-from platform_assets.keys import RAW_APPLICATIONS
-RAW_TABLES = ("raw.applications", "raw.landing_files", "raw.rejected_files")
+SOURCE = use_case().source
 
 
-def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
+def _stored_files(warehouse: Warehouse, source: Source, keys: list[str]) -> set[tuple] | None:
     """The (partition, path, content hash) of the files last ingested for ``keys``; ``None`` before the first run."""
     with warehouse.connect() as con:
         tables = table_names(con)
-        if not {"raw.landing_files", "raw.rejected_files"} <= tables:
+        if not {source.landing_files_table, source.rejected_files_table} <= tables:
             return None
         where, params = partition_filter(keys)
         rows = con.execute(
-            f"SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.landing_files WHERE {where} "
-            f"UNION ALL SELECT {PARTITION_COLUMN}, path, sha256 FROM raw.rejected_files "
+            f"SELECT {PARTITION_COLUMN}, path, sha256 FROM {source.landing_files_table} WHERE {where} "
+            f"UNION ALL SELECT {PARTITION_COLUMN}, path, sha256 FROM {source.rejected_files_table} "
             f"WHERE {where} OR {PARTITION_COLUMN} IS NULL",
             [*params, *params],
         ).fetchall()
@@ -37,14 +38,14 @@ def _stored_files(warehouse: Warehouse, keys: list[str]) -> set[tuple] | None:
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
     description=(
-        "Loan applications as they arrived in the landing files, one row per file row, "
+        f"{SOURCE.name} as they arrived in the landing files ({SOURCE.file_pattern}), one row per file row, "
         "partitioned by the day in the file name."
     ),
 )
 def raw_applications(
     context: dg.AssetExecutionContext, landing: Landing, warehouse: Warehouse
 ) -> dg.MaterializeResult:
-    """Reads the landing files of the run's days into ``raw.applications``, replacing those days only.
+    """Reads the landing files of the run's days into ``raw.<source>``, replacing those days only.
 
     Files that belong to no day (an unexpected name, a day outside the
     partitions) are recorded in ``raw.rejected_files`` on every run. The same
@@ -58,16 +59,19 @@ def raw_applications(
         list_landing_files,
         partition_of,
         read_landing,
+        source_landing_url,
         unplaced_files,
     )
 
+    source = SOURCE
     keys = list(context.partition_keys)
-    urls = list_landing_files(landing.url)
+    landing_url = source_landing_url(landing.url, source)
+    urls = list_landing_files(landing_url)
     if not urls:
-        raise dg.Failure(f"no landing files under {landing.url}; run `make data` first")
-    day_of = {url: partition_of(url) for url in urls}
-    df, accepted, rejected = read_landing([u for u in urls if day_of[u] in keys], COLUMNS)
-    unplaced = unplaced_files(urls, DAILY_PARTITIONS.has_partition_key)
+        raise dg.Failure(f"no landing files under {landing_url}; run `make data` first")
+    day_of = {url: partition_of(url, source) for url in urls}
+    df, accepted, rejected = read_landing([u for u in urls if day_of[u] in keys], source)
+    unplaced = unplaced_files(urls, source, DAILY_PARTITIONS.has_partition_key)
     df[PARTITION_COLUMN] = df["_source_file"].map(day_of)
     files = pd.DataFrame(
         [{"path": r.path, "sha256": r.sha256, "rows": r.rows, "extra_columns": ",".join(r.extra_columns),
@@ -80,12 +84,13 @@ def raw_applications(
         columns=["path", "sha256", "error", PARTITION_COLUMN],
     )
     incoming = {(f[PARTITION_COLUMN], f["path"], f["sha256"]) for f in (*files.to_dict("records"), *rejects.to_dict("records"))}
-    unchanged = _stored_files(warehouse, keys) == incoming
+    unchanged = _stored_files(warehouse, source, keys) == incoming
     if unchanged:
         context.log.info(f"the landing files of {len(keys)} day(s) are unchanged: nothing rewritten")
     else:
         warehouse.replace_partitions(
-            dict(zip(RAW_TABLES, (df, files, rejects))), PARTITION_COLUMN, [*keys, None]
+            {source.raw_table: df, source.landing_files_table: files, source.rejected_files_table: rejects},
+            PARTITION_COLUMN, [*keys, None],
         )
     for reject in (*rejected, *unplaced):
         context.log.warning(f"rejected {reject.error}")
@@ -105,6 +110,6 @@ def raw_applications(
             "unchanged": unchanged,
             "days": len(keys),
             "days_without_files": sum(1 for k in keys if k not in rows_by_day.index),
-            "landing": landing.url,
+            "landing": landing_url,
         },
     )

@@ -1,4 +1,4 @@
-"""Checks on the raw applications: every file found was read or rejected, read whole, and recently.
+"""Checks on a source's raw rows: every file found was read or rejected, read whole, and recently.
 
 Each check looks at the days of the run it belongs to (every day when a check
 runs on its own).
@@ -7,7 +7,7 @@ runs on its own).
 
 import dagster as dg
 
-from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.ingest.assets import RAW_APPLICATIONS, SOURCE
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter, run_partition_keys
 from platform_assets.resources import Landing, Warehouse
 
@@ -25,26 +25,30 @@ def landing_files_found_were_read(
 ) -> dg.AssetCheckResult:
     """Lists the landing folder itself and compares what it finds with what the raw tables recorded.
 
-    Fails (blocking) when a file found is in neither ``raw.landing_files`` nor
-    ``raw.rejected_files``, or when files were found but no row was read from
+    Fails (blocking) when a file found is in neither the source's landing-files
+    table nor its rejected-files table, or when files were found but no row was read from
     them (every name wrong, every file rejected): the reasons name the files and
     the expected name pattern. Warns when some of the run's days read no rows.
     """
-    from platform_assets.ingest.landing import list_landing_files, partition_of
+    from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
 
+    source = SOURCE
     keys = run_partition_keys(context)
-    urls = list_landing_files(landing.url)
-    placed = [u for u in urls if partition_of(u) is not None and DAILY_PARTITIONS.has_partition_key(partition_of(u))]
-    found = [u for u in placed if keys is None or partition_of(u) in keys]
+    urls = list_landing_files(source_landing_url(landing.url, source))
+    day_of = {u: partition_of(u, source) for u in urls}
+    placed = [u for u in urls if day_of[u] is not None and DAILY_PARTITIONS.has_partition_key(day_of[u])]
+    found = [u for u in placed if keys is None or day_of[u] in keys]
     unplaced = [u for u in urls if u not in placed]
     where, params = partition_filter(keys)
     with warehouse.connect(read_only=True) as con:
-        read = {r[0] for r in con.execute(f"SELECT path FROM raw.landing_files WHERE {where}", params).fetchall()}
+        read = {r[0] for r in con.execute(f"SELECT path FROM {source.landing_files_table} WHERE {where}",
+                                          params).fetchall()}
         rejected = dict(con.execute(
-            f"SELECT path, error FROM raw.rejected_files WHERE {where} OR {PARTITION_COLUMN} IS NULL", params
+            f"SELECT path, error FROM {source.rejected_files_table} WHERE {where} OR {PARTITION_COLUMN} IS NULL",
+            params,
         ).fetchall())
         rows_by_day = dict(con.execute(
-            f"SELECT {PARTITION_COLUMN}, count(*) FROM raw.applications WHERE {where} GROUP BY 1", params
+            f"SELECT {PARTITION_COLUMN}, count(*) FROM {source.raw_table} WHERE {where} GROUP BY 1", params
         ).fetchall())
     lost = [u for u in (*found, *unplaced) if u not in read and u not in rejected]
     rows = sum(rows_by_day.values())
@@ -75,9 +79,9 @@ def landing_files_found_were_read(
 @dg.asset_check(
     asset=RAW_APPLICATIONS,
     blocking=True,
-    description="Each file was read whole: its rows recounted from its bytes now = its rows in raw.applications.",
+    description="Each file was read whole: its rows recounted from its bytes now = its rows in the raw table.",
 )
-def raw_applications_files_read_whole(
+def landing_files_read_whole(
     context: dg.AssetCheckExecutionContext, warehouse: Warehouse
 ) -> dg.AssetCheckResult:
     """Recounts every recorded file's rows without the reader's parser and compares with the table."""
@@ -90,7 +94,7 @@ def raw_applications_files_read_whole(
         loaded = con.execute(
             f"""
             SELECT f.path, f.sha256, count(a._source_file) AS loaded
-            FROM raw.landing_files f LEFT JOIN raw.applications a ON a._source_file = f.path
+            FROM {SOURCE.landing_files_table} f LEFT JOIN {SOURCE.raw_table} a ON a._source_file = f.path
             WHERE {where} GROUP BY f.path, f.sha256 ORDER BY f.path
             """,
             params,
@@ -112,7 +116,7 @@ def raw_applications_files_read_whole(
             continue
         counted_rows += counted
         if counted != rows:
-            differing[path] = f"{counted} rows in the file, {rows} in raw.applications"
+            differing[path] = f"{counted} rows in the file, {rows} in {SOURCE.raw_table}"
     return dg.AssetCheckResult(
         passed=not differing,
         metadata={"files": len(loaded), "rows_counted_in_files": counted_rows,
@@ -132,10 +136,11 @@ def landing_files_all_accepted(
     where, params = partition_filter(run_partition_keys(context))
     with warehouse.connect(read_only=True) as con:
         rejected = con.execute(
-            f"SELECT path, error FROM raw.rejected_files WHERE {where} OR {PARTITION_COLUMN} IS NULL ORDER BY path",
+            f"SELECT path, error FROM {SOURCE.rejected_files_table} WHERE {where} OR {PARTITION_COLUMN} IS NULL "
+            "ORDER BY path",
             params,
         ).fetchall()
-        accepted = con.execute(f"SELECT count(*) FROM raw.landing_files WHERE {where}", params).fetchone()[0]
+        accepted = con.execute(f"SELECT count(*) FROM {SOURCE.landing_files_table} WHERE {where}", params).fetchone()[0]
     return dg.AssetCheckResult(
         passed=not rejected,
         severity=dg.AssetCheckSeverity.WARN,
@@ -157,12 +162,12 @@ class FreshnessConfig(dg.Config):
     asset=RAW_APPLICATIONS,
     description="The latest day in the warehouse ended recently: landing files keep arriving (warns when stale).",
 )
-def raw_applications_fresh(config: FreshnessConfig, warehouse: Warehouse) -> dg.AssetCheckResult:
+def latest_day_fresh(config: FreshnessConfig, warehouse: Warehouse) -> dg.AssetCheckResult:
     """Compares the end of the latest ingested day (partition) with now."""
     import datetime as dt
 
     with warehouse.connect(read_only=True) as con:
-        latest = con.execute(f"SELECT max({PARTITION_COLUMN}) FROM raw.applications").fetchone()[0]
+        latest = con.execute(f"SELECT max({PARTITION_COLUMN}) FROM {SOURCE.raw_table}").fetchone()[0]
     now = dt.datetime.now(dt.timezone.utc)
     if latest is None:
         age_hours = float("inf")

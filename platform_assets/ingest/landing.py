@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,7 +17,8 @@ import fsspec
 import fsspec.implementations.local
 import pandas as pd
 
-FILE_NAME = re.compile(r"^applications_(?P<day>\d{4}-\d{2}-\d{2})\.(parquet|csv|jsonl)$")
+from platform_assets.declarations import Source
+
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 
@@ -44,6 +44,11 @@ class RejectedFile:
 
 class LandingFileError(ValueError):
     """A landing file that cannot be read; the message names the file (and row, column)."""
+
+
+def source_landing_url(landing_url: str, source: Source) -> str:
+    """Where the files of ``source`` land: its folder under the landing root."""
+    return f"{landing_url.rstrip('/')}/{source.landing_folder.strip('/')}" if source.landing_folder else landing_url
 
 
 def list_landing_files(landing_url: str) -> list[str]:
@@ -138,16 +143,15 @@ def read_sample(url: str, max_rows: int) -> pd.DataFrame:
     return _parse_nonempty(url, read_bytes(url)).head(max_rows)
 
 
-def parse_landing_file(
-    url: str, content: bytes, required_columns: tuple[str, ...]
-) -> tuple[pd.DataFrame, LandingFile]:
+def parse_landing_file(url: str, content: bytes, source: Source) -> tuple[pd.DataFrame, LandingFile]:
     """Parses one landing file's ``content`` whole; adds its path and 1-based data row numbers.
 
     Args:
-        url: Path or fsspec URL of a ``.parquet``, ``.csv`` or ``.jsonl`` file
-            named ``applications_YYYY-MM-DD.<ext>``.
+        url: Path or fsspec URL of a ``.parquet``, ``.csv`` or ``.jsonl`` file named
+            as ``source`` says (``<file_prefix>_YYYY-MM-DD.<ext>``).
         content: The file's bytes.
-        required_columns: Columns every file must have; others are dropped and recorded.
+        source: The declared source: its schema's columns are the ones every file must
+            have; others are dropped and recorded.
 
     Returns:
         The rows (required columns, ``_source_file``, ``_source_row``) and the file record.
@@ -157,8 +161,9 @@ def parse_landing_file(
             and the row or columns where that applies.
     """
     name = url.rsplit("/", 1)[-1]
-    if ".." in name or partition_of(url) is None:
-        raise LandingFileError(f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)")
+    if ".." in name or partition_of(url, source) is None:
+        raise LandingFileError(f"{url}: unexpected file name (want {source.file_pattern})")
+    required_columns = source.columns
     df = _parse_nonempty(url, content)
     missing = [c for c in required_columns if c not in df.columns]
     if missing:
@@ -171,28 +176,26 @@ def parse_landing_file(
     return df, LandingFile(url, hashlib.sha256(content).hexdigest(), len(df), extra)
 
 
-def read_landing(
-    urls: list[str], required_columns: tuple[str, ...]
-) -> tuple[pd.DataFrame, list[LandingFile], list[RejectedFile]]:
-    """Reads every file in ``urls`` once; returns the rows of the accepted files, and both file lists."""
+def read_landing(urls: list[str], source: Source) -> tuple[pd.DataFrame, list[LandingFile], list[RejectedFile]]:
+    """Reads every file in ``urls`` once as files of ``source``; returns the accepted rows, and both file lists."""
     frames, accepted, rejected = [], [], []
     for url in urls:
         content = read_bytes(url)
         try:
-            df, record = parse_landing_file(url, content, required_columns)
+            df, record = parse_landing_file(url, content, source)
         except LandingFileError as exc:
             rejected.append(RejectedFile(url, hashlib.sha256(content).hexdigest(), str(exc)))
             continue
         frames.append(df)
         accepted.append(record)
-    columns = [*required_columns, SOURCE_FILE, SOURCE_ROW]
+    columns = [*source.columns, SOURCE_FILE, SOURCE_ROW]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return rows, accepted, rejected
 
 
-def partition_of(url: str) -> str | None:
-    """The day (``YYYY-MM-DD``) a landing file belongs to, from its name; ``None`` for a name that does not fit."""
-    match = FILE_NAME.match(url.rsplit("/", 1)[-1])
+def partition_of(url: str, source: Source) -> str | None:
+    """The day (``YYYY-MM-DD``) a file of ``source`` belongs to, from its name; ``None`` for a name that does not fit."""
+    match = source.file_name.match(url.rsplit("/", 1)[-1])
     if not match:
         return None
     try:
@@ -202,15 +205,15 @@ def partition_of(url: str) -> str | None:
     return match["day"]
 
 
-def unplaced_files(urls: list[str], is_partition: Callable[[str], bool]) -> list[RejectedFile]:
+def unplaced_files(urls: list[str], source: Source, is_partition: Callable[[str], bool]) -> list[RejectedFile]:
     """Rejects the files that belong to no partition: an unexpected name, or a day outside the partitions."""
     rejected = []
     for url in urls:
-        day = partition_of(url)
+        day = partition_of(url, source)
         if day is not None and is_partition(day):
             continue
         if day is None:
-            error = f"{url}: unexpected file name (want applications_YYYY-MM-DD.parquet|csv|jsonl)"
+            error = f"{url}: unexpected file name (want {source.file_pattern})"
         else:
             error = f"{url}: day {day} is outside the daily partitions (not yet, or before their start)"
         rejected.append(RejectedFile(url, file_sha256(url), error))

@@ -5,8 +5,8 @@ Each source answers what it knows best:
 - the landing location: each file's size and modification time, and, once
   they stopped changing, its content hash;
 - the warehouse: the files already ingested for each day, by any route (the
-  sensor, ``make materialize``, a backfill): ``raw.landing_files`` and
-  ``raw.rejected_files``;
+  sensor, ``make materialize``, a backfill): the source's landing-files and
+  rejected-files tables;
 - the Dagster instance: the runs the sensor requested for a day's current
   files (found by their tags), and whether one of them failed.
 """
@@ -100,12 +100,13 @@ def files_hash(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def held_files(database: str, connect) -> dict[str | None, dict[str, str]]:
+def held_files(database: str, connect, tables_of_files: tuple[str, ...]) -> dict[str | None, dict[str, str]]:
     """The files the warehouse holds per day (``None``: files of no day), accepted or rejected.
 
     Args:
         database: The warehouse file; a missing file holds nothing (and is not created).
         connect: ``Warehouse.connect``; called read-only, without waiting for a lock.
+        tables_of_files: The source's landing-files and rejected-files tables.
 
     Raises:
         TimeoutError: If another process holds the warehouse's lock.
@@ -115,7 +116,7 @@ def held_files(database: str, connect) -> dict[str | None, dict[str, str]]:
     held: dict[str | None, dict[str, str]] = {}
     with connect(read_only=True, lock_timeout_s=0) as con:
         tables = table_names(con)
-        for table in ("raw.landing_files", "raw.rejected_files"):
+        for table in tables_of_files:
             if table in tables:
                 for day, path, digest in con.execute(f"SELECT _partition, path, sha256 FROM {table}").fetchall():
                     held.setdefault(day, {})[path] = digest

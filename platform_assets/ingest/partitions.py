@@ -1,6 +1,6 @@
 """Daily partitions of the landing data: one partition per application day (UTC).
 
-A landing file named ``applications_YYYY-MM-DD.<ext>`` belongs to the partition
+A landing file named ``<file_prefix>_YYYY-MM-DD.<ext>`` (see the source declaration) belongs to the partition
 ``YYYY-MM-DD``. Partitions run through today, so that a file for today can be
 ingested as soon as it lands, and start at the first of:
 

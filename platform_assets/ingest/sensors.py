@@ -9,7 +9,7 @@ from platform_assets.automation import interval_s
 
 from platform_assets.concurrency import WAREHOUSE_POOL, ensure_pool_limit
 from platform_assets.ingest import landing_watch as watch
-from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.ingest.assets import RAW_APPLICATIONS, SOURCE
 from platform_assets.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.resources import Landing, Warehouse
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
@@ -35,12 +35,12 @@ def by_day(settled: dict[str, str], pending: set[str]) -> tuple[dict[str, dict[s
     days: dict[str, dict[str, str]] = {}
     unplaced = {}
     for path, digest in settled.items():
-        day = partition_of(path)
+        day = partition_of(path, SOURCE)
         if day is None or not DAILY_PARTITIONS.has_partition_key(day):
             unplaced[path] = digest
         else:
             days.setdefault(day, {})[path] = digest
-    busy = {partition_of(path) for path in pending}
+    busy = {partition_of(path, SOURCE) for path in pending}
     return {d: f for d, f in days.items() if d not in busy}, unplaced
 
 
@@ -80,14 +80,15 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing, 
     observations of the raw asset, and rejected with their reason by the next
     ingestion run.
     """
-    from platform_assets.ingest.landing import file_sha256
+    from platform_assets.ingest.landing import file_sha256, source_landing_url
 
     cursor = load_cursor(context.cursor)
+    landing_url = source_landing_url(landing.url, SOURCE)
     try:
-        stats = watch.stat_landing_files(landing.url)
+        stats = watch.stat_landing_files(landing_url)
         settled, cursor["files"] = watch.settle(cursor["files"], stats, file_sha256)
     except Exception as exc:  # a sensor must keep ticking: an unreadable landing location is a skip
-        return dg.SkipReason(f"cannot read the landing location {landing.url}: {exc}")
+        return dg.SkipReason(f"cannot read the landing location {landing_url}: {exc}")
     pending = set(stats) - set(settled)
     days, unplaced = by_day(settled, pending)
     waiting = f"{len(pending)} file(s) still changing or new since the last tick" if pending else ""
@@ -99,7 +100,8 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: Landing, 
     if busy:
         return skip(f"the warehouse is in use by run {busy}: checking again on the next tick")
     try:
-        held = watch.held_files(warehouse.database, warehouse.connect)
+        held = watch.held_files(warehouse.database, warehouse.connect,
+                                (SOURCE.landing_files_table, SOURCE.rejected_files_table))
     except TimeoutError as exc:
         return skip(f"the warehouse is locked by another process, checking again on the next tick ({exc})")
     except Exception as exc:  # a damaged or foreign file: say so on every tick, never stop ticking

@@ -20,6 +20,7 @@ from platform_assets.deploy.assets import DEPLOYMENT
 from platform_assets.features.assets import TRAINING_SET
 from platform_assets.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.resources import MlflowRegistry, PlatformState, Warehouse
+from platform_assets.ingest.assets import SOURCE
 from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
 from platform_assets.keys import DRIFT_REPORT, INFERENCE_LOG, LABELLED_PREDICTIONS, OUTCOMES
@@ -54,7 +55,7 @@ def inference_log(context: dg.AssetExecutionContext, state: PlatformState, wareh
         counts = logs.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
     rows = [f.rows for f in files if len(f.rows)]
     versions = sorted({v for r in rows for v in r["model_version"].unique()})
-    traffic = sum(int((r.get("feature_source") == "online").sum()) for r in rows if "feature_source" in r)
+    traffic = sum(int((r["feature_source"] == "online").sum()) for r in rows)
     for f in files:
         for rejected in f.rejected[:5]:
             context.log.warning(f"{rejected['_source_file']}:{rejected['_source_line']}: {rejected['reason']}")
@@ -76,8 +77,9 @@ def inference_log(context: dg.AssetExecutionContext, state: PlatformState, wareh
     group_name="monitor",
     kinds={"csv", "duckdb"},
     description=(
-        "Outcomes as they became known: the day's outcome file (landing/outcomes/outcomes_YYYY-MM-DD.csv), "
-        "every row kept or rejected with its reason."
+        "Outcomes as they became known: the day's outcome file (landing/outcomes/outcomes_YYYY-MM-DD.csv: "
+        f"{', '.join(c for c in (SOURCE.key, SOURCE.label, SOURCE.label_time) if c)}), every row kept or "
+        "rejected with its reason."
     ),
     pool=WAREHOUSE_POOL,
 )
@@ -89,16 +91,18 @@ def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse:
     paths = outcome_files.day_files(state.paths.outcomes, day)
     if not paths:
         raise dg.Failure(f"no outcome file for {day} under {state.paths.outcomes} (outcomes_{day}.csv)")
-    files = [outcome_files.read_outcome_file(p, day) for p in paths]
+    source = SOURCE
+    files = [outcome_files.read_outcome_file(p, day, source) for p in paths]
     with warehouse.connect() as con:
-        counts = outcome_files.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        counts = outcome_files.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                                         source)
         from platform_assets.warehouse import table_names
 
         unmatched = counts["outcomes"]
-        if "validated.applications" in table_names(con):
+        if source.validated_table in table_names(con):
             unmatched = con.execute(
-                "SELECT count(*) FROM monitor.outcomes WHERE _partition = ? AND application_id NOT IN "
-                "(SELECT application_id FROM validated.applications)", [day]).fetchone()[0]
+                f"SELECT count(*) FROM monitor.outcomes WHERE _partition = ? AND {source.key} NOT IN "
+                f"(SELECT CAST({source.key} AS VARCHAR) FROM {source.validated_table})", [day]).fetchone()[0]
     for f in files:
         for rejected in f.rejected[:5]:
             context.log.warning(f"{rejected['_source_file']}:{rejected['_source_row']}: {rejected['reason']}")
@@ -106,7 +110,7 @@ def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse:
         "dagster/row_count": counts["outcomes"],
         "file_rows": counts["rows"],
         "rejected_rows": counts["rejected"],
-        # Outcomes of applications not validated (yet): kept; they join once the application lands.
+        # Outcomes of rows not validated (yet): kept; they join once the row lands.
         "not_yet_validated": int(unmatched),
         "files": dg.MetadataValue.json([{"path": f.path, "sha256": f.sha256} for f in files]),
     })

@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from platform_assets.ingest.assets import SOURCE
+
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
 from platform_assets.monitor.assets import DRIFT_REPORT, INFERENCE_LOG, OUTCOMES, TRAFFIC
 from platform_assets.resources import PlatformState, Warehouse
@@ -68,7 +70,7 @@ def outcome_rows_accounted_for(
         held, rejected = (_rows_by_day(con, t, where, params) for t in ("outcomes", "outcome_rejects"))
         days = keys if keys is not None else [r[0] for r in con.execute(
             f"SELECT DISTINCT {PARTITION_COLUMN} FROM monitor.outcome_files WHERE {where} ORDER BY 1", params).fetchall()]
-        duplicates = con.execute("SELECT count(*) FROM (SELECT application_id FROM monitor.outcomes "
+        duplicates = con.execute(f"SELECT count(*) FROM (SELECT {SOURCE.key} FROM monitor.outcomes "
                                  "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
     differing = {}
     for day in days:

@@ -1,11 +1,12 @@
-"""Outcome files: the labels that became known on a day, landed days after the applications.
+"""Outcome files: the labels that became known on a day, landed days after the rows they label.
 
-Plain functions, no Dagster. A file ``outcomes_YYYY-MM-DD.csv`` holds one row per
-application whose outcome became known that day: ``application_id``,
-``is_default`` (0 or 1) and ``label_ts`` (when it became known, on or before the
-file's day). Every data row becomes an outcome or a rejected row with its reason
-(``file:row: column: why``); a second outcome for the same application (in the
-file or on an earlier day) is rejected, never overwrites the first.
+Plain functions, no Dagster. For a source whose label arrives later (a declared
+``label_time``), a file ``outcomes_YYYY-MM-DD.csv`` holds one row per key whose
+outcome became known that day: the source's key, its label (0 or 1) and its
+label time (on or before the file's day), named as the source names them. Every
+data row becomes an outcome or a rejected row with its reason (``file:row:
+column: why``); a second outcome for the same key (in the file or on an earlier
+day) is rejected, never overwrites the first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ("application_id", "is_default", "label_ts")
+from platform_assets.declarations import Source
+
 FILE_PATTERN = re.compile(r"^outcomes_(\d{4}-\d{2}-\d{2})\.csv$")
 
 
@@ -58,41 +60,50 @@ def _reject(path: str, row: int, reason: str, day: str) -> dict:
     return {"_source_file": path, "_source_row": row, "reason": reason, "_partition": day}
 
 
-def read_outcome_file(path: Path, day: str) -> OutcomeFile:
-    """Parses and checks one outcome file of ``day``.
+def outcome_columns(source: Source) -> tuple[str, str, str]:
+    """The columns of an outcome file of ``source``: its key, label and label time."""
+    if not (source.label and source.label_time):
+        raise ValueError(f"source {source.name}: outcome files need a declared label and label_time")
+    return source.key, source.label, source.label_time
+
+
+def read_outcome_file(path: Path, day: str, source: Source) -> OutcomeFile:
+    """Parses and checks one outcome file of ``day`` for ``source``.
 
     Raises:
         ValueError: When the file lacks a required column (names the file and the columns).
     """
+    columns = outcome_columns(source)
+    key_column, label_column, time_column = columns
     data = Path(path).read_bytes()
     name = str(path)
     table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=True)
-    missing = [c for c in COLUMNS if c not in table.columns]
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"{name}: missing columns {missing} (an outcome file has {list(COLUMNS)})")
+        raise ValueError(f"{name}: missing columns {missing} (an outcome file has {list(columns)})")
     table = table.assign(_source_row=range(1, len(table) + 1))
     ends = pd.Timestamp(day) + pd.Timedelta(days=1)
-    label_ts = pd.to_datetime(table["label_ts"].str.strip(), errors="coerce", format="mixed", utc=True)
+    label_ts = pd.to_datetime(table[time_column].str.strip(), errors="coerce", format="mixed", utc=True)
     label_ts = label_ts.dt.tz_localize(None)
-    application = table["application_id"].str.strip()
-    label = table["is_default"].str.strip()
+    key = table[key_column].str.strip()
+    label = table[label_column].str.strip()
     reasons = pd.Series("", index=table.index)
-    reasons[application == ""] += "; application_id: missing"
-    reasons[~label.isin(["0", "1"])] += "; is_default: " + label[~label.isin(["0", "1"])].str.slice(0, 40).radd(
+    reasons[key == ""] += f"; {key_column}: missing"
+    reasons[~label.isin(["0", "1"])] += f"; {label_column}: " + label[~label.isin(["0", "1"])].str.slice(0, 40).radd(
         "not 0 or 1: ")
-    reasons[label_ts.isna()] += "; label_ts: not a timestamp"
-    reasons[label_ts >= ends] += f"; label_ts: after the file's day {day}"
-    duplicate = application.duplicated() & (application != "")
-    first_row = table.groupby(application)["_source_row"].transform("min")
-    reasons[duplicate] += "; application_id: a second outcome in this file (first at row " + first_row[
+    reasons[label_ts.isna()] += f"; {time_column}: not a timestamp"
+    reasons[label_ts >= ends] += f"; {time_column}: after the file's day {day}"
+    duplicate = key.duplicated() & (key != "")
+    first_row = table.groupby(key)["_source_row"].transform("min")
+    reasons[duplicate] += f"; {key_column}: a second outcome in this file (first at row " + first_row[
         duplicate].astype(str) + ")"
     bad = reasons != ""
     rejected = [_reject(name, int(row), reason.lstrip("; "), day)
                 for row, reason in zip(table.loc[bad, "_source_row"], reasons[bad])]
     outcomes = pd.DataFrame({
-        "application_id": application[~bad].to_numpy(),
-        "is_default": label[~bad].astype("int64").to_numpy(),
-        "label_ts": label_ts[~bad].to_numpy(),
+        key_column: key[~bad].to_numpy(),
+        label_column: label[~bad].astype("int64").to_numpy(),
+        time_column: label_ts[~bad].to_numpy(),
         "_source_file": name,
         "_source_row": table.loc[~bad, "_source_row"].to_numpy(),
         "_partition": day,
@@ -100,38 +111,39 @@ def read_outcome_file(path: Path, day: str) -> OutcomeFile:
     return OutcomeFile(name, hashlib.sha256(data).hexdigest(), count_rows(data), outcomes, rejected)
 
 
-def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime) -> dict[str, int]:
+def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime, source: Source) -> dict[str, int]:
     """Replaces ``day``'s outcomes, rejected rows and file records (one transaction).
 
-    An application whose outcome another day already holds is rejected here
+    A key whose outcome another day already holds is rejected here
     (``already known from <day>``): an outcome is a fact, recorded once.
 
     Returns:
         ``rows`` (counted from the files), ``outcomes`` and ``rejected``: rows = outcomes + rejected.
     """
+    key_column, label_column, time_column = outcome_columns(source)
     con.execute("CREATE SCHEMA IF NOT EXISTS monitor")
-    con.execute("CREATE TABLE IF NOT EXISTS monitor.outcomes (application_id VARCHAR, is_default BIGINT, "
-                "label_ts TIMESTAMP, _source_file VARCHAR, _source_row BIGINT, _partition VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS monitor.outcomes ({key_column} VARCHAR, {label_column} BIGINT, "
+                f"{time_column} TIMESTAMP, _source_file VARCHAR, _source_row BIGINT, _partition VARCHAR)")
     con.execute("CREATE TABLE IF NOT EXISTS monitor.outcome_rejects (_source_file VARCHAR, _source_row BIGINT, "
                 "reason VARCHAR, _partition VARCHAR)")
     con.execute("CREATE TABLE IF NOT EXISTS monitor.outcome_files (path VARCHAR, sha256 VARCHAR, rows BIGINT, "
                 "outcomes BIGINT, rejected BIGINT, _partition VARCHAR, ingested_at TIMESTAMP)")
     outcomes = pd.concat([f.outcomes for f in files], ignore_index=True) if files else pd.DataFrame(
-        columns=["application_id", "is_default", "label_ts", "_source_file", "_source_row", "_partition"])
+        columns=[key_column, label_column, time_column, "_source_file", "_source_row", "_partition"])
     rejected = [r for f in files for r in f.rejected]
     con.execute("BEGIN TRANSACTION")
     try:
         con.register("_day_outcomes", outcomes)
         earlier = dict(con.execute(
-            "SELECT o.application_id, min(o._partition) FROM monitor.outcomes o JOIN _day_outcomes d "
-            "USING (application_id) WHERE o._partition <> ? GROUP BY 1", [day]).fetchall())
+            f"SELECT o.{key_column}, min(o._partition) FROM monitor.outcomes o JOIN _day_outcomes d "
+            f"USING ({key_column}) WHERE o._partition <> ? GROUP BY 1", [day]).fetchall())
         con.unregister("_day_outcomes")
         if earlier:
-            known = outcomes["application_id"].isin(earlier)
+            known = outcomes[key_column].isin(earlier)
             repeated = outcomes[known]
-            rejected += [_reject(path, int(row), f"application_id: outcome already known from {earlier[app]}", day)
-                         for path, row, app in zip(repeated["_source_file"], repeated["_source_row"],
-                                                   repeated["application_id"])]
+            rejected += [_reject(path, int(row), f"{key_column}: outcome already known from {earlier[k]}", day)
+                         for path, row, k in zip(repeated["_source_file"], repeated["_source_row"],
+                                                 repeated[key_column])]
             outcomes = outcomes[~known]
         for table in ("outcomes", "outcome_rejects", "outcome_files"):
             con.execute(f"DELETE FROM monitor.{table} WHERE _partition = ?", [day])
@@ -154,15 +166,16 @@ def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime)
     return {"rows": sum(f.rows for f in files), "outcomes": len(outcomes), "rejected": len(rejected)}
 
 
-def write_outcome_files(outcomes: pd.DataFrame, outcomes_dir: Path) -> list[Path]:
-    """Writes one ``outcomes_YYYY-MM-DD.csv`` per day the outcomes became known (by ``label_ts``), atomically."""
+def write_outcome_files(outcomes: pd.DataFrame, outcomes_dir: Path, source: Source) -> list[Path]:
+    """Writes one ``outcomes_YYYY-MM-DD.csv`` per day the outcomes became known (by label time), atomically."""
+    columns = outcome_columns(source)
     outcomes_dir = Path(outcomes_dir)
     outcomes_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for day, part in outcomes.groupby(outcomes["label_ts"].dt.date, sort=True):
+    for day, part in outcomes.groupby(outcomes[columns[2]].dt.date, sort=True):
         path = outcomes_dir / f"outcomes_{day.isoformat()}.csv"
         tmp = path.with_name(f".{path.name}.tmp")
-        part[list(COLUMNS)].to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S")
+        part[list(columns)].to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S")
         tmp.replace(path)
         paths.append(path)
     return paths

@@ -9,15 +9,16 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets.domain import LABEL, PROTECTED_ATTRIBUTE
+from platform_assets.declared import use_case
 from platform_assets.features.assets import FEATURE_STORE, MART_KEYS, TRAINING_SET
+from platform_assets.keys import MODEL
 from platform_assets.resources import MlflowRegistry, PlatformState
 
-from platform_assets.keys import MODEL
+USE_CASE = use_case()
 # The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
-# Columns of the training set that are not model inputs.
-NON_FEATURES = {"application_id", "applicant_id", "event_timestamp", "label_ts", PROTECTED_ATTRIBUTE, LABEL, "split"}
+# Columns of the training set that are not model inputs (keys, times, label, protected and personal data).
+NON_FEATURES = USE_CASE.never_features
 # Upstream assets whose data versions the MLflow run records (lineage of the model).
 LINEAGE_KEYS = (TRAINING_SET, FEATURE_STORE, *MART_KEYS)
 
@@ -70,7 +71,8 @@ def _candidate(value: "CandidateConfig | dict") -> CandidateConfig:
     deps=[TRAINING_SET],
     group_name="train",
     kinds={"pytorch", "mlflow"},
-    description="The loan-default classifier, registered in MLflow as the new challenger version.",
+    description=f"The {USE_CASE.model_name} classifier of {USE_CASE.label}, registered in MLflow as the new "
+                "challenger version.",
 )
 def model(
     context: dg.AssetExecutionContext,
@@ -129,7 +131,7 @@ def _train_and_register(
     df = pd.read_parquet(io.BytesIO(raw))
     features = [c for c in df.columns if c not in NON_FEATURES]
     chosen, results = search(
-        df[df["split"] == "train"], df[df["split"] == "validation"], features, LABEL, train_params(config)
+        df[df["split"] == "train"], df[df["split"] == "validation"], features, USE_CASE.label, train_params(config)
     )
     result = results[chosen]
     child_runs = tracking.log_candidates(results, chosen)
@@ -150,7 +152,7 @@ def _train_and_register(
         }
     )
     dataset = mlflow_lib.data.from_pandas(
-        df, source=str(state.paths.training_set), name="training_set", targets=LABEL, digest=training_digest[:16]
+        df, source=str(state.paths.training_set), name="training_set", targets=USE_CASE.label, digest=training_digest[:16]
     )
     mlflow_lib.log_input(dataset, context="training")
 

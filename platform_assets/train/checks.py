@@ -37,7 +37,7 @@ def model_loss_converged(
     """Recomputes the validation loss of the registered artifact and compares with the base rate and the log."""
     import pandas as pd
 
-    from platform_assets.domain import LABEL
+    from platform_assets.train.assets import USE_CASE
     from platform_assets.train.registry import CHALLENGER, load_version
 
     client = mlflow_registry.client()
@@ -45,8 +45,8 @@ def model_loss_converged(
     version = client.get_model_version_by_alias(name, CHALLENGER)
     df = pd.read_parquet(state.paths.training_set)
     train, validation = df[df["split"] == "train"], df[df["split"] == "validation"]
-    y = validation[LABEL].to_numpy()
-    base_rate = float(train[LABEL].mean())
+    y = validation[USE_CASE.label].to_numpy()
+    base_rate = float(train[USE_CASE.label].mean())
     base_loss = log_loss(y, [base_rate] * len(y))
     bundle = load_version(client, name, version.version, state.paths.reports / "train" / "check")
     loss = log_loss(y, bundle.predict_proba(validation))

@@ -1,15 +1,13 @@
-"""Validated and quarantined applications: every raw row lands in exactly one."""
+"""A source's validated and quarantined rows: every raw row lands in exactly one."""
 
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.domain import PII_COLUMNS
-from platform_assets.ingest.assets import RAW_APPLICATIONS
+from platform_assets.ingest.assets import RAW_APPLICATIONS, SOURCE
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
-from platform_assets.resources import PiiMasking, Warehouse
-
 from platform_assets.keys import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
+from platform_assets.resources import PiiMasking, Warehouse
 
 
 @dg.multi_asset(
@@ -19,14 +17,14 @@ from platform_assets.keys import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATION
             deps=[RAW_APPLICATIONS],
             group_name="validate",
             kinds={"duckdb", "pandera"},
-            description="Applications that pass every rule of ApplicationSchema, typed.",
+            description=f"Rows of {SOURCE.name} that pass every rule of {SOURCE.schema.rpartition(':')[2]}, typed.",
         ),
         dg.AssetSpec(
             QUARANTINED_APPLICATIONS,
             deps=[RAW_APPLICATIONS],
             group_name="validate",
             kinds={"duckdb", "pandera"},
-            description="Applications that failed a rule, with the reasons, source file and row.",
+            description=f"Rows of {SOURCE.name} that failed a rule, with the reasons, source file and row.",
         ),
     ],
     partitions_def=DAILY_PARTITIONS,
@@ -34,13 +32,14 @@ from platform_assets.keys import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATION
     pool=WAREHOUSE_POOL,
 )
 def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
-    """Splits the run's days of ``raw.applications`` into ``validated`` and ``quarantine`` rows.
+    """Splits the run's days of ``raw.<source>`` into ``validated`` and ``quarantine`` rows.
 
-    The first copy of an application id (by application time, then file and
-    row) is valid and later copies are quarantined, across all days: other
-    days whose rows change side are rewritten in the same transaction.
+    The first copy of a key (by event time, then file and row) is valid and
+    later copies are quarantined, across all days when the source says keys
+    are unique across days: other days whose rows change side are rewritten in
+    the same transaction.
     """
-    from platform_assets.validate.days import QUARANTINE, VALID, validate_days
+    from platform_assets.validate.days import validate_days
     from platform_assets.validate.pii import mask_pii
 
     keys = list(context.partition_keys)
@@ -50,11 +49,12 @@ def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehou
             "its tokens can be reversed; set PII_HMAC_KEY for real data"
         )
     with warehouse.connect(read_only=True) as con:
-        outcome = validate_days(con, keys)
+        outcome = validate_days(con, keys, SOURCE)
     # Validate first (formats of emails and phones), then mask before anything is written.
-    valid = mask_pii(outcome.valid, PII_COLUMNS, pii.key)
-    quarantined = mask_pii(outcome.quarantined, PII_COLUMNS, pii.key)
-    warehouse.replace_partitions({VALID: valid, QUARANTINE: quarantined}, PARTITION_COLUMN, outcome.days)
+    valid = mask_pii(outcome.valid, SOURCE.pii, pii.key)
+    quarantined = mask_pii(outcome.quarantined, SOURCE.pii, pii.key)
+    warehouse.replace_partitions({SOURCE.validated_table: valid, SOURCE.quarantine_table: quarantined},
+                                 PARTITION_COLUMN, outcome.days)
     mine = valid[PARTITION_COLUMN].isin(keys), quarantined[PARTITION_COLUMN].isin(keys)
     n_valid, n_quarantined = int(mine[0].sum()), int(mine[1].sum())
     raw_rows = n_valid + n_quarantined

@@ -3,7 +3,8 @@
 
 import dagster as dg
 
-from platform_assets.domain import PII_COLUMNS
+from platform_assets.declarations import Source
+from platform_assets.ingest.assets import SOURCE
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
 from platform_assets.resources import Warehouse
 from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
@@ -21,7 +22,8 @@ def _checked_days(context, con) -> list[str] | None:
     if keys is None:
         return None
     stored = con.execute(
-        f"SELECT {PARTITION_COLUMN} FROM validated.applications UNION SELECT {PARTITION_COLUMN} FROM quarantine.applications"
+        f"SELECT {PARTITION_COLUMN} FROM {SOURCE.validated_table} UNION "
+        f"SELECT {PARTITION_COLUMN} FROM {SOURCE.quarantine_table}"
     ).fetchall()
     return sorted({*keys, *(r[0] for r in stored if r[0] is not None)})
 
@@ -46,8 +48,8 @@ def validation_conserves_rows(
         side = f"SELECT {PARTITION_COLUMN}, {key} FROM {{table}} WHERE {where}"
         counts = con.execute(
             f"""
-            WITH r AS ({side.format(table="raw.applications")}), v AS ({side.format(table="validated.applications")}),
-                 q AS ({side.format(table="quarantine.applications")}),
+            WITH r AS ({side.format(table=SOURCE.raw_table)}), v AS ({side.format(table=SOURCE.validated_table)}),
+                 q AS ({side.format(table=SOURCE.quarantine_table)}),
                  per_day AS (
                     SELECT {PARTITION_COLUMN}, sum(raw) AS raw, sum(valid) AS valid, sum(quarantined) AS quarantined FROM (
                         SELECT {PARTITION_COLUMN}, 1 AS raw, 0 AS valid, 0 AS quarantined FROM r
@@ -94,8 +96,8 @@ def quarantine_rate_under_threshold(
         days = con.execute(
             f"""
             SELECT r.{PARTITION_COLUMN} AS day, count(*) AS raw, coalesce(any_value(q.n), 0) AS quarantined
-            FROM raw.applications r
-            LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS n FROM quarantine.applications GROUP BY ALL) q
+            FROM {SOURCE.raw_table} r
+            LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS n FROM {SOURCE.quarantine_table} GROUP BY ALL) q
                 ON q.{PARTITION_COLUMN} = r.{PARTITION_COLUMN}
             WHERE {where} GROUP BY r.{PARTITION_COLUMN} ORDER BY r.{PARTITION_COLUMN}
             """,
@@ -131,7 +133,7 @@ def quarantine_rows_have_reasons(
     where, params = partition_filter(run_partition_keys(context))
     with warehouse.connect(read_only=True) as con:
         missing = con.execute(
-            f"SELECT count(*) FROM quarantine.applications WHERE ({where}) AND (coalesce(_quarantine_reasons, '') = '' "
+            f"SELECT count(*) FROM {SOURCE.quarantine_table} WHERE ({where}) AND (coalesce(_quarantine_reasons, '') = '' "
             "OR _source_file IS NULL OR _source_row IS NULL)",
             params,
         ).fetchone()[0]
@@ -144,27 +146,27 @@ MIN_LEAK_CHARS = 4
 LEAK_PREFIX_CHARS = 16
 
 
-def count_leaked_reasons(con, days: list[str] | None = None) -> dict[str, int]:
+def count_leaked_reasons(con, source: Source, days: list[str] | None = None) -> dict[str, int]:
     """Quarantined rows of ``days`` (all for ``None``) whose reasons contain a raw personal-data value of the row.
 
-    The raw values come from ``raw.applications`` (joined on source file and
+    The raw values come from the source's raw table (joined on source file and
     row), not from what validation wrote, so a value that slipped through in
     any form the code did not foresee is still found: the whole value, or its
     first ``LEAK_PREFIX_CHARS`` characters, anywhere in the reason.
     """
     where, params = partition_filter(days, f"q.{PARTITION_COLUMN}")
-    raw_columns = {r[0] for r in con.execute("DESCRIBE raw.applications").fetchall()}
+    raw_columns = {r[0] for r in con.execute(f"DESCRIBE {source.raw_table}").fetchall()}
     reasons = "CAST(q._quarantine_reasons AS VARCHAR)"
-    if "_duplicate_of" in {r[0] for r in con.execute("DESCRIBE quarantine.applications").fetchall()}:
+    if "_duplicate_of" in {r[0] for r in con.execute(f"DESCRIBE {source.quarantine_table}").fetchall()}:
         # A duplicate's reason names the first copy's file path, which is no personal data (and may hold any word).
         reasons = f"replace({reasons}, coalesce(CAST(q._duplicate_of AS VARCHAR), ''), '')"
     leaks = {}
-    for column in (c for c in PII_COLUMNS if c in raw_columns):
+    for column in (c for c in source.pii if c in raw_columns):
         value = f"trim(CAST(r.{column} AS VARCHAR))"
         leaks[column] = con.execute(
             f"""
-            SELECT count(*) FROM quarantine.applications q
-            JOIN raw.applications r ON r._source_file = q._source_file AND r._source_row = q._source_row
+            SELECT count(*) FROM {source.quarantine_table} q
+            JOIN {source.raw_table} r ON r._source_file = q._source_file AND r._source_row = q._source_row
             WHERE ({where}) AND length({value}) >= {MIN_LEAK_CHARS}
               AND contains({reasons}, left({value}, {LEAK_PREFIX_CHARS}))
             """,
@@ -178,7 +180,7 @@ def count_leaked_reasons(con, days: list[str] | None = None) -> dict[str, int]:
     additional_deps=[QUARANTINED_APPLICATIONS],
     blocking=True,
     description=(
-        "Personal data (names, emails, phones) is masked in validated and quarantined rows, "
+        f"Personal data ({', '.join(SOURCE.pii) or 'none declared'}) is masked in validated and quarantined rows, "
         "and no quarantine reason contains a raw value of it."
     ),
 )
@@ -194,15 +196,15 @@ def pii_is_masked(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) 
     with warehouse.connect(read_only=True) as con:
         days = _checked_days(context, con)
         where, params = partition_filter(days)
-        for table in ("validated.applications", "quarantine.applications"):
+        for table in (SOURCE.validated_table, SOURCE.quarantine_table):
             columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
-            for column in (c for c in PII_COLUMNS if c in columns):
+            for column in (c for c in SOURCE.pii if c in columns):
                 unmasked[f"{table}.{column}"] = con.execute(
                     f"SELECT count(*) FROM {table} WHERE ({where}) AND {column} IS NOT NULL "
                     f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
                     [*params, MASKED_PATTERN],
                 ).fetchone()[0]
-        leaked = {f"reasons_with_raw_{c}": n for c, n in count_leaked_reasons(con, days).items()}
+        leaked = {f"reasons_with_raw_{c}": n for c, n in count_leaked_reasons(con, SOURCE, days).items()}
     return dg.AssetCheckResult(
         passed=not any(unmasked.values()) and not any(leaked.values()), metadata={**unmasked, **leaked}
     )

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from platform_assets.domain import PII_COLUMNS
+from platform_assets.declarations import Source
 from platform_assets.ingest.landing import SOURCE_FILE, SOURCE_ROW
 from platform_assets.validate.rules import REASONS, ValidationResult, split_valid_rows
-from platform_assets.validate.schema import BUSINESS_KEY, EVENT_TIME, ApplicationSchema
 
 DUPLICATE_OF = "_duplicate_of"
 
@@ -26,14 +25,14 @@ def place(frame: pd.DataFrame) -> pd.Series:
     return frame[SOURCE_FILE].astype(str) + ":" + frame[SOURCE_ROW].astype("int64").astype(str)
 
 
-def first_copies(candidates: pd.DataFrame, key: str, event_time: str) -> pd.Series:
+def first_copies(candidates: pd.DataFrame, key: str | list[str], event_time: str) -> pd.Series:
     """For each candidate row, the place (``file:row``) of the first copy of its key; ``None`` for first copies.
 
     Args:
         candidates: Rows that passed every other rule, with ``key``,
             ``event_time`` (parsed timestamps), ``_source_file`` and
             ``_source_row``; the index must be unique.
-        key: The business key column.
+        key: The business key column (or columns: a key unique within a day is ``[key, day]``).
         event_time: The column whose earliest value decides the first copy.
 
     Returns:
@@ -43,12 +42,13 @@ def first_copies(candidates: pd.DataFrame, key: str, event_time: str) -> pd.Seri
         raise ValueError("first_copies needs a unique index")
     result = pd.Series(pd.NA, index=candidates.index, dtype="string")
     # Only keys that occur more than once need ordering: at 1M rows that is a few rows, not all of them.
-    repeated = candidates[candidates[key].duplicated(keep=False).to_numpy()]
+    keys = [key] if isinstance(key, str) else list(key)
+    repeated = candidates[candidates.duplicated(subset=keys, keep=False).to_numpy()]
     if repeated.empty:
         return result
     ordered = repeated.sort_values([event_time, SOURCE_FILE, SOURCE_ROW], kind="stable")
     places = place(ordered)
-    first = places.groupby(ordered[key].to_numpy(), sort=False).transform("first")
+    first = places.groupby([ordered[k].to_numpy() for k in keys], sort=False).transform("first")
     later = first[first != places]
     result.loc[later.index] = later.astype("string")
     return result
@@ -81,14 +81,14 @@ def quarantine_duplicates(
     return ValidationResult(result.valid[~duplicate], quarantined, counts)
 
 
-def split_batch(raw: pd.DataFrame, schema=ApplicationSchema, personal: tuple[str, ...] = PII_COLUMNS) -> ValidationResult:
-    """Validates one batch alone: the rules, then the duplicate policy among its own rows.
+def split_batch(raw: pd.DataFrame, source: Source) -> ValidationResult:
+    """Validates one batch of ``source`` rows alone: the rules, then the duplicate policy among its own rows.
 
     Args:
         raw: Raw rows with ``_source_file`` and ``_source_row``; the index must be unique.
-        schema: The pandera model of a valid row.
-        personal: Columns of personal data (never shown in a reason).
+        source: The declared source (its schema, key, event time and personal data).
     """
-    result = split_valid_rows(raw, schema, personal)
-    first = first_copies(result.valid[[BUSINESS_KEY, EVENT_TIME, SOURCE_FILE, SOURCE_ROW]], BUSINESS_KEY, EVENT_TIME)
-    return quarantine_duplicates(result, raw, first, BUSINESS_KEY)
+    result = split_valid_rows(raw, source.schema_model(), source.pii)
+    columns = [source.key, source.event_time, SOURCE_FILE, SOURCE_ROW]
+    first = first_copies(result.valid[columns], source.key, source.event_time)
+    return quarantine_duplicates(result, raw, first, source.key)

@@ -21,8 +21,6 @@ import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 
-from platform_assets.domain import PII_COLUMNS
-from platform_assets.validate.schema import ApplicationSchema
 
 REASONS = "_quarantine_reasons"
 WITHHELD = "(value withheld: personal data)"
@@ -139,9 +137,7 @@ def _rule_name(row: pd.Series, personal: tuple[str, ...]) -> str:
     return f"{row['column']}: {row['check']} {got(row['failure_case'], row['column'] in personal)}"
 
 
-def split_valid_rows(
-    df: pd.DataFrame, schema: type[pa.DataFrameModel] = ApplicationSchema, personal: tuple[str, ...] = PII_COLUMNS
-) -> ValidationResult:
+def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel], personal: tuple[str, ...]) -> ValidationResult:
     """Validates ``df`` and splits it into valid rows and quarantined rows with reasons.
 
     Args:

@@ -77,7 +77,7 @@ def test_every_asset_materialized_and_only_the_expected_checks_failed(graph_run)
     failed = {e.asset_check_key.to_user_string(): e.severity for e in evaluations if not e.passed}
     # The sample data is from 2026-09/10: the freshness check rightly warns that it is stale; the live
     # quality check fails on the reports that saw the drifted days. Nothing else fails.
-    assert failed == {"raw/applications:raw_applications_fresh": dg.AssetCheckSeverity.WARN,
+    assert failed == {"raw/applications:latest_day_fresh": dg.AssetCheckSeverity.WARN,
                       "monitor/drift_report:quality_above_bound": dg.AssetCheckSeverity.ERROR}
     assert {e.asset_check_key for e in evaluations} == set(definitions.defs.resolve_asset_graph().asset_check_keys)
     # The live days came in through the sensors and the automation conditions, not by hand.

@@ -13,12 +13,15 @@ import duckdb
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.domain import COLUMNS, PII_COLUMNS
+from platform_assets.declared import use_case
 from platform_assets.ingest.landing import list_landing_files, read_landing
 from platform_assets.validate.duplicates import split_batch
 from platform_assets.validate.pii import MASKED_PATTERN, mask_pii
 from platform_assets.validate.rules import REASONS
 from tests.conftest import day_range_tags, ingest_days, write_sample_landing
+
+SOURCE = use_case("loan_default").source
+PII_COLUMNS = SOURCE.pii
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_inputs"
 
@@ -72,7 +75,7 @@ def test_bad_input(case):
     error, rows, quarantined, reason = EXPECTED[case]
     urls = list_landing_files(str(CORPUS / case))
     assert len(urls) == 1
-    df, accepted, rejected = read_landing(urls, COLUMNS)
+    df, accepted, rejected = read_landing(urls, SOURCE)
     assert len(accepted) + len(rejected) == 1
     if error:
         assert [r.path for r in rejected] == urls
@@ -80,7 +83,7 @@ def test_bad_input(case):
         assert df.empty
         return
     assert not rejected and len(df) == rows == accepted[0].rows
-    result = split_batch(df)
+    result = split_batch(df, SOURCE)
     assert len(result.valid) + len(result.quarantined) == rows
     assert len(result.quarantined) == quarantined
     assert leaked_values(result.quarantined) == []
@@ -117,12 +120,12 @@ def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
             raise_on_error=False,
         )
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["validation_conserves_rows"] and checks["raw_applications_files_read_whole"]
+    assert checks["validation_conserves_rows"] and checks["landing_files_read_whole"]
     assert checks["pii_is_masked"]
     assert checks["landing_files_all_accepted"] is False  # a warning listing the rejected files
     with duckdb.connect(str(settings.paths(tmp_path).warehouse), read_only=True) as con:
         count = lambda table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
-        accepted, rejected = count("raw.landing_files"), count("raw.rejected_files")
+        accepted, rejected = count("raw.applications_landing_files"), count("raw.applications_rejected_files")
         raw, valid, quarantined = count("raw.applications"), count("validated.applications"), count("quarantine.applications")
         per_day = {
             table: dict(con.execute(f"SELECT _partition, count(*) FROM {table} GROUP BY ALL").fetchall())
@@ -158,7 +161,7 @@ def test_landing_can_be_any_fsspec_url():
     urls = list_landing_files("memory://bucket/landing")
     assert all(u.startswith("memory://") for u in urls)
     assert [u.rsplit("/", 1)[-1] for u in urls] == ["applications_2026-01-02.csv", "applications_2026-01-03.csv"]
-    df, accepted, rejected = read_landing(urls, COLUMNS)
+    df, accepted, rejected = read_landing(urls, SOURCE)
     assert len(df) == 5 and len(accepted) == 1 and "file is empty" in rejected[0].error
 
 

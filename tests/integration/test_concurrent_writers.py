@@ -57,4 +57,4 @@ def test_two_cli_runs_meeting_a_held_lock_wait_and_both_succeed(tmp_path):
         count = lambda table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
         assert count("raw.applications") == rows
         assert count("validated.applications") + count("quarantine.applications") == rows
-        assert count("raw.landing_files") == len(DAYS)
+        assert count("raw.applications_landing_files") == len(DAYS)

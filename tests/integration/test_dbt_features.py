@@ -44,7 +44,7 @@ def validated(tmp_path_factory):
 
 def test_windows_count_only_earlier_applications(validated):
     root, _ = validated
-    out = _dbt(root, "build")
+    out = _dbt(root, "build", "--select", "path:models/loan_default")
     assert "ERROR=0" in out and "assert_history_sees_only_the_past" in out
     with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
         history = con.execute("SELECT * FROM features.fct_applicant_history").df()
@@ -79,7 +79,7 @@ def test_incremental_build_equals_a_full_refresh(validated):
     first = rows[(day < days[20]) & (day != late)]
     with duckdb.connect(warehouse) as con:
         con.execute("CREATE OR REPLACE TABLE validated.applications AS SELECT * FROM first")
-    _dbt(root, "run", "--full-refresh")
+    _dbt(root, "run", "--full-refresh", "--select", "path:models/loan_default")
     with duckdb.connect(warehouse, read_only=True) as con:
         built_before = con.execute(f"SELECT DISTINCT _built_at FROM {WINDOWS}").fetchone()[0]
 
@@ -90,7 +90,7 @@ def test_incremental_build_equals_a_full_refresh(validated):
         con.execute("CREATE OR REPLACE TABLE validated.applications AS SELECT * FROM rows")
 
     # New days and the late day: only days from the late day on are recomputed.
-    _dbt(root, "run")
+    _dbt(root, "run", "--select", "path:models/loan_default")
     with duckdb.connect(warehouse, read_only=True) as con:
         incremental = _windows(con)
         kept = con.execute(
@@ -100,7 +100,7 @@ def test_incremental_build_equals_a_full_refresh(validated):
     assert pd.Timestamp(kept) < pd.Timestamp(late)  # days before the late one were not rewritten
     assert len(incremental) == len(rows)
 
-    _dbt(root, "run", "--full-refresh")
+    _dbt(root, "run", "--full-refresh", "--select", "path:models/loan_default")
     with duckdb.connect(warehouse, read_only=True) as con:
         full = _windows(con)
         mart_full = con.execute("SELECT * FROM features.fct_applicant_history ORDER BY application_id").df()

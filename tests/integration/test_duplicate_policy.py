@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from tests.conftest import ingest_days
 
 DAYS = ["2026-09-01", "2026-09-02", "2026-09-03", "2026-09-04"]

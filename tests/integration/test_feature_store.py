@@ -21,11 +21,12 @@ from platform_assets.features import assets as feature_assets
 from platform_assets.features import checks as feature_checks
 from platform_assets.features import dbt as feature_dbt
 from platform_assets.features import feast_ops
-from platform_assets.features.names import ONLINE_FEATURE_SERVICE
 from platform_assets.ingest import assets as ingest_assets
 from platform_assets.validate import assets as validate_assets
 from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
 
+USE_CASE = feature_assets.USE_CASE
+ONLINE_FEATURE_SERVICE = USE_CASE.online_feature_service
 FEATURE_CHECKS = [feature_checks.online_matches_offline, feature_checks.training_set_has_no_leakage,
                   feature_checks.features_are_fresh]
 
@@ -96,7 +97,7 @@ def test_point_in_time_join_keeps_a_planted_future_row_out(built, restore):
         "applicant_id": [row["applicant_id"]] * 2,
         "event_timestamp": [row["event_timestamp"], planted_at + pd.Timedelta(seconds=1)],
     })
-    got = feast_ops.historical_features(store, entities)
+    got = feast_ops.historical_features(store, entities, USE_CASE)
     # The label's row sees its own history; only a question asked after the planted time sees it.
     assert got["prior_applications_90d"].tolist() == [row["prior_applications_90d"], 999.0]
 
@@ -107,28 +108,28 @@ def test_leakage_check_fails_when_a_later_value_reaches_a_row(built, restore):
     path = restore(settings.paths(root).training_set)
     training.loc[training["application_id"] == row["application_id"], "prior_applications_90d"] += 1.0
     training.to_parquet(path, index=False)
-    result = feature_checks.training_set_has_no_leakage(state=resources["state"], warehouse=resources["warehouse"])
+    result = feature_checks.training_set_has_no_leakage(state=resources["state"], warehouse=resources["warehouse"],
+                                                        feast=resources["feast"])
     assert not result.passed
-    assert result.metadata["history_not_as_of_application"].value == 1
+    assert result.metadata["features_not_as_of_row"].value == 1
 
 
 def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built):
     root, resources, _ = built
-    data = settings.paths(root).feast / "data"
     config = feature_checks.SkewCheckConfig()
-    sampled = feast_ops.latest_offline_activity(data, config.sample_size, config.seed)
+    store = resources["feast"].store()
+    sampled = feast_ops.latest_offline_rows(store, USE_CASE, config.sample_size, config.seed)["applicant_activity"]
     latest = sampled.head(1)
     amounts = list(latest["recent_loan_amounts"].iloc[0])
     changed = latest.assign(recent_loan_amounts=[[*amounts[:-1], float(np.nextafter(amounts[-1], np.inf))]])
-    store = resources["feast"].store()
     store.write_to_online_store("applicant_activity", changed)
     try:
-        result = feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"])
+        result = feature_checks.online_matches_offline(config=config, feast=resources["feast"])
     finally:
         store.write_to_online_store("applicant_activity", latest)
     assert not result.passed
     assert result.metadata["mismatches"].value == 1
-    assert feature_checks.online_matches_offline(config=config, state=resources["state"], feast=resources["feast"]).passed
+    assert feature_checks.online_matches_offline(config=config, feast=resources["feast"]).passed
 
 
 def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
@@ -147,11 +148,13 @@ def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
              .sort_values("event_timestamp").groupby("applicant_id").tail(1))
     store.write_to_online_store("applicant_activity", older)
     try:
-        expected = feast_ops.latest_offline_activity(data, len(activity))
-        mismatches = feast_ops.online_activity_mismatches(store, expected[expected["applicant_id"].isin(returning["applicant_id"])])
+        expected = feast_ops.latest_offline_rows(store, USE_CASE, len(activity))
+        rows = expected["applicant_activity"]
+        mismatches = feast_ops.online_mismatches(
+            store, {"applicant_activity": rows[rows["applicant_id"].isin(returning["applicant_id"])]})
     finally:
         store.write_to_online_store("applicant_activity", returning)
-    assert set(mismatches["applicant_id"]) == set(returning["applicant_id"])
+    assert {e["applicant_id"] for e in mismatches["entity"]} == set(returning["applicant_id"])
 
 
 def test_freshness_check_warns_when_newer_features_are_not_online(built, restore):
@@ -183,15 +186,15 @@ def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
 
     store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"), state_root=str(tmp_path)).store()
     # From scratch, materialize-incremental loads each online view's TTL (a year): every applicant's latest row.
-    expected = feast_ops.latest_offline_activity(tmp_path / "feast" / "data", 10**9)
-    assert len(expected) > 10
-    mismatches = feast_ops.online_activity_mismatches(store, expected)
+    expected = feast_ops.latest_offline_rows(store, USE_CASE, 10**9)
+    assert len(expected["applicant_activity"]) > 10
+    mismatches = feast_ops.online_mismatches(store, expected)
     assert mismatches.empty, mismatches.head()
 
     # `feast ui` serves the same repository: its project list names the project.
     import requests
 
-    from platform_assets.deploy.serving import free_port, terminate_process_group
+    from platform_assets.deploy.processes import free_port, terminate_process_group
 
     port = free_port()
     ui = subprocess.Popen([str(feast_cli), "ui", "-h", "127.0.0.1", "-p", str(port)], cwd=PROJECT_ROOT / "feature_repo",
@@ -212,7 +215,7 @@ def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
 
 def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_server(built, tmp_path):
     from platform_assets.deploy import feature_server
-    from platform_assets.deploy.serving import _group_alive
+    from platform_assets.deploy.processes import group_alive
 
     root, resources, _ = built
     model_server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -239,9 +242,9 @@ def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_serv
         model_server.kill()
         model_server.wait()
         deadline = dt.datetime.now() + dt.timedelta(seconds=20)
-        while _group_alive(server.pid) and dt.datetime.now() < deadline:
+        while group_alive(server.pid) and dt.datetime.now() < deadline:
             subprocess.run(["sleep", "0.2"])
-        assert not _group_alive(server.pid)
+        assert not group_alive(server.pid)
     finally:
         model_server.kill()
         feature_server.stop_feature_server(record)

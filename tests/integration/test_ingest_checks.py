@@ -38,7 +38,7 @@ def ingested(tmp_path):
 def test_the_ingest_checks_pass_on_good_files_with_counts_from_the_files(ingested):
     _, _, result, rows = ingested
     checks = _checks(result)
-    found, whole = checks["landing_files_found_were_read"], checks["raw_applications_files_read_whole"]
+    found, whole = checks["landing_files_found_were_read"], checks["landing_files_read_whole"]
     assert found.passed and whole.passed
     assert found.metadata["files_found"].value == 3 and found.metadata["rows_read"].value == rows
     assert whole.metadata["rows_counted_in_files"].value == rows
@@ -74,7 +74,7 @@ def test_a_day_without_rows_in_a_range_warns_without_blocking(tmp_path):
 def test_a_file_found_but_not_recorded_fails(ingested):
     root, resources, _, _ = ingested
     assert _run(ingest_checks.landing_files_found_were_read, resources).passed
-    _sql(root, "DELETE FROM raw.landing_files WHERE path LIKE '%2026-09-02%'")
+    _sql(root, "DELETE FROM raw.applications_landing_files WHERE path LIKE '%2026-09-02%'")
     check = _run(ingest_checks.landing_files_found_were_read, resources)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "applications_2026-09-02.parquet: found in the landing folder but neither read nor rejected" in check.description
@@ -82,9 +82,9 @@ def test_a_file_found_but_not_recorded_fails(ingested):
 
 def test_files_read_whole_fails_on_a_missing_row_and_on_a_changed_file(ingested):
     root, resources, _, _ = ingested
-    assert _run(ingest_checks.raw_applications_files_read_whole, resources).passed
+    assert _run(ingest_checks.landing_files_read_whole, resources).passed
     _sql(root, "DELETE FROM raw.applications WHERE _partition = '2026-09-01' AND _source_row = 7")
-    check = _run(ingest_checks.raw_applications_files_read_whole, resources)
+    check = _run(ingest_checks.landing_files_read_whole, resources)
     differing = check.metadata["differing_files"].value
     assert not check.passed and len(differing) == 1
     (path, why), = differing.items()
@@ -94,5 +94,5 @@ def test_files_read_whole_fails_on_a_missing_row_and_on_a_changed_file(ingested)
     # A file rewritten after it was read cannot be taken as recounted.
     target = settings.paths(root).landing / "applications_2026-09-02.parquet"
     target.write_bytes(target.read_bytes() + b"appended")
-    differing = _run(ingest_checks.raw_applications_files_read_whole, resources).metadata["differing_files"].value
+    differing = _run(ingest_checks.landing_files_read_whole, resources).metadata["differing_files"].value
     assert "changed since it was read" in differing[str(target)]

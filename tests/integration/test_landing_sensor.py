@@ -69,7 +69,7 @@ def _counts(warehouse):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         count = lambda table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
         return {t: count(t) for t in ("raw.applications", "validated.applications", "quarantine.applications",
-                                      "raw.landing_files", "raw.rejected_files")}
+                                      "raw.applications_landing_files", "raw.applications_rejected_files")}
 
 
 def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
@@ -109,9 +109,9 @@ def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
         assert not found.passed and "not UTF-8" in found.description
         counts = _counts(warehouse)
         assert counts["raw.applications"] == rows + added == counts["validated.applications"] + counts["quarantine.applications"]
-        assert counts["raw.rejected_files"] == 2  # the non-UTF-8 file (its day) and the stray file (no day)
+        assert counts["raw.applications_rejected_files"] == 2  # the non-UTF-8 file (its day) and the stray file (no day)
         # Each run touched its own day only: the first two days' files are still there, once.
-        assert counts["raw.landing_files"] == first_counts["raw.landing_files"] + 1
+        assert counts["raw.applications_landing_files"] == first_counts["raw.applications_landing_files"] + 1
 
         # Everything is held now, the rejected files included: nothing is asked for or reported again.
         result, cursor = _tick(instance, resources, cursor)

@@ -32,7 +32,8 @@ def broken() -> None:
 @pytest.fixture
 def backend(tmp_path):
     """An MLflow registry resource on SQLite, its client and experiment id, and a Dagster instance."""
-    registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="closing",
+                              registered_model_name="closing", artifact_root=str(tmp_path / "art"))
     experiment_id = registry.ensure_experiment()
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
@@ -84,7 +85,8 @@ def test_sensor_ends_the_failed_runs_mlflow_run_and_its_children(backend):
 def test_sensor_with_an_unreachable_backend_skips_without_raising(backend):
     _, _, _, instance = backend
     failed = _failed_run(instance)
-    unreachable = MlflowRegistry(tracking_uri=f"http://127.0.0.1:{free_port()}")
+    unreachable = MlflowRegistry(tracking_uri=f"http://127.0.0.1:{free_port()}", experiment_name="closing",
+                                 registered_model_name="closing")
     started = time.monotonic()
     mlflow_runs_on_failure(_failure_context(instance, failed, {"mlflow_registry": unreachable}))
     # MLflow's own retries (7, doubling pauses) would take minutes; the first HTTP call also imports the

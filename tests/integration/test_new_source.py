@@ -49,13 +49,13 @@ def test_infer_review_and_validate_a_second_source(tmp_path, capsys):
     schema = _load(module_path, "repayments_schema").RepaymentSchema
 
     clean = read_sample(str(sample), 10_000)
-    assert len(split_valid_rows(clean, schema).valid) == 500
+    assert len(split_valid_rows(clean, schema, ()).valid) == 500
 
     fresh = _repayments(200, seed=4).astype({"amount": object})
     fresh.loc[5, "channel"] = "crypto"
     fresh.loc[9, "amount"] = "twelve"
     fresh.loc[11, "amount"] = -3.0
-    result = split_valid_rows(fresh, schema)
+    result = split_valid_rows(fresh, schema, ())
     reasons = result.quarantined[REASONS].to_dict()
     assert set(reasons) == {5, 9, 11}
     assert "crypto" in reasons[5] and "not a finite number (got 'twelve')" in reasons[9]

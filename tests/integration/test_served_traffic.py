@@ -27,7 +27,10 @@ from platform_assets.deploy.serving import (
     wait_until_healthy,
 )
 from platform_assets.features.history import DAY_S, derived_features, history_features
-from platform_assets.traffic import send_applications
+from platform_assets.declared import use_case
+from platform_assets.traffic import send_requests
+
+LOAN = use_case("loan_default").source
 from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet, load_bundle
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -114,17 +117,17 @@ def serving(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("served_traffic")
     _bundle(tmp / "bundle")
     features = FeatureServer()
-    pid_path = tmp / "server.json"
+    record_path = tmp / "server.json"
     process = start_model_server(
         python=SERVING_PYTHON, model_dir=tmp / "bundle", model_name="loan", model_version="3", http_port=free_port(),
-        workdir=tmp, log_path=tmp / "server.log", pid_path=pid_path, feature_server_url=features.url,
+        workdir=tmp, log_path=tmp / "server.log", record_path=record_path, feature_server_url=features.url,
         inference_log_dir=tmp / "inference", workers=2,
     )
     try:
-        wait_until_healthy(process.url, timeout_s=90.0, process_pid=process.pid)
+        wait_until_healthy(process, timeout_s=90.0)
         yield process.url, tmp / "inference", features, load_bundle(tmp / "bundle")
     finally:
-        stop_model_server(pid_path)
+        stop_model_server(record_path)
         features.httpd.shutdown()
 
 
@@ -151,7 +154,7 @@ def test_every_request_is_logged_once_with_the_features_it_used(serving):
     url, log_dir, _, bundle = serving
     before = len(_log_lines(log_dir))
     apps = _applications(200)
-    result = send_applications(url, apps, concurrency=8)
+    result = send_requests(url, apps, LOAN, concurrency=8)
     assert result.answered == 200 and not result.errors
     lines = _log_lines(log_dir)[before:]
     assert len(lines) == 200
@@ -185,7 +188,7 @@ def test_the_skew_check_passes_on_a_current_store_and_fails_on_a_stale_one(servi
 
     def served_and_offline(seed):
         apps = _applications(60, seed=seed)
-        result = send_applications(url, apps, concurrency=4)
+        result = send_requests(url, apps, LOAN, concurrency=4)
         assert result.answered == 60
         lines = pd.DataFrame(_log_lines(log_dir))
         served = lines[lines["request_id"].isin(set(result.request_ids.values()))]
@@ -211,7 +214,7 @@ def test_the_skew_check_passes_on_a_current_store_and_fails_on_a_stale_one(servi
 def test_an_applicant_unknown_to_the_store_has_no_history(serving):
     url, log_dir, _, _ = serving
     app = _applications(1, seed=5).assign(applicant_id=1)
-    result = send_applications(url, app)
+    result = send_requests(url, app, LOAN)
     assert result.answered == 1
     line = next(l for l in _log_lines(log_dir) if l["request_id"] == result.request_ids[app["application_id"][0]])
     assert line["prior_applications_365d"] == 0.0 and line["days_since_last_application"] == -1.0
@@ -239,7 +242,7 @@ def test_feature_server_down_gives_503_and_no_log_line(serving):
     before = len(_log_lines(log_dir))
     features.down = True
     try:
-        result = send_applications(url, _applications(3, seed=9))
+        result = send_requests(url, _applications(3, seed=9), LOAN)
     finally:
         features.down = False
     assert result.answered == 0 and result.errors == {503: 3}

@@ -33,7 +33,7 @@ def write_training_set(root, label_noise: float = 0.0) -> str:
     ``label_noise`` flips that share of the train labels (seeded); validation and
     test labels stay clean, so models are chosen and judged on the truth.
     """
-    from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 
     df = generate_applications(GeneratorConfig(days=30, rows_per_day=300, dirty_fraction=0))
     df = df.drop(columns=["applicant_name", "email", "phone"]).rename(columns={"application_ts": "event_timestamp"})

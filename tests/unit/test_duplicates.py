@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.declared import use_case
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from platform_assets.validate.duplicates import DUPLICATE_OF, first_copies, split_batch
 from platform_assets.validate.rules import REASONS
+
+SOURCE = use_case("loan_default").source
 
 T0 = pd.Timestamp("2026-09-01 10:00")
 
@@ -63,7 +66,7 @@ def test_two_copies_in_one_file_keep_exactly_one_valid(batch):
     df = batch.copy()
     df.loc[5, "application_id"] = df.loc[2, "application_id"]  # row 6 repeats row 3's id, later in the day
     for order in (df, df.iloc[::-1]):
-        result = split_batch(order)
+        result = split_batch(order, SOURCE)
         assert len(result.valid) == 9 and len(result.quarantined) == 1
         dup = result.quarantined.iloc[0]
         assert dup["_source_row"] == 6 and dup[DUPLICATE_OF] == "landing/applications_2026-09-01.csv:3"
@@ -75,7 +78,7 @@ def test_a_copy_that_fails_another_rule_does_not_count(batch):
     df = batch.copy()
     df.loc[5, "application_id"] = df.loc[2, "application_id"]
     df.loc[2, "income"] = -1.0  # the earlier copy is invalid: the later one is the first valid copy
-    result = split_batch(df)
+    result = split_batch(df, SOURCE)
     assert result.quarantined["_source_row"].tolist() == [3]
     assert "income: greater_than(0)" in result.quarantined[REASONS].iloc[0]
     assert result.quarantined[DUPLICATE_OF].isna().all()
@@ -85,6 +88,6 @@ def test_a_copy_that_fails_another_rule_does_not_count(batch):
 def test_every_permutation_of_three_copies_gives_the_same_valid_row(batch):
     df = batch.head(3).assign(application_id="same")
     outcomes = {
-        tuple(split_batch(df.iloc[list(p)]).valid["_source_row"]) for p in itertools.permutations(range(3))
+        tuple(split_batch(df.iloc[list(p)], SOURCE).valid["_source_row"]) for p in itertools.permutations(range(3))
     }
     assert outcomes == {(1,)}

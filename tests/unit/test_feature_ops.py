@@ -8,12 +8,13 @@ import pandas as pd
 from platform_assets.features import feast_ops
 
 T0 = dt.datetime(2026, 5, 1)
+MARTS = ("fct_one", "fct_two")
 
 
 def _marts(con, rows):
     frame = pd.DataFrame(rows, columns=["application_id", "event_timestamp", "x"])
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
-    for table in feast_ops.MART_TABLES:
+    for table in MARTS:
         con.execute(f"CREATE OR REPLACE TABLE features.{table} AS SELECT * FROM frame")
 
 
@@ -21,14 +22,14 @@ def test_earliest_change_finds_new_late_and_changed_rows(tmp_path):
     con = duckdb.connect()
     rows = [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.0), ("c", T0 + dt.timedelta(days=2), 3.0)]
     _marts(con, rows)
-    assert feast_ops.earliest_change(con, tmp_path) == T0  # never exported: everything
-    feast_ops.export_marts(con, tmp_path)
-    assert feast_ops.earliest_change(con, tmp_path) is None  # nothing changed
+    assert feast_ops.earliest_change(con, tmp_path, MARTS) == T0  # never exported: everything
+    feast_ops.export_marts(con, tmp_path, MARTS)
+    assert feast_ops.earliest_change(con, tmp_path, MARTS) is None  # nothing changed
     late = ("d", T0 + dt.timedelta(hours=12), 4.0)  # a backfilled row older than the newest
     _marts(con, [*rows, late])
-    assert feast_ops.earliest_change(con, tmp_path) == late[1]
+    assert feast_ops.earliest_change(con, tmp_path, MARTS) == late[1]
     _marts(con, [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.5), rows[2]])  # a corrected value
-    assert feast_ops.earliest_change(con, tmp_path) == T0 + dt.timedelta(days=1)
+    assert feast_ops.earliest_change(con, tmp_path, MARTS) == T0 + dt.timedelta(days=1)
 
 
 def test_incremental_start():

@@ -6,7 +6,7 @@ import pytest
 from platform_assets.evaluate.assets import EvaluationConfig
 from platform_assets.evaluate.checks import GateConfig, gate_bounds
 from platform_assets.evaluate.metrics import decide, fairness, score
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from platform_assets.train.trainer import TrainParams, train_model
 
 # No age proxy among them: credit and employment history grow with age and are left out.

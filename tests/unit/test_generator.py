@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from platform_assets.domain import COLUMNS
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications, write_landing_files
+from platform_assets.use_cases.loan_default.vocabulary import COLUMNS
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications, write_landing_files
 
 
 def test_same_seed_same_data_and_all_columns():

@@ -4,7 +4,10 @@ import duckdb
 import pandas as pd
 import pytest
 
+from platform_assets.declared import use_case
 from platform_assets.validate.checks import count_leaked_reasons
+
+SOURCE = use_case("loan_default").source
 
 FILE = "/data/Jane Doe/applications_2026-09-01.csv"  # a path may hold any word, a name too
 
@@ -37,16 +40,16 @@ def _reason(con, row, text):
 
 
 def test_reasons_without_values_are_clean_even_when_a_path_holds_a_name(con):
-    assert count_leaked_reasons(con) == {"applicant_name": 0, "email": 0, "phone": 0}
+    assert count_leaked_reasons(con, SOURCE) == {"applicant_name": 0, "email": 0, "phone": 0}
 
 
 def test_a_whole_value_or_its_start_is_a_leak(con):
     _reason(con, 1, "email: str_matches (got 'Jane Doe@example.com')")  # the email, and the name inside it
     _reason(con, 2, "phone: bad (got 'call +44 7700 900123 or later, a... (43 chars))")
-    assert count_leaked_reasons(con) == {"applicant_name": 1, "email": 1, "phone": 1}
-    assert count_leaked_reasons(con, ["2026-09-02"]) == {"applicant_name": 0, "email": 0, "phone": 0}
+    assert count_leaked_reasons(con, SOURCE) == {"applicant_name": 1, "email": 1, "phone": 1}
+    assert count_leaked_reasons(con, SOURCE, ["2026-09-02"]) == {"applicant_name": 0, "email": 0, "phone": 0}
 
 
 def test_a_value_too_short_to_tell_apart_is_not_counted(con):
     _reason(con, 3, "row: Li was here")  # "Li" (two characters) could be part of any word
-    assert count_leaked_reasons(con)["applicant_name"] == 0
+    assert count_leaked_reasons(con, SOURCE)["applicant_name"] == 0

@@ -4,10 +4,14 @@ import datetime as dt
 
 import duckdb
 import pandas as pd
+
+from platform_assets.declared import use_case
+
+SOURCE = use_case("loan_default").source
 import pytest
 
 from platform_assets.monitor import outcomes
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from platform_assets.validate.rules import split_valid_rows
 
 CSV = """application_id,is_default,label_ts
@@ -30,7 +34,7 @@ def _file(tmp_path, day, text):
 
 
 def test_every_row_is_an_outcome_or_a_rejected_row_with_its_reason(tmp_path):
-    read = outcomes.read_outcome_file(_file(tmp_path, "2026-10-02", CSV), "2026-10-02")
+    read = outcomes.read_outcome_file(_file(tmp_path, "2026-10-02", CSV), "2026-10-02", SOURCE)
     assert read.rows == 7  # the blank line is not a row
     assert read.outcomes["application_id"].tolist() == ["a1", "a2"]
     reasons = {r["_source_row"]: r["reason"] for r in read.rejected}
@@ -46,13 +50,13 @@ def test_every_row_is_an_outcome_or_a_rejected_row_with_its_reason(tmp_path):
 
 def test_a_second_outcome_on_a_later_day_is_rejected_and_a_replaced_day_is_not_counted_twice(tmp_path):
     con = duckdb.connect()
-    first = outcomes.read_outcome_file(_file(tmp_path, "2026-10-02", CSV), "2026-10-02")
-    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3))
-    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3))  # the same day again: replaced
+    first = outcomes.read_outcome_file(_file(tmp_path, "2026-10-02", CSV), "2026-10-02", SOURCE)
+    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE)
+    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE)  # the same day again: replaced
     later = outcomes.read_outcome_file(
         _file(tmp_path, "2026-10-04", "application_id,is_default,label_ts\na2,1,2026-10-04T08:00:00\n"
-                                      "a9,1,2026-10-04T08:00:00\n"), "2026-10-04")
-    counts = outcomes.write_day(con, "2026-10-04", [later], dt.datetime(2026, 10, 5))
+                                      "a9,1,2026-10-04T08:00:00\n"), "2026-10-04", SOURCE)
+    counts = outcomes.write_day(con, "2026-10-04", [later], dt.datetime(2026, 10, 5), SOURCE)
     assert counts == {"rows": 2, "outcomes": 1, "rejected": 1}
     held = dict(con.execute("SELECT application_id, is_default FROM monitor.outcomes").fetchall())
     assert held == {"a1": 1, "a2": 0, "a9": 1}  # a2's first outcome stands
@@ -63,14 +67,14 @@ def test_a_second_outcome_on_a_later_day_is_rejected_and_a_replaced_day_is_not_c
 def test_a_file_without_the_columns_is_refused_with_its_name(tmp_path):
     path = _file(tmp_path, "2026-10-02", "id,label\n1,0\n")
     with pytest.raises(ValueError, match=r"outcomes_2026-10-02.csv: missing columns \['application_id'"):
-        outcomes.read_outcome_file(path, "2026-10-02")
+        outcomes.read_outcome_file(path, "2026-10-02", SOURCE)
 
 
 def test_outcome_files_round_trip_by_the_day_the_outcome_became_known(tmp_path):
     df = generate_applications(GeneratorConfig(days=4, rows_per_day=50, seed=2, label_delay_days=(1, 3)))
-    paths = outcomes.write_outcome_files(df, tmp_path / "outcomes")
+    paths = outcomes.write_outcome_files(df, tmp_path / "outcomes", SOURCE)
     assert [p.name for p in paths] == [f"outcomes_{d}.csv" for d in outcomes.landed_days(tmp_path / "outcomes")]
-    read = [outcomes.read_outcome_file(p, p.stem.split("_")[1]) for p in paths]
+    read = [outcomes.read_outcome_file(p, p.stem.split("_")[1], SOURCE) for p in paths]
     assert sum(len(r.outcomes) for r in read) == len(df) and not any(r.rejected for r in read)
 
 
@@ -79,7 +83,8 @@ def test_an_application_may_come_without_its_outcome_but_not_with_half_of_it():
     df["is_default"] = df["is_default"].astype("Int64")
     df.loc[:9, ["is_default", "label_ts"]] = None
     df.loc[10, "label_ts"] = None  # an outcome without the time it became known
-    result = split_valid_rows(df.reset_index(drop=True))
+    source = use_case("loan_default").source
+    result = split_valid_rows(df.reset_index(drop=True), source.schema_model(), source.pii)
     assert len(result.valid) == len(df) - 1 and result.valid["is_default"].isna().sum() == 10
     assert result.quarantined["_quarantine_reasons"].tolist() == ["row: outcome_and_its_time_together"]
     assert pd.api.types.is_integer_dtype(result.valid["is_default"])

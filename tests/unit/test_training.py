@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from platform_assets.train.network import load_bundle
 from platform_assets.train.trainer import TrainParams, train_model
 

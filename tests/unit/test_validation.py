@@ -3,8 +3,12 @@
 import pandas as pd
 import pytest
 
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
+from platform_assets.declared import use_case
 from platform_assets.validate.rules import REASONS, SchemaViolation, split_valid_rows
+
+SOURCE = use_case("loan_default").source
+RULES = (SOURCE.schema_model(), SOURCE.pii)
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +17,7 @@ def clean():
 
 
 def test_clean_rows_all_pass(clean):
-    result = split_valid_rows(clean)
+    result = split_valid_rows(clean, *RULES)
     assert len(result.valid) == len(clean) and result.quarantined.empty
 
 
@@ -23,7 +27,7 @@ def test_each_broken_row_is_quarantined_with_its_reason(clean):
     df.loc[7, "region"] = "atlantis"
     df.loc[9, "loan_amount"] = df.loc[9, "income"] * 50
     df.loc[11, "application_id"] = df.loc[12, "application_id"]  # a duplicate is not a row rule: both pass here
-    result = split_valid_rows(df)
+    result = split_valid_rows(df, *RULES)
     assert len(result.valid) + len(result.quarantined) == len(df)
     reasons = result.quarantined[REASONS]
     assert "greater_than(0)" in reasons[3] and "income" in reasons[3]
@@ -34,12 +38,12 @@ def test_each_broken_row_is_quarantined_with_its_reason(clean):
 
 def test_missing_column_is_a_clear_batch_error(clean):
     with pytest.raises(SchemaViolation, match="region"):
-        split_valid_rows(clean.drop(columns=["region"]))
+        split_valid_rows(clean.drop(columns=["region"]), *RULES)
 
 
 def test_valid_rows_are_typed(clean):
     df = clean.astype({"income": str})
-    result = split_valid_rows(df)
+    result = split_valid_rows(df, *RULES)
     assert pd.api.types.is_float_dtype(result.valid["income"])
 
 
@@ -50,7 +54,7 @@ def test_unparseable_cells_are_row_reasons_not_batch_errors(clean):
     df.loc[5, "term_months"] = 36.5
     df.loc[6, "region"] = None
     df.loc[7, "application_ts"] = "not a date"
-    result = split_valid_rows(df)
+    result = split_valid_rows(df, *RULES)
     reasons = result.quarantined[REASONS].to_dict()
     assert reasons == {
         3: "income: not a finite number (got 'abc')",
@@ -65,11 +69,11 @@ def test_unparseable_cells_are_row_reasons_not_batch_errors(clean):
 
 
 def test_valid_output_fits_the_schema_exactly(clean):
-    from platform_assets.validate.schema import ApplicationSchema
+    from platform_assets.use_cases.loan_default.schema import ApplicationSchema
 
     df = clean.astype(str)  # as a CSV delivers it: every cell is text
     df.loc[2, "income"] = "-1"
-    result = split_valid_rows(df)
+    result = split_valid_rows(df, *RULES)
     assert len(result.valid) == len(df) - 1
     ApplicationSchema.validate(result.valid)
     assert result.valid["term_months"].dtype == "int64"
@@ -95,7 +99,7 @@ def test_reasons_never_show_personal_data_but_show_other_values(clean):
     df.loc[3, "email"] = 12345  # a number where text is expected
     df.loc[4, "income"] = "abc"
     df.loc[5, "region"] = "atlantis"
-    result = split_valid_rows(df)
+    result = split_valid_rows(df, *RULES)
     reasons = result.quarantined[REASONS].to_dict()
     assert reasons[1] == "email: valid_email (value withheld: personal data)"
     assert reasons[2] == "phone: valid_phone_number (value withheld: personal data)"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from platform_assets.domain import AGE_BANDS, COLUMNS, REGIONS, TERMS_MONTHS
+from platform_assets.use_cases.loan_default.vocabulary import AGE_BANDS, COLUMNS, REGIONS, TERMS_MONTHS
 
 SCENARIOS = ("none", "covariate", "concept")
 ACTIVE_DAYS = 20  # how long an applicant keeps applying

@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from platform_assets.domain import AGE_BANDS, REGIONS, TERMS_MONTHS
+from platform_assets.use_cases.loan_default.vocabulary import AGE_BANDS, REGIONS, TERMS_MONTHS
 
 # Largest loan as a multiple of yearly income that we accept as plausible.
 MAX_LOAN_TO_INCOME = 10.0

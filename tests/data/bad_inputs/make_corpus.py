@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from platform_assets.sample_data.generator import GeneratorConfig, generate_applications
+from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,0 +1,205 @@
+"""What a dataset and a model use case are, as declared in YAML: plain data, no Dagster import.
+
+A *source* is a kind of landing file (one daily file per day): where it lands,
+its pandera schema, its keys, times, label, personal data and protected
+attributes. A *use case* trains, evaluates, serves and monitors one model on one
+source through the generic stages. Both are declared in
+``platform_assets/defs/<use case>/defs.yaml`` (see docs/adding-a-dataset.md);
+the generic stages read these objects and name no dataset of their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FILE_SUFFIXES = ("parquet", "csv", "jsonl")
+
+
+class DeclarationError(ValueError):
+    """A declaration that cannot be used; the message names the declaration and the field."""
+
+
+def import_object(path: str, where: str):
+    """The object ``module:attribute`` names (a schema class, a function)."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise DeclarationError(f"{where}: {path!r} is not of the form 'module:attribute'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise DeclarationError(f"{where}: cannot import {path!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Source:
+    """One kind of landing file, read daily into ``raw.<name>`` and validated into ``validated.<name>``.
+
+    Attributes:
+        name: The tables' and asset keys' name (``raw/<name>``), lower case.
+        file_prefix: Files are named ``<file_prefix>_YYYY-MM-DD.<parquet|csv|jsonl>``.
+        schema: ``module:Class`` of the pandera ``DataFrameModel`` a valid row meets; its
+            columns, in order, are the columns every file must have.
+        key: The business key; with ``unique_across_days`` one valid row per key ever
+            (later copies are quarantined), else one per key and day.
+        event_time: The column that orders rows (and copies of a key).
+        label: The outcome column, if the source carries one.
+        label_time: When the outcome became known, if it arrives later than the row.
+        pii: Personal data columns: replaced by keyed tokens before rows leave validation.
+        protected: Protected attributes: never model inputs, always fairness slices.
+        landing_folder: Folder under the landing root ("" = the root itself).
+    """
+
+    name: str
+    file_prefix: str
+    schema: str
+    key: str
+    event_time: str
+    unique_across_days: bool = True
+    label: str | None = None
+    label_time: str | None = None
+    pii: tuple[str, ...] = ()
+    protected: tuple[str, ...] = ()
+    landing_folder: str = ""
+
+    def __post_init__(self):
+        if not NAME.match(self.name):
+            raise DeclarationError(f"source {self.name!r}: name must be lower case letters, digits and _")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.file_prefix):
+            raise DeclarationError(f"source {self.name}: file_prefix {self.file_prefix!r} must be letters, digits, _ or -")
+
+    @cached_property
+    def file_name(self) -> re.Pattern:
+        """The landing file names of this source; group ``day`` is the partition."""
+        return re.compile(rf"^{re.escape(self.file_prefix)}_(?P<day>\d{{4}}-\d{{2}}-\d{{2}})\.({'|'.join(FILE_SUFFIXES)})$")
+
+    @property
+    def file_pattern(self) -> str:
+        """The file names, as people read them (in errors and docs)."""
+        return f"{self.file_prefix}_YYYY-MM-DD.{'|'.join(FILE_SUFFIXES)}"
+
+    @property
+    def raw_table(self) -> str:
+        return f"raw.{self.name}"
+
+    @property
+    def landing_files_table(self) -> str:
+        return f"raw.{self.name}_landing_files"
+
+    @property
+    def rejected_files_table(self) -> str:
+        return f"raw.{self.name}_rejected_files"
+
+    @property
+    def validated_table(self) -> str:
+        return f"validated.{self.name}"
+
+    @property
+    def quarantine_table(self) -> str:
+        return f"quarantine.{self.name}"
+
+    def schema_model(self):
+        """The pandera ``DataFrameModel`` class (imported on first use: pandera is not cheap)."""
+        return import_object(self.schema, f"source {self.name}: schema")
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of a landing file, in the schema's order."""
+        return tuple(self.schema_model().to_schema().columns)
+
+    def check_columns(self) -> None:
+        """Raises :class:`DeclarationError` when a declared column is not in the schema."""
+        named = {"key": [self.key], "event_time": [self.event_time], "label": [self.label],
+                 "label_time": [self.label_time], "pii": list(self.pii), "protected": list(self.protected)}
+        for field_name, columns in named.items():
+            missing = [c for c in columns if c is not None and c not in self.columns]
+            if missing:
+                raise DeclarationError(f"source {self.name}: {field_name} {missing} not in schema {self.schema}")
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """A model trained, evaluated, served and monitored on one source.
+
+    Attributes:
+        name: Lower-case name; the prefix of its asset keys and its Dagster group.
+        source: The source its rows (entities, labels) come from.
+        label: The binary outcome the model predicts (0/1 after validation).
+        entity_keys: The join keys of its Feast feature views (the source's key first).
+        feature_service: The Feast feature service training reads point-in-time.
+        online_feature_service: The Feast feature service the model server reads per request, if any.
+        request_features: ``module:function`` computing features at request time from the request
+            row and the online features (the same function builds them offline), if any.
+        protected_attribute: The fairness slice of the evaluation and the monitor.
+        model_name: The registered model's (and experiment's) name in MLflow.
+        dbt_models: The dbt models (by name) of this use case; their marts are exported for Feast.
+        marts: dbt marts exported as Parquet for Feast's FileSources.
+        gate: Bounds of the evaluation gate (``GateConfig`` fields).
+        training: Defaults of the training config (``TrainConfig`` fields).
+    """
+
+    name: str
+    source: Source
+    label: str
+    entity_keys: tuple[str, ...]
+    feature_service: str
+    protected_attribute: str
+    model_name: str
+    marts: tuple[str, ...] = ()
+    online_marts: tuple[str, ...] = ()
+    online_feature_service: str | None = None
+    request_features: str | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not NAME.match(self.name):
+            raise DeclarationError(f"use case {self.name!r}: name must be lower case letters, digits and _")
+        if self.protected_attribute not in self.source.protected:
+            raise DeclarationError(f"use case {self.name}: protected_attribute {self.protected_attribute!r} "
+                                   f"is not among source {self.source.name}'s protected {list(self.source.protected)}")
+        if self.source.key not in self.entity_keys:
+            raise DeclarationError(f"use case {self.name}: entity_keys must include the source key {self.source.key!r}")
+
+    @property
+    def dbt_select(self) -> str:
+        """The dbt selection of this use case's models: its folder ``dbt/models/<name>/``."""
+        return f"path:models/{self.name}"
+
+    @property
+    def never_features(self) -> set[str]:
+        """Columns of a training set that are never model inputs."""
+        return {*self.entity_keys, "event_timestamp", "split", self.label, *(c for c in [self.source.label_time] if c),
+                *self.source.protected, *self.source.pii}
+
+
+def source_from_dict(data: dict, where: str) -> Source:
+    """A :class:`Source` from its YAML mapping."""
+    return _build(Source, data, where, tuples=("pii", "protected"))
+
+
+def use_case_from_dict(data: dict, where: str) -> UseCase:
+    """A :class:`UseCase` from its YAML mapping (the source nested under ``source``)."""
+    data = dict(data)
+    if not isinstance(data.get("source"), dict):
+        raise DeclarationError(f"{where}: 'source' must be a mapping")
+    data["source"] = source_from_dict(data["source"], f"{where}: source")
+    return _build(UseCase, data, where, tuples=("entity_keys", "marts", "online_marts"))
+
+
+def _build(cls, data: dict, where: str, tuples: tuple[str, ...]):
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DeclarationError(f"{where}: unknown field(s) {unknown} (known: {sorted(known)})")
+    values = {k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise DeclarationError(f"{where}: {exc}") from exc

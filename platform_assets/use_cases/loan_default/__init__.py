@@ -1,0 +1,1 @@
+"""Credit-risk loan applications: will an applicant default? (The first shipped use case.)"""
