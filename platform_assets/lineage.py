@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from platform_assets import settings
+from platform_assets.declared import use_case
 
 # Columns of a log line that describe the prediction, not a model input.
 LOG_FIELDS = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "application_id",
@@ -134,7 +135,8 @@ def _model_lineage(name: str, version: str, root: Path) -> dict:
 
 def _feature_lineage(root: Path) -> dict:
     """The model's feature service, its views and the dbt models they come from (and what those read)."""
-    from platform_assets.features.names import FEATURE_SERVICE, ONLINE_FEATURE_SERVICE
+    declared = use_case()
+    FEATURE_SERVICE, ONLINE_FEATURE_SERVICE = declared.feature_service, declared.online_feature_service  # noqa: N806
 
     out: dict = {"feature_service": FEATURE_SERVICE}
     registry = root / "feast" / "registry.db"
@@ -143,7 +145,7 @@ def _feature_lineage(root: Path) -> dict:
 
         store = FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"))
         views = []
-        for service_name in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE):
+        for service_name in (s for s in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE) if s):
             service = store.get_feature_service(service_name)
             for projection in service.feature_view_projections:
                 view = store.get_feature_view(projection.name)
@@ -177,27 +179,29 @@ def _upstream(parent_map: dict, model: str) -> list[str]:
     return sorted(p.split(".", 2)[-1] for p in seen)
 
 
-def _data_lineage(paths: settings.StatePaths, application_id: str | None, trained_until: str | None) -> dict:
-    """Partitions and landing files (with hashes) of the application and of the training data."""
+def _data_lineage(paths: settings.StatePaths, source, key: str | None, trained_until: str | None) -> dict:
+    """Partitions and landing files (with hashes) of the request's own row (by ``source.key``) and of the training data."""
     out: dict = {}
     if not paths.warehouse.exists():
         return {"warehouse": f"not available (no {paths.warehouse})"}
     with _warehouse(paths) as con:
         tables = _tables(con)
-        if application_id and "validated.applications" in tables:
+        if key and source.validated_table in tables:
             row = con.execute(
-                "SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM validated.applications a "
-                "LEFT JOIN raw.landing_files f ON f.path = a._source_file WHERE a.application_id = ?",
-                [application_id],
+                f"SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM {source.validated_table} a "
+                f"LEFT JOIN {source.landing_files_table} f ON f.path = a._source_file "
+                f"WHERE CAST(a.{source.key} AS VARCHAR) = ?",
+                [str(key)],
             ).fetchone()
-            out["application"] = (
+            out["row"] = (
                 {"validated_partition": row[0], "raw_partition": row[0], "landing_file": row[1], "row": row[2],
                  "file_sha256": row[3]}
-                if row else f"{application_id!r} has not landed yet (no validated row)"
+                if row else f"{source.key} {key!r} has not landed yet (no validated row)"
             )
-        if trained_until and "raw.landing_files" in tables:
+        if trained_until and source.landing_files_table in tables:
             files = con.execute(
-                "SELECT _partition, path, sha256, rows FROM raw.landing_files WHERE _partition <= ? ORDER BY _partition",
+                f"SELECT _partition, path, sha256, rows FROM {source.landing_files_table} WHERE _partition <= ? "
+                "ORDER BY _partition",
                 [trained_until],
             ).fetchall()
             out["training_data"] = {
@@ -268,7 +272,8 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
     except Exception:  # noqa: BLE001
         pass
     trained_until = _trained_until(run_started, paths.root, model["training_set"]["digest"])
-    trace.update(_data_lineage(paths, first.get("application_id"), trained_until))
+    source = use_case().source
+    trace.update(_data_lineage(paths, source, first.get(source.key), trained_until))
     return trace
 
 

@@ -4,7 +4,7 @@ stops the champion alias and the deployment in the same run."""
 
 import dagster as dg
 
-from platform_assets.evaluate.assets import EVAL_REPORT, GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.evaluate.assets import CHAMPION_ALIAS, EVAL_REPORT, GATE_EVALUATION_TAG, latest_evaluation
 from platform_assets.resources import MlflowRegistry
 
 
@@ -70,4 +70,30 @@ def eval_gate_passed(
         passed=passed,
         metadata={"model_version": version, "champion_version": evaluation["champion_version"] or "none",
                   "evaluation_run": evaluation_run, "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons))},
+    )
+
+
+@dg.asset_check(
+    asset=CHAMPION_ALIAS,
+    blocking=True,
+    description="The registry's champion alias points at a version whose gate passed on a recorded evaluation "
+                "(an alias moved by hand, in the MLflow UI or API, fails).",
+)
+def champion_passed_the_gate(context: dg.AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
+    """Reads the alias and the version's gate tags from the registry now, and the evaluation run from Dagster."""
+    from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
+
+    client = mlflow_registry.client()
+    name = mlflow_registry.registered_model_name
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": f"{name} has no {CHAMPION!r} alias"})
+    tags = client.get_model_version(name, version).tags
+    evaluation_run = tags.get(GATE_EVALUATION_TAG)
+    recorded = bool(evaluation_run) and context.instance.get_run_by_id(evaluation_run) is not None
+    passed = tags.get(GATE_TAG) == "passed" and recorded
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"champion_version": version, "gate": tags.get(GATE_TAG) or "missing",
+                  "evaluation_run": evaluation_run or "none", "evaluation_run_recorded": recorded},
     )

@@ -218,7 +218,7 @@ def test_a_served_prediction_traces_back_to_its_landing_file(graph_run):
         trace = trace_request(paths, request_id)
     assert trace["request"]["application_id"] == app and trace["model"]["gate"] == "passed"
     assert trace["mlflow_run"]["dagster_run_id"] and trace["training_set"]["digest"]
-    assert trace["application"]["landing_file"].endswith(".parquet") and len(trace["application"]["file_sha256"]) == 64
+    assert trace["row"]["landing_file"].endswith(".parquet") and len(trace["row"]["file_sha256"]) == 64
     assert trace["online_features"][0]["prior_applications_365d"] >= 0
     assert trace["training_data"]["landing_files"] and all(len(f["sha256"]) == 64 for f in trace["training_data"]["landing_files"])
     views = {v["view"] for v in trace["features"]["feature_views"]}

@@ -17,6 +17,7 @@ GROUPS = {
     "features/training_set": "features",
     "train/model": "train",
     "evaluate/eval_report": "evaluate",
+    "evaluate/champion": "evaluate",
     "deploy/deployment": "deploy",
     "monitor/inference_log": "monitor",
     "monitor/drift_report": "monitor",

@@ -286,6 +286,27 @@ def test_champion_alone_refuses_a_version_whose_gate_failed_or_was_passed_by_han
     assert alias_version(client, NAME, CHAMPION) == champion
 
 
+def test_champion_check_fails_when_the_alias_is_moved_by_hand(platform, rejected_challenger):
+    """The alias moved in the MLflow UI to a version the gate rejected: the check on the alias fails."""
+    client = platform["client"]
+    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    champion = alias_version(client, NAME, CHAMPION)
+
+    def check():
+        return evaluate_checks.champion_passed_the_gate(
+            dg.build_asset_check_context(instance=platform["instance"]),
+            mlflow_registry=platform["resources"]["mlflow_registry"])
+
+    assert check().passed
+    client.set_registered_model_alias(NAME, CHAMPION, rejected)
+    try:
+        moved = check()
+    finally:
+        client.set_registered_model_alias(NAME, CHAMPION, champion)
+    assert not moved.passed
+    assert moved.metadata["champion_version"].value == rejected and moved.metadata["gate"].value == "failed"
+
+
 def test_gate_check_fails_on_an_evaluation_the_registry_moved_past(platform, rejected_challenger):
     """The recorded evaluation compared v_rejected with the champion; re-pointing the challenger makes it stale."""
     client = platform["client"]
