@@ -40,19 +40,22 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 data: install
 	$(BIN)/python -m platform_assets generate $(DATA_ARGS)
 
-# The landed days (one run for the whole range), everything up to serving, then the newest day's
-# applications sent to the server as callers would, its log ingested, and the drift report.
+# For each declared use case: its landed days (one run for the whole range), everything up to serving,
+# then the newest day's rows sent to its server as callers would, its log ingested, and the drift report.
 # platform_assets.launch runs them in this process as `dagster asset materialize` / `dagster job execute -m`
 # do, but records each run under the code location workspace.yaml gives (platform_assets), the one the
 # UI loads: the UI lists a job's runs by that location, and the `-m` commands record none.
 LAUNCH := $(BIN)/python -m platform_assets.launch
 materialize: install $(DAGSTER_HOME)/dagster.yaml
-	$(LAUNCH) --assets raw/applications,validated/applications,quarantine/applications \
-		--partition-range "$$($(BIN)/python -m platform_assets landing-days)"
-	$(LAUNCH) --job features_to_serving
-	$(BIN)/python -m platform_assets traffic
-	$(LAUNCH) --assets monitor/inference_log --partition "$$($(BIN)/python -m platform_assets landing-days --last)"
-	$(LAUNCH) --job drift
+	set -e; for uc in $$($(BIN)/python -m platform_assets use-cases); do \
+		$(LAUNCH) --job $${uc}__ingest_days \
+			--partition-range "$$($(BIN)/python -m platform_assets landing-days --use-case $$uc)"; \
+		$(LAUNCH) --job $${uc}__features_to_serving; \
+		$(BIN)/python -m platform_assets traffic --use-case $$uc; \
+		$(LAUNCH) --job $${uc}__inference_days \
+			--partition "$$($(BIN)/python -m platform_assets landing-days --use-case $$uc --last)"; \
+		$(LAUNCH) --job $${uc}__drift; \
+	done
 
 where: install
 	@$(BIN)/python -m platform_assets where
@@ -71,13 +74,13 @@ LOOP_HOME ?= $(CURDIR)/.platform-loop
 LOOP_ARGS ?=
 loop: install
 	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home SERVING_PORT=$${SERVING_PORT:-9200} bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop $(LOOP_ARGS)'
-	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets import settings; stop_model_server(settings.paths().serving / 'server.json')"
+	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -m platform_assets stop-serving
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --port 5000
 
 stop-serving: install
-	$(BIN)/python -c "from platform_assets.deploy.serving import stop_model_server; from platform_assets.deploy.feature_server import stop_feature_server; from platform_assets import settings; s = settings.paths().serving; print(stop_model_server(s / 'server.json'), stop_feature_server(s / 'feature_server.json'))"
+	$(BIN)/python -m platform_assets stop-serving
 
 # The tests generate their own days (2025-12 onward): the first day a demo recorded is not theirs.
 test: install

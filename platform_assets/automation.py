@@ -25,18 +25,7 @@ import os
 
 import dagster as dg
 
-from platform_assets.keys import (  # noqa: F401 - re-exported for the sensors
-    CHAMPION_ALIAS,
-    DEPLOYMENT,
-    DRIFT_REPORT,
-    EVAL_REPORT,
-    FEATURE_STORE,
-    INFERENCE_LOG,
-    LABELLED_PREDICTIONS,
-    MODEL,
-    OUTCOMES,
-    TRAINING_SET,
-)
+from platform_assets.keys import UseCaseKeys
 
 RETRAIN_CRON_ENV = "PLATFORM_RETRAIN_CRON"
 DRIFT_CRON_ENV = "PLATFORM_DRIFT_CRON"
@@ -69,7 +58,7 @@ def after_updates() -> dg.AutomationCondition:
     ).with_label("after_updates")
 
 
-def gated(condition: dg.AutomationCondition) -> dg.AutomationCondition:
+def gated(condition: dg.AutomationCondition, keys: UseCaseKeys) -> dg.AutomationCondition:
     """``condition``, held back while a blocking check of an upstream asset fails.
 
     Outcome files are left out of the gate: a platform whose labels come with the
@@ -78,63 +67,69 @@ def gated(condition: dg.AutomationCondition) -> dg.AutomationCondition:
     A failed outcome check still fails its own run and alerts.
     """
     return condition & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(
-        dg.AssetSelection.assets(OUTCOMES))
+        dg.AssetSelection.assets(keys.outcomes))
 
 
-def feature_condition() -> dg.AutomationCondition:
+def feature_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The feature layer: after any upstream update (new validated days), eagerly."""
-    return gated(after_updates())
+    return gated(after_updates(), keys)
 
 
-def training_condition() -> dg.AutomationCondition:
+def training_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The training set: the first one as soon as there are features. Later ones come from the
     ``retrain`` job: the weekly schedule and the drift and new-label sensors. (``on_cron`` here
     would also fire on the first evaluation after a manual build, retraining what was just trained.)"""
     first = (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated()
              & ~dg.AutomationCondition.in_progress())
-    return gated(first.with_label("first_training_set"))
+    return gated(first.with_label("first_training_set"), keys)
 
 
-def follow_training_condition() -> dg.AutomationCondition:
+def follow_training_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """Model and evaluation: right after the asset they are built from."""
-    return gated(dg.AutomationCondition.eager())
+    return gated(dg.AutomationCondition.eager(), keys)
 
 
-def deployment_condition() -> dg.AutomationCondition:
+def deployment_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The deployment: after the champion alias moved only (a daily feature refresh is served without a redeploy)."""
-    return gated(after_updates().allow(dg.AssetSelection.assets(CHAMPION_ALIAS)))
+    return gated(after_updates().allow(dg.AssetSelection.assets(keys.champion)), keys)
 
 
-def labelled_condition() -> dg.AutomationCondition:
+def labelled_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """Outcomes joined to served predictions: after new traffic, new outcome files or new validated days."""
-    return gated(after_updates())
+    return gated(after_updates(), keys)
 
 
-def drift_condition() -> dg.AutomationCondition:
+def drift_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The drift report: after new traffic or outcomes, and on its cron; not after retraining alone."""
-    after_traffic = after_updates().allow(dg.AssetSelection.assets(INFERENCE_LOG, LABELLED_PREDICTIONS))
-    return gated(after_traffic | dg.AutomationCondition.on_cron(drift_cron()))
+    after_traffic = after_updates().allow(dg.AssetSelection.assets(keys.inference_log, keys.labelled_predictions))
+    return gated(after_traffic | dg.AutomationCondition.on_cron(drift_cron()), keys)
 
 
-def conditions() -> dict[dg.AssetKey, dg.AutomationCondition]:
-    """The condition of each asset that is automated (the feature layer by group, in :func:`with_automation`)."""
+def conditions(keys: UseCaseKeys) -> dict[dg.AssetKey, dg.AutomationCondition]:
+    """The condition of each asset of a use case that is automated (its feature layer in :func:`with_automation`)."""
     return {
-        TRAINING_SET: training_condition(),
-        MODEL: follow_training_condition(),
-        EVAL_REPORT: follow_training_condition(),
-        CHAMPION_ALIAS: follow_training_condition(),
-        DEPLOYMENT: deployment_condition(),
-        LABELLED_PREDICTIONS: labelled_condition(),
-        DRIFT_REPORT: drift_condition(),
+        keys.training_set: training_condition(keys),
+        keys.model: follow_training_condition(keys),
+        keys.eval_report: follow_training_condition(keys),
+        keys.champion: follow_training_condition(keys),
+        keys.deployment: deployment_condition(keys),
+        keys.labelled_predictions: labelled_condition(keys),
+        keys.drift_report: drift_condition(keys),
     }
 
 
-def with_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """``spec`` with its automation condition (for ``Definitions.map_asset_specs``)."""
-    chosen = conditions().get(spec.key)
-    if chosen is None and spec.group_name == "features" and spec.key != TRAINING_SET:
-        chosen = feature_condition()  # the dbt models and the feature store
-    return spec.replace_attributes(automation_condition=chosen) if chosen is not None else spec
+def with_automation(keys: UseCaseKeys):
+    """A function giving a use case's ``spec`` its automation condition (for ``map_asset_specs``)."""
+    chosen_for = conditions(keys)
+    feature_layer = feature_condition(keys)
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        chosen = chosen_for.get(spec.key)
+        if chosen is None and spec.key.path[:2] == [keys.name, "features"]:
+            chosen = feature_layer  # the dbt models and the feature store
+        return spec.replace_attributes(automation_condition=chosen) if chosen is not None else spec
+
+    return apply
 
 
 def automation_sensor() -> dg.AutomationConditionSensorDefinition:

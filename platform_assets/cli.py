@@ -22,11 +22,13 @@ def _generate(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         dirty_fraction=args.dirty_fraction,
     )
+    from platform_assets.declared import use_case
+
     df = generate_applications(config)
-    landing = settings.paths().landing
+    landing = settings.paths().landing / use_case("loan_default").source.landing_folder
     written = write_landing_files(df, landing, args.format)
     print(f"wrote {len(df)} applications in {len(written)} files to {landing} (scenario: {args.scenario})")
-    _record_first_landed_day(str(landing))
+    _record_first_landed_day(str(settings.paths().landing))
     return 0
 
 
@@ -44,24 +46,51 @@ def _record_first_landed_day(landing_url: str) -> None:
 
 
 def _where(_: argparse.Namespace) -> int:
+    from platform_assets.declared import use_cases
+
     paths = settings.paths()
     print(
         f"""State root ({settings.STATE_ROOT_ENV}): {paths.root}
-  Dagster UI:        make ui            (dagster dev -w workspace.yaml, http://127.0.0.1:3000)
+  Dagster UI:        make ui            (dg dev -w workspace.yaml, http://127.0.0.1:3000)
   MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()} -p 5000)
-  Evaluation report: {paths.reports / 'eval' / 'eval_report.md'}
-  Drift report:      {paths.reports / 'drift' / 'drift_report.html'}
   Warehouse:         {paths.warehouse}
   Feast online store:{paths.feast / 'online_store.db'}"""
     )
-    deployment = paths.serving / "deployment.json"
-    if deployment.exists():
-        record = json.loads(deployment.read_text())
-        print(f"  Serving endpoint:  {record['url']}/api/v1.0/predictions ({record['model_name']} v{record['model_version']})")
-        if record.get("feature_server_url"):
-            print(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
-        print(f"  Inference log:     {paths.inference} (one JSON line per served prediction)")
-        print("  Trace a request:   python -m platform_assets lineage <request id>")
+    for use_case in use_cases():
+        own = paths.of(use_case.name)
+        print(f"""{use_case.name} (model {use_case.model_name}, landing {paths.landing / use_case.source.landing_folder}):
+  Evaluation report: {own.reports / 'eval' / 'eval_report.md'}
+  Drift report:      {own.reports / 'drift' / 'drift_report.html'}""")
+        deployment = own.serving / "deployment.json"
+        if deployment.exists():
+            record = json.loads(deployment.read_text())
+            print(f"  Serving endpoint:  {record['url']}/api/v1.0/predictions "
+                  f"({record['model_name']} v{record['model_version']})")
+            if record.get("feature_server_url"):
+                print(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
+            print(f"  Inference log:     {own.inference} (one JSON line per served prediction)")
+    print("Trace a request:     python -m platform_assets lineage <request id>")
+    return 0
+
+
+def _stop_serving(_: argparse.Namespace) -> int:
+    """Stops every declared use case's model server and feature server under the state root."""
+    from platform_assets.declared import use_cases
+    from platform_assets.deploy.feature_server import stop_feature_server
+    from platform_assets.deploy.serving import stop_model_server
+
+    for use_case in use_cases():
+        serving = settings.paths().of(use_case.name).serving
+        print(f"{use_case.name}: model server {stop_model_server(serving / 'server.json')}, "
+              f"feature server {stop_feature_server(serving / 'feature_server.json')}")
+    return 0
+
+
+def _use_cases(_: argparse.Namespace) -> int:
+    from platform_assets.declared import use_cases
+
+    for use_case in use_cases():
+        print(use_case.name)
     return 0
 
 
@@ -89,7 +118,11 @@ def _landing_days(args: argparse.Namespace) -> int:
     from platform_assets.ingest.partitions import DAILY_PARTITIONS
 
     url = os.environ.get("LANDING_URL") or str(settings.paths().landing)
-    days = sorted({d for s in {u.source for u in use_cases()} for u in list_landing_files(source_landing_url(url, s))
+    sources = {u.source for u in use_cases() if not args.use_case or u.name == args.use_case}
+    if not sources:
+        print(f"no use case {args.use_case!r} declared", file=sys.stderr)
+        return 1
+    days = sorted({d for s in sources for u in list_landing_files(source_landing_url(url, s))
                    if (d := partition_of(u, s)) and DAILY_PARTITIONS.has_partition_key(d)})
     if not days:
         print(f"no landing files of any day under {url}; run `make data` first", file=sys.stderr)
@@ -99,23 +132,27 @@ def _landing_days(args: argparse.Namespace) -> int:
 
 
 def _traffic(args: argparse.Namespace) -> int:
-    """Sends one validated day's applications to the deployed server, as its callers would."""
+    """Sends one validated day's rows to each deployed use case's server, as its callers would."""
     import duckdb
 
-    from platform_assets.declared import use_case
+    from platform_assets.declared import use_case, use_cases
     from platform_assets.traffic import send_requests
 
     paths = settings.paths()
-    deployment = json.loads((paths.serving / "deployment.json").read_text())
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        day = args.day or con.execute("SELECT max(_partition) FROM validated.applications").fetchone()[0]
-        # The newest day replays without skew: the online store holds nothing after it.
-        apps = con.execute("SELECT * FROM validated.applications WHERE _partition = ?", [day]).df()
-    result = send_requests(deployment["url"], apps, use_case("loan_default").source, concurrency=args.concurrency)
-    print(f"{day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
-          f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
-          f"logged under {paths.inference / f'day={day}'}")
-    return 0 if result.answered else 1
+    answered = True
+    for declared in [use_case(args.use_case)] if args.use_case else use_cases():
+        source, own = declared.source, paths.of(declared.name)
+        deployment = json.loads((own.serving / "deployment.json").read_text())
+        with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+            day = args.day or con.execute(f"SELECT max(_partition) FROM {source.validated_table}").fetchone()[0]
+            # The newest day replays without skew: the online store holds nothing after it.
+            rows = con.execute(f"SELECT * FROM {source.validated_table} WHERE _partition = ?", [day]).df()
+        result = send_requests(deployment["url"], rows, source, concurrency=args.concurrency)
+        print(f"{declared.name} {day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
+              f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
+              f"logged under {own.inference / f'day={day}'}")
+        answered &= result.answered > 0
+    return 0 if answered else 1
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -173,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     gen.set_defaults(func=_generate)
     commands.add_parser("where", help="print where to look: UIs, reports, endpoint").set_defaults(func=_where)
+    commands.add_parser("stop-serving", help="stop every use case's model and feature servers").set_defaults(
+        func=_stop_serving)
+    commands.add_parser("use-cases", help="print the declared use cases' names, one per line").set_defaults(
+        func=_use_cases)
     infer = commands.add_parser("infer-schema", help="propose a pandera model from a sample file, for review")
     infer.add_argument("file", help="a .csv, .parquet or .jsonl sample")
     infer.add_argument("--name", default="ProposedSchema", help="class name of the model")
@@ -183,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         "landing-days", help="print FIRST...LAST, the range of days with landing files (for --partition-range)"
     )
     days.add_argument("--last", action="store_true", help="print only the last day")
+    days.add_argument("--use-case", help="only this use case's source (default: every declared source)")
     days.set_defaults(func=_landing_days)
-    traffic = commands.add_parser("traffic", help="send a validated day's applications to the server as callers do")
+    traffic = commands.add_parser("traffic", help="send a validated day's rows to each server as callers do")
     traffic.add_argument("--day", help="YYYY-MM-DD (default: the newest validated day)")
+    traffic.add_argument("--use-case", help="one declared use case (default: every one)")
     traffic.add_argument("--concurrency", type=int, default=8)
     traffic.set_defaults(func=_traffic)
     lin = commands.add_parser(

@@ -166,6 +166,15 @@ class UseCase:
             raise DeclarationError(f"use case {self.name}: entity_keys must include the source key {self.source.key!r}")
 
     @property
+    def monitor_schema(self) -> str:
+        """The warehouse schema of the use case's monitoring tables (``monitor_<use case>``)."""
+        return f"monitor_{self.name}"
+
+    def monitor_table(self, name: str) -> str:
+        """The warehouse table of the use case's monitoring data called ``name``."""
+        return f"{self.monitor_schema}.{name}"
+
+    @property
     def dbt_select(self) -> str:
         """The dbt selection of this use case's models: its folder ``dbt/models/<name>/``."""
         return f"path:models/{self.name}"

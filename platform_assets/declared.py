@@ -52,3 +52,9 @@ def use_case(name: str | None = None) -> UseCase:
         if candidate.name == name:
             return candidate
     raise DeclarationError(f"no use case {name!r} declared (declared: {[u.name for u in declared]})")
+
+
+def use_case_index(use_case: UseCase) -> int:
+    """The use case's place among the declared ones (by name): its model server listens on the base port + this."""
+    names = [u.name for u in use_cases()]
+    return names.index(use_case.name) if use_case.name in names else len(names)

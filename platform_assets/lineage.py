@@ -25,7 +25,9 @@ import os
 from pathlib import Path
 
 from platform_assets import settings
-from platform_assets.declared import use_case
+from platform_assets.declarations import UseCase
+from platform_assets.declared import use_cases
+from platform_assets.keys import for_use_case
 
 # Columns of a log line that describe the prediction, not a model input.
 LOG_FIELDS = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "application_id",
@@ -49,47 +51,52 @@ def _tables(con) -> set[str]:
     return {r[0] for r in rows}
 
 
-def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple[list[dict], str]:
-    """The logged rows of ``request_id`` (one per scored row) and where they were read from.
+def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple[list[dict], str, UseCase]:
+    """The logged rows of ``request_id`` (one per scored row), where they were read from, and whose use case.
 
-    Looks in ``monitor.inference_log`` first, then in the server's log files
-    (``<state>/inference/day=*/*.jsonl``), so a prediction can be traced as soon
-    as it was answered.
+    Looks in each declared use case's ``monitor_<use case>.inference_log`` first,
+    then in its server's log files (``<state>/inference/<use case>/day=*/*.jsonl``),
+    so a prediction can be traced as soon as it was answered.
 
     Raises:
-        PredictionNotFound: If neither holds the request id.
+        PredictionNotFound: If none holds the request id.
     """
+    declared = use_cases()
     if paths.warehouse.exists():
         try:
             with _warehouse(paths) as con:
-                if "monitor.inference_log" in _tables(con):
-                    rows = con.execute(
-                        "SELECT * FROM monitor.inference_log WHERE request_id = ? ORDER BY row", [request_id]
-                    ).df()
-                    if len(rows):
-                        return rows.to_dict("records"), "warehouse table monitor.inference_log"
+                tables = _tables(con)
+                for use_case in declared:
+                    table = use_case.monitor_table("inference_log")
+                    if table in tables:
+                        rows = con.execute(f"SELECT * FROM {table} WHERE request_id = ? ORDER BY row",
+                                           [request_id]).df()
+                        if len(rows):
+                            return rows.to_dict("records"), f"warehouse table {table}", use_case
         except Exception as exc:  # noqa: BLE001 - a warehouse locked by a writer: the files still answer
             if "lock" not in str(exc).lower():
                 raise
     needle = json.dumps(request_id)
-    found, where = [], []
-    for path in sorted(glob.glob(str(paths.inference / "day=*" / "*.jsonl"))):
-        with open(path, encoding="utf-8", errors="replace") as lines:
-            for number, line in enumerate(lines, start=1):
-                if needle in line:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if record.get("request_id") == request_id:
-                        found.append(record)
-                        where.append(f"{path}:{number}")
-    if not found:
-        raise PredictionNotFound(
-            f"request id {request_id!r} is in neither monitor.inference_log nor the server's log files under "
-            f"{paths.inference}"
-        )
-    return sorted(found, key=lambda r: r.get("row", 0)), ", ".join(where)
+    for use_case in declared:
+        found, where = [], []
+        inference = paths.of(use_case.name).inference
+        for path in sorted(glob.glob(str(inference / "day=*" / "*.jsonl"))):
+            with open(path, encoding="utf-8", errors="replace") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if needle in line:
+                        try:
+                            record = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue
+                        if record.get("request_id") == request_id:
+                            found.append(record)
+                            where.append(f"{path}:{number}")
+        if found:
+            return sorted(found, key=lambda r: r.get("row", 0)), ", ".join(where), use_case
+    raise PredictionNotFound(
+        f"request id {request_id!r} is in no use case's inference log table nor its server's log files under "
+        f"{paths.root / 'inference'}"
+    )
 
 
 def _plain(value):
@@ -133,10 +140,9 @@ def _model_lineage(name: str, version: str, root: Path) -> dict:
     }
 
 
-def _feature_lineage(root: Path) -> dict:
+def _feature_lineage(root: Path, use_case: UseCase) -> dict:
     """The model's feature service, its views and the dbt models they come from (and what those read)."""
-    declared = use_case()
-    FEATURE_SERVICE, ONLINE_FEATURE_SERVICE = declared.feature_service, declared.online_feature_service  # noqa: N806
+    FEATURE_SERVICE, ONLINE_FEATURE_SERVICE = use_case.feature_service, use_case.online_feature_service  # noqa: N806
 
     out: dict = {"feature_service": FEATURE_SERVICE}
     registry = root / "feast" / "registry.db"
@@ -211,17 +217,15 @@ def _data_lineage(paths: settings.StatePaths, source, key: str | None, trained_u
     return out
 
 
-def _trained_until(run_started_ms: int | None, root: Path, digest: str | None) -> str | None:
+def _trained_until(run_started_ms: int | None, root: Path, digest: str | None, use_case: UseCase) -> str | None:
     """The last day of data the training set held: from its materialization in Dagster, else the run's day."""
     try:
         import dagster as dg
 
-        from platform_assets.features.assets import TRAINING_SET
-
         home = os.environ.get("DAGSTER_HOME") or str(settings.paths(root).dagster_home)
         if Path(home, "dagster.yaml").exists() or Path(home).is_dir():
             with dg.DagsterInstance.from_config(home) as instance:
-                records = instance.fetch_materializations(TRAINING_SET, limit=100).records
+                records = instance.fetch_materializations(for_use_case(use_case).training_set, limit=100).records
                 for record in records:
                     materialization = record.asset_materialization
                     meta = materialization.metadata if materialization else {}
@@ -249,7 +253,7 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
     Raises:
         PredictionNotFound: If the request id was never logged.
     """
-    rows, where = find_logged_prediction(paths, request_id)
+    rows, where, use_case = find_logged_prediction(paths, request_id)
     first = {k: _plain(v) for k, v in rows[0].items()}
     inputs = [k for k in first if k not in LOG_FIELDS and not k.startswith("_")]
     trace: dict = {
@@ -262,7 +266,7 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
     }
     model = _model_lineage(first["model_name"], str(first["model_version"]), paths.root)
     trace.update(model)
-    trace["features"] = _feature_lineage(paths.root)
+    trace["features"] = _feature_lineage(paths.root, use_case)
     run_started = None
     try:
         import mlflow
@@ -271,8 +275,8 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
             model["mlflow_run"]["run_id"]).info.start_time
     except Exception:  # noqa: BLE001
         pass
-    trained_until = _trained_until(run_started, paths.root, model["training_set"]["digest"])
-    source = use_case().source
+    trained_until = _trained_until(run_started, paths.root, model["training_set"]["digest"], use_case)
+    source = use_case.source
     trace.update(_data_lineage(paths, source, first.get(source.key), trained_until))
     return trace
 

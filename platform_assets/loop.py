@@ -28,13 +28,18 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from platform_assets import settings
 from platform_assets.declared import use_case
+from platform_assets.keys import for_use_case
 
 logger = logging.getLogger("platform.loop")
 
+# The loop simulates the loan-default use case (its generator has the drift scenarios).
+USE_CASE = "loan_default"
+KEYS = for_use_case(use_case(USE_CASE))
 # The sensors the loop drives, in the order a tick runs them.
-LOOP_SENSORS = ("landing_files_sensor", "outcome_files", "inference_log_files", "retrain_on_drift",
-                "retrain_on_new_labels")
+LOOP_SENSORS = tuple(f"{USE_CASE}__{name}" for name in (
+    "landing_files", "outcome_files", "inference_log_files", "retrain_on_drift", "retrain_on_new_labels"))
 
 
 @dataclass(frozen=True)
@@ -224,23 +229,25 @@ def outcomes_later(apps: pd.DataFrame, landed_at: pd.Series) -> tuple[pd.DataFra
 def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root: Path, daemon: InProcessDaemon,
             concurrency: int, outcomes: pd.DataFrame | None = None) -> DayReport:
     """Serves one day's applications, lands the day's file, and lets the automation react."""
-    from platform_assets.automation import DRIFT_REPORT, EVAL_REPORT
+    DRIFT_REPORT, EVAL_REPORT = KEYS.drift_report, KEYS.eval_report  # noqa: N806
     from platform_assets.monitor.outcomes import write_outcome_files
     from platform_assets.use_cases.loan_default.generator import write_landing_files
     from platform_assets.traffic import send_requests
 
-    deployment = json.loads((Path(state_root) / "serving" / "deployment.json").read_text())
+    use_case_paths = settings.paths(state_root).of(USE_CASE)
+    deployment = json.loads((use_case_paths.serving / "deployment.json").read_text())
     traffic = send_requests(deployment["url"], applications, use_case("loan_default").source, concurrency=concurrency)
     report = DayReport(day, traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic)
     before = _latest_record(daemon.instance, DRIFT_REPORT)
     before_id = before.storage_id if before else None
     write_landing_files(applications, landing_dir)
     if outcomes is not None and len(outcomes):
-        write_outcome_files(outcomes, Path(state_root) / "landing" / "outcomes", use_case("loan_default").source)
+        write_outcome_files(outcomes, use_case_paths.outcomes, use_case(USE_CASE).source)
     report.landed_at = time.time()
     runs = daemon.settle()
     report.runs = len(runs)
-    report.retrains_requested = [r["tags"].get("platform/retrain_reason", r["by"]) for r in runs if r["job"] == "retrain"]
+    report.retrains_requested = [r["tags"].get("platform/retrain_reason", r["by"]) for r in runs
+                                 if r["job"] == f"{USE_CASE}__retrain"]
     for run in runs:
         evaluations = daemon.instance.all_logs(run["run_id"], of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         for record in evaluations:
@@ -250,7 +257,7 @@ def run_day(day: str, applications: pd.DataFrame, landing_dir: Path, state_root:
     figures = _latest_metadata(daemon.instance, DRIFT_REPORT, before_id) or {}
     report.drift_share, report.roc_auc = figures.get("drift_share"), figures.get("roc_auc")
     report.labelled_rows = figures.get("labelled_rows")
-    report.serving_version = json.loads((Path(state_root) / "serving" / "deployment.json").read_text())["model_version"]
+    report.serving_version = json.loads((use_case_paths.serving / "deployment.json").read_text())["model_version"]
     return report
 
 
@@ -262,7 +269,7 @@ def wait_for_daemon(instance: dg.DagsterInstance, day: str, timeout_s: float, po
     """
     import time
 
-    from platform_assets.automation import INFERENCE_LOG
+    INFERENCE_LOG = KEYS.inference_log  # noqa: N806
 
     started, deadline = time.time(), time.monotonic() + timeout_s
     active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -308,7 +315,7 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         One report per live day, and the in-process daemon (its ``history`` lists every run).
     """
     from platform_assets import settings
-    from platform_assets.automation import DRIFT_REPORT
+    DRIFT_REPORT = KEYS.drift_report  # noqa: N806
     from platform_assets.monitor.outcomes import write_outcome_files
     from platform_assets.use_cases.loan_default.generator import write_landing_files
 
@@ -323,19 +330,20 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
     landed_at = (apps["application_ts"].dt.normalize() + pd.Timedelta(days=1)).clip(lower=history_end_ts)
     apps, pending = outcomes_later(apps, landed_at)
     pending_days = pending["label_ts"].dt.date
-    write_landing_files(apps[days < history_end], paths.landing)
+    landing = paths.landing / use_case(USE_CASE).source.landing_folder
+    write_landing_files(apps[days < history_end], landing)
     if daemon is not None:
         # As `make materialize` does before automation takes over: the history in one run, then a first model.
         last = (history_end - dt.timedelta(days=1)).isoformat()
-        for job, tags in (("ingest_days", {"dagster/asset_partition_range_start": start.isoformat(),
+        for job, tags in ((f"{USE_CASE}__ingest_days", {"dagster/asset_partition_range_start": start.isoformat(),
                                            "dagster/asset_partition_range_end": last}),
-                          ("features_to_serving", {})):
+                          (f"{USE_CASE}__features_to_serving", {})):
             result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, raise_on_error=False,
                                                                   run_config=daemon.run_config)
             daemon.history.append({"job": job, "by": "bootstrap", "success": result.success, "run_id": result.run_id,
                                    "tags": tags})
         daemon.settle()
-    deployment = paths.serving / "deployment.json"
+    deployment = paths.of(USE_CASE).serving / "deployment.json"
     if daemon is None:
         echo(f"waiting for the daemon to ingest the history and deploy a first model (at most {daemon_timeout_s:.0f} s)")
         waited = wait_for_file(deployment, daemon_timeout_s)
@@ -352,15 +360,15 @@ def simulate(config: LoopConfig, state_root: Path, instance: dg.DagsterInstance,
         day = history_end + dt.timedelta(days=offset)
         todays = apps[days == day]
         if daemon is not None:
-            report = run_day(day.isoformat(), todays, paths.landing, paths.root, daemon, config.concurrency,
+            report = run_day(day.isoformat(), todays, landing, paths.root, daemon, config.concurrency,
                              pending[pending_days == day])
         else:
             from platform_assets.traffic import send_requests
 
             traffic = send_requests(json.loads(deployment.read_text())["url"], todays, use_case("loan_default").source,
                                     config.concurrency)
-            write_landing_files(todays, paths.landing)
-            write_outcome_files(pending[pending_days == day], paths.outcomes, use_case("loan_default").source)
+            write_landing_files(todays, landing)
+            write_outcome_files(pending[pending_days == day], paths.of(USE_CASE).outcomes, use_case(USE_CASE).source)
             report = DayReport(day.isoformat(), traffic.sent, traffic.answered, dict(traffic.errors), traffic=traffic,
                                landed_at=time.time())
             report.runs = wait_for_daemon(instance, day.isoformat(), daemon_timeout_s)
@@ -401,7 +409,7 @@ def retrain_latency(instance: dg.DagsterInstance, reports: list[DayReport], drif
     which the drift sensor asked (the platform's own reaction time: ingestion,
     features, inference log, drift report, sensor tick, retrain, gate, deployment).
     """
-    from platform_assets.automation import DEPLOYMENT
+    DEPLOYMENT = KEYS.deployment  # noqa: N806
 
     runs = [r for r in instance.get_run_records(filters=dg.RunsFilter(tags={"platform/trigger": "drift"}))]
     if not runs or drift_day is None:

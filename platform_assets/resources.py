@@ -51,11 +51,9 @@ class FeatureStore(dg.ConfigurableResource):
 
 
 class MlflowRegistry(dg.ConfigurableResource):
-    """MLflow tracking backend, and the experiment and registered model of a use case (its ``model_name``)."""
+    """The MLflow tracking backend and registry (each use case's experiment and model are its ``model_name``)."""
 
     tracking_uri: str
-    experiment_name: str
-    registered_model_name: str
     artifact_root: str = ""
 
     def client(self) -> "mlflow.MlflowClient":  # noqa: F821
@@ -65,19 +63,19 @@ class MlflowRegistry(dg.ConfigurableResource):
         mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow.MlflowClient(self.tracking_uri)
 
-    def ensure_experiment(self) -> str:
+    def ensure_experiment(self, experiment_name: str) -> str:
         """Creates the experiment with its artifact location if missing; returns its id."""
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment is not None:
             return experiment.experiment_id
         location = None
         if self.artifact_root:
             Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
             location = Path(self.artifact_root).resolve().as_uri()
-        return mlflow.create_experiment(self.experiment_name, artifact_location=location)
+        return mlflow.create_experiment(experiment_name, artifact_location=location)
 
 
 @dg.resource(
@@ -102,11 +100,8 @@ def mlflow_tracking(init_context: dg.InitResourceContext):
 
     config = init_context.resource_config
     MlflowRegistry(
-        tracking_uri=config["mlflow_tracking_uri"],
-        experiment_name=config["experiment_name"],
-        registered_model_name=config["experiment_name"],
-        artifact_root=config["artifact_root"],
-    ).ensure_experiment()
+        tracking_uri=config["mlflow_tracking_uri"], artifact_root=config["artifact_root"],
+    ).ensure_experiment(config["experiment_name"])
     return MlFlow(init_context)
 
 
@@ -127,8 +122,8 @@ class ModelServing(dg.ConfigurableResource):
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""
         return Path(self.serving_python or settings.PROJECT_ROOT / ".venv-serving" / "bin" / "python")
 
-    def pid_path(self, paths: settings.StatePaths) -> Path:
-        """Where the running server is recorded."""
+    def pid_path(self, paths: settings.UseCasePaths) -> Path:
+        """Where a use case's running server is recorded."""
         return paths.serving / "server.json"
 
 

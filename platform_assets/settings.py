@@ -26,6 +26,39 @@ def state_root() -> Path:
 
 
 @dataclass(frozen=True)
+class UseCasePaths:
+    """The files of one use case under the state root: ``<kind>/<use case>/``."""
+
+    root: Path
+    name: str
+
+    @property
+    def outcomes(self) -> Path:
+        """Where its outcome files arrive (``outcomes_YYYY-MM-DD.csv``: the outcomes that became known that day)."""
+        return self.root / "landing" / "outcomes" / self.name
+
+    @property
+    def training_set(self) -> Path:
+        """Its training set (Parquet, one row per labelled row, with its split)."""
+        return self.root / "training" / self.name / "training_set.parquet"
+
+    @property
+    def reports(self) -> Path:
+        """Its evaluation and drift reports (Markdown, HTML, PNG)."""
+        return self.root / "reports" / self.name
+
+    @property
+    def serving(self) -> Path:
+        """Its deployed model bundles, the serving process's records and logs."""
+        return self.root / "serving" / self.name
+
+    @property
+    def inference(self) -> Path:
+        """Its inference log (served predictions with their model version)."""
+        return self.root / "inference" / self.name
+
+
+@dataclass(frozen=True)
 class StatePaths:
     """The layout of the state root; every stage finds its files here."""
 
@@ -33,17 +66,12 @@ class StatePaths:
 
     @property
     def landing(self) -> Path:
-        """Where new data files arrive (one file per day)."""
-        return self.root / "landing" / "applications"
-
-    @property
-    def outcomes(self) -> Path:
-        """Where outcome files arrive (``outcomes_YYYY-MM-DD.csv``: the outcomes that became known that day)."""
-        return self.root / "landing" / "outcomes"
+        """Where new data files arrive: one folder per source (``landing/<source folder>/``)."""
+        return self.root / "landing"
 
     @property
     def warehouse(self) -> Path:
-        """The DuckDB warehouse file (raw, validated, quarantine and dbt schemas)."""
+        """The DuckDB warehouse file (raw, validated, quarantine and dbt schemas of every use case)."""
         return self.root / "warehouse" / "warehouse.duckdb"
 
     @property
@@ -53,33 +81,17 @@ class StatePaths:
 
     @property
     def feast(self) -> Path:
-        """Feast registry, online store and offline Parquet exports."""
+        """Feast registry, online store and offline Parquet exports (every use case's views)."""
         return self.root / "feast"
-
-    @property
-    def training_set(self) -> Path:
-        """The training set (Parquet, one row per labelled application, with its split)."""
-        return self.root / "training" / "training_set.parquet"
 
     @property
     def mlflow(self) -> Path:
         """MLflow backend database and artifact store."""
         return self.root / "mlflow"
 
-    @property
-    def reports(self) -> Path:
-        """Evaluation and drift reports (Markdown, HTML, PNG)."""
-        return self.root / "reports"
-
-    @property
-    def serving(self) -> Path:
-        """Deployed model bundles, the serving process's pid file and logs."""
-        return self.root / "serving"
-
-    @property
-    def inference(self) -> Path:
-        """The inference log (served predictions with their model version)."""
-        return self.root / "inference"
+    def of(self, use_case: str) -> UseCasePaths:
+        """The files of the use case called ``use_case``."""
+        return UseCasePaths(self.root, use_case)
 
 
 def paths(root: str | Path | None = None) -> StatePaths:

@@ -48,8 +48,46 @@ def write_sample_landing(
         start_date=start, days=days, rows_per_day=rows_per_day, **kwargs
     )
     df = generate_applications(config)
-    write_landing_files(df, settings.paths(root).landing)
+    write_landing_files(df, settings.paths(root).landing / loan().source.landing_folder)
     return len(df)
+
+
+def loan():
+    """The loan-default use case, as declared in platform_assets/defs/loan_default/defs.yaml."""
+    from platform_assets.declared import use_case
+
+    return use_case("loan_default")
+
+
+def loan_keys():
+    """The asset keys of the loan-default use case."""
+    from platform_assets.keys import for_use_case
+
+    return for_use_case(loan())
+
+
+def loan_paths(root):
+    """The loan-default use case's files under the state root ``root``."""
+    from platform_assets import settings
+
+    return settings.paths(root).of("loan_default")
+
+
+_DEFINITIONS = {}
+
+
+def loan_definitions():
+    """The loan-default use case's definitions (built once per session)."""
+    if "loan" not in _DEFINITIONS:
+        from platform_assets.build import build_use_case_definitions
+
+        _DEFINITIONS["loan"] = build_use_case_definitions(loan())
+    return _DEFINITIONS["loan"]
+
+
+def loan_node(*path: str) -> str:
+    """The op (step) name of a loan-default asset, e.g. ``loan_node("evaluate", "eval_report")``."""
+    return "__".join(["loan_default", *path])
 
 
 def day_range_tags(first: str, last: str) -> dict[str, str]:
@@ -58,12 +96,16 @@ def day_range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def _everything():
+    definitions = loan_definitions()
+    return [*definitions.assets, *definitions.asset_checks]
+
+
+def daily_selection():
+    """The loan-default use case's daily assets: raw, validated and quarantined rows."""
     import dagster as dg
 
-    from platform_assets import definitions
-
-    return [*dg.load_assets_from_modules(definitions.ASSET_MODULES),
-            *dg.load_asset_checks_from_modules(definitions.CHECK_MODULES)]
+    keys = loan_keys()
+    return dg.AssetSelection.assets(keys.raw, keys.validated, keys.quarantined)
 
 
 def ingest_days(resources, first: str, last: str, instance=None):
@@ -71,7 +113,7 @@ def ingest_days(resources, first: str, last: str, instance=None):
     import dagster as dg
 
     return dg.materialize(_everything(), resources=resources, instance=instance, raise_on_error=False,
-                          selection="group:ingest or group:validate", tags=day_range_tags(first, last))
+                          selection=daily_selection(), tags=day_range_tags(first, last))
 
 
 def materialize_graph(instance, resources, first: str, last: str, downstream: bool = True) -> list:
@@ -84,6 +126,25 @@ def materialize_graph(instance, resources, first: str, last: str, downstream: bo
 
     results = [ingest_days(resources, first, last, instance)]
     if downstream and results[0].success:
+        downstream_of_days = (dg.AssetSelection.key_prefixes(["loan_default"]) - daily_selection()
+                              - dg.AssetSelection.key_prefixes(["loan_default", "monitor"]))
         results.append(dg.materialize(_everything(), resources=resources, instance=instance, raise_on_error=False,
-                                      selection="not (group:ingest or group:validate or group:monitor)"))
+                                      selection=downstream_of_days))
     return results
+
+
+def loan_check(name: str):
+    """The loan-default use case's asset check called ``name`` (callable directly, as a plain check function)."""
+    found = [c for c in loan_definitions().asset_checks if any(k.name == name for k in c.check_keys)]
+    assert len(found) == 1, f"no single check {name!r}"
+    return found[0]
+
+
+def loan_asset(*path: str):
+    """The loan-default use case's assets definition that holds ``loan_default/<path>``."""
+    import dagster as dg
+
+    key = dg.AssetKey(["loan_default", *path])
+    found = [a for a in loan_definitions().assets if key in a.keys]
+    assert len(found) == 1, f"no assets definition of {key.to_user_string()}"
+    return found[0]

@@ -272,3 +272,73 @@ def application_columns(
     if errors:
         raise RequestError(f"{len(errors)} invalid value(s): {_listing(errors)}")
     return columns, applicants, applications, times
+
+
+def _id_values(names: list, rows: list, column: str, kind: str, errors: list[str], required: bool) -> list:
+    """The ids of ``column`` (``kind`` "int" or "str"); ``None`` where absent and not required."""
+    if column not in names:
+        if required:
+            raise RequestError(f"'data.names' lacks {column!r}: send the row's own fields with its {column}, "
+                               "or every model input")
+        return [None] * len(rows)
+    i, out = names.index(column), []
+    for r, row in enumerate(rows):
+        value = row[i]
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) and not (
+                    isinstance(value, float) and value.is_integer()):
+                errors.append(f"row {r}, column {column!r}: expected an integer id, got {_described(value)}")
+                out.append(0)
+            else:
+                out.append(int(value))
+        else:
+            if value is None and not required:
+                out.append(None)
+            elif isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+                errors.append(f"row {r}, column {column!r}: expected a non-empty id, got {_described(value)}")
+                out.append(None)
+            else:
+                out.append(str(value))
+    return out
+
+
+def row_columns(
+    message: Any, numeric: Sequence[str], categories: Mapping[str, Sequence[str]], received_at: float,
+    ids: Mapping[str, tuple[str, bool]], event_time: str,
+) -> tuple[dict[str, np.ndarray], dict[str, list], list[float]]:
+    """A caller's row form: the row's own fields, its entity ids and its time.
+
+    Args:
+        message: The parsed JSON body: the row's fields, its ids and optionally its event time.
+        numeric: The row's numeric fields the model (or its request features) needs.
+        categories: Categorical field -> the levels the model was fitted on.
+        received_at: When the request arrived (epoch seconds): the time of rows without ``event_time``.
+        ids: Id column -> (kind "int" or "str", required).
+        event_time: The column holding the row's time (ISO 8601).
+
+    Returns:
+        The checked columns (as :func:`model_columns`), id column -> one id per row (``None``
+        where an optional id was not sent), and each row's time (epoch seconds).
+
+    Raises:
+        RequestError: Naming each row and field at fault (the first ten).
+    """
+    names, rows = names_and_rows(message)
+    errors: list[str] = []
+    found = {column: _id_values(names, rows, column, kind, errors, required)
+             for column, (kind, required) in ids.items()}
+    columns = model_columns(message, list(numeric), categories)
+    times = [received_at] * len(rows)
+    if event_time in names:
+        i = names.index(event_time)
+        for r, row in enumerate(rows):
+            if row[i] is None:
+                continue
+            try:
+                times[r] = _epoch_seconds(row[i])
+            except (ValueError, TypeError, OverflowError):
+                errors.append(f"row {r}, column {event_time!r}: {_show(row[i])} is not an ISO-8601 time "
+                              "(e.g. 2026-11-23T10:00:00Z)")
+    if errors:
+        raise RequestError(f"{len(errors)} invalid value(s): {_listing(errors)}")
+    return columns, found, times

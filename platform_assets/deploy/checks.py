@@ -5,7 +5,8 @@ import json
 
 import dagster as dg
 
-from platform_assets.deploy.assets import DEPLOYMENT
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState
 
 
@@ -16,77 +17,82 @@ class ServedCheckConfig(dg.Config):
     tolerance: float = 1e-5
 
 
-@dg.asset_check(
-    asset=DEPLOYMENT,
-    blocking=True,
-    description="Predictions served over HTTP equal the offline predictions of the same bundle (1e-5).",
-)
-def served_predictions_match_offline(config: ServedCheckConfig, state: PlatformState) -> dg.AssetCheckResult:
-    """Sends test rows to the server and compares with the bundle's own predictions."""
-    import numpy as np
-    import pandas as pd
-
-    from platform_assets.deploy.serving import predict_over_http
-    from platform_assets.train.network import load_bundle
-
-    record = json.loads((state.paths.serving / "deployment.json").read_text())
-    bundle = load_bundle(record["bundle"])
-    test = pd.read_parquet(state.paths.training_set).query("split == 'test'").head(config.rows)
-    rows = test[bundle.preprocessor.input_names].to_dict("records")
-    served, meta = predict_over_http(record["url"], rows)
-    offline = bundle.predict_proba(test)
-    max_diff = float(np.max(np.abs(np.asarray(served) - offline))) if len(rows) else 0.0
-    version = meta.get("tags", {}).get("model_version")
-    return dg.AssetCheckResult(
-        passed=len(served) == len(rows) and max_diff <= config.tolerance and version == record["model_version"],
-        metadata={"rows": len(rows), "max_abs_difference": max_diff, "served_model_version": str(version)},
-    )
-
-
 class ServedFeaturesConfig(dg.Config):
     """How many recent applications' applicants the feature server is asked about."""
 
     entities: int = 100
 
 
-@dg.asset_check(
-    asset=DEPLOYMENT,
-    blocking=True,
-    description="Features fetched from the feature server over HTTP equal those of the Feast SDK, exactly.",
-)
-def served_features_match_sdk(
-    config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
-) -> dg.AssetCheckResult:
-    """Asks the feature server and the SDK about the same entities and compares every value.
+def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
+    """The checks of ``<use case>/deploy/deployment``."""
+    keys = for_use_case(use_case)
 
-    These are the values the model server reads for each request (the use case's online feature service).
-    """
-    import pandas as pd
-
-    from platform_assets.deploy.feature_server import online_features_over_http
-    from platform_assets.features.feast_ops import latest_offline_rows
-    from platform_assets.train.assets import USE_CASE
-
-    if not USE_CASE.online_feature_service:
-        return dg.AssetCheckResult(passed=True, metadata={"entities": 0, "note": "no online feature service declared"})
-    record = json.loads((state.paths.serving / "deployment.json").read_text())
-    store = feast.store()
-    sampled = next(iter(latest_offline_rows(store, USE_CASE, config.entities).values()))
-    keys = [c for c in sampled.columns if c in {k for v in store.get_feature_service(
-        USE_CASE.online_feature_service).feature_view_projections for k in
-        [e.name for e in store.get_feature_view(v.name).entity_columns]}]
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, r)}
-            for r in sampled[keys].itertuples(index=False)]
-    entities = {k: [r[k] for r in rows] for k in keys}
-    served = online_features_over_http(record["feature_server_url"], USE_CASE.online_feature_service, entities)
-    service = store.get_feature_service(USE_CASE.online_feature_service)
-    sdk = pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict())
-    same_columns = set(served.columns) == set(sdk.columns)
-    differing = 0
-    if same_columns and len(served) == len(sdk):
-        served = served[sdk.columns]
-        differing = int((~((served == sdk) | (served.isna() & sdk.isna()))).to_numpy().sum())
-    return dg.AssetCheckResult(
-        passed=same_columns and len(served) == len(sdk) == len(rows) and differing == 0,
-        metadata={"entities": len(rows), "differing_values": differing, "same_columns": same_columns},
+    @dg.asset_check(
+        asset=keys.deployment,
+        blocking=True,
+        description="Predictions served over HTTP equal the offline predictions of the same bundle (1e-5).",
     )
+    def served_predictions_match_offline(config: ServedCheckConfig, state: PlatformState) -> dg.AssetCheckResult:
+        """Sends test rows to the server and compares with the bundle's own predictions."""
+        import numpy as np
+        import pandas as pd
+
+        from platform_assets.deploy.serving import predict_over_http
+        from platform_assets.train.network import load_bundle
+
+        record = json.loads((state.paths.of(use_case.name).serving / "deployment.json").read_text())
+        bundle = load_bundle(record["bundle"])
+        test = pd.read_parquet(state.paths.of(use_case.name).training_set).query("split == 'test'").head(config.rows)
+        rows = test[bundle.preprocessor.input_names].to_dict("records")
+        served, meta = predict_over_http(record["url"], rows)
+        offline = bundle.predict_proba(test)
+        max_diff = float(np.max(np.abs(np.asarray(served) - offline))) if len(rows) else 0.0
+        version = meta.get("tags", {}).get("model_version")
+        return dg.AssetCheckResult(
+            passed=len(served) == len(rows) and max_diff <= config.tolerance and version == record["model_version"],
+            metadata={"rows": len(rows), "max_abs_difference": max_diff, "served_model_version": str(version)},
+        )
+
+
+    @dg.asset_check(
+        asset=keys.deployment,
+        blocking=True,
+        description="Features fetched from the feature server over HTTP equal those of the Feast SDK, exactly.",
+    )
+    def served_features_match_sdk(
+        config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
+    ) -> dg.AssetCheckResult:
+        """Asks the feature server and the SDK about the same entities and compares every value.
+
+        These are the values the model server reads for each request (the use case's online feature service).
+        """
+        import pandas as pd
+
+        from platform_assets.deploy.feature_server import online_features_over_http
+        from platform_assets.features.feast_ops import latest_offline_rows
+
+        if not use_case.online_feature_service:
+            return dg.AssetCheckResult(passed=True, metadata={"entities": 0, "note": "no online feature service declared"})
+        record = json.loads((state.paths.of(use_case.name).serving / "deployment.json").read_text())
+        store = feast.store()
+        sampled = next(iter(latest_offline_rows(store, use_case, config.entities).values()))
+        join_keys = [c for c in sampled.columns if c in {k for v in store.get_feature_service(
+            use_case.online_feature_service).feature_view_projections for k in
+            [e.name for e in store.get_feature_view(v.name).entity_columns]}]
+        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(join_keys, r)}
+                for r in sampled[join_keys].itertuples(index=False)]
+        entities = {k: [r[k] for r in rows] for k in join_keys}
+        served = online_features_over_http(record["feature_server_url"], use_case.online_feature_service, entities)
+        service = store.get_feature_service(use_case.online_feature_service)
+        sdk = pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict())
+        same_columns = set(served.columns) == set(sdk.columns)
+        differing = 0
+        if same_columns and len(served) == len(sdk):
+            served = served[sdk.columns]
+            differing = int((~((served == sdk) | (served.isna() & sdk.isna()))).to_numpy().sum())
+        return dg.AssetCheckResult(
+            passed=same_columns and len(served) == len(sdk) == len(rows) and differing == 0,
+            metadata={"entities": len(rows), "differing_values": differing, "same_columns": same_columns},
+        )
+
+    return [served_predictions_match_offline, served_features_match_sdk]

@@ -74,8 +74,10 @@ def start_feature_server(
     if not script.exists():
         raise FileNotFoundError(f"{script} not found: install the platform environment with `make install`")
     # The registry is re-read every 5 s, so a re-applied repository is served without a restart.
+    # --max-requests 0: Feast's default (1000) restarts the only worker every thousand requests, and
+    # a restart on a loaded machine outlasts the model server's lookup deadline (bursts of 503s).
     command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--no-access-log", "--registry_ttl_sec", "5"]
+               "--max-requests", "0", "--no-access-log", "--registry_ttl_sec", "5"]
     if watch_pid is not None:
         command = [sys.executable, "-m", "platform_assets.deploy.feature_server", "--watch", str(watch_pid),
                    "--", *command]

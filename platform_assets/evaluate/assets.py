@@ -10,14 +10,10 @@ import json
 
 import dagster as dg
 
-from platform_assets.declared import use_case
-from platform_assets.features.assets import TRAINING_SET
+from platform_assets.declarations import UseCase
 from platform_assets.resources import MlflowRegistry, PlatformState
-from platform_assets.train.assets import MODEL
 
-from platform_assets.keys import CHAMPION_ALIAS, EVAL_REPORT
-
-USE_CASE = use_case()
+from platform_assets.keys import for_use_case
 # The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
 GATE_EVALUATION_TAG = "gate_evaluation"
 
@@ -35,20 +31,20 @@ class EvaluationConfig(dg.Config):
     importance_seed: int = 0
 
 
-def report_path(state: PlatformState):
+def report_path(state: PlatformState, use_case: UseCase):
     """Where the latest evaluation report (JSON, for people and MLflow; nothing reads it back) is written."""
-    return state.paths.reports / "eval" / "eval_report.json"
+    return state.paths.of(use_case.name).reports / "eval" / "eval_report.json"
 
 
-def latest_evaluation(instance: dg.DagsterInstance) -> tuple[dict, str] | None:
+def latest_evaluation(instance: dg.DagsterInstance, eval_report: dg.AssetKey) -> tuple[dict, str] | None:
     """The scores the latest ``eval_report`` materialization recorded, and its run id (``None``: never evaluated)."""
-    event = instance.get_latest_materialization_event(EVAL_REPORT)
+    event = instance.get_latest_materialization_event(eval_report)
     if event is None or "evaluation" not in event.asset_materialization.metadata:
         return None
     return event.asset_materialization.metadata["evaluation"].value, event.run_id
 
 
-def score_model(bundle, test, config: EvaluationConfig, importance: bool) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
+def score_model(bundle, test, config: EvaluationConfig, importance: bool, use_case: UseCase) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
     """Metrics, fairness slices, calibration and (optionally) permutation importance of one model.
 
     Returns:
@@ -56,11 +52,11 @@ def score_model(bundle, test, config: EvaluationConfig, importance: bool) -> tup
     """
     from platform_assets.evaluate import metrics
 
-    y = test[USE_CASE.label].to_numpy()
+    y = test[use_case.label].to_numpy()
     p = bundle.predict_proba(test)
     scored = {
         "metrics": metrics.score(y, p, config.threshold),
-        "fairness": metrics.fairness(y, p, test[USE_CASE.protected_attribute].to_numpy(), config.threshold,
+        "fairness": metrics.fairness(y, p, test[use_case.protected_attribute].to_numpy(), config.threshold,
                                      config.min_group_rows, config.min_group_positives),
         "calibration": metrics.calibration_table(y, p, config.calibration_bins),
     }
@@ -72,132 +68,138 @@ def score_model(bundle, test, config: EvaluationConfig, importance: bool) -> tup
     return scored, p
 
 
-@dg.asset(
-    key=EVAL_REPORT,
-    deps=[MODEL, TRAINING_SET],
-    group_name="evaluate",
-    kinds={"pytorch", "mlflow"},
-    description="Challenger and champion scored on the same test split: metrics, calibration, fairness slices.",
-)
-def eval_report(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, state: PlatformState, mlflow_registry: MlflowRegistry
-) -> dg.MaterializeResult:
-    """Scores both models on the test split; the gate check judges the scores recorded here."""
-    import pandas as pd
+def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
+    """``<use case>/evaluate/eval_report`` (the scores) and ``<use case>/evaluate/champion`` (the registry alias)."""
+    keys = for_use_case(use_case)
 
-    from platform_assets.evaluate import plots
-    from platform_assets.evaluate.report import render_markdown
-    from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version, load_version
-
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    challenger_version = alias_version(client, name, CHALLENGER)
-    if challenger_version is None:
-        raise dg.Failure(f"registered model {name!r} has no {CHALLENGER!r} alias; materialize the model first")
-    # An orphan (see train.registration) has no trustworthy lineage: never gate it, even if aliased by hand.
-    if client.get_model_version(name, challenger_version).tags.get("orphaned") == "true":
-        raise dg.Failure(
-            f"{name} version {challenger_version} is orphaned (see its orphaned_reason tag); materialize the model first"
-        )
-    champion_version = alias_version(client, name, CHAMPION)
-    if champion_version == challenger_version:
-        champion_version = None
-
-    df = pd.read_parquet(state.paths.training_set)
-    test = df[df["split"] == "test"]
-    y = test[USE_CASE.label].to_numpy()
-    out_dir = report_path(state).parent
-    models, probabilities = {}, {}
-    for role, version in (("challenger", challenger_version), ("champion", champion_version)):
-        if version is None:
-            continue
-        bundle = load_version(client, name, version, out_dir / "models")
-        models[role], probabilities[f"{role} v{version}"] = score_model(bundle, test, config, role == "challenger")
-        models[role]["version"] = version
-
-    report = {
-        "challenger_version": challenger_version,
-        "champion_version": champion_version,
-        "threshold": config.threshold,
-        "test_rows": int(len(test)),
-        "models": models,
-    }
-    path = report_path(state)
-    path.write_text(json.dumps(report, indent=2))
-    roc = plots.roc_plot({k: (y, p) for k, p in probabilities.items()}, out_dir / "roc.png")
-    calibration = plots.calibration_plot(
-        {f"{role} v{m['version']}": m["calibration"] for role, m in models.items()}, out_dir / "calibration.png"
+    @dg.asset(
+        key=keys.eval_report,
+        deps=[keys.model, keys.training_set],
+        group_name=use_case.name,
+        kinds={"pytorch", "mlflow"},
+        description="Challenger and champion scored on the same test split: metrics, calibration, fairness slices.",
     )
-    markdown_path = path.with_suffix(".md")
-    markdown_path.write_text(render_markdown(report, {"ROC": roc.name, "Calibration": calibration.name},
-                                             USE_CASE.protected_attribute))
-    run_id = client.get_model_version(name, challenger_version).run_id
-    for metric, value in models["challenger"]["metrics"].items():
-        client.log_metric(run_id, f"test_{metric}", float(value))
-    for artifact in (path, markdown_path, roc, calibration):
-        client.log_artifact(run_id, str(artifact), artifact_path="eval")
-    challenger_metrics = models["challenger"]["metrics"]
-    # What the gate check judges: both models' scores, as this materialization recorded them.
-    evaluation = {
-        "challenger_version": challenger_version,
-        "champion_version": champion_version,
-        "test_rows": int(len(test)),
-        "models": {role: {k: m[k] for k in ("version", "metrics", "fairness")} for role, m in models.items()},
-    }
-    return dg.MaterializeResult(
-        metadata={
+    def eval_report(
+        context: dg.AssetExecutionContext, config: EvaluationConfig, state: PlatformState, mlflow_registry: MlflowRegistry
+    ) -> dg.MaterializeResult:
+        """Scores both models on the test split; the gate check judges the scores recorded here."""
+        import pandas as pd
+
+        from platform_assets.evaluate import plots
+        from platform_assets.evaluate.report import render_markdown
+        from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version, load_version
+
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        challenger_version = alias_version(client, name, CHALLENGER)
+        if challenger_version is None:
+            raise dg.Failure(f"registered model {name!r} has no {CHALLENGER!r} alias; materialize the model first")
+        # An orphan (see train.registration) has no trustworthy lineage: never gate it, even if aliased by hand.
+        if client.get_model_version(name, challenger_version).tags.get("orphaned") == "true":
+            raise dg.Failure(
+                f"{name} version {challenger_version} is orphaned (see its orphaned_reason tag); materialize the model first"
+            )
+        champion_version = alias_version(client, name, CHAMPION)
+        if champion_version == challenger_version:
+            champion_version = None
+
+        df = pd.read_parquet(state.paths.of(use_case.name).training_set)
+        test = df[df["split"] == "test"]
+        y = test[use_case.label].to_numpy()
+        out_dir = report_path(state, use_case).parent
+        models, probabilities = {}, {}
+        for role, version in (("challenger", challenger_version), ("champion", champion_version)):
+            if version is None:
+                continue
+            bundle = load_version(client, name, version, out_dir / "models")
+            models[role], probabilities[f"{role} v{version}"] = score_model(bundle, test, config, role == "challenger", use_case)
+            models[role]["version"] = version
+
+        report = {
             "challenger_version": challenger_version,
-            "champion_version": champion_version or "none",
-            "evaluation": dg.MetadataValue.json(evaluation),
-            "test_roc_auc": challenger_metrics["roc_auc"],
-            "test_pr_auc": challenger_metrics["pr_auc"],
-            "test_brier": challenger_metrics["brier"],
-            "demographic_parity_difference": models["challenger"]["fairness"]["demographic_parity_difference"],
-            "equal_opportunity_difference": models["challenger"]["fairness"]["equal_opportunity_difference"],
-            # Markdown metadata is rendered in the UI, images included when inlined as data: URIs.
-            "report": dg.MetadataValue.md(
-                render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)},
-                                USE_CASE.protected_attribute)
-            ),
-            "report_path": dg.MetadataValue.path(str(markdown_path)),
-            "roc_plot": dg.MetadataValue.path(str(roc)),
-            "calibration_plot": dg.MetadataValue.path(str(calibration)),
+            "champion_version": champion_version,
+            "threshold": config.threshold,
+            "test_rows": int(len(test)),
+            "models": models,
         }
-    )
-
-
-@dg.asset(
-    key=CHAMPION_ALIAS,
-    deps=[EVAL_REPORT],
-    group_name="evaluate",
-    kinds={"mlflow"},
-    description="The registry's champion alias, moved to the evaluated challenger once its gate passed.",
-)
-def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
-    """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation.
-
-    In the same run the blocking gate check skips this asset when it fails; run on its own (or by
-    automation in a later run), it reads the gate's verdict from the version's tags.
-    """
-    from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
-
-    latest = latest_evaluation(context.instance)
-    if latest is None:
-        raise dg.Failure("no evaluation recorded; materialize evaluate/eval_report first")
-    evaluation, evaluation_run = latest
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    version = evaluation["challenger_version"]
-    tags = client.get_model_version(name, version).tags
-    if tags.get(GATE_TAG) != "passed" or tags.get(GATE_EVALUATION_TAG) != evaluation_run:
-        raise dg.Failure(
-            f"refusing to make {name} version {version} champion: its gate is {tags.get(GATE_TAG) or 'missing'} "
-            f"(judged on evaluation {tags.get(GATE_EVALUATION_TAG) or 'none'}, latest is {evaluation_run})"
+        path = report_path(state, use_case)
+        path.write_text(json.dumps(report, indent=2))
+        roc = plots.roc_plot({k: (y, p) for k, p in probabilities.items()}, out_dir / "roc.png")
+        calibration = plots.calibration_plot(
+            {f"{role} v{m['version']}": m["calibration"] for role, m in models.items()}, out_dir / "calibration.png"
         )
-    previous = alias_version(client, name, CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    context.log.info(f"{name}: champion {previous or 'none'} -> {version}")
-    return dg.MaterializeResult(
-        metadata={"champion_version": version, "previous_champion": previous or "none",
-                  "evaluation_run": evaluation_run}
+        markdown_path = path.with_suffix(".md")
+        markdown_path.write_text(render_markdown(report, {"ROC": roc.name, "Calibration": calibration.name},
+                                                 use_case.protected_attribute))
+        run_id = client.get_model_version(name, challenger_version).run_id
+        for metric, value in models["challenger"]["metrics"].items():
+            client.log_metric(run_id, f"test_{metric}", float(value))
+        for artifact in (path, markdown_path, roc, calibration):
+            client.log_artifact(run_id, str(artifact), artifact_path="eval")
+        challenger_metrics = models["challenger"]["metrics"]
+        # What the gate check judges: both models' scores, as this materialization recorded them.
+        evaluation = {
+            "challenger_version": challenger_version,
+            "champion_version": champion_version,
+            "test_rows": int(len(test)),
+            "models": {role: {k: m[k] for k in ("version", "metrics", "fairness")} for role, m in models.items()},
+        }
+        return dg.MaterializeResult(
+            metadata={
+                "challenger_version": challenger_version,
+                "champion_version": champion_version or "none",
+                "evaluation": dg.MetadataValue.json(evaluation),
+                "test_roc_auc": challenger_metrics["roc_auc"],
+                "test_pr_auc": challenger_metrics["pr_auc"],
+                "test_brier": challenger_metrics["brier"],
+                "demographic_parity_difference": models["challenger"]["fairness"]["demographic_parity_difference"],
+                "equal_opportunity_difference": models["challenger"]["fairness"]["equal_opportunity_difference"],
+                # Markdown metadata is rendered in the UI, images included when inlined as data: URIs.
+                "report": dg.MetadataValue.md(
+                    render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)},
+                                    use_case.protected_attribute)
+                ),
+                "report_path": dg.MetadataValue.path(str(markdown_path)),
+                "roc_plot": dg.MetadataValue.path(str(roc)),
+                "calibration_plot": dg.MetadataValue.path(str(calibration)),
+            }
+        )
+
+
+    @dg.asset(
+        key=keys.champion,
+        deps=[keys.eval_report],
+        group_name=use_case.name,
+        kinds={"mlflow"},
+        description="The registry's champion alias, moved to the evaluated challenger once its gate passed.",
     )
+    def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+        """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation.
+
+        In the same run the blocking gate check skips this asset when it fails; run on its own (or by
+        automation in a later run), it reads the gate's verdict from the version's tags.
+        """
+        from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
+
+        latest = latest_evaluation(context.instance, keys.eval_report)
+        if latest is None:
+            raise dg.Failure("no evaluation recorded; materialize evaluate/eval_report first")
+        evaluation, evaluation_run = latest
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        version = evaluation["challenger_version"]
+        tags = client.get_model_version(name, version).tags
+        if tags.get(GATE_TAG) != "passed" or tags.get(GATE_EVALUATION_TAG) != evaluation_run:
+            raise dg.Failure(
+                f"refusing to make {name} version {version} champion: its gate is {tags.get(GATE_TAG) or 'missing'} "
+                f"(judged on evaluation {tags.get(GATE_EVALUATION_TAG) or 'none'}, latest is {evaluation_run})"
+            )
+        previous = alias_version(client, name, CHAMPION)
+        client.set_registered_model_alias(name, CHAMPION, version)
+        context.log.info(f"{name}: champion {previous or 'none'} -> {version}")
+        return dg.MaterializeResult(
+            metadata={"champion_version": version, "previous_champion": previous or "none",
+                      "evaluation_run": evaluation_run}
+        )
+
+    return [eval_report, champion]

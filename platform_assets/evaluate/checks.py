@@ -4,7 +4,9 @@ stops the champion alias and the deployment in the same run."""
 
 import dagster as dg
 
-from platform_assets.evaluate.assets import CHAMPION_ALIAS, EVAL_REPORT, GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.declarations import UseCase
+from platform_assets.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry
 
 
@@ -18,9 +20,17 @@ class GateConfig(dg.Config):
     max_equal_opportunity_difference: float = 0.3
 
 
-def gate_bounds(config: GateConfig) -> dict[str, float]:
-    """The bounds as keyword arguments of :func:`platform_assets.evaluate.metrics.decide`."""
-    return config.model_dump()
+def gate_bounds(config: GateConfig, use_case: UseCase | None = None) -> dict[str, float]:
+    """The bounds as keyword arguments of :func:`platform_assets.evaluate.metrics.decide`.
+
+    The use case's declared ``gate`` replaces the defaults; run config set explicitly replaces both.
+    """
+    bounds = config.model_dump()
+    declared = dict(use_case.gate) if use_case is not None else {}
+    unknown = sorted(set(declared) - set(bounds))
+    if unknown:
+        raise ValueError(f"use case {use_case.name}: unknown gate bound(s) {unknown} (known: {sorted(bounds)})")
+    return {**bounds, **declared, **{k: bounds[k] for k in config.model_fields_set}}
 
 
 def stale_reasons(evaluation: dict, challenger_now: str | None, champion_now: str | None) -> list[str]:
@@ -35,65 +45,71 @@ def stale_reasons(evaluation: dict, challenger_now: str | None, champion_now: st
     return reasons
 
 
-@dg.asset_check(
-    asset=EVAL_REPORT,
-    blocking=True,
-    description="The challenger passed the gate (quality floor, no regression, fairness bounds) on the "
-                "scores the latest evaluation recorded; its verdict is tagged on the model version.",
-)
-def eval_gate_passed(
-    context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
-) -> dg.AssetCheckResult:
-    """Applies the gate's bounds to the latest ``eval_report`` materialization's scores."""
-    from platform_assets.evaluate.metrics import decide
-    from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
+    """The gate on ``<use case>/evaluate/eval_report`` and the check of ``<use case>/evaluate/champion``."""
+    keys = for_use_case(use_case)
 
-    latest = latest_evaluation(context.instance)
-    if latest is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reasons": "no evaluation recorded"})
-    evaluation, evaluation_run = latest
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    challenger_now = alias_version(client, name, CHALLENGER)
-    champion_now = alias_version(client, name, CHAMPION)
-    if champion_now == challenger_now:
-        champion_now = None
-    models = evaluation["models"]
-    decision = decide(models["challenger"], models.get("champion"), **gate_bounds(config))
-    reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons]
-    passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
-    version = evaluation["challenger_version"]
-    client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "failed")
-    client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
-    context.log.info("\n".join(reasons))
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={"model_version": version, "champion_version": evaluation["champion_version"] or "none",
-                  "evaluation_run": evaluation_run, "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons))},
+    @dg.asset_check(
+        asset=keys.eval_report,
+        blocking=True,
+        description="The challenger passed the gate (quality floor, no regression, fairness bounds) on the "
+                    "scores the latest evaluation recorded; its verdict is tagged on the model version.",
     )
+    def eval_gate_passed(
+        context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
+    ) -> dg.AssetCheckResult:
+        """Applies the gate's bounds to the latest ``eval_report`` materialization's scores."""
+        from platform_assets.evaluate.metrics import decide
+        from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+
+        latest = latest_evaluation(context.instance, keys.eval_report)
+        if latest is None:
+            return dg.AssetCheckResult(passed=False, metadata={"reasons": "no evaluation recorded"})
+        evaluation, evaluation_run = latest
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        challenger_now = alias_version(client, name, CHALLENGER)
+        champion_now = alias_version(client, name, CHAMPION)
+        if champion_now == challenger_now:
+            champion_now = None
+        models = evaluation["models"]
+        decision = decide(models["challenger"], models.get("champion"), **gate_bounds(config, use_case))
+        reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons]
+        passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
+        version = evaluation["challenger_version"]
+        client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "failed")
+        client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
+        context.log.info("\n".join(reasons))
+        return dg.AssetCheckResult(
+            passed=passed,
+            metadata={"model_version": version, "champion_version": evaluation["champion_version"] or "none",
+                      "evaluation_run": evaluation_run, "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons))},
+        )
 
 
-@dg.asset_check(
-    asset=CHAMPION_ALIAS,
-    blocking=True,
-    description="The registry's champion alias points at a version whose gate passed on a recorded evaluation "
-                "(an alias moved by hand, in the MLflow UI or API, fails).",
-)
-def champion_passed_the_gate(context: dg.AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
-    """Reads the alias and the version's gate tags from the registry now, and the evaluation run from Dagster."""
-    from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
-
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    version = alias_version(client, name, CHAMPION)
-    if version is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": f"{name} has no {CHAMPION!r} alias"})
-    tags = client.get_model_version(name, version).tags
-    evaluation_run = tags.get(GATE_EVALUATION_TAG)
-    recorded = bool(evaluation_run) and context.instance.get_run_by_id(evaluation_run) is not None
-    passed = tags.get(GATE_TAG) == "passed" and recorded
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={"champion_version": version, "gate": tags.get(GATE_TAG) or "missing",
-                  "evaluation_run": evaluation_run or "none", "evaluation_run_recorded": recorded},
+    @dg.asset_check(
+        asset=keys.champion,
+        blocking=True,
+        description="The registry's champion alias points at a version whose gate passed on a recorded evaluation "
+                    "(an alias moved by hand, in the MLflow UI or API, fails).",
     )
+    def champion_passed_the_gate(context: dg.AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
+        """Reads the alias and the version's gate tags from the registry now, and the evaluation run from Dagster."""
+        from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
+
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        version = alias_version(client, name, CHAMPION)
+        if version is None:
+            return dg.AssetCheckResult(passed=False, metadata={"reason": f"{name} has no {CHAMPION!r} alias"})
+        tags = client.get_model_version(name, version).tags
+        evaluation_run = tags.get(GATE_EVALUATION_TAG)
+        recorded = bool(evaluation_run) and context.instance.get_run_by_id(evaluation_run) is not None
+        passed = tags.get(GATE_TAG) == "passed" and recorded
+        return dg.AssetCheckResult(
+            passed=passed,
+            metadata={"champion_version": version, "gate": tags.get(GATE_TAG) or "missing",
+                      "evaluation_run": evaluation_run or "none", "evaluation_run_recorded": recorded},
+        )
+
+    return [eval_gate_passed, champion_passed_the_gate]

@@ -6,67 +6,13 @@ import hashlib
 
 import dagster as dg
 
-from platform_assets.automation import OUTCOMES
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.declared import use_case
-from platform_assets.keys import FEATURE_STORE, TRAINING_SET, feature_key
+from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
-from platform_assets.validate.assets import VALIDATED_APPLICATIONS
 
-USE_CASE = use_case()
-MART_KEYS = [feature_key(table) for table in USE_CASE.marts]
-# Outcome files (monitor/outcomes): the source's key (as text), label and label time.
-OUTCOMES_TABLE = "monitor.outcomes"
 # The training set's column of when each label became known (the source's label time, or its event time).
 LABEL_TIME = "label_ts"
-
-
-@dg.asset(
-    key=FEATURE_STORE,
-    deps=MART_KEYS,
-    group_name="features",
-    kinds={"feast", "sqlite", "parquet"},
-    description=(
-        "Feast registry, offline exports of the dbt marts, and the online store loaded with each "
-        "entity's newest row of the online views."
-    ),
-    pool=WAREHOUSE_POOL,
-)
-def feature_store(
-    context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
-) -> dg.MaterializeResult:
-    """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
-    from platform_assets.features import feast_ops
-
-    data_dir = state.paths.feast / "data"
-    use_case = USE_CASE
-    with warehouse.connect(read_only=True) as con:
-        # Only the online views' marts are materialized (the others serve training, offline).
-        changed_since = feast_ops.earliest_change(con, data_dir, use_case.online_marts)
-        counts = feast_ops.export_marts(con, data_dir, use_case.marts)
-        times = " UNION ALL ".join(f"SELECT event_timestamp FROM features.{m}"
-                                   for m in use_case.online_marts or use_case.marts)
-        oldest, newest = con.execute(f"SELECT min(event_timestamp), max(event_timestamp) FROM ({times})").fetchone()
-    store = feast.store()
-    applied = feast_ops.apply_repo(store, feast.repo_path)
-    start = None
-    if use_case.online_marts:
-        start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store, use_case), oldest,
-                                            newest)
-    if start is not None:
-        # From the oldest change (or the online horizon) on: the latest value of every changed entity.
-        feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1))
-    context.log.info(f"applied {applied}; exported {counts}; materialized from {start}")
-    return dg.MaterializeResult(
-        metadata={
-            "offline_rows": dg.MetadataValue.json(counts),
-            "feast_objects": ", ".join(applied),
-            "materialized_from": start.isoformat() if start is not None else "nothing changed",
-            "materialized_until": newest.isoformat(),
-            "online_store": dg.MetadataValue.path(str(state.paths.feast / "online_store.db")),
-        }
-    )
 
 
 def labelled_rows_sql(use_case: UseCase, with_outcome_files: bool) -> str:
@@ -83,7 +29,7 @@ def labelled_rows_sql(use_case: UseCase, with_outcome_files: bool) -> str:
     if with_outcome_files and source.label_time:
         return (f"SELECT {columns}, coalesce(o.{label}, a.{label}) AS {label}, "
                 f"coalesce(o.{source.label_time}, a.{label_time}) AS {LABEL_TIME} FROM {source.validated_table} a "
-                f"LEFT JOIN {OUTCOMES_TABLE} o ON o.{source.key} = CAST(a.{source.key} AS VARCHAR)")
+                f"LEFT JOIN {use_case.monitor_table('outcomes')} o ON o.{source.key} = CAST(a.{source.key} AS VARCHAR)")
     return f"SELECT {columns}, a.{label}, a.{label_time} AS {LABEL_TIME} FROM {source.validated_table} a"
 
 
@@ -121,66 +67,117 @@ def training_window(requested: str, previous: str | None) -> str | None:
         raise ValueError(f"training_set config 'since': {value!r} is not a day (YYYY-MM-DD), 'all' or empty") from None
 
 
-@dg.asset(
-    key=TRAINING_SET,
-    deps=[FEATURE_STORE, VALIDATED_APPLICATIONS, OUTCOMES],
-    group_name="features",
-    kinds={"feast", "parquet"},
-    description="Labelled rows with point-in-time features, split by time into train/validation/test.",
-    pool=WAREHOUSE_POOL,
-)
-def training_set(
-    context: dg.AssetExecutionContext,
-    config: TrainingSetConfig,
-    state: PlatformState,
-    warehouse: Warehouse,
-    feast: FeatureStore,
-) -> dg.MaterializeResult:
-    """Retrieves historical features for each labelled row as of its event time."""
-    import pandas as pd
+def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
+    """``<use case>/features/feature_store`` and ``<use case>/features/training_set``."""
+    keys = for_use_case(use_case)
 
-    from platform_assets.features import feast_ops
-
-    from platform_assets.warehouse import table_names
-
-    use_case = USE_CASE
-    with warehouse.connect(read_only=True) as con:
-        labelled = con.execute(labelled_rows_sql(use_case, OUTCOMES_TABLE in table_names(con))).df()
-    as_of = labelled[use_case.source.event_time].max()
-    previous = context.instance.get_latest_materialization_event(TRAINING_SET)
-    previous_since = None
-    if previous is not None and "since" in previous.asset_materialization.metadata:
-        previous_since = previous.asset_materialization.metadata["since"].value
-    since = training_window(config.since, previous_since if previous_since != "all" else None)
-    if since is not None:
-        labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
-    entities = feast_ops.entity_rows(labelled, as_of, use_case)
-    entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
-    if since is not None and len(entities) < config.min_rows:
-        raise ValueError(
-            f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
-            f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
-            "or widen the window (config since)")
-    df = feast_ops.historical_features(feast.store(), entities, use_case)
-    cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
-    df["split"] = feast_ops.split_by_time(df, cut)
-    path = state.paths.training_set
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".training_set.parquet.tmp")
-    df.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-    tmp.replace(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    sizes = df["split"].value_counts().to_dict()
-    context.log.info(f"training set {len(df)} rows as of {as_of}: {sizes}")
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(digest),
-        metadata={
-            "dagster/row_count": len(df),
-            "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
-            "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
-            "since": since or "all",
-            "positive_rate": float(df[use_case.label].mean()),
-            "digest": digest,
-            "path": dg.MetadataValue.path(str(path)),
-        },
+    @dg.asset(
+        key=keys.feature_store,
+        deps=[keys.feature(m) for m in use_case.marts],
+        group_name=use_case.name,
+        kinds={"feast", "sqlite", "parquet"},
+        description=(
+            "Feast registry, offline exports of the dbt marts, and the online store loaded with each "
+            "entity's newest row of the online views."
+        ),
+        pool=WAREHOUSE_POOL,
     )
+    def feature_store(
+        context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
+    ) -> dg.MaterializeResult:
+        """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
+        from platform_assets.features import feast_ops
+
+        data_dir = state.paths.feast / "data"
+        with warehouse.connect(read_only=True) as con:
+            # Only the online views' marts are materialized (the others serve training, offline).
+            changed_since = feast_ops.earliest_change(con, data_dir, use_case.online_marts)
+            counts = feast_ops.export_marts(con, data_dir, use_case.marts)
+            times = " UNION ALL ".join(f"SELECT event_timestamp FROM features.{m}"
+                                       for m in use_case.online_marts or use_case.marts)
+            oldest, newest = con.execute(f"SELECT min(event_timestamp), max(event_timestamp) FROM ({times})").fetchone()
+        store = feast.store()
+        applied = feast_ops.apply_repo(store, feast.repo_path)
+        start = None
+        if use_case.online_marts:
+            start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store, use_case), oldest,
+                                                newest)
+        if start is not None:
+            # From the oldest change (or the online horizon) on: the latest value of every changed entity.
+            feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1))
+        context.log.info(f"applied {applied}; exported {counts}; materialized from {start}")
+        return dg.MaterializeResult(
+            metadata={
+                "offline_rows": dg.MetadataValue.json(counts),
+                "feast_objects": ", ".join(applied),
+                "materialized_from": start.isoformat() if start is not None else "nothing changed",
+                "materialized_until": newest.isoformat(),
+                "online_store": dg.MetadataValue.path(str(state.paths.feast / "online_store.db")),
+            }
+        )
+
+
+    @dg.asset(
+        key=keys.training_set,
+        deps=[keys.feature_store, keys.validated, *([keys.outcomes] if use_case.source.label_time else [])],
+        group_name=use_case.name,
+        kinds={"feast", "parquet"},
+        description="Labelled rows with point-in-time features, split by time into train/validation/test.",
+        pool=WAREHOUSE_POOL,
+    )
+    def training_set(
+        context: dg.AssetExecutionContext,
+        config: TrainingSetConfig,
+        state: PlatformState,
+        warehouse: Warehouse,
+        feast: FeatureStore,
+    ) -> dg.MaterializeResult:
+        """Retrieves historical features for each labelled row as of its event time."""
+        import pandas as pd
+
+        from platform_assets.features import feast_ops
+
+        from platform_assets.warehouse import table_names
+
+        with warehouse.connect(read_only=True) as con:
+            labelled = con.execute(labelled_rows_sql(use_case, use_case.monitor_table("outcomes") in table_names(con))).df()
+        as_of = labelled[use_case.source.event_time].max()
+        previous = context.instance.get_latest_materialization_event(keys.training_set)
+        previous_since = None
+        if previous is not None and "since" in previous.asset_materialization.metadata:
+            previous_since = previous.asset_materialization.metadata["since"].value
+        since = training_window(config.since, previous_since if previous_since != "all" else None)
+        if since is not None:
+            labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
+        entities = feast_ops.entity_rows(labelled, as_of, use_case)
+        entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
+        if since is not None and len(entities) < config.min_rows:
+            raise ValueError(
+                f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
+                f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
+                "or widen the window (config since)")
+        df = feast_ops.historical_features(feast.store(), entities, use_case)
+        cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
+        df["split"] = feast_ops.split_by_time(df, cut)
+        path = state.paths.of(use_case.name).training_set
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".training_set.parquet.tmp")
+        df.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+        tmp.replace(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        sizes = df["split"].value_counts().to_dict()
+        context.log.info(f"training set {len(df)} rows as of {as_of}: {sizes}")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(digest),
+            metadata={
+                "dagster/row_count": len(df),
+                "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
+                "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
+                "since": since or "all",
+                "positive_rate": float(df[use_case.label].mean()),
+                "digest": digest,
+                "path": dg.MetadataValue.path(str(path)),
+            },
+        )
+
+    return [feature_store, training_set]

@@ -3,66 +3,15 @@
 
 import dagster as dg
 
-from platform_assets.features.assets import FEATURE_STORE, TRAINING_SET, USE_CASE
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
-
 
 class SkewCheckConfig(dg.Config):
     """How many entities the skew check compares."""
 
     sample_size: int = 50
     seed: int = 0
-
-
-@dg.asset_check(
-    asset=FEATURE_STORE,
-    blocking=True,
-    description=(
-        "The online store serves each sampled entity's newest offline row exactly, for every view of the "
-        "online feature service (a stale or half-materialized online store fails)."
-    ),
-)
-def online_matches_offline(config: SkewCheckConfig, feast: FeatureStore) -> dg.AssetCheckResult:
-    """Reads a sample of entities from the online store and compares their values with the views' sources.
-
-    Whether the server's features then equal the point-in-time training features
-    is checked on what it actually served (``monitor/inference_log``).
-    """
-    from platform_assets.features import feast_ops
-
-    store = feast.store()
-    expected = feast_ops.latest_offline_rows(store, USE_CASE, config.sample_size, config.seed)
-    mismatches = feast_ops.online_mismatches(store, expected)
-    compared = sum(len(rows) for rows in expected.values())
-    return dg.AssetCheckResult(
-        # No online view (a use case served from the request alone) has nothing to compare: that passes.
-        passed=mismatches.empty and (compared > 0 or not expected),
-        metadata={
-            "entities_compared": compared,
-            "mismatches": len(mismatches),
-            "examples": dg.MetadataValue.md(mismatches.head(10).to_markdown(index=False) if len(mismatches) else "none"),
-        },
-    )
-
-
-@dg.asset_check(
-    asset=TRAINING_SET,
-    blocking=True,
-    description="Point-in-time correct: features as of each row, labels known, splits in time order.",
-)
-def training_set_has_no_leakage(state: PlatformState, warehouse: Warehouse, feast: FeatureStore) -> dg.AssetCheckResult:
-    """Recomputes what each row may know (its own point-in-time join) and compares with the training set."""
-    import pandas as pd
-
-    from platform_assets.features.feast_ops import leakage_findings, point_in_time_mismatches
-
-    training = pd.read_parquet(state.paths.training_set)
-    source = USE_CASE.source
-    with warehouse.connect(read_only=True) as con:
-        as_of = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]
-    not_as_of = point_in_time_mismatches(feast.store(), training, USE_CASE)
-    findings = leakage_findings(training, pd.Timestamp(as_of, tz="UTC"), not_as_of)
-    return dg.AssetCheckResult(passed=not any(findings.values()), metadata=findings)
 
 
 class FeatureFreshnessConfig(dg.Config):
@@ -72,41 +21,98 @@ class FeatureFreshnessConfig(dg.Config):
     max_online_lag_hours: float = 0.0
 
 
-@dg.asset_check(
-    asset=FEATURE_STORE,
-    description="Features keep up with the validated data and the online store holds the newest features.",
-)
-def features_are_fresh(
-    config: FeatureFreshnessConfig, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
-) -> dg.AssetCheckResult:
-    """Warns when the newest feature is older than the newest validated row, or not yet online."""
-    import datetime as dt
+def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
+    """The checks of the use case's feature store and training set."""
+    keys = for_use_case(use_case)
 
-    import duckdb
-
-    from platform_assets.features import feast_ops
-
-    exported = [str(state.paths.feast / "data" / f"{mart}.parquet") for mart in USE_CASE.marts]
-    source = USE_CASE.source
-    with warehouse.connect(read_only=True) as con:
-        newest_source = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]
-    with duckdb.connect() as con:
-        newest_features = con.execute(f"SELECT max(event_timestamp) FROM read_parquet({exported})").fetchone()[0]
-    until = feast_ops.materialized_until(feast.store(), USE_CASE)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    found = feast_ops.freshness_findings(newest_source, newest_features, until, now)
-    passed = (
-        found["feature_lag_hours"] is not None
-        and found["feature_lag_hours"] <= config.max_feature_lag_hours
-        and found["online_lag_hours"] is not None
-        and found["online_lag_hours"] <= config.max_online_lag_hours
+    @dg.asset_check(
+        asset=keys.feature_store,
+        blocking=True,
+        description=(
+            "The online store serves each sampled entity's newest offline row exactly, for every view of the "
+            "online feature service (a stale or half-materialized online store fails)."
+        ),
     )
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            **{k: (round(v, 3) if v is not None else "n/a") for k, v in found.items()},
-            "newest_feature": str(newest_features),
-            "online_until": dg.MetadataValue.json({k: str(v) for k, v in until.items()}),
-        },
+    def online_matches_offline(config: SkewCheckConfig, feast: FeatureStore) -> dg.AssetCheckResult:
+        """Reads a sample of entities from the online store and compares their values with the views' sources.
+
+        Whether the server's features then equal the point-in-time training features
+        is checked on what it actually served (``monitor/inference_log``).
+        """
+        from platform_assets.features import feast_ops
+
+        store = feast.store()
+        expected = feast_ops.latest_offline_rows(store, use_case, config.sample_size, config.seed)
+        mismatches = feast_ops.online_mismatches(store, expected)
+        compared = sum(len(rows) for rows in expected.values())
+        return dg.AssetCheckResult(
+            # No online view (a use case served from the request alone) has nothing to compare: that passes.
+            passed=mismatches.empty and (compared > 0 or not expected),
+            metadata={
+                "entities_compared": compared,
+                "mismatches": len(mismatches),
+                "examples": dg.MetadataValue.md(mismatches.head(10).to_markdown(index=False) if len(mismatches) else "none"),
+            },
+        )
+
+
+    @dg.asset_check(
+        asset=keys.training_set,
+        blocking=True,
+        description="Point-in-time correct: features as of each row, labels known, splits in time order.",
     )
+    def training_set_has_no_leakage(state: PlatformState, warehouse: Warehouse, feast: FeatureStore) -> dg.AssetCheckResult:
+        """Recomputes what each row may know (its own point-in-time join) and compares with the training set."""
+        import pandas as pd
+
+        from platform_assets.features.feast_ops import leakage_findings, point_in_time_mismatches
+
+        training = pd.read_parquet(state.paths.of(use_case.name).training_set)
+        source = use_case.source
+        with warehouse.connect(read_only=True) as con:
+            as_of = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]
+        not_as_of = point_in_time_mismatches(feast.store(), training, use_case)
+        findings = leakage_findings(training, pd.Timestamp(as_of, tz="UTC"), not_as_of)
+        return dg.AssetCheckResult(passed=not any(findings.values()), metadata=findings)
+
+
+    @dg.asset_check(
+        asset=keys.feature_store,
+        description="Features keep up with the validated data and the online store holds the newest features.",
+    )
+    def features_are_fresh(
+        config: FeatureFreshnessConfig, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
+    ) -> dg.AssetCheckResult:
+        """Warns when the newest feature is older than the newest validated row, or not yet online."""
+        import datetime as dt
+
+        import duckdb
+
+        from platform_assets.features import feast_ops
+
+        exported = [str(state.paths.feast / "data" / f"{mart}.parquet") for mart in use_case.marts]
+        source = use_case.source
+        with warehouse.connect(read_only=True) as con:
+            newest_source = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]
+        with duckdb.connect() as con:
+            newest_features = con.execute(f"SELECT max(event_timestamp) FROM read_parquet({exported})").fetchone()[0]
+        until = feast_ops.materialized_until(feast.store(), use_case)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        found = feast_ops.freshness_findings(newest_source, newest_features, until, now)
+        passed = (
+            found["feature_lag_hours"] is not None
+            and found["feature_lag_hours"] <= config.max_feature_lag_hours
+            and found["online_lag_hours"] is not None
+            and found["online_lag_hours"] <= config.max_online_lag_hours
+        )
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **{k: (round(v, 3) if v is not None else "n/a") for k, v in found.items()},
+                "newest_feature": str(newest_features),
+                "online_until": dg.MetadataValue.json({k: str(v) for k, v in until.items()}),
+            },
+        )
+
+    return [online_matches_offline, training_set_has_no_leakage, features_are_fresh]

@@ -13,8 +13,8 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
-from platform_assets.declared import use_case
-from platform_assets.keys import feature_key
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
 from platform_assets.settings import PROJECT_ROOT
 
@@ -56,40 +56,52 @@ def dbt_project() -> DbtProject:
 
 
 class FeatureDbtTranslator(DagsterDbtTranslator):
-    """Puts dbt models under ``features/<model>`` in the ``features`` group.
+    """Puts a use case's dbt models under ``<use case>/features/<model>`` in the use case's group.
 
-    Sources keep dbt's default key (``validated/applications``), which is the
-    key of the Python asset that writes that table, so lineage connects.
+    Its dbt source (the validated table) gets the key of the Python asset that
+    writes that table (``<use case>/validated/<source>``), so lineage connects.
     """
+
+    def __init__(self, use_case: UseCase):
+        super().__init__()
+        self.use_case = use_case
+        self.keys = for_use_case(use_case)
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:  # noqa: D102
         if dbt_resource_props["resource_type"] == "source":
+            if dbt_resource_props["name"] == self.use_case.source.name:
+                return self.keys.validated
             return super().get_asset_key(dbt_resource_props)
-        return feature_key(dbt_resource_props["name"])
+        return self.keys.feature(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:  # noqa: D102
-        return "features"
+        return self.use_case.name
 
 
-@dbt_assets(
-    manifest=dbt_project().manifest_path,
-    project=dbt_project(),
-    select=use_case().dbt_select,
-    dagster_dbt_translator=FeatureDbtTranslator(),
-    name="dbt_feature_models",
-    pool=WAREHOUSE_POOL,
-    retry_policy=DBT_LOCK_RETRY,
-)
-def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
-    """Builds the staging and mart models on DuckDB and runs their tests."""
-    # profiles.yml reads the warehouse path from the environment of the dbt subprocess.
-    os.environ["PLATFORM_DUCKDB_PATH"] = warehouse.database
-    # A subset run (automation may build the staging model alone, first) must not run a test that also
-    # reads a model neither selected nor upstream: on a fresh warehouse that model does not exist yet.
-    # dbt's default (eager) takes a test if any parent is selected; buildable waits for all of them.
-    # dagster-dbt still overrides this with "empty" when it selects tests one by one.
-    os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
-    yield from dbt.cli(["build"], context=context).stream()
+def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
+    """The use case's dbt models (``dbt/models/<use case>/``) as assets, their tests as asset checks."""
+
+    @dbt_assets(
+        manifest=dbt_project().manifest_path,
+        project=dbt_project(),
+        select=use_case.dbt_select,
+        dagster_dbt_translator=FeatureDbtTranslator(use_case),
+        name=f"{use_case.name}__dbt",
+        pool=WAREHOUSE_POOL,
+        retry_policy=DBT_LOCK_RETRY,
+    )
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+        """Builds the use case's staging and mart models on DuckDB and runs their tests."""
+        # profiles.yml reads the warehouse path from the environment of the dbt subprocess.
+        os.environ["PLATFORM_DUCKDB_PATH"] = warehouse.database
+        # A subset run (automation may build the staging model alone, first) must not run a test that also
+        # reads a model neither selected nor upstream: on a fresh warehouse that model does not exist yet.
+        # dbt's default (eager) takes a test if any parent is selected; buildable waits for all of them.
+        # dagster-dbt still overrides this with "empty" when it selects tests one by one.
+        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return dbt_models
 
 
 def dbt_resource() -> DbtCliResource:

@@ -16,162 +16,29 @@ import os
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.deploy.assets import DEPLOYMENT
-from platform_assets.features.assets import TRAINING_SET
+from platform_assets.declarations import UseCase
 from platform_assets.ingest.partitions import DAILY_PARTITIONS
-from platform_assets.resources import MlflowRegistry, PlatformState, Warehouse
-from platform_assets.ingest.assets import SOURCE
-from platform_assets.validate.assets import VALIDATED_APPLICATIONS
+from platform_assets.keys import for_use_case
+from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
 
-from platform_assets.keys import DRIFT_REPORT, INFERENCE_LOG, LABELLED_PREDICTIONS, OUTCOMES
 # Rows of real callers: the application's fields sent, history looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
 TRAFFIC = "feature_source = 'online'"
 
 
-@dg.asset(
-    key=INFERENCE_LOG,
-    deps=[DEPLOYMENT],
-    partitions_def=DAILY_PARTITIONS,
-    group_name="monitor",
-    kinds={"duckdb", "json"},
-    description=(
-        "What the model server logged for one day of requests (by the application's day): request id, model "
-        "version, the features it used, the probability, the latency. Every line counted, bad ones rejected."
-    ),
-    pool=WAREHOUSE_POOL,
-)
-def inference_log(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Ingests the server's log files of the partition's day into ``monitor.inference_log``."""
-    from platform_assets.monitor import logs
-
-    day = context.partition_key
-    paths = logs.day_files(state.paths.inference, day)
-    if not paths:
-        raise dg.Failure(f"no inference log files for {day} under {state.paths.inference / f'day={day}'}: "
-                         "no request of that day was served (or the server logs elsewhere: INFERENCE_LOG_DIR)")
-    files = [logs.read_log_file(p, day) for p in paths]
-    with warehouse.connect() as con:
-        counts = logs.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
-    rows = [f.rows for f in files if len(f.rows)]
-    versions = sorted({v for r in rows for v in r["model_version"].unique()})
-    traffic = sum(int((r["feature_source"] == "online").sum()) for r in rows)
-    for f in files:
-        for rejected in f.rejected[:5]:
-            context.log.warning(f"{rejected['_source_file']}:{rejected['_source_line']}: {rejected['reason']}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": counts["rows"],
-            "lines": counts["lines"],
-            "rejected_lines": counts["rejected"],
-            "traffic_rows": traffic,
-            "files": len(files),
-            "model_versions": ", ".join(versions) or "none",
-        }
-    )
-
-
-@dg.asset(
-    key=OUTCOMES,
-    partitions_def=DAILY_PARTITIONS,
-    group_name="monitor",
-    kinds={"csv", "duckdb"},
-    description=(
-        "Outcomes as they became known: the day's outcome file (landing/outcomes/outcomes_YYYY-MM-DD.csv: "
-        f"{', '.join(c for c in (SOURCE.key, SOURCE.label, SOURCE.label_time) if c)}), every row kept or "
-        "rejected with its reason."
-    ),
-    pool=WAREHOUSE_POOL,
-)
-def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Reads the partition day's outcome file into ``monitor.outcomes`` (the day replaced)."""
-    from platform_assets.monitor import outcomes as outcome_files
-
-    day = context.partition_key
-    paths = outcome_files.day_files(state.paths.outcomes, day)
-    if not paths:
-        raise dg.Failure(f"no outcome file for {day} under {state.paths.outcomes} (outcomes_{day}.csv)")
-    source = SOURCE
-    files = [outcome_files.read_outcome_file(p, day, source) for p in paths]
-    with warehouse.connect() as con:
-        counts = outcome_files.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
-                                         source)
-        from platform_assets.warehouse import table_names
-
-        unmatched = counts["outcomes"]
-        if source.validated_table in table_names(con):
-            unmatched = con.execute(
-                f"SELECT count(*) FROM monitor.outcomes WHERE _partition = ? AND {source.key} NOT IN "
-                f"(SELECT CAST({source.key} AS VARCHAR) FROM {source.validated_table})", [day]).fetchone()[0]
-    for f in files:
-        for rejected in f.rejected[:5]:
-            context.log.warning(f"{rejected['_source_file']}:{rejected['_source_row']}: {rejected['reason']}")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": counts["outcomes"],
-        "file_rows": counts["rows"],
-        "rejected_rows": counts["rejected"],
-        # Outcomes of rows not validated (yet): kept; they join once the row lands.
-        "not_yet_validated": int(unmatched),
-        "files": dg.MetadataValue.json([{"path": f.path, "sha256": f.sha256} for f in files]),
-    })
-
-
-def _labels_query(tables: set[str]) -> str:
-    """The known outcome of each application: from outcome files when present, else the application's own."""
-    inline = "SELECT application_id, is_default, label_ts FROM validated.applications WHERE is_default IS NOT NULL"
-    if "monitor.outcomes" not in tables:
+def _labels_query(tables: set[str], use_case: UseCase) -> str:
+    """The known outcome of each row (key as text, label, ``label_ts``): from outcome files when present,
+    else the row's own (a row without a declared label time knows its label from its event time)."""
+    source, label = use_case.source, use_case.label
+    label_time = source.label_time or source.event_time
+    inline = (f"SELECT CAST({source.key} AS VARCHAR) AS {source.key}, {label}, {label_time} AS label_ts "
+              f"FROM {source.validated_table} WHERE {label} IS NOT NULL")
+    outcomes = use_case.monitor_table("outcomes")
+    if not source.label_time or outcomes not in tables:
         return inline
     return (
-        "SELECT application_id, is_default, label_ts FROM monitor.outcomes UNION ALL "
-        f"SELECT * FROM ({inline}) WHERE application_id NOT IN (SELECT application_id FROM monitor.outcomes)"
-    )
-
-
-@dg.asset(
-    key=LABELLED_PREDICTIONS,
-    deps=[INFERENCE_LOG, VALIDATED_APPLICATIONS, OUTCOMES],
-    group_name="monitor",
-    kinds={"duckdb"},
-    description="Served predictions joined to the outcomes known so far (labels arrive days after the application).",
-    pool=WAREHOUSE_POOL,
-)
-def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Joins ``monitor.inference_log`` traffic to outcomes known by the newest event seen."""
-    from platform_assets.warehouse import table_names
-
-    with warehouse.connect() as con:
-        tables = table_names(con)
-        if "monitor.inference_log" not in tables:
-            raise dg.Failure("monitor.inference_log does not exist yet: ingest a day of served traffic first")
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE monitor.labelled_predictions AS
-            WITH labels AS ({_labels_query(tables)}),
-            as_of AS (SELECT greatest(
-                (SELECT max(event_ts) FROM monitor.inference_log WHERE {TRAFFIC}),
-                (SELECT max(application_ts) FROM validated.applications)) AS t)
-            SELECT log.request_id, log.row, log.event_ts, log._partition, log.application_id, log.model_name,
-                   log.model_version, log.probability, labels.is_default, labels.label_ts,
-                   date_diff('second', log.event_ts, labels.label_ts) / 86400.0 AS label_delay_days
-            FROM monitor.inference_log AS log
-            JOIN labels ON labels.application_id = log.application_id, as_of
-            WHERE log.{TRAFFIC} AND labels.label_ts <= as_of.t
-            """
-        )
-        served, labelled, p50, p90 = con.execute(
-            f"SELECT (SELECT count(*) FROM monitor.inference_log WHERE {TRAFFIC}), count(*), "
-            "quantile_cont(label_delay_days, 0.5), quantile_cont(label_delay_days, 0.9) "
-            "FROM monitor.labelled_predictions"
-        ).fetchone()
-    context.log.info(f"{labelled} of {served} served predictions have a known outcome")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": int(labelled),
-            "served_rows": int(served),
-            "unlabelled_rows": int(served - labelled),
-            "label_delay_days_p50": float(p50) if p50 is not None else None,
-            "label_delay_days_p90": float(p90) if p90 is not None else None,
-        }
+        f"SELECT {source.key}, {label}, {source.label_time} AS label_ts FROM {outcomes} UNION ALL "
+        f"SELECT * FROM ({inline}) WHERE {source.key} NOT IN (SELECT {source.key} FROM {outcomes})"
     )
 
 
@@ -198,91 +65,242 @@ def mlflow_run_url(experiment_id: str, run_id: str) -> str:
     return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-@dg.asset(
-    key=DRIFT_REPORT,
-    deps=[INFERENCE_LOG, LABELLED_PREDICTIONS, TRAINING_SET, DEPLOYMENT],
-    group_name="monitor",
-    kinds={"evidently", "html"},
-    description=(
-        "Evidently report on the served model's recent traffic against its training data: drift per feature, "
-        "prediction drift, and ROC AUC / Brier on the traffic whose outcome is known."
-    ),
-    pool=WAREHOUSE_POOL,
-)
-def drift_report(
-    context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse,
-    mlflow_registry: MlflowRegistry,
-) -> dg.MaterializeResult:
-    """Compares the last ``window_days`` of the served model's valid traffic with its newest training days."""
-    import pandas as pd
+def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
+    """The monitoring assets of a use case: its inference log, outcome files (if labels come later), labelled predictions, drift report."""
+    keys, source, schema = for_use_case(use_case), use_case.source, use_case.monitor_schema
 
-    from platform_assets.features.history import HISTORY_FEATURES
-    from platform_assets.monitor import drift
-    from platform_assets.train.network import load_bundle
-    from platform_assets.warehouse import table_names
+    @dg.asset(
+        key=keys.inference_log,
+        deps=[keys.deployment],
+        partitions_def=DAILY_PARTITIONS,
+        group_name=use_case.name,
+        kinds={"duckdb", "json"},
+        description=(
+            "What the model server logged for one day of requests (by the application's day): request id, model "
+            "version, the features it used, the probability, the latency. Every line counted, bad ones rejected."
+        ),
+        pool=WAREHOUSE_POOL,
+    )
+    def inference_log(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
+        """Ingests the server's log files of the partition's day into ``monitor_<use case>.inference_log``."""
+        from platform_assets.monitor import logs
 
-    deployment = json.loads((state.paths.serving / "deployment.json").read_text())
-    version = str(deployment["model_version"])
-    bundle = load_bundle(deployment["bundle"])
-    features = bundle.preprocessor.input_names
-    with warehouse.connect(read_only=True) as con:
-        days = [r[0] for r in con.execute(
-            f"SELECT DISTINCT _partition FROM monitor.inference_log WHERE {TRAFFIC} AND model_version = ? "
-            "ORDER BY 1 DESC LIMIT ?", [version, config.window_days]).fetchall()]
-        marks = ", ".join("?" for _ in days) or "NULL"
-        # Requests whose application validation later quarantined are counted, not compared:
-        # the reference holds valid applications only.
-        invalid = ("AND application_id NOT IN (SELECT application_id FROM quarantine.applications "
-                   "WHERE application_id IS NOT NULL)" if "quarantine.applications" in table_names(con) else "")
-        quarantined = con.execute(
-            f"SELECT count(*) FROM monitor.inference_log WHERE {TRAFFIC} AND model_version = ? "
-            f"AND _partition IN ({marks}) AND NOT (TRUE {invalid})", [version, *days]).fetchone()[0] if invalid else 0
-        # DuckDB samples before a WHERE of the same query: filter in a subquery, then sample.
-        current = con.execute(
-            f"SELECT * FROM (SELECT {', '.join(features)}, probability FROM monitor.inference_log WHERE {TRAFFIC} "
-            f"AND model_version = ? AND _partition IN ({marks}) {invalid}) "
-            f"USING SAMPLE reservoir({config.max_rows} ROWS) REPEATABLE ({config.seed})", [version, *days]).df()
-        # No join yet (the first report after a deployment may come before any outcome): nothing labelled.
-        labelled = con.execute(
-            f"SELECT _partition, is_default, probability FROM monitor.labelled_predictions WHERE model_version = ? "
-            f"AND _partition IN ({marks})", [version, *days]).df() if "monitor.labelled_predictions" in table_names(
-            con) else pd.DataFrame(columns=["_partition", "is_default", "probability"])
-        # The reference: every application of the newest training days, with its point-in-time features
-        # (the training set itself holds only the labelled ones, a sample biased by label delay).
-        trained_until = pd.read_parquet(state.paths.training_set, columns=["event_timestamp"])["event_timestamp"].max()
-        reference = drift.reference_window(con.execute(
-            f"SELECT a.*, {', '.join('h.' + n for n in HISTORY_FEATURES)} FROM features.fct_application_features a "
-            "JOIN features.fct_applicant_history h USING (application_id) WHERE a.event_timestamp <= ? "
-            "AND a.event_timestamp > ? - to_days(?)",
-            [trained_until, trained_until, config.reference_days]).df(), config.reference_days)
-    reference = reference.sample(n=min(config.max_rows, len(reference)), random_state=config.seed)
-    reference = reference.assign(probability=bundle.predict_proba(reference))
-    client = mlflow_registry.client()
-    run = client.get_run(client.get_model_version(deployment["model_name"], version).run_id)
-    summary = None
-    html = state.paths.reports / "drift" / f"drift_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.html"
-    if len(current) >= config.min_current_rows:
-        summary = drift.drift_report(reference, current, [*features, "probability"], html, config.max_rows, config.seed)
-        (state.paths.reports / "drift" / "drift_report.html").write_bytes(html.read_bytes())
-    quality = drift.quality(labelled, config.min_labelled_rows)
-    reference_auc = run.data.metrics.get("test_roc_auc")
-    figures = drift.figures(summary, features, quality, reference_auc)
-    # Per day, so that a sensor can tell when quality fell (and retrain on the days after it).
-    daily = drift.daily_quality(labelled, config.min_labelled_rows_per_day)
-    context.log.info(f"drift over {days[-1] if days else '-'}..{days[0] if days else '-'} of v{version}: {figures}")
-    metadata = {
-        **figures,
-        "model_version": version,
-        "window_start": days[-1] if days else None,
-        "window_end": days[0] if days else None,
-        "current_rows": len(current),
-        "quarantined_traffic_rows": int(quarantined),
-        "reference_rows": len(reference),
-        "mlflow_run": dg.MetadataValue.url(mlflow_run_url(run.info.experiment_id, run.info.run_id)),
-        "daily_quality": dg.MetadataValue.json(daily),
-    }
-    if summary is not None:
-        metadata["report"] = dg.MetadataValue.url(html.resolve().as_uri())
-        metadata["report_path"] = dg.MetadataValue.path(str(html))
-        metadata["drift_scores"] = dg.MetadataValue.json({k: round(v, 6) for k, v in summary.scores.items()})
-    return dg.MaterializeResult(metadata=metadata)
+        day = context.partition_key
+        inference_dir = state.paths.of(use_case.name).inference
+        paths = logs.day_files(inference_dir, day)
+        if not paths:
+            raise dg.Failure(f"no inference log files for {day} under {inference_dir / f'day={day}'}: "
+                             "no request of that day was served (or the server logs elsewhere: INFERENCE_LOG_DIR)")
+        files = [logs.read_log_file(p, day) for p in paths]
+        with warehouse.connect() as con:
+            counts = logs.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), schema)
+        rows = [f.rows for f in files if len(f.rows)]
+        versions = sorted({v for r in rows for v in r["model_version"].unique()})
+        traffic = sum(int((r["feature_source"] == "online").sum()) for r in rows)
+        for f in files:
+            for rejected in f.rejected[:5]:
+                context.log.warning(f"{rejected['_source_file']}:{rejected['_source_line']}: {rejected['reason']}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": counts["rows"],
+                "lines": counts["lines"],
+                "rejected_lines": counts["rejected"],
+                "traffic_rows": traffic,
+                "files": len(files),
+                "model_versions": ", ".join(versions) or "none",
+            }
+        )
+
+
+    @dg.asset(
+        key=keys.outcomes,
+        partitions_def=DAILY_PARTITIONS,
+        group_name=use_case.name,
+        kinds={"csv", "duckdb"},
+        description=(
+            "Outcomes as they became known: the day's outcome file (landing/outcomes/outcomes_YYYY-MM-DD.csv: "
+            f"{', '.join(c for c in (source.key, source.label, source.label_time) if c)}), every row kept or "
+            "rejected with its reason."
+        ),
+        pool=WAREHOUSE_POOL,
+    )
+    def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
+        """Reads the partition day's outcome file into ``monitor_<use case>.outcomes`` (the day replaced)."""
+        from platform_assets.monitor import outcomes as outcome_files
+
+        day = context.partition_key
+        outcomes_dir = state.paths.of(use_case.name).outcomes
+        paths = outcome_files.day_files(outcomes_dir, day)
+        if not paths:
+            raise dg.Failure(f"no outcome file for {day} under {outcomes_dir} (outcomes_{day}.csv)")
+        files = [outcome_files.read_outcome_file(p, day, source) for p in paths]
+        with warehouse.connect() as con:
+            counts = outcome_files.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+                                             source, schema)
+            from platform_assets.warehouse import table_names
+
+            unmatched = counts["outcomes"]
+            if source.validated_table in table_names(con):
+                unmatched = con.execute(
+                    f"SELECT count(*) FROM {schema}.outcomes WHERE _partition = ? AND {source.key} NOT IN "
+                    f"(SELECT CAST({source.key} AS VARCHAR) FROM {source.validated_table})", [day]).fetchone()[0]
+        for f in files:
+            for rejected in f.rejected[:5]:
+                context.log.warning(f"{rejected['_source_file']}:{rejected['_source_row']}: {rejected['reason']}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": counts["outcomes"],
+            "file_rows": counts["rows"],
+            "rejected_rows": counts["rejected"],
+            # Outcomes of rows not validated (yet): kept; they join once the row lands.
+            "not_yet_validated": int(unmatched),
+            "files": dg.MetadataValue.json([{"path": f.path, "sha256": f.sha256} for f in files]),
+        })
+
+
+    @dg.asset(
+        key=keys.labelled_predictions,
+        deps=[keys.inference_log, keys.validated, *([keys.outcomes] if source.label_time else [])],
+        group_name=use_case.name,
+        kinds={"duckdb"},
+        description="Served predictions joined to the outcomes known so far (labels arrive days after the application).",
+        pool=WAREHOUSE_POOL,
+    )
+    def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """Joins ``monitor_<use case>.inference_log`` traffic to outcomes known by the newest event seen."""
+        from platform_assets.warehouse import table_names
+
+        with warehouse.connect() as con:
+            tables = table_names(con)
+            if f"{schema}.inference_log" not in tables:
+                raise dg.Failure(f"{schema}.inference_log does not exist yet: ingest a day of served traffic first")
+            con.execute(
+                f"""
+                CREATE OR REPLACE TABLE {schema}.labelled_predictions AS
+                WITH labels AS ({_labels_query(tables, use_case)}),
+                as_of AS (SELECT greatest(
+                    (SELECT max(event_ts) FROM {schema}.inference_log WHERE {TRAFFIC}),
+                    (SELECT max({source.event_time}) FROM {source.validated_table})) AS t)
+                SELECT log.request_id, log.row, log.event_ts, log._partition, log.{source.key}, log.model_name,
+                       log.model_version, log.probability, labels.{use_case.label}, labels.label_ts,
+                       date_diff('second', log.event_ts, labels.label_ts) / 86400.0 AS label_delay_days
+                FROM {schema}.inference_log AS log
+                JOIN labels ON labels.{source.key} = CAST(log.{source.key} AS VARCHAR), as_of
+                WHERE log.{TRAFFIC} AND labels.label_ts <= as_of.t
+                """
+            )
+            served, labelled, p50, p90 = con.execute(
+                f"SELECT (SELECT count(*) FROM {schema}.inference_log WHERE {TRAFFIC}), count(*), "
+                "quantile_cont(label_delay_days, 0.5), quantile_cont(label_delay_days, 0.9) "
+                f"FROM {schema}.labelled_predictions"
+            ).fetchone()
+        context.log.info(f"{labelled} of {served} served predictions have a known outcome")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": int(labelled),
+                "served_rows": int(served),
+                "unlabelled_rows": int(served - labelled),
+                "label_delay_days_p50": float(p50) if p50 is not None else None,
+                "label_delay_days_p90": float(p90) if p90 is not None else None,
+            }
+        )
+
+
+    @dg.asset(
+        key=keys.drift_report,
+        deps=[keys.inference_log, keys.labelled_predictions, keys.training_set, keys.deployment],
+        group_name=use_case.name,
+        kinds={"evidently", "html"},
+        description=(
+            "Evidently report on the served model's recent traffic against its training data: drift per feature, "
+            "prediction drift, and ROC AUC / Brier on the traffic whose outcome is known."
+        ),
+        pool=WAREHOUSE_POOL,
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse,
+        mlflow_registry: MlflowRegistry, feast: FeatureStore,
+    ) -> dg.MaterializeResult:
+        """Compares the last ``window_days`` of the served model's valid traffic with its newest training days."""
+        import pandas as pd
+
+        from platform_assets.features import feast_ops
+        from platform_assets.monitor import drift
+        from platform_assets.train.network import load_bundle
+        from platform_assets.warehouse import table_names
+
+        paths = state.paths.of(use_case.name)
+        deployment = json.loads((paths.serving / "deployment.json").read_text())
+        version = str(deployment["model_version"])
+        bundle = load_bundle(deployment["bundle"])
+        features = bundle.preprocessor.input_names
+        with warehouse.connect(read_only=True) as con:
+            days = [r[0] for r in con.execute(
+                f"SELECT DISTINCT _partition FROM {schema}.inference_log WHERE {TRAFFIC} AND model_version = ? "
+                "ORDER BY 1 DESC LIMIT ?", [version, config.window_days]).fetchall()]
+            marks = ", ".join("?" for _ in days) or "NULL"
+            # Requests whose row validation later quarantined are counted, not compared:
+            # the reference holds valid rows only.
+            invalid = (f"AND CAST({source.key} AS VARCHAR) NOT IN (SELECT CAST({source.key} AS VARCHAR) FROM "
+                       f"{source.quarantine_table} WHERE {source.key} IS NOT NULL)"
+                       if source.quarantine_table in table_names(con) else "")
+            quarantined = con.execute(
+                f"SELECT count(*) FROM {schema}.inference_log WHERE {TRAFFIC} AND model_version = ? "
+                f"AND _partition IN ({marks}) AND NOT (TRUE {invalid})", [version, *days]).fetchone()[0] if invalid else 0
+            # DuckDB samples before a WHERE of the same query: filter in a subquery, then sample.
+            current = con.execute(
+                f"SELECT * FROM (SELECT {', '.join(features)}, probability FROM {schema}.inference_log WHERE {TRAFFIC} "
+                f"AND model_version = ? AND _partition IN ({marks}) {invalid}) "
+                f"USING SAMPLE reservoir({config.max_rows} ROWS) REPEATABLE ({config.seed})", [version, *days]).df()
+            # No join yet (the first report after a deployment may come before any outcome): nothing labelled.
+            labelled = con.execute(
+                f"SELECT _partition, {use_case.label} AS outcome, probability FROM {schema}.labelled_predictions "
+                "WHERE model_version = ? "
+                f"AND _partition IN ({marks})", [version, *days]).df() if f"{schema}.labelled_predictions" in table_names(
+                con) else pd.DataFrame(columns=["_partition", "outcome", "probability"])
+            # The reference: every valid row of the newest training days, with its point-in-time features
+            # (the training set itself holds only the labelled ones, a sample biased by label delay).
+            trained_until = pd.read_parquet(paths.training_set, columns=["event_timestamp"])["event_timestamp"].max()
+            entities = con.execute(
+                f"SELECT {', '.join(dict.fromkeys(use_case.entity_keys))}, {source.event_time} AS event_timestamp "
+                f"FROM {source.validated_table} WHERE {source.event_time} <= ? "
+                f"AND {source.event_time} > ? - to_days(?)",
+                [trained_until.tz_localize(None) if trained_until.tzinfo else trained_until,
+                 trained_until.tz_localize(None) if trained_until.tzinfo else trained_until,
+                 config.reference_days]).df()
+        entities = entities.sample(n=min(config.max_rows, len(entities)), random_state=config.seed)
+        reference = drift.reference_window(
+            feast_ops.historical_features(feast.store(), entities, use_case), config.reference_days)
+        reference = reference.sample(n=min(config.max_rows, len(reference)), random_state=config.seed)
+        reference = reference.assign(probability=bundle.predict_proba(reference))
+        client = mlflow_registry.client()
+        run = client.get_run(client.get_model_version(deployment["model_name"], version).run_id)
+        summary = None
+        html = paths.reports / "drift" / f"drift_{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.html"
+        if len(current) >= config.min_current_rows:
+            summary = drift.drift_report(reference, current, [*features, "probability"], html, config.max_rows, config.seed)
+            (paths.reports / "drift" / "drift_report.html").write_bytes(html.read_bytes())
+        quality = drift.quality(labelled, config.min_labelled_rows)
+        reference_auc = run.data.metrics.get("test_roc_auc")
+        figures = drift.figures(summary, features, quality, reference_auc)
+        # Per day, so that a sensor can tell when quality fell (and retrain on the days after it).
+        daily = drift.daily_quality(labelled, config.min_labelled_rows_per_day)
+        context.log.info(f"drift over {days[-1] if days else '-'}..{days[0] if days else '-'} of v{version}: {figures}")
+        metadata = {
+            **figures,
+            "model_version": version,
+            "window_start": days[-1] if days else None,
+            "window_end": days[0] if days else None,
+            "current_rows": len(current),
+            "quarantined_traffic_rows": int(quarantined),
+            "reference_rows": len(reference),
+            "mlflow_run": dg.MetadataValue.url(mlflow_run_url(run.info.experiment_id, run.info.run_id)),
+            "daily_quality": dg.MetadataValue.json(daily),
+        }
+        if summary is not None:
+            metadata["report"] = dg.MetadataValue.url(html.resolve().as_uri())
+            metadata["report_path"] = dg.MetadataValue.path(str(html))
+            metadata["drift_scores"] = dg.MetadataValue.json({k: round(v, 6) for k, v in summary.scores.items()})
+        return dg.MaterializeResult(metadata=metadata)
+
+    assets = [inference_log, labelled_predictions, drift_report]
+    return [*assets, outcomes] if source.label_time else assets

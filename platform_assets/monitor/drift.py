@@ -126,9 +126,9 @@ def quality(labelled: pd.DataFrame, min_rows: int) -> dict:
     from platform_assets.evaluate.metrics import score
 
     rows = len(labelled)
-    if rows < min_rows or labelled["is_default"].nunique() < 2:
+    if rows < min_rows or labelled["outcome"].nunique() < 2:
         return {"labelled_rows": rows, "roc_auc": None, "brier": None}
-    scored = score(labelled["is_default"].to_numpy(), labelled["probability"].to_numpy())
+    scored = score(labelled["outcome"].to_numpy(), labelled["probability"].to_numpy())
     return {"labelled_rows": rows, "roc_auc": scored["roc_auc"], "brier": scored["brier"]}
 
 
@@ -144,8 +144,8 @@ def daily_quality(labelled: pd.DataFrame, min_rows: int) -> dict[str, dict]:
     out = {}
     for day, rows in labelled.groupby("_partition", sort=True):
         auc = None
-        if len(rows) >= min_rows and rows["is_default"].nunique() == 2:
-            auc = round(float(score(rows["is_default"].to_numpy(), rows["probability"].to_numpy())["roc_auc"]), 4)
+        if len(rows) >= min_rows and rows["outcome"].nunique() == 2:
+            auc = round(float(score(rows["outcome"].to_numpy(), rows["probability"].to_numpy())["roc_auc"]), 4)
         out[str(day)] = {"rows": int(len(rows)), "roc_auc": auc}
     return out
 

@@ -121,19 +121,19 @@ def add_missing_columns(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("_new_columns")
 
 
-def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> dict[str, int]:
+def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime, schema: str) -> dict[str, int]:
     """Replaces ``day``'s rows, rejected lines and file records in the ``monitor`` tables (one transaction).
 
     Returns:
         ``lines``, ``rows`` and ``rejected`` of the day: lines = rows + rejected.
     """
-    con.execute("CREATE SCHEMA IF NOT EXISTS monitor")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute(
-        "CREATE TABLE IF NOT EXISTS monitor.inference_log_files (path VARCHAR, sha256 VARCHAR, lines BIGINT, "
+        f"CREATE TABLE IF NOT EXISTS {schema}.inference_log_files (path VARCHAR, sha256 VARCHAR, lines BIGINT, "
         "rows BIGINT, rejected BIGINT, _partition VARCHAR, ingested_at TIMESTAMP)"
     )
     con.execute(
-        "CREATE TABLE IF NOT EXISTS monitor.inference_log_rejects (_source_file VARCHAR, _source_line BIGINT, "
+        f"CREATE TABLE IF NOT EXISTS {schema}.inference_log_rejects (_source_file VARCHAR, _source_line BIGINT, "
         "reason VARCHAR, _partition VARCHAR)"
     )
     kept = [f.rows for f in files if len(f.rows)]
@@ -149,23 +149,23 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> 
     con.execute("BEGIN TRANSACTION")
     try:
         tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'monitor'").fetchall()}
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
         if "inference_log" in tables:
-            con.execute("DELETE FROM monitor.inference_log WHERE _partition = ?", [day])
+            con.execute(f"DELETE FROM {schema}.inference_log WHERE _partition = ?", [day])
         if len(rows):
             con.register("_rows", rows)
             if "inference_log" not in tables:
-                con.execute("CREATE TABLE monitor.inference_log AS SELECT * FROM _rows LIMIT 0")
+                con.execute(f"CREATE TABLE {schema}.inference_log AS SELECT * FROM _rows LIMIT 0")
             else:
-                add_missing_columns(con, "monitor.inference_log", rows)
-            con.execute("INSERT INTO monitor.inference_log BY NAME SELECT * FROM _rows")
+                add_missing_columns(con, f"{schema}.inference_log", rows)
+            con.execute(f"INSERT INTO {schema}.inference_log BY NAME SELECT * FROM _rows")
             con.unregister("_rows")
-        con.execute("DELETE FROM monitor.inference_log_rejects WHERE _partition = ?", [day])
-        con.execute("DELETE FROM monitor.inference_log_files WHERE _partition = ?", [day])
+        con.execute(f"DELETE FROM {schema}.inference_log_rejects WHERE _partition = ?", [day])
+        con.execute(f"DELETE FROM {schema}.inference_log_files WHERE _partition = ?", [day])
         con.register("_rejected", rejected)
-        con.execute("INSERT INTO monitor.inference_log_rejects BY NAME SELECT * FROM _rejected")
+        con.execute(f"INSERT INTO {schema}.inference_log_rejects BY NAME SELECT * FROM _rejected")
         con.register("_listing", listing)
-        con.execute("INSERT INTO monitor.inference_log_files BY NAME SELECT * FROM _listing")
+        con.execute(f"INSERT INTO {schema}.inference_log_files BY NAME SELECT * FROM _listing")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -173,16 +173,16 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime) -> 
     return {"lines": int(listing["lines"].sum()), "rows": len(rows), "rejected": len(rejected)}
 
 
-def unchanged_since_ingestion(con, inference_dir: Path, day: str) -> bool:
+def unchanged_since_ingestion(con, inference_dir: Path, day: str, schema: str) -> bool:
     """Whether the warehouse already holds ``day`` as read from exactly the files there now (same paths, same hashes).
 
     Lets a sensor starting without a cursor skip the days a person ingested by hand.
     """
     from platform_assets.warehouse import table_names
 
-    if "monitor.inference_log_files" not in table_names(con):
+    if f"{schema}.inference_log_files" not in table_names(con):
         return False
-    recorded = dict(con.execute("SELECT path, sha256 FROM monitor.inference_log_files WHERE _partition = ?",
+    recorded = dict(con.execute(f"SELECT path, sha256 FROM {schema}.inference_log_files WHERE _partition = ?",
                                 [day]).fetchall())
     current = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in day_files(inference_dir, day)}
     return bool(current) and recorded == current

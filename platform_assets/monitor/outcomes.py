@@ -111,7 +111,9 @@ def read_outcome_file(path: Path, day: str, source: Source) -> OutcomeFile:
     return OutcomeFile(name, hashlib.sha256(data).hexdigest(), count_rows(data), outcomes, rejected)
 
 
-def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime, source: Source) -> dict[str, int]:
+def write_day(
+    con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime, source: Source, schema: str
+) -> dict[str, int]:
     """Replaces ``day``'s outcomes, rejected rows and file records (one transaction).
 
     A key whose outcome another day already holds is rejected here
@@ -121,12 +123,12 @@ def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime,
         ``rows`` (counted from the files), ``outcomes`` and ``rejected``: rows = outcomes + rejected.
     """
     key_column, label_column, time_column = outcome_columns(source)
-    con.execute("CREATE SCHEMA IF NOT EXISTS monitor")
-    con.execute(f"CREATE TABLE IF NOT EXISTS monitor.outcomes ({key_column} VARCHAR, {label_column} BIGINT, "
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcomes ({key_column} VARCHAR, {label_column} BIGINT, "
                 f"{time_column} TIMESTAMP, _source_file VARCHAR, _source_row BIGINT, _partition VARCHAR)")
-    con.execute("CREATE TABLE IF NOT EXISTS monitor.outcome_rejects (_source_file VARCHAR, _source_row BIGINT, "
+    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcome_rejects (_source_file VARCHAR, _source_row BIGINT, "
                 "reason VARCHAR, _partition VARCHAR)")
-    con.execute("CREATE TABLE IF NOT EXISTS monitor.outcome_files (path VARCHAR, sha256 VARCHAR, rows BIGINT, "
+    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcome_files (path VARCHAR, sha256 VARCHAR, rows BIGINT, "
                 "outcomes BIGINT, rejected BIGINT, _partition VARCHAR, ingested_at TIMESTAMP)")
     outcomes = pd.concat([f.outcomes for f in files], ignore_index=True) if files else pd.DataFrame(
         columns=[key_column, label_column, time_column, "_source_file", "_source_row", "_partition"])
@@ -135,7 +137,7 @@ def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime,
     try:
         con.register("_day_outcomes", outcomes)
         earlier = dict(con.execute(
-            f"SELECT o.{key_column}, min(o._partition) FROM monitor.outcomes o JOIN _day_outcomes d "
+            f"SELECT o.{key_column}, min(o._partition) FROM {schema}.outcomes o JOIN _day_outcomes d "
             f"USING ({key_column}) WHERE o._partition <> ? GROUP BY 1", [day]).fetchall())
         con.unregister("_day_outcomes")
         if earlier:
@@ -146,11 +148,11 @@ def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime,
                                                  repeated[key_column])]
             outcomes = outcomes[~known]
         for table in ("outcomes", "outcome_rejects", "outcome_files"):
-            con.execute(f"DELETE FROM monitor.{table} WHERE _partition = ?", [day])
+            con.execute(f"DELETE FROM {schema}.{table} WHERE _partition = ?", [day])
         con.register("_outcomes", outcomes)
-        con.execute("INSERT INTO monitor.outcomes BY NAME SELECT * FROM _outcomes")
+        con.execute(f"INSERT INTO {schema}.outcomes BY NAME SELECT * FROM _outcomes")
         con.register("_rejects", pd.DataFrame(rejected, columns=["_source_file", "_source_row", "reason", "_partition"]))
-        con.execute("INSERT INTO monitor.outcome_rejects BY NAME SELECT * FROM _rejects")
+        con.execute(f"INSERT INTO {schema}.outcome_rejects BY NAME SELECT * FROM _rejects")
         per_file = {f.path: [r["_source_file"] for r in rejected].count(f.path) for f in files}
         listing = pd.DataFrame([{"path": f.path, "sha256": f.sha256, "rows": f.rows,
                                  "outcomes": int((outcomes["_source_file"] == f.path).sum()),
@@ -158,7 +160,7 @@ def write_day(con, day: str, files: list[OutcomeFile], ingested_at: dt.datetime,
                                 for f in files],
                                columns=["path", "sha256", "rows", "outcomes", "rejected", "_partition", "ingested_at"])
         con.register("_listing", listing)
-        con.execute("INSERT INTO monitor.outcome_files BY NAME SELECT * FROM _listing")
+        con.execute(f"INSERT INTO {schema}.outcome_files BY NAME SELECT * FROM _listing")
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -12,18 +12,9 @@ import os
 import dagster as dg
 
 from platform_assets import alerts
-from platform_assets.automation import (
-    CHAMPION_ALIAS,
-    DEPLOYMENT,
-    DRIFT_REPORT,
-    EVAL_REPORT,
-    INFERENCE_LOG,
-    MODEL,
-    OUTCOMES,
-    TRAINING_SET,
-    interval_s,
-    retrain_cron,
-)
+from platform_assets.automation import interval_s, retrain_cron
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
 from platform_assets.monitor.retrain import decide_retrain
 from platform_assets.resources import PlatformState, Warehouse
 
@@ -33,35 +24,6 @@ RETRAIN_COOLDOWN_DAYS_ENV = "PLATFORM_RETRAIN_COOLDOWN_DAYS"
 RETRAIN_MIN_NEW_LABELS_ENV = "PLATFORM_RETRAIN_MIN_NEW_LABELS"
 RETRAIN_MIN_ROWS_SINCE_ENV = "PLATFORM_RETRAIN_MIN_ROWS_SINCE_DRIFT"
 # The op of features/training_set, for the run config that sets its window.
-TRAINING_SET_OP = "features__training_set"
-
-retrain_job = dg.define_asset_job(
-    "retrain",
-    selection=dg.AssetSelection.assets(TRAINING_SET, MODEL, EVAL_REPORT, CHAMPION_ALIAS, DEPLOYMENT),
-    description="Training set, model, governed evaluation and (if the gate passes) deployment.",
-)
-# Retraining at the latest on the cron, whatever the sensors saw.
-retrain_schedule = dg.ScheduleDefinition(
-    name="retrain_weekly",
-    job=retrain_job,
-    cron_schedule=retrain_cron(),
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    tags={"platform/trigger": "cron"},
-)
-inference_days_job = dg.define_asset_job(
-    "inference_days",
-    selection=dg.AssetSelection.assets(INFERENCE_LOG),
-    description="Ingest the model server's inference log for a day or a range of days.",
-)
-
-outcome_days_job = dg.define_asset_job(
-    "outcome_days",
-    selection=dg.AssetSelection.assets(OUTCOMES),
-    description="Ingest the outcome file of a day (or a range of days).",
-)
-
-
 def _float_env(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
 
@@ -71,99 +33,26 @@ def _metadata_values(event) -> dict:
     return {k: getattr(v, "value", v) for k, v in (materialization.metadata if materialization else {}).items()}
 
 
-@dg.sensor(
-    job=retrain_job,
-    minimum_interval_seconds=interval_s(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests retraining when a new drift report crosses a threshold, once per drift episode.",
-)
-def retrain_on_drift(context: dg.SensorEvaluationContext):
-    """Reads each new drift report's figures and requests the retrain job (with a cool-down).
-
-    Its cursor keeps the last report read and the report that last asked for a
-    retrain (an asset sensor's cursor is Dagster's own, so this is a plain sensor).
-    """
-    state = json.loads(context.cursor) if context.cursor else {}
-    records = context.instance.fetch_materializations(DRIFT_REPORT, limit=1).records
-    if not records or records[0].storage_id <= state.get("last_event", -1):
-        return dg.SkipReason("no new drift report")
-    event = records[0].event_log_entry
-    figures = _metadata_values(event)
-    decision = decide_retrain(
-        figures, state.get("last_request"),
-        drift_share=_float_env(RETRAIN_DRIFT_SHARE_ENV, 0.3),
-        auc_drop=_float_env(RETRAIN_AUC_DROP_ENV, 0.05),
-        cooldown_days=int(_float_env(RETRAIN_COOLDOWN_DAYS_ENV, 7)),
-        min_rows_since=int(_float_env(RETRAIN_MIN_ROWS_SINCE_ENV, 1000)),
-    )
-    reason = decision.reason
-    record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason,
-              "since": decision.since}
-    state.update(last_event=records[0].storage_id, last_seen=record)
-    if not decision.request:
-        if decision.waiting and state.get("waiting_since") != decision.since:
-            alerts.alert("quality", f"model v{figures.get('model_version')}: {reason}", **record)
-        state["waiting_since"] = decision.since if decision.waiting else None
-        context.update_cursor(json.dumps(state))
-        return dg.SkipReason(reason)
-    kind = "quality" if "AUC" in reason else "drift"
-    alerts.alert(kind, f"model v{figures.get('model_version')}: {reason}; retraining", **record)
-    state["last_request"] = record
-    state["waiting_since"] = None
-    context.update_cursor(json.dumps(state))
-    # After a concept drift, the training set starts where quality fell; otherwise it keeps its window.
-    run_config = {"ops": {TRAINING_SET_OP: {"config": {"since": decision.since}}}} if decision.since else {}
-    return dg.RunRequest(
-        run_key=f"drift:{figures.get('model_version')}:{figures.get('window_end')}",
-        run_config=run_config,
-        tags={"platform/retrain_reason": reason[:200], "platform/trigger": "drift",
-              **({"platform/training_since": decision.since} if decision.since else {})},
-    )
-
-
-def new_labels_since(con, labels_known_as_of: str | None) -> int:
+def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> int:
     """Labels known now that a training set built when labels were known up to ``labels_known_as_of`` lacked."""
     from platform_assets.warehouse import table_names
 
+    source = use_case.source
     tables = table_names(con)
-    if "validated.applications" not in tables:
+    if source.validated_table not in tables:
         return 0
-    newest = "(SELECT max(application_ts) FROM validated.applications)"
-    since = "label_ts > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
+    label_time = source.label_time or source.event_time
+    newest = f"(SELECT max({source.event_time}) FROM {source.validated_table})"
+    since = f"{label_time} > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
     params = [labels_known_as_of] if labels_known_as_of else []
     count = con.execute(
-        f"SELECT count(*) FROM validated.applications WHERE is_default IS NOT NULL AND {since} AND label_ts <= {newest}",
-        params).fetchone()[0]
-    if "monitor.outcomes" in tables:
-        count += con.execute(f"SELECT count(*) FROM monitor.outcomes WHERE {since} AND label_ts <= {newest}",
+        f"SELECT count(*) FROM {source.validated_table} WHERE {use_case.label} IS NOT NULL AND {since} "
+        f"AND {label_time} <= {newest}", params).fetchone()[0]
+    outcomes = use_case.monitor_table("outcomes")
+    if source.label_time and outcomes in tables:
+        count += con.execute(f"SELECT count(*) FROM {outcomes} WHERE {since} AND {label_time} <= {newest}",
                              params).fetchone()[0]
     return int(count)
-
-
-@dg.sensor(
-    job=retrain_job,
-    minimum_interval_seconds=interval_s(60),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests retraining once PLATFORM_RETRAIN_MIN_NEW_LABELS new outcomes are known.",
-)
-def retrain_on_new_labels(context: dg.SensorEvaluationContext, warehouse: Warehouse):
-    """Counts the labels the current training set did not have; requests one retrain per training set."""
-    event = context.instance.get_latest_materialization_event(TRAINING_SET)
-    as_of = _metadata_values(event).get("labels_known_as_of") if event else None
-    threshold = int(_float_env(RETRAIN_MIN_NEW_LABELS_ENV, 5000))
-    from pathlib import Path
-
-    if not Path(warehouse.database).exists():
-        return dg.SkipReason("no warehouse yet")
-    try:
-        with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
-            count = new_labels_since(con, as_of)
-    except TimeoutError:
-        return dg.SkipReason("the warehouse is busy: counting next tick")
-    if count < threshold:
-        return dg.SkipReason(f"{count} new labels since {as_of or 'never'} (retrain at {threshold})")
-    return dg.RunRequest(run_key=f"labels:{as_of}", tags={"platform/trigger": "new_labels",
-                                                           "platform/retrain_reason": f"{count} new labels"})
 
 
 def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[str, str]) -> list[str]:
@@ -230,35 +119,6 @@ def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str
     return requests
 
 
-@dg.sensor(
-    job=inference_days_job,
-    minimum_interval_seconds=interval_s(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingests each day of the model server's log once its files stop changing.",
-)
-def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformState, warehouse: Warehouse):
-    """Requests ``inference_days`` for a day whose log files changed and settled (same on two ticks).
-
-    A day the warehouse already holds from exactly these files (ingested by hand, or
-    before this sensor's cursor was reset) is recorded as ingested without a run.
-    """
-    from pathlib import Path
-
-    from platform_assets.monitor.logs import unchanged_since_ingestion
-
-    def held(day: str) -> bool:
-        if not Path(warehouse.database).exists():
-            return False
-        try:
-            with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
-                return unchanged_since_ingestion(con, state.paths.inference, day)
-        except TimeoutError:
-            return False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
-
-    requests = settled_day_requests(context, day_signatures(state.paths.inference), "inference log", "", held)
-    return requests or dg.SkipReason("no settled new log files")
-
-
 def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
     """Day -> a signature of that day's outcome file."""
     from pathlib import Path
@@ -266,18 +126,6 @@ def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
     from platform_assets.monitor.outcomes import day_files, landed_days
 
     return file_signatures(landed_days(Path(outcomes_dir)), lambda day: day_files(Path(outcomes_dir), day))
-
-
-@dg.sensor(
-    job=outcome_days_job,
-    minimum_interval_seconds=interval_s(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingests each day's outcome file once it stops changing (and again if it is replaced).",
-)
-def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
-    """Requests ``outcome_days`` for a day whose outcome file is new or changed and settled (same on two ticks)."""
-    requests = settled_day_requests(context, outcome_day_signatures(state.paths.outcomes), "outcome file", "outcomes:")
-    return requests or dg.SkipReason("no settled new outcome files")
 
 
 @dg.run_failure_sensor(
@@ -292,12 +140,183 @@ def alert_on_failure(context: dg.RunFailureSensorContext):
     records = context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     failed_checks = [r.dagster_event.event_specific_data for r in records
                      if not r.dagster_event.event_specific_data.passed]
-    gate = [c for c in failed_checks if c.asset_key == EVAL_REPORT]
+    gate = [c for c in failed_checks if c.check_name == "eval_gate_passed"]
     failed_steps = {e.step_key for e in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)}
     if gate:
-        kind, message = "gate_failed", f"the challenger failed the gate ({gate[0].check_name}): the champion keeps serving"
-    elif "deploy__deployment" in failed_steps:
+        kind, message = "gate_failed", (f"the challenger of {gate[0].asset_key.path[0]} failed the gate "
+                                        f"({gate[0].check_name}): the champion keeps serving")
+    elif any(step.endswith("__deploy__deployment") for step in failed_steps):
         kind, message = "deployment_failed", "the deployment failed: check that a model server answers"
     else:
         kind, message = "run_failed", context.failure_event.message or "run failed"
     alerts.alert(kind, message, run_id=run.run_id, job=run.job_name, failed_steps=sorted(failed_steps))
+
+
+def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
+    """The use case's jobs, sensors and schedule of the closed loop.
+
+    Returns:
+        ``(jobs, sensors, schedules)``: ``<use case>__retrain`` (training set to deployment),
+        ``<use case>__inference_days`` and ``<use case>__outcome_days``; the drift, new-label,
+        inference-log and outcome-file sensors; the weekly retrain.
+    """
+    keys = for_use_case(use_case)
+    training_set_op = keys.training_set.to_python_identifier()
+    retrain_job = dg.define_asset_job(
+        f"{use_case.name}__retrain",
+        selection=dg.AssetSelection.assets(keys.training_set, keys.model, keys.eval_report, keys.champion,
+                                           keys.deployment),
+        description="Training set, model, governed evaluation and (if the gate passes) deployment.",
+    )
+    # Retraining at the latest on the cron, whatever the sensors saw.
+    retrain_schedule = dg.ScheduleDefinition(
+        name=f"{use_case.name}__retrain_weekly",
+        job=retrain_job,
+        cron_schedule=retrain_cron(),
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        tags={"platform/trigger": "cron"},
+    )
+    inference_days_job = dg.define_asset_job(
+        f"{use_case.name}__inference_days",
+        selection=dg.AssetSelection.assets(keys.inference_log),
+        description="Ingest the model server's inference log for a day or a range of days.",
+    )
+    outcome_days_job = dg.define_asset_job(
+        f"{use_case.name}__outcome_days",
+        selection=dg.AssetSelection.assets(keys.outcomes),
+        description="Ingest the outcome file of a day (or a range of days).",
+    )
+
+    @dg.sensor(
+        name=f"{use_case.name}__retrain_on_drift",
+        job=retrain_job,
+        minimum_interval_seconds=interval_s(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests retraining when a new drift report crosses a threshold, once per drift episode.",
+    )
+    def retrain_on_drift(context: dg.SensorEvaluationContext):
+        """Reads each new drift report's figures and requests the retrain job (with a cool-down).
+
+        Its cursor keeps the last report read and the report that last asked for a
+        retrain (an asset sensor's cursor is Dagster's own, so this is a plain sensor).
+        """
+        state = json.loads(context.cursor) if context.cursor else {}
+        records = context.instance.fetch_materializations(keys.drift_report, limit=1).records
+        if not records or records[0].storage_id <= state.get("last_event", -1):
+            return dg.SkipReason("no new drift report")
+        event = records[0].event_log_entry
+        figures = _metadata_values(event)
+        decision = decide_retrain(
+            figures, state.get("last_request"),
+            drift_share=_float_env(RETRAIN_DRIFT_SHARE_ENV, 0.3),
+            auc_drop=_float_env(RETRAIN_AUC_DROP_ENV, 0.05),
+            cooldown_days=int(_float_env(RETRAIN_COOLDOWN_DAYS_ENV, 7)),
+            min_rows_since=int(_float_env(RETRAIN_MIN_ROWS_SINCE_ENV, 1000)),
+        )
+        reason = decision.reason
+        record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason,
+                  "since": decision.since}
+        state.update(last_event=records[0].storage_id, last_seen=record)
+        if not decision.request:
+            if decision.waiting and state.get("waiting_since") != decision.since:
+                alerts.alert("quality", f"model v{figures.get('model_version')}: {reason}", **record)
+            state["waiting_since"] = decision.since if decision.waiting else None
+            context.update_cursor(json.dumps(state))
+            return dg.SkipReason(reason)
+        kind = "quality" if "AUC" in reason else "drift"
+        alerts.alert(kind, f"model v{figures.get('model_version')}: {reason}; retraining", **record)
+        state["last_request"] = record
+        state["waiting_since"] = None
+        context.update_cursor(json.dumps(state))
+        # After a concept drift, the training set starts where quality fell; otherwise it keeps its window.
+        run_config = {"ops": {training_set_op: {"config": {"since": decision.since}}}} if decision.since else {}
+        return dg.RunRequest(
+            run_key=f"{use_case.name}:drift:{figures.get('model_version')}:{figures.get('window_end')}",
+            run_config=run_config,
+            tags={"platform/retrain_reason": reason[:200], "platform/trigger": "drift",
+                  **({"platform/training_since": decision.since} if decision.since else {})},
+        )
+
+
+
+    @dg.sensor(
+        name=f"{use_case.name}__retrain_on_new_labels",
+        job=retrain_job,
+        minimum_interval_seconds=interval_s(60),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests retraining once PLATFORM_RETRAIN_MIN_NEW_LABELS new outcomes are known.",
+    )
+    def retrain_on_new_labels(context: dg.SensorEvaluationContext, warehouse: Warehouse):
+        """Counts the labels the current training set did not have; requests one retrain per training set."""
+        event = context.instance.get_latest_materialization_event(keys.training_set)
+        as_of = _metadata_values(event).get("labels_known_as_of") if event else None
+        threshold = int(_float_env(RETRAIN_MIN_NEW_LABELS_ENV, 5000))
+        from pathlib import Path
+
+        if not Path(warehouse.database).exists():
+            return dg.SkipReason("no warehouse yet")
+        try:
+            with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
+                count = new_labels_since(con, as_of, use_case)
+        except TimeoutError:
+            return dg.SkipReason("the warehouse is busy: counting next tick")
+        if count < threshold:
+            return dg.SkipReason(f"{count} new labels since {as_of or 'never'} (retrain at {threshold})")
+        return dg.RunRequest(run_key=f"{use_case.name}:labels:{as_of}", tags={"platform/trigger": "new_labels",
+                                                               "platform/retrain_reason": f"{count} new labels"})
+
+
+
+    @dg.sensor(
+        name=f"{use_case.name}__inference_log_files",
+        job=inference_days_job,
+        minimum_interval_seconds=interval_s(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Ingests each day of the model server's log once its files stop changing.",
+    )
+    def inference_log_files(context: dg.SensorEvaluationContext, state: PlatformState, warehouse: Warehouse):
+        """Requests ``inference_days`` for a day whose log files changed and settled (same on two ticks).
+
+        A day the warehouse already holds from exactly these files (ingested by hand, or
+        before this sensor's cursor was reset) is recorded as ingested without a run.
+        """
+        from pathlib import Path
+
+        from platform_assets.monitor.logs import unchanged_since_ingestion
+
+        def held(day: str) -> bool:
+            if not Path(warehouse.database).exists():
+                return False
+            try:
+                with warehouse.connect(read_only=True, lock_timeout_s=0) as con:
+                    return unchanged_since_ingestion(con, state.paths.of(use_case.name).inference, day,
+                                                     use_case.monitor_schema)
+            except TimeoutError:
+                return False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
+
+        requests = settled_day_requests(context, day_signatures(state.paths.of(use_case.name).inference), "inference log",
+                                        f"{use_case.name}:", held)
+        return requests or dg.SkipReason("no settled new log files")
+
+
+
+    @dg.sensor(
+        name=f"{use_case.name}__outcome_files",
+        job=outcome_days_job,
+        minimum_interval_seconds=interval_s(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Ingests each day's outcome file once it stops changing (and again if it is replaced).",
+    )
+    def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
+        """Requests ``outcome_days`` for a day whose outcome file is new or changed and settled (same on two ticks)."""
+        requests = settled_day_requests(context, outcome_day_signatures(state.paths.of(use_case.name).outcomes), "outcome file",
+                                        f"{use_case.name}:outcomes:")
+        return requests or dg.SkipReason("no settled new outcome files")
+
+
+    jobs, sensors = [retrain_job, inference_days_job], [retrain_on_drift, retrain_on_new_labels, inference_log_files]
+    if use_case.source.label_time:  # outcomes arrive later, in outcome files
+        jobs.append(outcome_days_job)
+        sensors.append(outcome_files)
+    return jobs, sensors, [retrain_schedule]

@@ -15,21 +15,22 @@ import pandas as pd
 
 
 def feature_mismatches(
-    served: pd.DataFrame, offline: pd.DataFrame, features: list[str], rel: float = 1e-6
+    served: pd.DataFrame, offline: pd.DataFrame, features: list[str], key: str, rel: float = 1e-6
 ) -> pd.DataFrame:
     """Every (request, feature) whose served value differs from the offline one.
 
     Args:
-        served: Logged rows: ``request_id``, ``application_id`` and the features.
-        offline: One row per ``application_id`` with the point-in-time features.
+        served: Logged rows: ``request_id``, ``key`` and the features.
+        offline: One row per ``key`` with the point-in-time features.
         features: The columns to compare (those present on both sides).
+        key: The column both sides are joined on (the source's key).
         rel: Relative tolerance of numbers (of ``max(1, |offline|)``): SQL and Python sum
             the same floats in another order.
 
     Returns:
-        ``request_id``, ``application_id``, ``feature``, ``served``, ``offline``; empty when all agree.
+        ``request_id``, ``key``, ``feature``, ``served``, ``offline``; empty when all agree.
     """
-    joined = served.merge(offline, on="application_id", suffixes=("", "__offline"), how="inner")
+    joined = served.merge(offline, on=key, suffixes=("", "__offline"), how="inner")
     found = []
     for name in features:
         if name not in joined.columns or f"{name}__offline" not in joined.columns:
@@ -42,6 +43,6 @@ def feature_mismatches(
         else:
             same = (left.astype(str) == right.astype(str)).to_numpy()
         for i in np.flatnonzero(~same):
-            found.append({"request_id": joined["request_id"].iloc[i], "application_id": joined["application_id"].iloc[i],
+            found.append({"request_id": joined["request_id"].iloc[i], key: joined[key].iloc[i],
                           "feature": name, "served": left.iloc[i], "offline": right.iloc[i]})
-    return pd.DataFrame(found, columns=["request_id", "application_id", "feature", "served", "offline"])
+    return pd.DataFrame(found, columns=["request_id", key, "feature", "served", "offline"])

@@ -5,22 +5,26 @@ import hashlib
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
-from platform_assets.declared import use_case
-from platform_assets.features.assets import FEATURE_STORE, MART_KEYS, TRAINING_SET
-from platform_assets.keys import MODEL
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry, PlatformState
 
-USE_CASE = use_case()
 # The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
 PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
-# Columns of the training set that are not model inputs (keys, times, label, protected and personal data).
-NON_FEATURES = USE_CASE.never_features
-# Upstream assets whose data versions the MLflow run records (lineage of the model).
-LINEAGE_KEYS = (TRAINING_SET, FEATURE_STORE, *MART_KEYS)
+
+
+def tracking_resource_key(use_case: UseCase) -> str:
+    """The key of the use case's dagster-mlflow run resource (its experiment is the model's name)."""
+    return f"mlflow_{use_case.name}"
+
+
+def lineage_keys(use_case: UseCase) -> tuple[dg.AssetKey, ...]:
+    """Upstream assets whose data versions the MLflow run records (lineage of the model)."""
+    keys = for_use_case(use_case)
+    return (keys.training_set, keys.feature_store, *(keys.feature(m) for m in use_case.marts))
 
 
 class CandidateConfig(dg.Config):
@@ -66,58 +70,8 @@ def _candidate(value: "CandidateConfig | dict") -> CandidateConfig:
     return CandidateConfig(**value) if isinstance(value, dict) else value
 
 
-@dg.asset(
-    key=MODEL,
-    deps=[TRAINING_SET],
-    group_name="train",
-    kinds={"pytorch", "mlflow"},
-    description=f"The {USE_CASE.model_name} classifier of {USE_CASE.label}, registered in MLflow as the new "
-                "challenger version.",
-)
-def model(
-    context: dg.AssetExecutionContext,
-    config: TrainConfig,
-    state: PlatformState,
-    mlflow_registry: MlflowRegistry,
-    mlflow: dg.ResourceParam[Any],
-) -> dg.MaterializeResult:
-    """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``.
-
-    First ends the MLflow runs that earlier Dagster runs left RUNNING and settles
-    model versions left without their tags (see :mod:`platform_assets.train.runs`
-    and :func:`platform_assets.train.registration.repair_versions`).
-    """
-    import mlflow as mlflow_lib
-
-    from platform_assets.train import registration, runs
-
-    # Requested for its side effect: dagster-mlflow starts (or resumes) this Dagster run's MLflow run,
-    # the active run that the mlflow functions below log to.
-    del mlflow
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    try:
-        # First of all: a later sweep can then tell whether this worker died.
-        mlflow_lib.set_tags(runs.worker_tags())
-        # What earlier runs killed or failed left behind is settled before anything new is added.
-        ended = runs.sweep_orphaned_runs(client, mlflow_lib.active_run().info.experiment_id, context.instance,
-                                         context.run.run_id)
-        repairs = registration.repair_versions(client, name, state.paths.reports / "train" / "repair")
-        for item in [*ended, *repairs]:
-            context.log.warning(f"settled after an earlier run: {item}")
-        settled = {
-            "mlflow_runs_ended": dg.MetadataValue.json([vars(e) for e in ended]),
-            "versions_repaired": dg.MetadataValue.json([vars(r) for r in repairs]),
-        }
-        return _train_and_register(context, config, state, client, name, mlflow_lib, settled)
-    except BaseException:
-        # A failed step must not leave the MLflow run RUNNING (a retried step resumes it as RUNNING again).
-        mlflow_lib.end_run(status="FAILED")
-        raise
-
-
 def _train_and_register(
-    context, config, state, client, name: str, mlflow_lib, settled: dict
+    context, config, state, client, name: str, mlflow_lib, settled: dict, use_case: UseCase
 ) -> dg.MaterializeResult:
     """The candidate search, its tracking and the registration of the best, in the active MLflow run."""
     import pandas as pd
@@ -126,18 +80,20 @@ def _train_and_register(
     from platform_assets.train.trainer import search
 
     # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
-    raw = state.paths.training_set.read_bytes()
+    training_set = state.paths.of(use_case.name).training_set
+    raw = training_set.read_bytes()
     training_digest = hashlib.sha256(raw).hexdigest()
     df = pd.read_parquet(io.BytesIO(raw))
-    features = [c for c in df.columns if c not in NON_FEATURES]
+    # Keys, times, label, protected and personal data are never model inputs.
+    features = [c for c in df.columns if c not in use_case.never_features]
     chosen, results = search(
-        df[df["split"] == "train"], df[df["split"] == "validation"], features, USE_CASE.label, train_params(config)
+        df[df["split"] == "train"], df[df["split"] == "validation"], features, use_case.label, train_params(config)
     )
     result = results[chosen]
     child_runs = tracking.log_candidates(results, chosen)
 
     # training_digest equals the training set's data version (the sha256 of its file, see features.assets).
-    data_versions = tracking.upstream_data_versions(context.instance, LINEAGE_KEYS)
+    data_versions = tracking.upstream_data_versions(context.instance, lineage_keys(use_case))
     mlflow_lib.log_params({**tracking.candidate_params(result), "candidates": len(results),
                            "chosen_candidate": chosen, "features": ",".join(features)})
     tracking.log_history(result)
@@ -152,7 +108,7 @@ def _train_and_register(
         }
     )
     dataset = mlflow_lib.data.from_pandas(
-        df, source=str(state.paths.training_set), name="training_set", targets=USE_CASE.label, digest=training_digest[:16]
+        df, source=str(training_set), name="training_set", targets=use_case.label, digest=training_digest[:16]
     )
     mlflow_lib.log_input(dataset, context="training")
 
@@ -206,3 +162,57 @@ def _log_pyfunc(mlflow_lib, result, example) -> str:
             input_example=example,
         )
     return info.model_uri
+
+
+def build_model_asset(use_case: UseCase) -> dg.AssetsDefinition:
+    """``<use case>/train/model``: the candidate search on its training set, the best registered as challenger."""
+    keys = for_use_case(use_case)
+
+    @dg.asset(
+        key=keys.model,
+        deps=[keys.training_set],
+        group_name=use_case.name,
+        kinds={"pytorch", "mlflow"},
+        description=f"The {use_case.model_name} classifier of {use_case.label}, registered in MLflow as the new "
+                    "challenger version.",
+        # dagster-mlflow's run resource is one per use case (its experiment): its key is not a fixed
+        # parameter name, so every resource of this asset is named here.
+        required_resource_keys={"state", "mlflow_registry", tracking_resource_key(use_case)},
+    )
+    def model(context: dg.AssetExecutionContext, config: TrainConfig) -> dg.MaterializeResult:
+        """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``.
+
+        First ends the MLflow runs that earlier Dagster runs left RUNNING and settles
+        model versions left without their tags (see :mod:`platform_assets.train.runs`
+        and :func:`platform_assets.train.registration.repair_versions`).
+        """
+        import mlflow as mlflow_lib
+
+        from platform_assets.train import registration, runs
+
+        # The tracking resource is requested for its side effect: dagster-mlflow starts (or resumes) this
+        # Dagster run's MLflow run, the active run that the mlflow functions below log to.
+        state: PlatformState = context.resources.state
+        mlflow_registry: MlflowRegistry = context.resources.mlflow_registry
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        try:
+            # First of all: a later sweep can then tell whether this worker died.
+            mlflow_lib.set_tags(runs.worker_tags())
+            # What earlier runs killed or failed left behind is settled before anything new is added.
+            ended = runs.sweep_orphaned_runs(client, mlflow_lib.active_run().info.experiment_id, context.instance,
+                                             context.run.run_id)
+            repairs = registration.repair_versions(client, name, state.paths.of(use_case.name).reports / "train" / "repair")
+            for item in [*ended, *repairs]:
+                context.log.warning(f"settled after an earlier run: {item}")
+            settled = {
+                "mlflow_runs_ended": dg.MetadataValue.json([vars(e) for e in ended]),
+                "versions_repaired": dg.MetadataValue.json([vars(r) for r in repairs]),
+            }
+            return _train_and_register(context, config, state, client, name, mlflow_lib, settled, use_case)
+        except BaseException:
+            # A failed step must not leave the MLflow run RUNNING (a retried step resumes it as RUNNING again).
+            mlflow_lib.end_run(status="FAILED")
+            raise
+
+    return model

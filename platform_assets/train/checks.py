@@ -4,7 +4,9 @@
 import dagster as dg
 
 from platform_assets.resources import MlflowRegistry, PlatformState
-from platform_assets.train.assets import LINEAGE_KEYS, MODEL
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
+from platform_assets.train.assets import lineage_keys
 
 
 class ConvergenceConfig(dg.Config):
@@ -23,90 +25,98 @@ def log_loss(y, p) -> float:
     return float(sklearn_log_loss(y, p, labels=[0, 1]))
 
 
-@dg.asset_check(
-    asset=MODEL,
-    blocking=True,
-    description=(
-        "The registered challenger, loaded from MLflow and scored now on the validation split, beats the "
-        "base-rate predictor's log loss, and its loss is the best one its run logged."
-    ),
-)
-def model_loss_converged(
-    config: ConvergenceConfig, state: PlatformState, mlflow_registry: MlflowRegistry
-) -> dg.AssetCheckResult:
-    """Recomputes the validation loss of the registered artifact and compares with the base rate and the log."""
-    import pandas as pd
+def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
+    """The checks of ``<use case>/train/model``."""
+    keys = for_use_case(use_case)
 
-    from platform_assets.train.assets import USE_CASE
-    from platform_assets.train.registry import CHALLENGER, load_version
-
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    version = client.get_model_version_by_alias(name, CHALLENGER)
-    df = pd.read_parquet(state.paths.training_set)
-    train, validation = df[df["split"] == "train"], df[df["split"] == "validation"]
-    y = validation[USE_CASE.label].to_numpy()
-    base_rate = float(train[USE_CASE.label].mean())
-    base_loss = log_loss(y, [base_rate] * len(y))
-    bundle = load_version(client, name, version.version, state.paths.reports / "train" / "check")
-    loss = log_loss(y, bundle.predict_proba(validation))
-    logged = [m.value for m in client.get_metric_history(version.run_id, "val_loss")]
-    best_logged = min(logged) if logged else float("nan")
-    beats = loss <= config.max_loss_vs_base_rate * base_loss
-    matches = bool(logged) and abs(loss - best_logged) <= config.loss_tolerance
-    return dg.AssetCheckResult(
-        passed=bool(beats and matches),
-        metadata={
-            "model_version": version.version,
-            "validation_rows": len(validation),
-            "validation_loss_now": loss,
-            "base_rate_loss": base_loss,
-            "loss_vs_base_rate": loss / base_loss if base_loss else float("nan"),
-            "best_logged_val_loss": best_logged,
-            "epochs_logged": len(logged),
-        },
+    @dg.asset_check(
+        asset=keys.model,
+        blocking=True,
+        description=(
+            "The registered challenger, loaded from MLflow and scored now on the validation split, beats the "
+            "base-rate predictor's log loss, and its loss is the best one its run logged."
+        ),
     )
+    def model_loss_converged(
+        config: ConvergenceConfig, state: PlatformState, mlflow_registry: MlflowRegistry
+    ) -> dg.AssetCheckResult:
+        """Recomputes the validation loss of the registered artifact and compares with the base rate and the log."""
+        import pandas as pd
+
+        from platform_assets.train.registry import CHALLENGER, load_version
+
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        version = client.get_model_version_by_alias(name, CHALLENGER)
+        df = pd.read_parquet(state.paths.of(use_case.name).training_set)
+        train, validation = df[df["split"] == "train"], df[df["split"] == "validation"]
+        y = validation[use_case.label].to_numpy()
+        base_rate = float(train[use_case.label].mean())
+        base_loss = log_loss(y, [base_rate] * len(y))
+        bundle = load_version(client, name, version.version, state.paths.of(use_case.name).reports / "train" / "check")
+        loss = log_loss(y, bundle.predict_proba(validation))
+        logged = [m.value for m in client.get_metric_history(version.run_id, "val_loss")]
+        best_logged = min(logged) if logged else float("nan")
+        beats = loss <= config.max_loss_vs_base_rate * base_loss
+        matches = bool(logged) and abs(loss - best_logged) <= config.loss_tolerance
+        return dg.AssetCheckResult(
+            passed=bool(beats and matches),
+            metadata={
+                "model_version": version.version,
+                "validation_rows": len(validation),
+                "validation_loss_now": loss,
+                "base_rate_loss": base_loss,
+                "loss_vs_base_rate": loss / base_loss if base_loss else float("nan"),
+                "best_logged_val_loss": best_logged,
+                "epochs_logged": len(logged),
+            },
+        )
 
 
-@dg.asset_check(
-    asset=MODEL,
-    description=(
-        "The challenger's MLflow run names a real data version for every upstream asset, the bytes it trained on "
-        "are the training set version Dagster recorded, and its stored weights match the logged hash."
-    ),
-)
-def model_tracked_and_registered(state: PlatformState, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
-    """Downloads the challenger version, re-hashes its weights, and compares its run's lineage tags."""
-    from platform_assets.train.network import weights_sha256
-    from platform_assets.train.registry import CHALLENGER, load_version
-    from platform_assets.train.tracking import DATA_VERSION_PREFIX
-
-    client = mlflow_registry.client()
-    name = mlflow_registry.registered_model_name
-    version = client.get_model_version_by_alias(name, CHALLENGER)
-    tags = client.get_run(version.run_id).data.tags
-    problems = [f"tag {t} missing" for t in ("dagster_run_id", "dagster_partition", "git_commit",
-                                             "training_set_data_version", "weights_sha256") if not tags.get(t)]
-    lineage = {key.to_user_string(): tags.get(f"{DATA_VERSION_PREFIX}{key.to_user_string()}") for key in LINEAGE_KEYS}
-    problems += [f"no data version for {k} (got {v!r})" for k, v in lineage.items() if v in (None, "", "none")]
-    # Two producers: the training set asset's recorded version (its file's hash) and the bytes the model read.
-    trained_on = tags.get("training_set_data_version")
-    if lineage.get("features/training_set") != trained_on:
-        problems.append(f"trained on bytes {str(trained_on)[:12]}, but the training set version recorded is "
-                        f"{str(lineage.get('features/training_set'))[:12]}")
-    datasets = [d.dataset.digest for d in client.get_run(version.run_id).inputs.dataset_inputs]
-    if datasets != [str(trained_on)[:16]]:
-        problems.append(f"logged datasets {datasets} are not the bytes trained on ({str(trained_on)[:16]})")
-    stored = weights_sha256(load_version(client, name, version.version, state.paths.reports / "train" / "check").net)
-    if stored != version.tags.get("weights_sha256"):
-        problems.append(f"stored weights hash {stored[:12]} differs from the version's tag")
-    return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems)[:1000] if problems else None,
-        metadata={
-            "model_version": version.version,
-            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
-            "data_versions": dg.MetadataValue.json(lineage),
-            "stored_weights_sha256": stored,
-        },
+    @dg.asset_check(
+        asset=keys.model,
+        description=(
+            "The challenger's MLflow run names a real data version for every upstream asset, the bytes it trained on "
+            "are the training set version Dagster recorded, and its stored weights match the logged hash."
+        ),
     )
+    def model_tracked_and_registered(state: PlatformState, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
+        """Downloads the challenger version, re-hashes its weights, and compares its run's lineage tags."""
+        from platform_assets.train.network import weights_sha256
+        from platform_assets.train.registry import CHALLENGER, load_version
+        from platform_assets.train.tracking import DATA_VERSION_PREFIX
+
+        client = mlflow_registry.client()
+        name = use_case.model_name
+        version = client.get_model_version_by_alias(name, CHALLENGER)
+        tags = client.get_run(version.run_id).data.tags
+        problems = [f"tag {t} missing" for t in ("dagster_run_id", "dagster_partition", "git_commit",
+                                                 "training_set_data_version", "weights_sha256") if not tags.get(t)]
+        lineage = {key.to_user_string(): tags.get(f"{DATA_VERSION_PREFIX}{key.to_user_string()}")
+                   for key in lineage_keys(use_case)}
+        problems += [f"no data version for {k} (got {v!r})" for k, v in lineage.items() if v in (None, "", "none")]
+        # Two producers: the training set asset's recorded version (its file's hash) and the bytes the model read.
+        trained_on = tags.get("training_set_data_version")
+        recorded = lineage.get(keys.training_set.to_user_string())
+        if recorded != trained_on:
+            problems.append(f"trained on bytes {str(trained_on)[:12]}, but the training set version recorded is "
+                            f"{str(recorded)[:12]}")
+        datasets = [d.dataset.digest for d in client.get_run(version.run_id).inputs.dataset_inputs]
+        if datasets != [str(trained_on)[:16]]:
+            problems.append(f"logged datasets {datasets} are not the bytes trained on ({str(trained_on)[:16]})")
+        workdir = state.paths.of(use_case.name).reports / "train" / "check"
+        stored = weights_sha256(load_version(client, name, version.version, workdir).net)
+        if stored != version.tags.get("weights_sha256"):
+            problems.append(f"stored weights hash {stored[:12]} differs from the version's tag")
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="; ".join(problems)[:1000] if problems else None,
+            metadata={
+                "model_version": version.version,
+                "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
+                "data_versions": dg.MetadataValue.json(lineage),
+                "stored_weights_sha256": stored,
+            },
+        )
+
+    return [model_loss_converged, model_tracked_and_registered]

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from platform_assets.declared import use_cases
+
 from platform_assets.resources import MlflowRegistry
 
 
@@ -30,12 +32,11 @@ def close_mlflow_runs(mlflow_registry: MlflowRegistry, dagster_run_id: str, stat
         with runs.bounded_http_retries():
             # A client of its own: mlflow.set_tracking_uri would change the process-wide default.
             client = mlflow.MlflowClient(mlflow_registry.tracking_uri)
-            experiment = client.get_experiment_by_name(mlflow_registry.experiment_name)
-            if experiment is None:
-                return f"no MLflow experiment {mlflow_registry.experiment_name!r}: nothing to close"
-            ended = runs.end_runs_of_dagster_run(
-                client, experiment.experiment_id, dagster_run_id, f"Dagster run {dagster_run_id} {status}"
-            )
+            experiments = [e for e in (client.get_experiment_by_name(u.model_name) for u in use_cases()) if e]
+            if not experiments:
+                return "no MLflow experiment of a declared use case: nothing to close"
+            ended = [e for experiment in experiments for e in runs.end_runs_of_dagster_run(
+                client, experiment.experiment_id, dagster_run_id, f"Dagster run {dagster_run_id} {status}")]
     except Exception as exc:  # noqa: BLE001 - a sensor must never raise; the sweep is the fallback
         return f"MLflow backend unavailable, skipped ({type(exc).__name__}: {str(exc)[:300]})"
     if not ended:

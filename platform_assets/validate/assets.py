@@ -4,84 +4,91 @@
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.ingest.assets import RAW_APPLICATIONS, SOURCE
+from platform_assets.declarations import UseCase
 from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN
-from platform_assets.keys import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
+from platform_assets.keys import for_use_case
 from platform_assets.resources import PiiMasking, Warehouse
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            VALIDATED_APPLICATIONS,
-            deps=[RAW_APPLICATIONS],
-            group_name="validate",
-            kinds={"duckdb", "pandera"},
-            description=f"Rows of {SOURCE.name} that pass every rule of {SOURCE.schema.rpartition(':')[2]}, typed.",
-        ),
-        dg.AssetSpec(
-            QUARANTINED_APPLICATIONS,
-            deps=[RAW_APPLICATIONS],
-            group_name="validate",
-            kinds={"duckdb", "pandera"},
-            description=f"Rows of {SOURCE.name} that failed a rule, with the reasons, source file and row.",
-        ),
-    ],
-    partitions_def=DAILY_PARTITIONS,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-)
-def validated_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
-    """Splits the run's days of ``raw.<source>`` into ``validated`` and ``quarantine`` rows.
+def build_validation_asset(use_case: UseCase) -> dg.AssetsDefinition:
+    """``<use case>/validated/<source>`` and ``<use case>/quarantine/<source>``, from one step per run."""
+    keys, source = for_use_case(use_case), use_case.source
 
-    The first copy of a key (by event time, then file and row) is valid and
-    later copies are quarantined, across all days when the source says keys
-    are unique across days: other days whose rows change side are rewritten in
-    the same transaction.
-    """
-    from platform_assets.validate.days import validate_days
-    from platform_assets.validate.pii import mask_pii
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                keys.validated,
+                deps=[keys.raw],
+                group_name=use_case.name,
+                kinds={"duckdb", "pandera"},
+                description=f"Rows of {source.name} that pass every rule of {source.schema.rpartition(':')[2]}, typed.",
+            ),
+            dg.AssetSpec(
+                keys.quarantined,
+                deps=[keys.raw],
+                group_name=use_case.name,
+                kinds={"duckdb", "pandera"},
+                description=f"Rows of {source.name} that failed a rule, with the reasons, source file and row.",
+            ),
+        ],
+        name=f"{use_case.name}__validate",
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+    )
+    def validated_rows(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
+        """Splits the run's days of ``raw.<source>`` into ``validated`` and ``quarantine`` rows.
 
-    keys = list(context.partition_keys)
-    if pii.development_key:
-        context.log.warning(
-            "personal data is masked with the DEVELOPMENT key (PLATFORM_PROFILE=local, PII_HMAC_KEY unset): "
-            "its tokens can be reversed; set PII_HMAC_KEY for real data"
+        The first copy of a key (by event time, then file and row) is valid and
+        later copies are quarantined, across all days when the source says keys
+        are unique across days: other days whose rows change side are rewritten in
+        the same transaction.
+        """
+        from platform_assets.validate.days import validate_days
+        from platform_assets.validate.pii import mask_pii
+
+        partition_keys = list(context.partition_keys)
+        if pii.development_key:
+            context.log.warning(
+                "personal data is masked with the DEVELOPMENT key (PLATFORM_PROFILE=local, PII_HMAC_KEY unset): "
+                "its tokens can be reversed; set PII_HMAC_KEY for real data"
+            )
+        with warehouse.connect(read_only=True) as con:
+            outcome = validate_days(con, partition_keys, source)
+        # Validate first (formats of emails and phones), then mask before anything is written.
+        valid = mask_pii(outcome.valid, source.pii, pii.key)
+        quarantined = mask_pii(outcome.quarantined, source.pii, pii.key)
+        warehouse.replace_partitions({source.validated_table: valid, source.quarantine_table: quarantined},
+                                     PARTITION_COLUMN, outcome.days)
+        mine = valid[PARTITION_COLUMN].isin(partition_keys), quarantined[PARTITION_COLUMN].isin(partition_keys)
+        n_valid, n_quarantined = int(mine[0].sum()), int(mine[1].sum())
+        raw_rows = n_valid + n_quarantined
+        context.log.info(f"{raw_rows} raw rows: {n_valid} valid, {n_quarantined} quarantined")
+        if outcome.rewritten:
+            context.log.warning(
+                f"the duplicate policy rewrote {len(outcome.rewritten)} other day(s), whose rows changed side: "
+                + ", ".join(outcome.rewritten)
+            )
+        rate = n_quarantined / raw_rows if raw_rows else 0.0
+        yield dg.MaterializeResult(
+            asset_key=keys.validated,
+            metadata={
+                "dagster/row_count": n_valid,
+                "raw_rows": raw_rows,
+                "days": len(partition_keys),
+                "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
+                "pii_key": pii.key_source,
+            },
         )
-    with warehouse.connect(read_only=True) as con:
-        outcome = validate_days(con, keys, SOURCE)
-    # Validate first (formats of emails and phones), then mask before anything is written.
-    valid = mask_pii(outcome.valid, SOURCE.pii, pii.key)
-    quarantined = mask_pii(outcome.quarantined, SOURCE.pii, pii.key)
-    warehouse.replace_partitions({SOURCE.validated_table: valid, SOURCE.quarantine_table: quarantined},
-                                 PARTITION_COLUMN, outcome.days)
-    mine = valid[PARTITION_COLUMN].isin(keys), quarantined[PARTITION_COLUMN].isin(keys)
-    n_valid, n_quarantined = int(mine[0].sum()), int(mine[1].sum())
-    raw_rows = n_valid + n_quarantined
-    context.log.info(f"{raw_rows} raw rows: {n_valid} valid, {n_quarantined} quarantined")
-    if outcome.rewritten:
-        context.log.warning(
-            f"the duplicate policy rewrote {len(outcome.rewritten)} other day(s), whose rows changed side: "
-            + ", ".join(outcome.rewritten)
+        yield dg.MaterializeResult(
+            asset_key=keys.quarantined,
+            metadata={
+                "dagster/row_count": n_quarantined,
+                "quarantine_rate": rate,
+                "failures_by_rule": dg.MetadataValue.json(outcome.failure_counts),
+                "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
+                "pii_key": pii.key_source,
+            },
         )
-    rate = n_quarantined / raw_rows if raw_rows else 0.0
-    yield dg.MaterializeResult(
-        asset_key=VALIDATED_APPLICATIONS,
-        metadata={
-            "dagster/row_count": n_valid,
-            "raw_rows": raw_rows,
-            "days": len(keys),
-            "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
-            "pii_key": pii.key_source,
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key=QUARANTINED_APPLICATIONS,
-        metadata={
-            "dagster/row_count": n_quarantined,
-            "quarantine_rate": rate,
-            "failures_by_rule": dg.MetadataValue.json(outcome.failure_counts),
-            "rewritten_days": dg.MetadataValue.json(outcome.rewritten),
-            "pii_key": pii.key_source,
-        },
-    )
+
+    return validated_rows

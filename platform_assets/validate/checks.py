@@ -3,11 +3,10 @@
 
 import dagster as dg
 
-from platform_assets.declarations import Source
-from platform_assets.ingest.assets import SOURCE
+from platform_assets.declarations import Source, UseCase
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
+from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
-from platform_assets.validate.assets import QUARANTINED_APPLICATIONS, VALIDATED_APPLICATIONS
 
 
 class QuarantineGateConfig(dg.Config):
@@ -16,128 +15,16 @@ class QuarantineGateConfig(dg.Config):
     max_quarantine_rate: float = 0.05
 
 
-def _checked_days(context, con) -> list[str] | None:
+def _checked_days(context, con, source: Source) -> list[str] | None:
     """The run's days plus every day the split tables hold (a run may rewrite other days); ``None``: all."""
     keys = run_partition_keys(context)
     if keys is None:
         return None
     stored = con.execute(
-        f"SELECT {PARTITION_COLUMN} FROM {SOURCE.validated_table} UNION "
-        f"SELECT {PARTITION_COLUMN} FROM {SOURCE.quarantine_table}"
+        f"SELECT {PARTITION_COLUMN} FROM {source.validated_table} UNION "
+        f"SELECT {PARTITION_COLUMN} FROM {source.quarantine_table}"
     ).fetchall()
     return sorted({*keys, *(r[0] for r in stored if r[0] is not None)})
-
-
-@dg.asset_check(
-    asset=VALIDATED_APPLICATIONS,
-    additional_deps=[QUARANTINED_APPLICATIONS],
-    description="Per day, every raw row is in exactly one of validated and quarantine, and nothing else is.",
-)
-def validation_conserves_rows(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
-) -> dg.AssetCheckResult:
-    """Matches rows by source file and row, per day, over the run's days and every day already split.
-
-    Counts raw rows in neither table (lost), rows in both, rows of the split
-    tables with no raw row (stale), and days whose counts differ.
-    """
-    with warehouse.connect(read_only=True) as con:
-        days = _checked_days(context, con)
-        where, params = partition_filter(days)
-        key = "_source_file, _source_row"
-        side = f"SELECT {PARTITION_COLUMN}, {key} FROM {{table}} WHERE {where}"
-        counts = con.execute(
-            f"""
-            WITH r AS ({side.format(table=SOURCE.raw_table)}), v AS ({side.format(table=SOURCE.validated_table)}),
-                 q AS ({side.format(table=SOURCE.quarantine_table)}),
-                 per_day AS (
-                    SELECT {PARTITION_COLUMN}, sum(raw) AS raw, sum(valid) AS valid, sum(quarantined) AS quarantined FROM (
-                        SELECT {PARTITION_COLUMN}, 1 AS raw, 0 AS valid, 0 AS quarantined FROM r
-                        UNION ALL SELECT {PARTITION_COLUMN}, 0, 1, 0 FROM v
-                        UNION ALL SELECT {PARTITION_COLUMN}, 0, 0, 1 FROM q) GROUP BY ALL)
-            SELECT
-                (SELECT count(*) FROM r), (SELECT count(*) FROM v), (SELECT count(*) FROM q),
-                (SELECT count(*) FROM (SELECT {key} FROM r EXCEPT ALL (SELECT {key} FROM v UNION ALL SELECT {key} FROM q))),
-                (SELECT count(*) FROM (SELECT {key} FROM v INTERSECT SELECT {key} FROM q)),
-                (SELECT count(*) FROM (SELECT {key} FROM v UNION ALL SELECT {key} FROM q EXCEPT ALL SELECT {key} FROM r)),
-                (SELECT list({PARTITION_COLUMN} ORDER BY {PARTITION_COLUMN}) FROM per_day WHERE raw <> valid + quarantined)
-            """,
-            [*params, *params, *params],
-        ).fetchone()
-    raw, valid, quarantined, lost, in_both, stale, bad_days = counts
-    bad_days = [str(d) for d in bad_days or []]
-    return dg.AssetCheckResult(
-        passed=raw == valid + quarantined and not (lost or in_both or stale or bad_days),
-        metadata={
-            "days_checked": len(days) if days is not None else "all",
-            "raw": raw,
-            "validated": valid,
-            "quarantined": quarantined,
-            "lost": lost,
-            "in_both": in_both,
-            "without_raw_row": stale,
-            "days_not_conserved": dg.MetadataValue.json(bad_days),
-        },
-    )
-
-
-@dg.asset_check(
-    asset=VALIDATED_APPLICATIONS,
-    additional_deps=[QUARANTINED_APPLICATIONS],
-    blocking=True,
-    description="The share of quarantined rows is under the configured threshold (blocking).",
-)
-def quarantine_rate_under_threshold(
-    context: dg.AssetCheckExecutionContext, config: QuarantineGateConfig, warehouse: Warehouse
-) -> dg.AssetCheckResult:
-    """Stops downstream stages when too much of any day's data failed validation."""
-    where, params = partition_filter(run_partition_keys(context), f"r.{PARTITION_COLUMN}")
-    with warehouse.connect(read_only=True) as con:
-        days = con.execute(
-            f"""
-            SELECT r.{PARTITION_COLUMN} AS day, count(*) AS raw, coalesce(any_value(q.n), 0) AS quarantined
-            FROM {SOURCE.raw_table} r
-            LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS n FROM {SOURCE.quarantine_table} GROUP BY ALL) q
-                ON q.{PARTITION_COLUMN} = r.{PARTITION_COLUMN}
-            WHERE {where} GROUP BY r.{PARTITION_COLUMN} ORDER BY r.{PARTITION_COLUMN}
-            """,
-            params,
-        ).df()
-    days["rate"] = days["quarantined"] / days["raw"]
-    over = days[days["rate"] > config.max_quarantine_rate]
-    total_raw = int(days["raw"].sum())
-    return dg.AssetCheckResult(
-        # A day without rows (its only file rejected) quarantined nothing: the file check warns about it.
-        passed=over.empty,
-        metadata={
-            "raw_rows": total_raw,
-            "quarantine_rate": float(days["quarantined"].sum() / total_raw) if total_raw else 0.0,
-            "worst_day": str(days.loc[days["rate"].idxmax(), "day"]) if total_raw else "none",
-            "worst_day_rate": float(days["rate"].max()) if total_raw else 0.0,
-            "days_over_threshold": dg.MetadataValue.md(
-                "\n".join(f"- {r.day}: {r.rate:.1%} of {r.raw} rows" for r in over.itertuples()) or "none"
-            ),
-            "threshold": config.max_quarantine_rate,
-        },
-    )
-
-
-@dg.asset_check(
-    asset=QUARANTINED_APPLICATIONS,
-    description="Every quarantined row says why and where it came from.",
-)
-def quarantine_rows_have_reasons(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
-) -> dg.AssetCheckResult:
-    """Fails if a quarantined row lacks a reason, a source file or a row number."""
-    where, params = partition_filter(run_partition_keys(context))
-    with warehouse.connect(read_only=True) as con:
-        missing = con.execute(
-            f"SELECT count(*) FROM {SOURCE.quarantine_table} WHERE ({where}) AND (coalesce(_quarantine_reasons, '') = '' "
-            "OR _source_file IS NULL OR _source_row IS NULL)",
-            params,
-        ).fetchone()[0]
-    return dg.AssetCheckResult(passed=missing == 0, metadata={"rows_without_reason": missing})
 
 
 # A raw value shorter than this cannot be told apart from the words of a reason ("ion" in "application").
@@ -175,36 +62,155 @@ def count_leaked_reasons(con, source: Source, days: list[str] | None = None) -> 
     return leaks
 
 
-@dg.asset_check(
-    asset=VALIDATED_APPLICATIONS,
-    additional_deps=[QUARANTINED_APPLICATIONS],
-    blocking=True,
-    description=(
-        f"Personal data ({', '.join(SOURCE.pii) or 'none declared'}) is masked in validated and quarantined rows, "
-        "and no quarantine reason contains a raw value of it."
-    ),
-)
-def pii_is_masked(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Counts personal-data cells that are not HMAC tokens, and reasons that leak a raw value.
 
-    Covers the run's days and every other day the split tables hold (a run
-    may rewrite other days).
-    """
-    from platform_assets.validate.pii import MASKED_PATTERN
+def build_validation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
+    """The checks of ``<use case>/validated/<source>`` and ``<use case>/quarantine/<source>``."""
+    keys, source = for_use_case(use_case), use_case.source
 
-    unmasked = {}
-    with warehouse.connect(read_only=True) as con:
-        days = _checked_days(context, con)
-        where, params = partition_filter(days)
-        for table in (SOURCE.validated_table, SOURCE.quarantine_table):
-            columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
-            for column in (c for c in SOURCE.pii if c in columns):
-                unmasked[f"{table}.{column}"] = con.execute(
-                    f"SELECT count(*) FROM {table} WHERE ({where}) AND {column} IS NOT NULL "
-                    f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
-                    [*params, MASKED_PATTERN],
-                ).fetchone()[0]
-        leaked = {f"reasons_with_raw_{c}": n for c, n in count_leaked_reasons(con, SOURCE, days).items()}
-    return dg.AssetCheckResult(
-        passed=not any(unmasked.values()) and not any(leaked.values()), metadata={**unmasked, **leaked}
+    @dg.asset_check(
+        asset=keys.validated,
+        additional_deps=[keys.quarantined],
+        description="Per day, every raw row is in exactly one of validated and quarantine, and nothing else is.",
     )
+    def validation_conserves_rows(
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+    ) -> dg.AssetCheckResult:
+        """Matches rows by source file and row, per day, over the run's days and every day already split.
+
+        Counts raw rows in neither table (lost), rows in both, rows of the split
+        tables with no raw row (stale), and days whose counts differ.
+        """
+        with warehouse.connect(read_only=True) as con:
+            days = _checked_days(context, con, source)
+            where, params = partition_filter(days)
+            key = "_source_file, _source_row"
+            side = f"SELECT {PARTITION_COLUMN}, {key} FROM {{table}} WHERE {where}"
+            counts = con.execute(
+                f"""
+                WITH r AS ({side.format(table=source.raw_table)}), v AS ({side.format(table=source.validated_table)}),
+                     q AS ({side.format(table=source.quarantine_table)}),
+                     per_day AS (
+                        SELECT {PARTITION_COLUMN}, sum(raw) AS raw, sum(valid) AS valid, sum(quarantined) AS quarantined FROM (
+                            SELECT {PARTITION_COLUMN}, 1 AS raw, 0 AS valid, 0 AS quarantined FROM r
+                            UNION ALL SELECT {PARTITION_COLUMN}, 0, 1, 0 FROM v
+                            UNION ALL SELECT {PARTITION_COLUMN}, 0, 0, 1 FROM q) GROUP BY ALL)
+                SELECT
+                    (SELECT count(*) FROM r), (SELECT count(*) FROM v), (SELECT count(*) FROM q),
+                    (SELECT count(*) FROM (SELECT {key} FROM r EXCEPT ALL (SELECT {key} FROM v UNION ALL SELECT {key} FROM q))),
+                    (SELECT count(*) FROM (SELECT {key} FROM v INTERSECT SELECT {key} FROM q)),
+                    (SELECT count(*) FROM (SELECT {key} FROM v UNION ALL SELECT {key} FROM q EXCEPT ALL SELECT {key} FROM r)),
+                    (SELECT list({PARTITION_COLUMN} ORDER BY {PARTITION_COLUMN}) FROM per_day WHERE raw <> valid + quarantined)
+                """,
+                [*params, *params, *params],
+            ).fetchone()
+        raw, valid, quarantined, lost, in_both, stale, bad_days = counts
+        bad_days = [str(d) for d in bad_days or []]
+        return dg.AssetCheckResult(
+            passed=raw == valid + quarantined and not (lost or in_both or stale or bad_days),
+            metadata={
+                "days_checked": len(days) if days is not None else "all",
+                "raw": raw,
+                "validated": valid,
+                "quarantined": quarantined,
+                "lost": lost,
+                "in_both": in_both,
+                "without_raw_row": stale,
+                "days_not_conserved": dg.MetadataValue.json(bad_days),
+            },
+        )
+
+
+    @dg.asset_check(
+        asset=keys.validated,
+        additional_deps=[keys.quarantined],
+        blocking=True,
+        description="The share of quarantined rows is under the configured threshold (blocking).",
+    )
+    def quarantine_rate_under_threshold(
+        context: dg.AssetCheckExecutionContext, config: QuarantineGateConfig, warehouse: Warehouse
+    ) -> dg.AssetCheckResult:
+        """Stops downstream stages when too much of any day's data failed validation."""
+        where, params = partition_filter(run_partition_keys(context), f"r.{PARTITION_COLUMN}")
+        with warehouse.connect(read_only=True) as con:
+            days = con.execute(
+                f"""
+                SELECT r.{PARTITION_COLUMN} AS day, count(*) AS raw, coalesce(any_value(q.n), 0) AS quarantined
+                FROM {source.raw_table} r
+                LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS n FROM {source.quarantine_table} GROUP BY ALL) q
+                    ON q.{PARTITION_COLUMN} = r.{PARTITION_COLUMN}
+                WHERE {where} GROUP BY r.{PARTITION_COLUMN} ORDER BY r.{PARTITION_COLUMN}
+                """,
+                params,
+            ).df()
+        days["rate"] = days["quarantined"] / days["raw"]
+        over = days[days["rate"] > config.max_quarantine_rate]
+        total_raw = int(days["raw"].sum())
+        return dg.AssetCheckResult(
+            # A day without rows (its only file rejected) quarantined nothing: the file check warns about it.
+            passed=over.empty,
+            metadata={
+                "raw_rows": total_raw,
+                "quarantine_rate": float(days["quarantined"].sum() / total_raw) if total_raw else 0.0,
+                "worst_day": str(days.loc[days["rate"].idxmax(), "day"]) if total_raw else "none",
+                "worst_day_rate": float(days["rate"].max()) if total_raw else 0.0,
+                "days_over_threshold": dg.MetadataValue.md(
+                    "\n".join(f"- {r.day}: {r.rate:.1%} of {r.raw} rows" for r in over.itertuples()) or "none"
+                ),
+                "threshold": config.max_quarantine_rate,
+            },
+        )
+
+
+    @dg.asset_check(
+        asset=keys.quarantined,
+        description="Every quarantined row says why and where it came from.",
+    )
+    def quarantine_rows_have_reasons(
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+    ) -> dg.AssetCheckResult:
+        """Fails if a quarantined row lacks a reason, a source file or a row number."""
+        where, params = partition_filter(run_partition_keys(context))
+        with warehouse.connect(read_only=True) as con:
+            missing = con.execute(
+                f"SELECT count(*) FROM {source.quarantine_table} WHERE ({where}) AND (coalesce(_quarantine_reasons, '') = '' "
+                "OR _source_file IS NULL OR _source_row IS NULL)",
+                params,
+            ).fetchone()[0]
+        return dg.AssetCheckResult(passed=missing == 0, metadata={"rows_without_reason": missing})
+
+
+    @dg.asset_check(
+        asset=keys.validated,
+        additional_deps=[keys.quarantined],
+        blocking=True,
+        description=(
+            f"Personal data ({', '.join(source.pii) or 'none declared'}) is masked in validated and quarantined rows, "
+            "and no quarantine reason contains a raw value of it."
+        ),
+    )
+    def pii_is_masked(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        """Counts personal-data cells that are not HMAC tokens, and reasons that leak a raw value.
+
+        Covers the run's days and every other day the split tables hold (a run
+        may rewrite other days).
+        """
+        from platform_assets.validate.pii import MASKED_PATTERN
+
+        unmasked = {}
+        with warehouse.connect(read_only=True) as con:
+            days = _checked_days(context, con, source)
+            where, params = partition_filter(days)
+            for table in (source.validated_table, source.quarantine_table):
+                columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+                for column in (c for c in source.pii if c in columns):
+                    unmasked[f"{table}.{column}"] = con.execute(
+                        f"SELECT count(*) FROM {table} WHERE ({where}) AND {column} IS NOT NULL "
+                        f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
+                        [*params, MASKED_PATTERN],
+                    ).fetchone()[0]
+            leaked = {f"reasons_with_raw_{c}": n for c, n in count_leaked_reasons(con, source, days).items()}
+        return dg.AssetCheckResult(
+            passed=not any(unmasked.values()) and not any(leaked.values()), metadata={**unmasked, **leaked}
+        )
+
+    return [validation_conserves_rows, quarantine_rate_under_threshold, quarantine_rows_have_reasons, pii_is_masked]

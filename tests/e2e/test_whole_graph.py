@@ -15,7 +15,10 @@ from platform_assets.deploy.feature_server import stop_feature_server
 from platform_assets.deploy.serving import free_port, predict_over_http, stop_model_server
 from platform_assets.resources import ModelServing
 from platform_assets.train.network import load_bundle
-from tests.conftest import SERVING_PYTHON
+from tests.conftest import SERVING_PYTHON, loan, loan_keys, loan_node, loan_paths
+
+KEYS = loan_keys()
+MONITOR = loan().monitor_schema  # the warehouse schema of the use case's monitoring tables
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +52,8 @@ def graph_run(tmp_path_factory):
                 reports, daemon = loop.simulate(CONFIG, root, instance, defs, START, echo=print)
                 yield instance, daemon, reports, paths
             finally:
-                stop_model_server(paths.serving / "server.json")
-                stop_feature_server(paths.serving / "feature_server.json")
+                stop_model_server(loan_paths(root).serving / "server.json")
+                stop_feature_server(loan_paths(root).serving / "feature_server.json")
 
 
 def _runs(instance):
@@ -58,7 +61,7 @@ def _runs(instance):
 
 
 def _drift_reports(instance) -> list[dict]:
-    records = instance.fetch_materializations(dg.AssetKey(["monitor", "drift_report"]), limit=1000).records
+    records = instance.fetch_materializations(KEYS.drift_report, limit=1000).records
     return [{k: getattr(v, "value", v) for k, v in r.asset_materialization.metadata.items()} for r in reversed(records)]
 
 
@@ -67,7 +70,7 @@ def test_every_asset_materialized_and_only_the_expected_checks_failed(graph_run)
     # A failed blocking check fails its run: the live quality check does once the drift shows. No other step fails.
     failed_steps = {e.step_key for r in daemon.history if not r["success"]
                     for e in instance.all_logs(r["run_id"], of_type=dg.DagsterEventType.STEP_FAILURE)}
-    assert failed_steps == {"monitor__drift_report_quality_above_bound"}
+    assert failed_steps == {loan_node("monitor", "drift_report") + "_quality_above_bound"}
     materialized = {k.to_user_string() for k in definitions.defs.resolve_asset_graph().get_all_asset_keys()
                     if instance.get_latest_materialization_event(k) is not None}
     assert materialized == {k.to_user_string() for k in definitions.defs.resolve_asset_graph().get_all_asset_keys()}
@@ -77,12 +80,13 @@ def test_every_asset_materialized_and_only_the_expected_checks_failed(graph_run)
     failed = {e.asset_check_key.to_user_string(): e.severity for e in evaluations if not e.passed}
     # The sample data is from 2026-09/10: the freshness check rightly warns that it is stale; the live
     # quality check fails on the reports that saw the drifted days. Nothing else fails.
-    assert failed == {"raw/applications:latest_day_fresh": dg.AssetCheckSeverity.WARN,
-                      "monitor/drift_report:quality_above_bound": dg.AssetCheckSeverity.ERROR}
+    assert failed == {"loan_default/raw/applications:latest_day_fresh": dg.AssetCheckSeverity.WARN,
+                      "loan_default/monitor/drift_report:quality_above_bound": dg.AssetCheckSeverity.ERROR}
     assert {e.asset_check_key for e in evaluations} == set(definitions.defs.resolve_asset_graph().asset_check_keys)
     # The live days came in through the sensors and the automation conditions, not by hand.
     by = {r["by"] for r in daemon.history}
-    assert {"landing_files_sensor", "outcome_files", "inference_log_files", "automation", "retrain_on_drift"} <= by
+    assert {"loan_default__landing_files", "loan_default__outcome_files", "loan_default__inference_log_files",
+            "automation", "loan_default__retrain_on_drift"} <= by
 
 
 def test_outcomes_that_became_known_later_arrived_as_outcome_files_all_of_them(graph_run):
@@ -93,8 +97,8 @@ def test_outcomes_that_became_known_later_arrived_as_outcome_files_all_of_them(g
     _, later = loop.outcomes_later(truth, landed_at)
     expected = later[later["label_ts"] < history_end + pd.Timedelta(days=CONFIG.live_days)]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        held = con.execute("SELECT application_id, is_default FROM monitor.outcomes").df()
-        rejected = con.execute("SELECT count(*) FROM monitor.outcome_rejects").fetchone()[0]
+        held = con.execute(f"SELECT application_id, is_default FROM {MONITOR}.outcomes").df()
+        rejected = con.execute(f"SELECT count(*) FROM {MONITOR}.outcome_rejects").fetchone()[0]
         unlabelled = con.execute("SELECT count(*) FROM validated.applications WHERE is_default IS NULL").fetchone()[0]
     assert len(expected) > 1000 and rejected == 0
     assert sorted(held["application_id"]) == sorted(expected["application_id"])
@@ -117,11 +121,11 @@ def test_no_row_is_lost_between_raw_and_validation(graph_run):
 def test_model_beats_the_auc_bound_on_the_test_split(graph_run):
     _, _, _, paths = graph_run
     instance = graph_run[0]
-    event = instance.get_latest_materialization_event(dg.AssetKey(["evaluate", "eval_report"]))
+    event = instance.get_latest_materialization_event(KEYS.eval_report)
     report = event.asset_materialization.metadata["evaluation"].value
     # The newest evaluation is the retrain's: test rows from the drifted days, where the champion fell.
     assert report["test_rows"] > 200
-    key = dg.AssetCheckKey(dg.AssetKey(["evaluate", "eval_report"]), "eval_gate_passed")
+    key = dg.AssetCheckKey(KEYS.eval_report, "eval_gate_passed")
     gate = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key].event
     gate = gate.dagster_event.event_specific_data
     assert gate.passed and gate.metadata["model_version"].value == report["challenger_version"]
@@ -131,9 +135,9 @@ def test_model_beats_the_auc_bound_on_the_test_split(graph_run):
 
 def test_served_prediction_equals_offline_prediction(graph_run):
     _, _, _, paths = graph_run
-    deployment = json.loads((paths.serving / "deployment.json").read_text())
+    deployment = json.loads((loan_paths(paths.root).serving / "deployment.json").read_text())
     bundle = load_bundle(deployment["bundle"])
-    test = pd.read_parquet(paths.training_set).query("split == 'test'").head(100)
+    test = pd.read_parquet(loan_paths(paths.root).training_set).query("split == 'test'").head(100)
     served, meta = predict_over_http(deployment["url"], test[bundle.preprocessor.input_names].to_dict("records"))
     np.testing.assert_allclose(served, bundle.predict_proba(test), atol=1e-5, rtol=0)
     assert meta["tags"]["model_version"] == deployment["model_version"]
@@ -146,9 +150,9 @@ def test_every_answered_request_is_in_the_inference_log_once(graph_run):
     # Every request not answered is a dirty row the server refused (400): no lookup or logging fault.
     assert len(answered) > 500 and rejected == sum(r.errors.get(400, 0) for r in reports), [r.errors for r in reports]
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        logged = con.execute("SELECT request_id, count(*) FROM monitor.inference_log WHERE feature_source = 'online' "
+        logged = con.execute(f"SELECT request_id, count(*) FROM {MONITOR}.inference_log WHERE feature_source = 'online' "
                              "GROUP BY 1").fetchall()
-        probabilities = dict(con.execute("SELECT application_id, probability FROM monitor.inference_log "
+        probabilities = dict(con.execute(f"SELECT application_id, probability FROM {MONITOR}.inference_log "
                                          "WHERE feature_source = 'online'").fetchall())
     assert {rid for rid, _ in logged} == answered and all(n == 1 for _, n in logged)
     for r in reports:
@@ -169,10 +173,10 @@ def test_before_the_drift_nothing_retrains_and_after_it_one_retrain_restores_qua
 
     instance, daemon, reports, paths = graph_run
     truth = loop.generate(CONFIG, START).set_index("application_id")["is_default"]
-    retrains = [r for r in daemon.history if r["job"] == "retrain"]
+    retrains = [r for r in daemon.history if r["job"] == "loan_default__retrain"]
     # Exactly one retrain, requested by the drift sensor after the drift began, within three live days of it
     # (the quality drop shows once outcomes of the drifted days are known), trained on the drifted days.
-    assert [r["by"] for r in retrains] == ["retrain_on_drift"] and retrains[0]["success"]
+    assert [r["by"] for r in retrains] == ["loan_default__retrain_on_drift"] and retrains[0]["success"]
     asked = [r.day for r in reports if r.retrains_requested]
     assert len(asked) == 1
     assert DRIFT_DAY < asked[0] <= (dt.date.fromisoformat(DRIFT_DAY) + dt.timedelta(days=3)).isoformat()
@@ -194,11 +198,11 @@ def test_before_the_drift_nothing_retrains_and_after_it_one_retrain_restores_qua
     new_served = served({r.day for r in after})
     # The old model on the very same drifted requests, from the features the server logged for them.
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
-        logged = con.execute("SELECT * FROM monitor.inference_log WHERE feature_source = 'online' "
+        logged = con.execute(f"SELECT * FROM {MONITOR}.inference_log WHERE feature_source = 'online' "
                              "AND model_version = '2'").df().set_index("application_id")
     assert set(new_served) <= set(logged.index)
     rows = logged.loc[list(new_served)].reset_index()
-    deployment = json.loads((paths.serving / "deployment.json").read_text())
+    deployment = json.loads((loan_paths(paths.root).serving / "deployment.json").read_text())
     old_model = load_version(daemon.defs.resources["mlflow_registry"].client(), deployment["model_name"], "1", tmp_path)
     old_auc = roc_auc_score(truth[rows["application_id"]].to_numpy(), old_model.predict_proba(rows))
     new_auc = auc(new_served)
@@ -230,21 +234,22 @@ def test_a_challenger_that_fails_the_gate_leaves_the_champion_serving(graph_run)
     from platform_assets.train.registry import CHAMPION, alias_version
 
     instance, daemon, _, paths = graph_run
-    before = json.loads((paths.serving / "deployment.json").read_text())
-    bad = {"ops": {"evaluate__eval_report_eval_gate_passed": {"config": {"min_roc_auc": 0.99}}}}
-    result = daemon.defs.resolve_job_def("retrain").execute_in_process(
+    serving = loan_paths(paths.root).serving
+    before = json.loads((serving / "deployment.json").read_text())
+    bad = {"ops": {loan_node("evaluate", "eval_report") + "_eval_gate_passed": {"config": {"min_roc_auc": 0.99}}}}
+    result = daemon.defs.resolve_job_def("loan_default__retrain").execute_in_process(
         instance=instance, run_config={**daemon.run_config, **bad}, raise_on_error=False)
     assert not result.success
     gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "eval_gate_passed"]
     assert len(gate) == 1 and not gate[0].passed
     assert any(r.startswith("- FAIL: ROC AUC") and "0.99" in r for r in gate[0].metadata["reasons"].value.splitlines())
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-    assert dg.AssetKey(["train", "model"]) in materialized
-    assert not materialized & {dg.AssetKey(["evaluate", "champion"]), dg.AssetKey(["deploy", "deployment"])}
-    assert json.loads((paths.serving / "deployment.json").read_text()) == before
+    assert KEYS.model in materialized
+    assert not materialized & {KEYS.champion, KEYS.deployment}
+    assert json.loads((serving / "deployment.json").read_text()) == before
     client = daemon.defs.resources["mlflow_registry"].client()
     assert alias_version(client, before["model_name"], CHAMPION) == before["model_version"]
-    test = pd.read_parquet(paths.training_set).head(5)
+    test = pd.read_parquet(loan_paths(paths.root).training_set).head(5)
     _, meta = predict_over_http(before["url"], test[load_bundle(before["bundle"]).preprocessor.input_names]
                                 .to_dict("records"))
     assert meta["tags"]["model_version"] == before["model_version"]

@@ -11,12 +11,26 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
-import dagster as dg
-from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+# Run as a script, this file's folder is first on sys.path, not the project: put the checkout it
+# belongs to first, so it runs this checkout's platform_assets (not another copy installed in the venv).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from platform_assets import definitions
-from platform_assets.train import assets as train_assets
+import dagster as dg  # noqa: E402
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
+
+from platform_assets import definitions  # noqa: E402
+from platform_assets.build import build_use_case_definitions  # noqa: E402
+from platform_assets.declared import use_case  # noqa: E402
+from platform_assets.keys import for_use_case  # noqa: E402
+
+
+def model_asset():
+    """The loan-default use case's model asset, as the code location builds it."""
+    key = for_use_case(use_case("loan_default")).model
+    (found,) = [a for a in build_use_case_definitions(use_case("loan_default")).assets if key in a.keys]
+    return found
 
 
 def main(root: str, run_config: dict) -> int:
@@ -28,7 +42,7 @@ def main(root: str, run_config: dict) -> int:
 
     SqlAlchemyStore.create_model_version = create_then_die
     with dg.DagsterInstance.get() as instance:
-        dg.materialize([train_assets.model], resources=definitions.build_resources(root), instance=instance,
+        dg.materialize([model_asset()], resources=definitions.build_resources(root), instance=instance,
                        run_config=run_config, raise_on_error=False)
     return 3
 

@@ -3,11 +3,14 @@
 import dagster as dg
 
 from platform_assets import automation
+from platform_assets.keys import UseCaseKeys
 
 STATE = {"check_passes": True}
+# The keys of a use case: the stand-ins carry them, as the conditions name their upstream assets by key.
+KEYS = UseCaseKeys("loan_default", "applications")
 
 
-@dg.asset(key=dg.AssetKey(["validated", "stand_in"]))
+@dg.asset(key=KEYS.key("validated", "stand_in"))
 def upstream():
     return 1
 
@@ -17,17 +20,17 @@ def upstream_is_valid():
     return dg.AssetCheckResult(passed=STATE["check_passes"])
 
 
-@dg.asset(key=dg.AssetKey(["features", "stand_in"]), deps=[upstream], automation_condition=automation.feature_condition())
+@dg.asset(key=KEYS.feature("stand_in"), deps=[upstream], automation_condition=automation.feature_condition(KEYS))
 def feature():
     return 1
 
 
-@dg.asset(key=automation.CHAMPION_ALIAS, deps=[feature])
+@dg.asset(key=KEYS.champion, deps=[feature])
 def champion():
     return 1
 
 
-@dg.asset(key=automation.DEPLOYMENT, deps=[champion, feature], automation_condition=automation.deployment_condition())
+@dg.asset(key=KEYS.deployment, deps=[champion, feature], automation_condition=automation.deployment_condition(KEYS))
 def deployment():
     return 1
 
@@ -56,19 +59,21 @@ def test_new_upstream_data_flows_on_once_and_never_past_a_failed_blocking_check(
         requested, cursor = _tick(instance, cursor)
         assert feature.key not in requested  # once per update
         # A feature refresh alone does not redeploy; a new champion does.
-        assert automation.DEPLOYMENT not in requested
+        assert KEYS.deployment not in requested
         dg.materialize([champion], instance=instance)
         requested, cursor = _tick(instance, cursor)
-        assert automation.DEPLOYMENT in requested
+        assert KEYS.deployment in requested
 
 
 def test_every_automated_asset_of_the_code_location_waits_for_upstream_blocking_checks():
     from platform_assets import definitions
+    from tests.conftest import loan_keys
 
+    keys = loan_keys()
     graph = definitions.defs.resolve_asset_graph()
     automated = {k: graph.get(k).automation_condition for k in graph.get_all_asset_keys()
                  if graph.get(k).automation_condition is not None}
-    assert automation.TRAINING_SET in automated and automation.DRIFT_REPORT in automated
+    assert keys.training_set in automated and keys.drift_report in automated
     for key, condition in automated.items():
         labels = [getattr(op, "get_label", lambda: None)() for op in getattr(condition, "operands", [])]
         assert "all_deps_blocking_checks_passed" in labels, key
@@ -78,7 +83,7 @@ def test_the_first_training_set_does_not_wait_for_outcome_files_that_never_come(
     """Labels may come with the applications: a never-landed outcome partition must not hold training back."""
     days = dg.DailyPartitionsDefinition(start_date="2026-10-01", end_date="2026-10-05")
 
-    @dg.asset(key=automation.OUTCOMES, partitions_def=days)
+    @dg.asset(key=KEYS.outcomes, partitions_def=days)
     def outcomes():
         return 1
 
@@ -86,12 +91,12 @@ def test_the_first_training_set_does_not_wait_for_outcome_files_that_never_come(
     def outcomes_counted():
         return dg.AssetCheckResult(passed=True)
 
-    @dg.asset(key=automation.FEATURE_STORE)
+    @dg.asset(key=KEYS.feature_store)
     def feature_store():
         return 1
 
-    @dg.asset(key=automation.TRAINING_SET, deps=[feature_store, outcomes],
-              automation_condition=automation.training_condition())
+    @dg.asset(key=KEYS.training_set, deps=[feature_store, outcomes],
+              automation_condition=automation.training_condition(KEYS))
     def training_set():
         return 1
 
@@ -100,4 +105,4 @@ def test_the_first_training_set_does_not_wait_for_outcome_files_that_never_come(
         cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor
         dg.materialize([feature_store], instance=instance)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        assert automation.TRAINING_SET in {r.key for r in result.results if r.true_subset.size > 0}
+        assert KEYS.training_set in {r.key for r in result.results if r.true_subset.size > 0}

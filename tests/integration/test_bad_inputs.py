@@ -18,7 +18,7 @@ from platform_assets.ingest.landing import list_landing_files, read_landing
 from platform_assets.validate.duplicates import split_batch
 from platform_assets.validate.pii import MASKED_PATTERN, mask_pii
 from platform_assets.validate.rules import REASONS
-from tests.conftest import day_range_tags, ingest_days, write_sample_landing
+from tests.conftest import day_range_tags, daily_selection, ingest_days, loan_definitions, write_sample_landing
 
 SOURCE = use_case("loan_default").source
 PII_COLUMNS = SOURCE.pii
@@ -100,7 +100,7 @@ def test_bad_input(case):
 
 def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
     rows_good = write_sample_landing(tmp_path, days=3, rows_per_day=100)
-    landing = settings.paths(tmp_path).landing
+    landing = settings.paths(tmp_path).landing / SOURCE.landing_folder
     day_of = {case: f"2025-12-{i + 1:02d}" for i, case in enumerate(sorted(EXPECTED))}
     for i, case in enumerate(sorted(EXPECTED)):
         source = next((CORPUS / case).iterdir())
@@ -111,11 +111,10 @@ def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         result = dg.materialize(
-            [*dg.load_assets_from_modules(definitions.ASSET_MODULES[:2]),
-             *dg.load_asset_checks_from_modules(definitions.CHECK_MODULES[:2])],
+            [*loan_definitions().assets, *loan_definitions().asset_checks],
             resources=resources,
             instance=instance,
-            selection="group:ingest or group:validate",
+            selection=daily_selection(),
             tags=day_range_tags("2025-12-01", "2026-09-03"),  # every day of the corpus and the good files
             raise_on_error=False,
         )
@@ -167,7 +166,7 @@ def test_landing_can_be_any_fsspec_url():
 
 def test_a_day_whose_quarantine_has_no_or_mixed_personal_data_loses_no_row(tmp_path):
     """Each case alone in its day and its run: the quarantine's PII columns are all missing, or of mixed types."""
-    landing = settings.paths(tmp_path).landing
+    landing = settings.paths(tmp_path).landing / SOURCE.landing_folder
     landing.mkdir(parents=True)
     resources = definitions.build_resources(tmp_path)
     for i, case in enumerate(ONE_DAY_ALONE):
@@ -176,7 +175,7 @@ def test_a_day_whose_quarantine_has_no_or_mixed_personal_data_loses_no_row(tmp_p
         shutil.copyfile(source, landing / source.name.replace("2026-01-01", day))
         result = ingest_days(resources, day, day)
         written = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert {"validated/applications", "quarantine/applications"} <= written, case
+        assert {"loan_default/validated/applications", "loan_default/quarantine/applications"} <= written, case
         checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["validation_conserves_rows"] and checks["pii_is_masked"], case
         # Most of such a day is quarantined: the blocking gate stops what is downstream, as it should.

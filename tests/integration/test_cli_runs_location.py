@@ -44,10 +44,10 @@ def home(_isolated_state):
     ("command", "job_name", "succeeds"),
     [
         # `make materialize`'s first step, for one day; the landed day materializes.
-        (["--assets", "raw/applications", "--partition", DAY], "__ASSET_JOB", True),
-        # a job, as `make materialize` runs features_to_serving and drift: drift fails with no data, and a
-        # failed run must show under its job too.
-        (["--job", "drift"], "drift", False),
+        (["--assets", "loan_default/raw/applications", "--partition", DAY], "__ASSET_JOB", True),
+        # a job, as `make materialize` runs loan_default__features_to_serving and loan_default__drift: drift
+        # fails with no data, and a failed run must show under its job too.
+        (["--job", "loan_default__drift"], "loan_default__drift", False),
     ],
     ids=["assets", "job"],
 )
@@ -76,5 +76,5 @@ def test_cli_run_carries_the_workspace_location(home, command, job_name, succeed
         assert [r.run_id for r in shown] == [run.run_id]
         if command[0] == "--assets":
             assert run.tags["dagster/partition"] == DAY
-            assert run.asset_selection == {dg.AssetKey(["raw", "applications"])}
-            assert instance.get_latest_materialization_event(dg.AssetKey(["raw", "applications"])) is not None
+            assert run.asset_selection == {dg.AssetKey(["loan_default", "raw", "applications"])}
+            assert instance.get_latest_materialization_event(dg.AssetKey(["loan_default", "raw", "applications"])) is not None

@@ -34,7 +34,7 @@ def test_two_cli_runs_meeting_a_held_lock_wait_and_both_succeed(tmp_path):
     runs = [
         subprocess.Popen(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "platform_assets.definitions",
-             "--select", "raw/applications,validated/applications,quarantine/applications", "--partition", day],
+             "--select", "loan_default/raw/applications,loan_default/validated/applications,loan_default/quarantine/applications", "--partition", day],
             cwd=PROJECT_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
         )
         for day, log in zip(DAYS, logs)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
-from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
+from tests.conftest import PROJECT_ROOT, ingest_days, loan_asset, write_sample_landing
 
 DBT = PROJECT_ROOT / ".venv" / "bin" / "dbt"
 WINDOWS = "features.int_applicant_windows"
@@ -112,15 +112,14 @@ def test_a_subset_run_on_a_fresh_warehouse_skips_tests_that_read_models_not_buil
     """Automation may build the staging model alone first: the history test (which also reads the mart) waits."""
     import dagster as dg
 
-    from platform_assets.features.dbt import dbt_feature_models
-
+    dbt_feature_models = loan_asset("features", "stg_applications")  # the use case's dbt models, one definition
     write_sample_landing(tmp_path, days=3, rows_per_day=40, start=dt.date(2026, 3, 1))
     resources = definitions.build_resources(tmp_path)
     assert ingest_days(resources, "2026-03-01", "2026-03-03").success
     result = dg.materialize([dbt_feature_models], resources={k: resources[k] for k in ("dbt", "warehouse")},
-                            selection="features/stg_applications", raise_on_error=False)
+                            selection="loan_default/features/stg_applications", raise_on_error=False)
     assert result.success
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
-        "features/stg_applications"}
+        "loan_default/features/stg_applications"}
     with duckdb.connect(str(settings.paths(tmp_path).warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM features.stg_applications").fetchone()[0] > 0

@@ -5,24 +5,31 @@ import sys
 
 from tests.conftest import PROJECT_ROOT
 
-GROUPS = {
-    "raw/applications": "ingest",
-    "validated/applications": "validate",
-    "quarantine/applications": "validate",
-    "features/stg_applications": "features",
-    "features/fct_application_features": "features",
-    "features/fct_applicant_history": "features",
-    "features/fct_applicant_activity": "features",
-    "features/feature_store": "features",
-    "features/training_set": "features",
-    "train/model": "train",
-    "evaluate/eval_report": "evaluate",
-    "evaluate/champion": "evaluate",
-    "deploy/deployment": "deploy",
-    "monitor/inference_log": "monitor",
-    "monitor/drift_report": "monitor",
-    "monitor/outcomes": "monitor",
+USE_CASE = "loan_default"
+# Every asset of the loan-default use case that carries at least one check (the two others:
+# features/int_applicant_windows, an intermediate dbt model, and monitor/labelled_predictions).
+CHECKED = {
+    f"{USE_CASE}/{key}"
+    for key in (
+        "raw/applications",
+        "validated/applications",
+        "quarantine/applications",
+        "features/stg_applications",
+        "features/fct_application_features",
+        "features/fct_applicant_history",
+        "features/fct_applicant_activity",
+        "features/feature_store",
+        "features/training_set",
+        "train/model",
+        "evaluate/eval_report",
+        "evaluate/champion",
+        "deploy/deployment",
+        "monitor/inference_log",
+        "monitor/drift_report",
+        "monitor/outcomes",
+    )
 }
+UNCHECKED = {f"{USE_CASE}/features/int_applicant_windows", f"{USE_CASE}/monitor/labelled_predictions"}
 
 
 def test_graph_shape_groups_and_checks():
@@ -30,18 +37,21 @@ def test_graph_shape_groups_and_checks():
 
     graph = defs.resolve_asset_graph()
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
-    assert {k: v.group_name for k, v in specs.items() if k in GROUPS} == GROUPS
+    of_use_case = {k: v for k, v in specs.items() if k.startswith(f"{USE_CASE}/")}
+    assert set(of_use_case) == CHECKED | UNCHECKED
+    # one group per use case: every one of its assets, whatever its stage
+    assert {k: v.group_name for k, v in of_use_case.items()} == {k: USE_CASE for k in of_use_case}
     checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
-    assert checked == set(GROUPS)  # at least one check on every asset
-    for key, node in specs.items():
-        if key in GROUPS:
-            assert node.description, f"{key} has no description"
+    assert checked == CHECKED  # at least one check on every asset but the two named above
+    for key, node in of_use_case.items():
+        assert node.description, f"{key} has no description"
     lineage = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()}
-    assert "validated/applications" in lineage["features/stg_applications"]
-    assert "features/training_set" in lineage["train/model"]
-    assert "evaluate/eval_report" in lineage["evaluate/champion"]  # the alias moves after the evaluation
-    assert "evaluate/champion" in lineage["deploy/deployment"]
-    assert "monitor/outcomes" in lineage["features/training_set"]  # labels that arrived later train the model
+    prefix = f"{USE_CASE}/"
+    assert prefix + "validated/applications" in lineage[prefix + "features/stg_applications"]
+    assert prefix + "features/training_set" in lineage[prefix + "train/model"]
+    assert prefix + "evaluate/eval_report" in lineage[prefix + "evaluate/champion"]  # the alias moves after the evaluation
+    assert prefix + "evaluate/champion" in lineage[prefix + "deploy/deployment"]
+    assert prefix + "monitor/outcomes" in lineage[prefix + "features/training_set"]  # labels that arrived later train the model
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

@@ -3,14 +3,13 @@
 import datetime as dt
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
 from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
-from tests.conftest import ingest_days
+from tests.conftest import ingest_days, loan, loan_keys
 
 DAYS = ["2026-09-01", "2026-09-02", "2026-09-03", "2026-09-04"]
 D1, D2, D3, D4 = DAYS
@@ -41,8 +40,13 @@ def landing_days() -> dict[str, pd.DataFrame]:
     return parts
 
 
+def landing_folder(root: Path) -> Path:
+    """Where the loan-default source's files land under ``root``."""
+    return settings.paths(root).landing / loan().source.landing_folder
+
+
 def write_day(root: Path, day: str, frame: pd.DataFrame) -> None:
-    landing = settings.paths(root).landing
+    landing = landing_folder(root)
     landing.mkdir(parents=True, exist_ok=True)
     frame.to_csv(landing / f"applications_{day}.csv", index=False)
 
@@ -54,7 +58,7 @@ def outcome(root: Path) -> dict:
         quarantined = con.execute(
             "SELECT _partition, _source_file, _source_row, _duplicate_of, _quarantine_reasons FROM quarantine.applications"
         ).fetchall()
-    name = lambda text: text.replace(str(settings.paths(root).landing) + "/", "") if text else text  # noqa: E731
+    name = lambda text: text.replace(str(landing_folder(root)) + "/", "") if text else text  # noqa: E731
     days: dict = {d: (set(), set()) for d in DAYS}
     for day, file, row in valid:
         days[day][0].add((name(file), row))
@@ -64,7 +68,7 @@ def outcome(root: Path) -> dict:
 
 
 def rewritten(result) -> list[str]:
-    key = dg.AssetKey(["validated", "applications"])
+    key = loan_keys().validated
     events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
     return [d for e in events for d in e.materialization.metadata["rewritten_days"].value]
 

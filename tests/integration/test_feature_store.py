@@ -17,18 +17,16 @@ import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.features import assets as feature_assets
 from platform_assets.features import checks as feature_checks
-from platform_assets.features import dbt as feature_dbt
 from platform_assets.features import feast_ops
-from platform_assets.ingest import assets as ingest_assets
-from platform_assets.validate import assets as validate_assets
-from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
+from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_asset, loan_check, loan_keys, loan_paths, \
+    write_sample_landing
 
-USE_CASE = feature_assets.USE_CASE
+USE_CASE = loan()
+KEYS = loan_keys()
 ONLINE_FEATURE_SERVICE = USE_CASE.online_feature_service
-FEATURE_CHECKS = [feature_checks.online_matches_offline, feature_checks.training_set_has_no_leakage,
-                  feature_checks.features_are_fresh]
+FEATURE_CHECKS = [loan_check("online_matches_offline"), loan_check("training_set_has_no_leakage"),
+                  loan_check("features_are_fresh")]
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +38,12 @@ def built(tmp_path_factory):
     resources = definitions.build_resources(root)
     assert ingest_days(resources, start.isoformat(), (start + dt.timedelta(days=39)).isoformat()).success
     result = dg.materialize(
-        [ingest_assets.raw_applications, validate_assets.validated_applications, feature_dbt.dbt_feature_models,
-         feature_assets.feature_store, feature_assets.training_set, *FEATURE_CHECKS],
+        [loan_asset("raw", KEYS.source), loan_asset("validated", KEYS.source),
+         loan_asset("features", "stg_applications"),  # the dbt models
+         loan_asset("features", "feature_store"), loan_asset("features", "training_set"), *FEATURE_CHECKS],
         resources=resources,
-        selection="not (group:ingest or group:validate)",  # the days are ingested above
+        # the days are ingested above: the feature layer only (dbt models, feature store, training set)
+        selection=dg.AssetSelection.key_prefixes([USE_CASE.name, "features"]),
         raise_on_error=False,
     )
     return root, resources, result
@@ -76,7 +76,7 @@ def test_every_feature_check_passes_on_clean_data(built):
 
 
 def _one_labelled_row_with_history(root):
-    training = pd.read_parquet(settings.paths(root).training_set)
+    training = pd.read_parquet(loan_paths(root).training_set)
     return training, training[training["prior_applications_90d"] > 0].iloc[0]
 
 
@@ -105,10 +105,10 @@ def test_point_in_time_join_keeps_a_planted_future_row_out(built, restore):
 def test_leakage_check_fails_when_a_later_value_reaches_a_row(built, restore):
     root, resources, _ = built
     training, row = _one_labelled_row_with_history(root)
-    path = restore(settings.paths(root).training_set)
+    path = restore(loan_paths(root).training_set)
     training.loc[training["application_id"] == row["application_id"], "prior_applications_90d"] += 1.0
     training.to_parquet(path, index=False)
-    result = feature_checks.training_set_has_no_leakage(state=resources["state"], warehouse=resources["warehouse"],
+    result = loan_check("training_set_has_no_leakage")(state=resources["state"], warehouse=resources["warehouse"],
                                                         feast=resources["feast"])
     assert not result.passed
     assert result.metadata["features_not_as_of_row"].value == 1
@@ -124,12 +124,12 @@ def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built)
     changed = latest.assign(recent_loan_amounts=[[*amounts[:-1], float(np.nextafter(amounts[-1], np.inf))]])
     store.write_to_online_store("applicant_activity", changed)
     try:
-        result = feature_checks.online_matches_offline(config=config, feast=resources["feast"])
+        result = loan_check("online_matches_offline")(config=config, feast=resources["feast"])
     finally:
         store.write_to_online_store("applicant_activity", latest)
     assert not result.passed
     assert result.metadata["mismatches"].value == 1
-    assert feature_checks.online_matches_offline(config=config, feast=resources["feast"]).passed
+    assert loan_check("online_matches_offline")(config=config, feast=resources["feast"]).passed
 
 
 def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
@@ -163,7 +163,7 @@ def test_freshness_check_warns_when_newer_features_are_not_online(built, restore
     apps = pd.read_parquet(path)
     newer = apps.tail(1).assign(application_id="newer", event_timestamp=apps["event_timestamp"].max() + pd.Timedelta(hours=3))
     pd.concat([apps, newer]).to_parquet(path, index=False, coerce_timestamps="us")
-    result = feature_checks.features_are_fresh(
+    result = loan_check("features_are_fresh")(
         config=feature_checks.FeatureFreshnessConfig(), state=resources["state"], warehouse=resources["warehouse"],
         feast=resources["feast"],
     )

@@ -7,8 +7,7 @@ import duckdb
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.ingest import checks as ingest_checks
-from tests.conftest import ingest_days, write_sample_landing
+from tests.conftest import ingest_days, loan_check, write_sample_landing
 
 
 def _checks(result) -> dict:
@@ -16,7 +15,7 @@ def _checks(result) -> dict:
 
 
 def _run(check, resources):
-    landing = {"landing": resources["landing"]} if check is ingest_checks.landing_files_found_were_read else {}
+    landing = {"landing": resources["landing"]} if check is loan_check("landing_files_found_were_read") else {}
     return check(context=dg.build_asset_check_context(), warehouse=resources["warehouse"], **landing)
 
 
@@ -47,7 +46,7 @@ def test_the_ingest_checks_pass_on_good_files_with_counts_from_the_files(ingeste
 def test_files_all_named_wrongly_fail_the_run_naming_the_pattern(tmp_path):
     """A new source's files (cards_*.parquet) land where applications are expected: 0 rows must not pass."""
     write_sample_landing(tmp_path, days=2, rows_per_day=50)
-    landing = settings.paths(tmp_path).landing
+    landing = settings.paths(tmp_path).landing / "applications"
     for path in sorted(landing.iterdir()):
         path.rename(path.with_name(path.name.replace("applications_", "cards_")))
     result = ingest_days(definitions.build_resources(tmp_path), "2026-09-01", "2026-09-02")
@@ -59,7 +58,7 @@ def test_files_all_named_wrongly_fail_the_run_naming_the_pattern(tmp_path):
     assert "cards_2026-09-01.parquet" in check.metadata["problems"].value
     # Blocking: nothing was validated from the empty read.
     written = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert written == {"raw/applications"}
+    assert written == {"loan_default/raw/applications"}
 
 
 def test_a_day_without_rows_in_a_range_warns_without_blocking(tmp_path):
@@ -73,18 +72,18 @@ def test_a_day_without_rows_in_a_range_warns_without_blocking(tmp_path):
 
 def test_a_file_found_but_not_recorded_fails(ingested):
     root, resources, _, _ = ingested
-    assert _run(ingest_checks.landing_files_found_were_read, resources).passed
+    assert _run(loan_check("landing_files_found_were_read"), resources).passed
     _sql(root, "DELETE FROM raw.applications_landing_files WHERE path LIKE '%2026-09-02%'")
-    check = _run(ingest_checks.landing_files_found_were_read, resources)
+    check = _run(loan_check("landing_files_found_were_read"), resources)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert "applications_2026-09-02.parquet: found in the landing folder but neither read nor rejected" in check.description
 
 
 def test_files_read_whole_fails_on_a_missing_row_and_on_a_changed_file(ingested):
     root, resources, _, _ = ingested
-    assert _run(ingest_checks.landing_files_read_whole, resources).passed
+    assert _run(loan_check("landing_files_read_whole"), resources).passed
     _sql(root, "DELETE FROM raw.applications WHERE _partition = '2026-09-01' AND _source_row = 7")
-    check = _run(ingest_checks.landing_files_read_whole, resources)
+    check = _run(loan_check("landing_files_read_whole"), resources)
     differing = check.metadata["differing_files"].value
     assert not check.passed and len(differing) == 1
     (path, why), = differing.items()
@@ -92,7 +91,7 @@ def test_files_read_whole_fails_on_a_missing_row_and_on_a_changed_file(ingested)
     counted, held = map(int, re.findall(r"\d+", why))
     assert counted == held + 1
     # A file rewritten after it was read cannot be taken as recounted.
-    target = settings.paths(root).landing / "applications_2026-09-02.parquet"
+    target = settings.paths(root).landing / "applications" / "applications_2026-09-02.parquet"
     target.write_bytes(target.read_bytes() + b"appended")
-    differing = _run(ingest_checks.landing_files_read_whole, resources).metadata["differing_files"].value
+    differing = _run(loan_check("landing_files_read_whole"), resources).metadata["differing_files"].value
     assert "changed since it was read" in differing[str(target)]

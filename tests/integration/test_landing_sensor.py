@@ -12,11 +12,22 @@ import duckdb
 import yaml
 
 from platform_assets import definitions, settings
-from platform_assets.ingest.sensors import FILES_TAG, MAX_ATTEMPTS_ENV, landing_files_sensor
+from platform_assets.ingest.sensors import FILES_TAG, MAX_ATTEMPTS_ENV
 from platform_assets.resources import Warehouse
-from tests.conftest import PROJECT_ROOT, ingest_days, write_sample_landing
+from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_definitions, write_sample_landing
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_inputs"
+
+
+def _landing_sensor():
+    """The loan-default use case's landing sensor (``loan_default__landing_files``)."""
+    (sensor,) = [s for s in loan_definitions().sensors if s.name == "loan_default__landing_files"]
+    return sensor
+
+
+def _landing(root):
+    """Where the loan-default source's files land under the state root ``root``."""
+    return settings.paths(root).landing / loan().source.landing_folder
 
 
 def _instance(tmp_path):
@@ -31,7 +42,7 @@ def _tick(instance, resources, cursor):
         instance=instance, cursor=cursor,
         resources={"landing": resources["landing"], "warehouse": resources["warehouse"]},
     )
-    result = landing_files_sensor(context)
+    result = _landing_sensor()(context)
     return result, (result.cursor if isinstance(result, dg.SensorResult) else cursor)
 
 
@@ -48,14 +59,15 @@ def _requests(result):
 
 def _run_requests(instance, resources, requests):
     """Runs what the sensor asked for, as the daemon would: one run per request, for its day."""
+    sensor = _landing_sensor()
     defs = dg.Definitions(
-        assets=dg.load_assets_from_modules(definitions.ASSET_MODULES[:2]),
-        asset_checks=dg.load_asset_checks_from_modules(definitions.CHECK_MODULES[:2]),
-        sensors=[landing_files_sensor],
+        assets=loan_definitions().assets,
+        asset_checks=loan_definitions().asset_checks,
+        sensors=[sensor],
         resources=resources,
     )
     job = defs.resolve_implicit_global_asset_job_def()
-    selection = list(landing_files_sensor.asset_selection.resolve(defs.resolve_asset_graph()))
+    selection = list(sensor.asset_selection.resolve(defs.resolve_asset_graph()))
     return [
         job.execute_in_process(
             instance=instance, asset_selection=selection, partition_key=r.partition_key, tags=r.tags,
@@ -74,7 +86,7 @@ def _counts(warehouse):
 
 def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
     rows = write_sample_landing(tmp_path, days=2, rows_per_day=50)
-    landing = settings.paths(tmp_path).landing
+    landing = _landing(tmp_path)
     resources = definitions.build_resources(tmp_path)
     warehouse = settings.paths(tmp_path).warehouse
     with _instance(tmp_path) as instance:
@@ -146,7 +158,7 @@ def test_files_ingested_by_another_route_are_not_requested_again(tmp_path):
 
 def test_a_file_still_being_written_waits_until_it_stops_changing(tmp_path):
     write_sample_landing(tmp_path, days=1, rows_per_day=80, start=dt.date(2026, 9, 5))
-    landing = settings.paths(tmp_path).landing
+    landing = _landing(tmp_path)
     parquet = landing / "applications_2026-09-05.parquet"
     import pandas as pd
 

@@ -16,6 +16,7 @@ from platform_assets.deploy.serving import free_port
 from platform_assets.resources import MlflowRegistry
 from platform_assets.train import runs
 from platform_assets.train.sensors import mlflow_runs_on_failure
+from tests.conftest import loan, loan_asset
 
 
 @dg.asset
@@ -31,10 +32,13 @@ def broken() -> None:
 
 @pytest.fixture
 def backend(tmp_path):
-    """An MLflow registry resource on SQLite, its client and experiment id, and a Dagster instance."""
-    registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="closing",
-                              registered_model_name="closing", artifact_root=str(tmp_path / "art"))
-    experiment_id = registry.ensure_experiment()
+    """An MLflow registry resource on SQLite, its client and experiment id, and a Dagster instance.
+
+    The experiment is the loan-default use case's (its model's name): the sensor closes runs in the
+    experiments of the declared use cases.
+    """
+    registry = MlflowRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path / "art"))
+    experiment_id = registry.ensure_experiment(loan().model_name)
     (tmp_path / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         yield registry, registry.client(), experiment_id, instance
@@ -85,8 +89,7 @@ def test_sensor_ends_the_failed_runs_mlflow_run_and_its_children(backend):
 def test_sensor_with_an_unreachable_backend_skips_without_raising(backend):
     _, _, _, instance = backend
     failed = _failed_run(instance)
-    unreachable = MlflowRegistry(tracking_uri=f"http://127.0.0.1:{free_port()}", experiment_name="closing",
-                                 registered_model_name="closing")
+    unreachable = MlflowRegistry(tracking_uri=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     mlflow_runs_on_failure(_failure_context(instance, failed, {"mlflow_registry": unreachable}))
     # MLflow's own retries (7, doubling pauses) would take minutes; the first HTTP call also imports the
@@ -150,14 +153,13 @@ def test_sweep_ends_runs_of_finished_unknown_or_dead_dagster_runs_only(backend):
 
 def test_a_model_step_that_fails_ends_its_mlflow_run_as_failed(tmp_path):
     from platform_assets import definitions
-    from platform_assets.train import assets as train_assets
 
     resources = definitions.build_resources(tmp_path)  # no training set written: the step fails reading it
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        result = dg.materialize([train_assets.model], resources=resources, instance=instance, raise_on_error=False)
+        result = dg.materialize([loan_asset("train", "model")], resources=resources, instance=instance, raise_on_error=False)
     assert not result.success
     client = resources["mlflow_registry"].client()
-    experiment_id = client.get_experiment_by_name("loan-default").experiment_id
+    experiment_id = client.get_experiment_by_name(loan().model_name).experiment_id
     [run] = client.search_runs([experiment_id], f"tags.dagster_run_id = '{result.run_id}'")
     assert run.info.status == "FAILED"

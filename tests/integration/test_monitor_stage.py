@@ -7,12 +7,21 @@ import duckdb
 import pandas as pd
 
 from platform_assets import definitions, settings
-from platform_assets.monitor import assets as monitor_assets
 from platform_assets.monitor import checks as monitor_checks
+from tests.conftest import loan, loan_asset, loan_check, loan_keys, loan_paths
+
+LOAN = loan()
+INFERENCE_LOG = loan_asset("monitor", "inference_log")
+LINES_ACCOUNTED_FOR = loan_check("inference_log_lines_accounted_for")
+
+
+def _table(name):
+    """The loan-default use case's monitoring table ``name`` (schema ``monitor_loan_default``)."""
+    return LOAN.monitor_table(name)
 
 
 def _write_log(root, day, rows, worker="h-1", torn=False):
-    path = settings.paths(root).inference / f"day={day}" / f"{worker}-2026112310.jsonl"
+    path = loan_paths(root).inference / f"day={day}" / f"{worker}-2026112310.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"request_id": f"{day}-{worker}-{i}", "row": 0, "served_at": "2026-11-23T10:00:00+00:00",
                          "event_ts": f"{day}T0{i % 10}:00:00", "model_name": "m", "model_version": "3",
@@ -25,7 +34,7 @@ def _write_log(root, day, rows, worker="h-1", torn=False):
 
 def _materialize(resources, day, instance):
     return dg.materialize(
-        [monitor_assets.inference_log, monitor_checks.inference_log_lines_accounted_for],
+        [INFERENCE_LOG, LINES_ACCOUNTED_FOR],
         resources=resources, partition_key=day, instance=instance, raise_on_error=False,
     )
 
@@ -41,19 +50,19 @@ def test_a_day_of_log_files_is_ingested_whole_and_the_check_fails_when_a_line_go
         meta = result.get_asset_materialization_events()[0].materialization.metadata
         assert meta["dagster/row_count"].value == 50 and meta["rejected_lines"].value == 1 and meta["lines"].value == 51
         with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
-            assert con.execute("SELECT count(*), count(DISTINCT request_id) FROM monitor.inference_log").fetchone() == (50, 50)
-            assert con.execute("SELECT count(*) FROM monitor.inference_log_rejects").fetchone()[0] == 1
+            assert con.execute(f"SELECT count(*), count(DISTINCT request_id) FROM {_table('inference_log')}").fetchone() == (50, 50)
+            assert con.execute(f"SELECT count(*) FROM {_table('inference_log_rejects')}").fetchone()[0] == 1
         # Again: the day is replaced, not appended.
         assert _materialize(resources, "2026-10-20", instance).success
         with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
-            assert con.execute("SELECT count(*) FROM monitor.inference_log").fetchone()[0] == 50
+            assert con.execute(f"SELECT count(*) FROM {_table('inference_log')}").fetchone()[0] == 50
         # A line the server wrote after ingestion: the recount no longer matches, the blocking check fails.
         with open(_write_log(tmp_path, "2026-10-20", 30, "h-1"), "a") as log:
             log.write(json.dumps({"request_id": "late"}) + "\n")
         check = dg.materialize(
-            [monitor_assets.inference_log, monitor_checks.inference_log_lines_accounted_for],
+            [INFERENCE_LOG, LINES_ACCOUNTED_FOR],
             resources=resources, instance=instance, raise_on_error=False,
-            selection=dg.AssetSelection.checks_for_assets(monitor_assets.INFERENCE_LOG),
+            selection=dg.AssetSelection.checks_for_assets(loan_keys().inference_log),
         )
         evaluation = check.get_asset_check_evaluations()[0]
         assert not evaluation.passed and "2026-10-20" in evaluation.metadata["differing_days"].value
@@ -83,7 +92,7 @@ def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):
         con.execute("CREATE TABLE validated.applications AS SELECT * FROM (SELECT * FROM apps UNION ALL SELECT * FROM newest)")
     with dg.instance_for_test() as instance:
         assert _materialize(resources, "2026-10-20", instance).success
-        result = dg.materialize([monitor_assets.labelled_predictions], resources=resources, instance=instance)
+        result = dg.materialize([loan_asset("monitor", "labelled_predictions")], resources=resources, instance=instance)
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 4 and meta["unlabelled_rows"].value == 6
     assert meta["label_delay_days_p50"].value > 2.5
@@ -91,11 +100,11 @@ def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):
 
 def _checks_on_report(metadata):
     with dg.instance_for_test() as instance:
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=monitor_assets.DRIFT_REPORT,
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=loan_keys().drift_report,
                                                                     metadata=metadata))
         context = dg.build_asset_check_context(instance=instance)
-        drift = monitor_checks.drift_share_under_threshold(context, monitor_checks.DriftThresholdConfig())
-        quality = monitor_checks.quality_above_bound(context, monitor_checks.QualityBoundConfig())
+        drift = loan_check("drift_share_under_threshold")(context, monitor_checks.DriftThresholdConfig())
+        quality = loan_check("quality_above_bound")(context, monitor_checks.QualityBoundConfig())
     return drift, quality
 
 
@@ -113,39 +122,56 @@ def test_drift_and_quality_checks_judge_the_report_figures():
 
 
 def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_one(tmp_path):
-    from platform_assets.features.history import HISTORY_FEATURES
+    """Served features against the point-in-time ones Feast retrieves (from the planted marts) for each landed row."""
+    from platform_assets.features import feast_ops
 
     resources = definitions.build_resources(tmp_path)
     _write_log(tmp_path, "2026-10-20", 3)
     with dg.instance_for_test() as instance:
         assert _materialize(resources, "2026-10-20", instance).success
+    store = resources["feast"].store()
+    feast_ops.apply_repo(store, resources["feast"].repo_path)
+    application_columns = [f.name for f in store.get_feature_view("application_features").features]
+    history_columns = [f.name for f in store.get_feature_view("applicant_history").features]
+    marts = ("fct_application_features", "fct_applicant_history")
+    data_dir = settings.paths(tmp_path).feast / "data"
     with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
-        served = con.execute("SELECT application_id, income, region FROM monitor.inference_log").df()
-        history = served[["application_id"]].assign(**{n: 0.0 for n in HISTORY_FEATURES})
+        served = con.execute(f"SELECT application_id, applicant_id, CAST(event_ts AS TIMESTAMP) AS event_timestamp, "
+                             f"income, region FROM {_table('inference_log')}").df()
+        # The rows have landed since; their marts hold exactly what the server used.
+        application = served.drop(columns="applicant_id").assign(
+            **{n: 0.0 for n in application_columns if n not in served.columns})
+        history = served[["applicant_id", "event_timestamp"]].assign(**{n: 0.0 for n in history_columns})
+        con.execute("CREATE SCHEMA validated")
+        con.execute(f"CREATE TABLE {LOAN.source.validated_table} AS SELECT application_id, applicant_id, "
+                    "event_timestamp AS application_ts FROM served")
         con.execute("CREATE SCHEMA features")
-        con.execute("CREATE TABLE features.fct_application_features AS SELECT *, 0 AS applicant_id FROM served")
+        con.execute("CREATE TABLE features.fct_application_features AS SELECT * FROM application")
         con.execute("CREATE TABLE features.fct_applicant_history AS SELECT * FROM history")
+        feast_ops.export_marts(con, data_dir, marts)
 
     def check():
         context = dg.build_asset_check_context(instance=dg.DagsterInstance.ephemeral())
-        return monitor_checks.served_features_match_point_in_time(context, resources["warehouse"])
+        return loan_check("served_features_match_point_in_time")(
+            context, state=resources["state"], warehouse=resources["warehouse"], feast=resources["feast"])
 
     assert check().passed and check().metadata["requests_compared"].value == 3
     with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
         con.execute("UPDATE features.fct_application_features SET income = income + 1 WHERE application_id LIKE '%-1'")
+        feast_ops.export_marts(con, data_dir, marts)
     result = check()
     assert not result.passed and result.metadata["mismatching_requests"].value == 1
     assert result.metadata["features"].value == "income"
 
 
 def test_an_outcome_file_is_ingested_whole_and_the_check_fails_when_a_row_goes_missing(tmp_path):
-    outcomes_dir = settings.paths(tmp_path).outcomes
+    outcomes_dir = loan_paths(tmp_path).outcomes
     outcomes_dir.mkdir(parents=True)
     rows = [f"app-{i},{i % 2},2026-10-20T0{i % 10}:00:00" for i in range(40)]
     (outcomes_dir / "outcomes_2026-10-20.csv").write_text(
         "application_id,is_default,label_ts\n" + "\n".join([*rows, "app-x,2,2026-10-20T01:00:00"]) + "\n")
     resources = definitions.build_resources(tmp_path)
-    assets = [monitor_assets.outcomes, monitor_checks.outcome_rows_accounted_for]
+    assets = [loan_asset("monitor", "outcomes"), loan_check("outcome_rows_accounted_for")]
     with dg.instance_for_test() as instance:
         result = dg.materialize(assets, resources=resources, partition_key="2026-10-20", instance=instance)
         meta = result.get_asset_materialization_events()[0].materialization.metadata
@@ -153,10 +179,10 @@ def test_an_outcome_file_is_ingested_whole_and_the_check_fails_when_a_row_goes_m
         assert meta["not_yet_validated"].value == 40  # no applications landed in this test
         assert all(e.passed for e in result.get_asset_check_evaluations())
         with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:
-            assert con.execute("SELECT reason FROM monitor.outcome_rejects").fetchone()[0] == "is_default: not 0 or 1: 2"
-            con.execute("DELETE FROM monitor.outcomes WHERE application_id = 'app-7'")  # a row lost after ingestion
+            assert con.execute(f"SELECT reason FROM {_table('outcome_rejects')}").fetchone()[0] == "is_default: not 0 or 1: 2"
+            con.execute(f"DELETE FROM {_table('outcomes')} WHERE application_id = 'app-7'")  # a row lost after ingestion
         check = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False,
-                               selection=dg.AssetSelection.checks_for_assets(monitor_assets.OUTCOMES))
+                               selection=dg.AssetSelection.checks_for_assets(loan_keys().outcomes))
         evaluation = check.get_asset_check_evaluations()[0]
         assert not evaluation.passed
         assert evaluation.metadata["differing_days"].value == {"2026-10-20": "41 rows in the file, 40 outcomes + rejected"}

@@ -19,22 +19,22 @@ import pytest
 
 from platform_assets import definitions
 from platform_assets.deploy.assets import ModelNotApprovedError, approved_champion
-from platform_assets.train import assets as train_assets
 from platform_assets.train import registration
 from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, loan, loan_asset, loan_node
 from tests.integration.test_training_gate import write_training_set
 
-NAME = "loan-default"
+NAME = loan().model_name
+MODEL_NODE = loan_node("train", "model")
 DRIVER = Path(__file__).with_name("kill_at_registration.py")
 # One small candidate, a few epochs: the test is about registration, not training.
-RUN_CONFIG = {"ops": {"train__model": {"config": {
+RUN_CONFIG = {"ops": {MODEL_NODE: {"config": {
     "candidates": [{"hidden": [16], "dropout": 0.0, "learning_rate": 3e-3}], "max_epochs": 4, "patience": 2,
 }}}}
 
 
 def _all_runs(client):
-    experiment = client.get_experiment_by_name("loan-default").experiment_id
+    experiment = client.get_experiment_by_name(NAME).experiment_id
     return client.search_runs([experiment], "", max_results=1000)
 
 
@@ -64,7 +64,7 @@ def killed_then_rerun(tmp_path_factory):
                 "running": [r for r in _all_runs(client) if r.info.status == "RUNNING"],
                 "dagster_runs": killed_runs,
             }
-            result = dg.materialize([train_assets.model], resources=resources, instance=instance,
+            result = dg.materialize([loan_asset("train", "model")], resources=resources, instance=instance,
                                     run_config=RUN_CONFIG, raise_on_error=False)
             yield {"registry": resources["mlflow_registry"], "after_kill": after_kill, "result": result}
 
@@ -97,14 +97,14 @@ def test_after_the_next_run_no_version_lacks_tags_and_no_run_is_running(killed_t
     ended = client.get_run(killed_run.info.run_id)
     assert ended.info.status == "FAILED"
     assert "worker (pid" in ended.data.tags["ended_by_platform"]
-    new_version = result.asset_materializations_for_node("train__model")[0].metadata["model_version"].value
+    new_version = result.asset_materializations_for_node(MODEL_NODE)[0].metadata["model_version"].value
     assert alias_version(client, NAME, CHALLENGER) == new_version != killed_version
 
 
 def test_registering_again_for_the_same_run_and_weights_reuses_the_version(killed_then_rerun):
     # client() also sets the process-wide tracking URI that mlflow's own lookups use.
     client, result = killed_then_rerun["registry"].client(), killed_then_rerun["result"]
-    metadata = {k: v.value for k, v in result.asset_materializations_for_node("train__model")[0].metadata.items()}
+    metadata = {k: v.value for k, v in result.asset_materializations_for_node(MODEL_NODE)[0].metadata.items()}
     version = client.get_model_version(NAME, metadata["model_version"])
     client.delete_registered_model_alias(NAME, CHALLENGER)
 
@@ -121,7 +121,7 @@ def test_registering_again_for_the_same_run_and_weights_reuses_the_version(kille
 def test_untagged_versions_are_repaired_from_their_run_or_marked_orphaned(killed_then_rerun, tmp_path):
     client = killed_then_rerun["registry"].client()
     good = client.get_model_version(NAME, killed_then_rerun["after_kill"]["versions"][0].version)
-    experiment = client.get_experiment_by_name("loan-default").experiment_id
+    experiment = client.get_experiment_by_name(NAME).experiment_id
     # As the old code path left them when killed between registering and tagging.
     repairable = client.create_model_version(NAME, good.source, run_id=good.run_id)
     bare_run = client.create_run(experiment).info.run_id

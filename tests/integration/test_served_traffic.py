@@ -196,7 +196,7 @@ def test_the_skew_check_passes_on_a_current_store_and_fails_on_a_stale_one(servi
             *_activity(a.applicant_id),
             dt.datetime.fromisoformat(a.application_ts).replace(tzinfo=dt.timezone.utc).timestamp())}
             for a in apps.itertuples()])
-        return apps, feature_mismatches(served, offline, compared)
+        return apps, feature_mismatches(served, offline, compared, "application_id")
 
     _, current = served_and_offline(seed=21)
     assert current.empty

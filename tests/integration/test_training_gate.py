@@ -16,15 +16,17 @@ import numpy as np
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.deploy import assets as deploy_assets
 from platform_assets.evaluate import assets as evaluate_assets
-from platform_assets.evaluate import checks as evaluate_checks
-from platform_assets.features.assets import TRAINING_SET
 from platform_assets.train import assets as train_assets
 from platform_assets.train import checks as train_checks
 from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+from tests.conftest import loan, loan_asset, loan_check, loan_keys, loan_node, loan_paths
 
-NAME = "loan-default"
+NAME = loan().model_name
+KEYS = loan_keys()
+# The MLflow tags of upstream data versions, as the model asset writes them.
+TRAINING_SET_TAG = f"data_version.{KEYS.training_set.to_user_string()}"
+FEATURE_STORE_TAG = f"data_version.{KEYS.feature_store.to_user_string()}"
 
 
 def write_training_set(root, label_noise: float = 0.0) -> str:
@@ -43,7 +45,7 @@ def write_training_set(root, label_noise: float = 0.0) -> str:
         rng = np.random.default_rng(11)
         flip = (df["split"] == "train").to_numpy() & (rng.uniform(size=len(df)) < label_noise)
         df.loc[flip, "is_default"] = 1 - df.loc[flip, "is_default"]
-    path = settings.paths(root).training_set
+    path = loan_paths(root).training_set
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(path, index=False)
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -53,8 +55,12 @@ def write_training_set(root, label_noise: float = 0.0) -> str:
 def platform(tmp_path_factory):
     """A state root, a Dagster instance and a function that materializes a selection there."""
     root = tmp_path_factory.mktemp("gate_state")
-    assets = [*dg.load_assets_from_modules([train_assets, evaluate_assets, deploy_assets])]
-    checks = [*dg.load_asset_checks_from_modules([train_checks, evaluate_checks])]
+    # The stages under test: training, evaluation (report and champion alias) and deployment, with the
+    # checks of training and evaluation.
+    stage_keys = (KEYS.model, KEYS.eval_report, KEYS.champion, KEYS.deployment)
+    assets = list({id(a): a for a in (loan_asset(*k.path[1:]) for k in stage_keys)}.values())
+    checks = [loan_check(n) for n in ("model_loss_converged", "model_tracked_and_registered", "eval_gate_passed",
+                                      "champion_passed_the_gate")]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLATFORM_HOME", str(root))
         # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: an earlier module's backend must not leak in.
@@ -63,8 +69,8 @@ def platform(tmp_path_factory):
         (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
 
-            def run(*keys: str):
-                selection = dg.AssetSelection.assets(*(dg.AssetKey.from_user_string(k) for k in keys))
+            def run(*keys: dg.AssetKey):
+                selection = dg.AssetSelection.assets(*keys)
                 return dg.materialize(
                     [*assets, *checks], selection=selection, resources=resources, instance=instance,
                     raise_on_error=False,
@@ -80,11 +86,11 @@ def first_champion(platform):
     """Run 1: the model trained on clean data passes the gate and becomes champion."""
     digest = write_training_set(platform["root"])
     # What the training_set asset records: its file's sha256 as the data version; the feature layer its own.
-    for key in train_assets.LINEAGE_KEYS:
-        version = digest if key == TRAINING_SET else f"v-{key.to_user_string()}"
+    for key in train_assets.lineage_keys(loan()):
+        version = digest if key == KEYS.training_set else f"v-{key.to_user_string()}"
         platform["instance"].report_runless_asset_event(
             dg.AssetMaterialization(asset_key=key, tags={"dagster/data_version": version}))
-    result = platform["run"]("train/model", "evaluate/eval_report", "evaluate/champion")
+    result = platform["run"](KEYS.model, KEYS.eval_report, KEYS.champion)
     assert result.success
     return result, digest
 
@@ -101,7 +107,7 @@ def _metadata(result, node: str) -> dict:
 
 def test_candidate_search_registers_the_best_on_validation_with_lineage(platform, first_champion):
     result, digest = first_champion
-    model = _metadata(result, "train__model")
+    model = _metadata(result, loan_node("train", "model"))
     client = platform["client"]
     version = client.get_model_version(NAME, model["model_version"])
     parent = client.get_run(version.run_id)
@@ -115,8 +121,8 @@ def test_candidate_search_registers_the_best_on_validation_with_lineage(platform
     tags = parent.data.tags
     assert tags["dagster_run_id"] == result.run_id
     assert tags["dagster_partition"] == "none"
-    assert tags["data_version.features/training_set"] == digest == tags["training_set_data_version"]
-    assert tags["data_version.features/feature_store"] == "v-features/feature_store"
+    assert tags[TRAINING_SET_TAG] == digest == tags["training_set_data_version"]
+    assert tags[FEATURE_STORE_TAG] == f"v-{KEYS.feature_store.to_user_string()}"
     assert len(tags["git_commit"]) == 40
     assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [digest[:16]]
     history = client.get_metric_history(parent.info.run_id, "val_loss")
@@ -143,37 +149,39 @@ def test_lineage_check_fails_on_a_missing_data_version_and_on_other_bytes(platfo
     client = platform["client"]
     run_id = client.get_model_version_by_alias(NAME, CHALLENGER).run_id
     tags = client.get_run(run_id).data.tags
-    assert _check(train_checks.model_tracked_and_registered, platform).passed
+    tracked = loan_check("model_tracked_and_registered")
+    assert _check(tracked, platform).passed
     try:
-        client.set_tag(run_id, "data_version.features/feature_store", "none")
-        check = _check(train_checks.model_tracked_and_registered, platform)
-        assert not check.passed and "no data version for features/feature_store (got 'none')" in check.description
-        client.set_tag(run_id, "data_version.features/feature_store", tags["data_version.features/feature_store"])
+        client.set_tag(run_id, FEATURE_STORE_TAG, "none")
+        check = _check(tracked, platform)
+        assert not check.passed and \
+            f"no data version for {KEYS.feature_store.to_user_string()} (got 'none')" in check.description
+        client.set_tag(run_id, FEATURE_STORE_TAG, tags[FEATURE_STORE_TAG])
         client.set_tag(run_id, "training_set_data_version", "0" * 64)
-        check = _check(train_checks.model_tracked_and_registered, platform)
+        check = _check(tracked, platform)
         assert not check.passed and "trained on bytes 000000000000" in check.description
     finally:
-        for tag in ("data_version.features/feature_store", "training_set_data_version"):
+        for tag in (FEATURE_STORE_TAG, "training_set_data_version"):
             client.set_tag(run_id, tag, tags[tag])
-    assert _check(train_checks.model_tracked_and_registered, platform).passed
+    assert _check(tracked, platform).passed
 
 
 def test_loss_check_recomputes_the_loss_and_fails_when_the_model_is_no_better_than_the_base_rate(
         platform, first_champion):
     import pandas as pd
 
-    passed = _check(train_checks.model_loss_converged, platform, max_loss_vs_base_rate=0.95)
+    passed = _check(loan_check("model_loss_converged"), platform, max_loss_vs_base_rate=0.95)
     assert passed.passed and passed.metadata["loss_vs_base_rate"].value < 0.95
     assert abs(passed.metadata["validation_loss_now"].value - passed.metadata["best_logged_val_loss"].value) < 1e-3
     # Validation labels shuffled: the same model on them is no better than the base rate.
-    path = settings.paths(platform["root"]).training_set
+    path = loan_paths(platform["root"]).training_set
     original = path.read_bytes()
     df = pd.read_parquet(path)
     rows = df["split"] == "validation"
     df.loc[rows, "is_default"] = np.random.default_rng(3).permutation(df.loc[rows, "is_default"].to_numpy())
     try:
         df.to_parquet(path, index=False)
-        check = _check(train_checks.model_loss_converged, platform, max_loss_vs_base_rate=0.95)
+        check = _check(loan_check("model_loss_converged"), platform, max_loss_vs_base_rate=0.95)
     finally:
         path.write_bytes(original)
     assert not check.passed and check.metadata["loss_vs_base_rate"].value > 0.95
@@ -182,18 +190,18 @@ def test_loss_check_recomputes_the_loss_and_fails_when_the_model_is_no_better_th
 
 def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_champion):
     result, _ = first_champion
-    report = _metadata(result, "evaluate__eval_report")
+    report = _metadata(result, loan_node("evaluate", "eval_report"))
     gate = _gate(result)
     assert gate.passed and report["champion_version"] == "none"
     assert "PASS: ROC AUC" in gate.metadata["reasons"].value
     assert gate.metadata["model_version"].value == report["challenger_version"]
     assert alias_version(platform["client"], NAME, CHAMPION) == report["challenger_version"]
-    assert _metadata(result, "evaluate__champion")["champion_version"] == report["challenger_version"]
+    assert _metadata(result, loan_node("evaluate", "champion"))["champion_version"] == report["challenger_version"]
     markdown = report["report"]
     for part in ("demographic_parity_difference", "## Calibration", "## Permutation feature importance",
                  "![ROC](data:image/png;base64,", "![Calibration](data:image/png;base64,", "| 18-25 |"):
         assert part in markdown, part
-    eval_dir = settings.paths(platform["root"]).reports / "eval"
+    eval_dir = loan_paths(platform["root"]).reports / "eval"
     for png in ("roc.png", "calibration.png"):
         assert (eval_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![ROC](roc.png)" in (eval_dir / "eval_report.md").read_text()
@@ -201,9 +209,9 @@ def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_c
 
 def test_same_inputs_and_seed_register_the_same_weights(platform, first_champion):
     first, _ = first_champion
-    again = platform["run"]("train/model")
+    again = platform["run"](KEYS.model)
     assert again.success
-    a, b = _metadata(first, "train__model"), _metadata(again, "train__model")
+    a, b = _metadata(first, loan_node("train", "model")), _metadata(again, loan_node("train", "model"))
     assert b["model_version"] != a["model_version"]
     assert b["weights_sha256"] == a["weights_sha256"]
 
@@ -214,8 +222,8 @@ def rejected_challenger(platform, first_champion):
     champion_before = alias_version(platform["client"], NAME, CHAMPION)
     digest = write_training_set(platform["root"], label_noise=0.4)
     platform["instance"].report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=TRAINING_SET, tags={"dagster/data_version": digest}))
-    return platform["run"]("train/model", "evaluate/eval_report", "evaluate/champion", "deploy/deployment"), \
+        dg.AssetMaterialization(asset_key=KEYS.training_set, tags={"dagster/data_version": digest}))
+    return platform["run"](KEYS.model, KEYS.eval_report, KEYS.champion, KEYS.deployment), \
         champion_before
 
 
@@ -226,32 +234,33 @@ def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, r
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     # It learned something (the loss check passes on clean validation labels); the gate rejects it.
     assert checks["model_loss_converged"].passed and not checks["eval_gate_passed"].passed
-    report = _metadata(result, "evaluate__eval_report")
+    report = _metadata(result, loan_node("evaluate", "eval_report"))
     assert report["champion_version"] == champion_before
     assert "FAIL: ROC AUC" in checks["eval_gate_passed"].metadata["reasons"].value
     challenger = alias_version(client, NAME, CHALLENGER)
     assert challenger == report["challenger_version"] != champion_before
     assert client.get_model_version(NAME, challenger).tags[GATE_TAG] == "failed"
     assert alias_version(client, NAME, CHAMPION) == champion_before
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert not materialized & {"evaluate/champion", "deploy/deployment"}
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert not materialized & {KEYS.champion, KEYS.deployment}
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert not started & {"evaluate__champion", "deploy__deployment"}
+    assert not started & {loan_node("evaluate", "champion"), loan_node("deploy", "deployment")}
     logs = [e.user_message for e in platform["instance"].all_logs(result.run_id)]
-    assert any("evaluate__champion failed: ['evaluate__eval_report_eval_gate_passed']" in m for m in logs), logs
+    blocked = f"{loan_node('evaluate', 'champion')} failed: ['{loan_node('evaluate', 'eval_report')}_eval_gate_passed']"
+    assert any(blocked in m for m in logs), logs
 
 
 @pytest.mark.parametrize("gate", ["failed", None])
 def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(platform, rejected_challenger, gate):
     client = platform["client"]
-    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    rejected = _metadata(rejected_challenger[0], loan_node("evaluate", "eval_report"))["challenger_version"]
     champion = alias_version(client, NAME, CHAMPION)
     # Someone points the champion alias at the rejected version by hand (e.g. in the MLflow UI).
     client.set_registered_model_alias(NAME, CHAMPION, rejected)
     if gate is None:
         client.delete_model_version_tag(NAME, rejected, GATE_TAG)
     try:
-        result = platform["run"]("deploy/deployment")
+        result = platform["run"](KEYS.deployment)
     finally:
         client.set_registered_model_alias(NAME, CHAMPION, champion)
         client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
@@ -260,21 +269,21 @@ def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
     assert f"refusing to deploy {NAME} version {rejected}: gate is {gate or 'missing'}" in message
-    assert not (settings.paths(platform["root"]).serving / "deployment.json").exists()
+    assert not (loan_paths(platform["root"]).serving / "deployment.json").exists()
 
 
 def test_champion_alone_refuses_a_version_whose_gate_failed_or_was_passed_by_hand(platform, rejected_challenger):
     """Run on its own, the champion asset reads the gate's verdict on the latest evaluation, nothing else."""
     client = platform["client"]
-    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    rejected = _metadata(rejected_challenger[0], loan_node("evaluate", "eval_report"))["challenger_version"]
     champion = alias_version(client, NAME, CHAMPION)
-    failed = platform["run"]("evaluate/champion")
+    failed = platform["run"](KEYS.champion)
     # Someone sets the gate tag to "passed" by hand: it names no evaluation, so it is not the gate's verdict.
     evaluation_run = client.get_model_version(NAME, rejected).tags[evaluate_assets.GATE_EVALUATION_TAG]
     client.set_model_version_tag(NAME, rejected, GATE_TAG, "passed")
     client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, "by-hand")
     try:
-        by_hand = platform["run"]("evaluate/champion")
+        by_hand = platform["run"](KEYS.champion)
     finally:
         client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
         client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, evaluation_run)
@@ -289,11 +298,11 @@ def test_champion_alone_refuses_a_version_whose_gate_failed_or_was_passed_by_han
 def test_champion_check_fails_when_the_alias_is_moved_by_hand(platform, rejected_challenger):
     """The alias moved in the MLflow UI to a version the gate rejected: the check on the alias fails."""
     client = platform["client"]
-    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    rejected = _metadata(rejected_challenger[0], loan_node("evaluate", "eval_report"))["challenger_version"]
     champion = alias_version(client, NAME, CHAMPION)
 
     def check():
-        return evaluate_checks.champion_passed_the_gate(
+        return loan_check("champion_passed_the_gate")(
             dg.build_asset_check_context(instance=platform["instance"]),
             mlflow_registry=platform["resources"]["mlflow_registry"])
 
@@ -310,12 +319,12 @@ def test_champion_check_fails_when_the_alias_is_moved_by_hand(platform, rejected
 def test_gate_check_fails_on_an_evaluation_the_registry_moved_past(platform, rejected_challenger):
     """The recorded evaluation compared v_rejected with the champion; re-pointing the challenger makes it stale."""
     client = platform["client"]
-    rejected = _metadata(rejected_challenger[0], "evaluate__eval_report")["challenger_version"]
+    rejected = _metadata(rejected_challenger[0], loan_node("evaluate", "eval_report"))["challenger_version"]
     champion = alias_version(client, NAME, CHAMPION)
     client.set_registered_model_alias(NAME, CHALLENGER, champion)
     try:
         result = dg.materialize(
-            [*platform["assets"], *platform["checks"]], selection=dg.AssetSelection.checks(evaluate_checks.eval_gate_passed),
+            [*platform["assets"], *platform["checks"]], selection=dg.AssetSelection.checks(loan_check("eval_gate_passed")),
             resources=platform["resources"], instance=platform["instance"], raise_on_error=False)
     finally:
         client.set_registered_model_alias(NAME, CHALLENGER, rejected)
@@ -336,12 +345,12 @@ def test_logged_model_holds_no_pickle_and_loads_through_mlflow_on_its_own(platfo
 
     from platform_assets.train.registry import load_version
 
-    version = _metadata(first_champion[0], "train__model")["model_version"]
+    version = _metadata(first_champion[0], loan_node("train", "model"))["model_version"]
     local = mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version}", dst_path=str(tmp_path / "m"))
     files = {p.relative_to(local).as_posix() for p in Path(local).rglob("*") if p.is_file()}
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
     assert {"artifacts/bundle/model.safetensors", "code/platform_assets/train/network.py"} <= files
-    test = pd.read_parquet(settings.paths(platform["root"]).training_set).query("split == 'test'").head(50)
+    test = pd.read_parquet(loan_paths(platform["root"]).training_set).query("split == 'test'").head(50)
     test.to_parquet(tmp_path / "rows.parquet")
     # A fresh interpreter outside the project: the model's own code must be enough.
     code = (
@@ -398,7 +407,7 @@ def test_mlflow_ui_shows_runs_metrics_and_versions_with_aliases(platform, reject
         aliases = {a["alias"]: a["version"] for a in model["aliases"]}
         client = platform["client"]
         assert aliases == {CHAMPION: alias_version(client, NAME, CHAMPION), CHALLENGER: alias_version(client, NAME, CHALLENGER)}
-        experiment = client.get_experiment_by_name("loan-default").experiment_id
+        experiment = client.get_experiment_by_name(NAME).experiment_id
         runs = json.loads(get("/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment], "max_results": 100}))["runs"]
         parents = [r for r in runs if not any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
         assert len(parents) == 3 and len(runs) == 3 * 4  # three model runs, three candidates each

@@ -8,8 +8,7 @@ import duckdb
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.validate import checks as validate_checks
-from tests.conftest import ingest_days, write_sample_landing
+from tests.conftest import ingest_days, loan, loan_check, write_sample_landing
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "bad_inputs"
 
@@ -19,7 +18,7 @@ def validated(tmp_path):
     """Three good days and the case with personal data in invalid values, ingested and validated."""
     write_sample_landing(tmp_path, days=3, rows_per_day=100)
     source = next((CORPUS / "pii_in_invalid_values").iterdir())
-    shutil.copyfile(source, settings.paths(tmp_path).landing / "applications_2026-09-04.csv")
+    shutil.copyfile(source, settings.paths(tmp_path).landing / loan().source.landing_folder / "applications_2026-09-04.csv")
     resources = definitions.build_resources(tmp_path)
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
@@ -47,7 +46,7 @@ def test_the_run_says_which_key_masked_personal_data(validated):
 def test_pii_check_fails_when_a_reason_holds_a_raw_value(validated):
     root, resources, result, _ = validated
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["pii_is_masked"]
-    assert _run(validate_checks.pii_is_masked, resources).passed
+    assert _run(loan_check("pii_is_masked"), resources).passed
     # Plant the leak the old code made: the row's own email, then the start of a phone cut short.
     with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
         rows = con.execute(
@@ -59,17 +58,17 @@ def test_pii_check_fails_when_a_reason_holds_a_raw_value(validated):
     (file_a, row_a, email, _), (file_b, row_b, _, phone) = rows[:2]
     plant = "UPDATE quarantine.applications SET _quarantine_reasons = ? WHERE _source_file = ? AND _source_row = ?"
     _sql(root, plant, [f"email: invalid (got {email!r})", file_a, row_a])
-    check = _run(validate_checks.pii_is_masked, resources)
+    check = _run(loan_check("pii_is_masked"), resources)
     assert not check.passed and check.metadata["reasons_with_raw_email"].value == 1
     _sql(root, plant, [f"phone: bad (got {phone[:18]!r}... (40 chars))", file_b, row_b])
-    check = _run(validate_checks.pii_is_masked, resources)
+    check = _run(loan_check("pii_is_masked"), resources)
     assert not check.passed and check.metadata["reasons_with_raw_phone"].value == 1
 
 
 def test_pii_check_fails_on_a_clear_value_in_a_masked_column(validated):
     root, resources, _, _ = validated
     _sql(root, "UPDATE validated.applications SET phone = '+44 7700 900123' WHERE _source_row = 1")
-    check = _run(validate_checks.pii_is_masked, resources)
+    check = _run(loan_check("pii_is_masked"), resources)
     assert not check.passed and check.metadata["validated.applications.phone"].value > 0
 
 
@@ -87,6 +86,6 @@ def test_conservation_check_fails_on_a_lost_doubled_or_stale_row(validated, plan
     root, resources, result, _ = validated
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["validation_conserves_rows"]
     _sql(root, plant)
-    check = _run(validate_checks.validation_conserves_rows, resources)
+    check = _run(loan_check("validation_conserves_rows"), resources)
     assert not check.passed and check.metadata[measure].value > 0
     assert check.metadata["days_not_conserved"].value or measure != "lost"

@@ -60,12 +60,13 @@ def _asset_nodes(url: str, timeout_s: float = 120.0) -> list[dict]:
 def test_graphql_lists_every_asset_and_check_with_its_group(webserver):
     nodes = {"/".join(n["assetKey"]["path"]): n for n in _asset_nodes(webserver)}
     groups = {key: node["groupName"] for key, node in nodes.items()}
-    assert groups["raw/applications"] == "ingest"
-    assert groups["validated/applications"] == groups["quarantine/applications"] == "validate"
-    assert groups["features/feature_store"] == groups["features/fct_applicant_history"] == "features"
-    assert groups["train/model"] == "train" and groups["evaluate/eval_report"] == "evaluate"
-    assert groups["deploy/deployment"] == "deploy"
-    assert groups["monitor/inference_log"] == groups["monitor/drift_report"] == "monitor"
+    # one group per use case, holding every one of its assets, whatever its stage
+    of_use_case = {key for key in nodes if key.startswith("loan_default/")}
+    for key in ("raw/applications", "validated/applications", "quarantine/applications", "features/feature_store",
+                "features/fct_applicant_history", "train/model", "evaluate/eval_report", "deploy/deployment",
+                "monitor/inference_log", "monitor/drift_report"):
+        assert "loan_default/" + key in of_use_case
+    assert {groups[key] for key in of_use_case} == {"loan_default"}
     checks = {
         f"{key}:{c['name']}"
         for key, node in nodes.items()
@@ -75,6 +76,6 @@ def test_graphql_lists_every_asset_and_check_with_its_group(webserver):
     from platform_assets.definitions import defs
 
     assert checks == {k.to_user_string() for k in defs.resolve_asset_graph().asset_check_keys}
-    assert "evaluate/eval_report:eval_gate_passed" in checks
-    assert "validated/applications:quarantine_rate_under_threshold" in checks
+    assert "loan_default/evaluate/eval_report:eval_gate_passed" in checks
+    assert "loan_default/validated/applications:quarantine_rate_under_threshold" in checks
     assert all(node["description"] for node in nodes.values())

@@ -60,25 +60,25 @@ def test_skew_is_found_when_history_is_stale_or_leaks_later_rows():
     leaked = history_features([e - 86400 if e > day else e for e in events], amounts, request)
     offline = pd.DataFrame([{"application_id": "x", **true}])
     names = list(true)
-    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **true}]), offline, names).empty
+    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **true}]), offline, names, "application_id").empty
     for served in (stale, leaked):
-        found = feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **served}]), offline, names)
+        found = feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **served}]), offline, names, "application_id")
         assert "prior_applications_90d" in set(found["feature"]) and set(found["request_id"]) == {"r"}
     # Float noise of another summation order is not skew; a change in the 6th digit is.
     noisy = {**true, "prior_loan_sum_90d": true["prior_loan_sum_90d"] * (1 + 1e-12)}
-    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **noisy}]), offline, names).empty
+    assert feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **noisy}]), offline, names, "application_id").empty
     off = {**true, "avg_prior_loan_amount_365d": true["avg_prior_loan_amount_365d"] * (1 + 1e-4)}
-    assert len(feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **off}]), offline, names)) == 1
+    assert len(feature_mismatches(pd.DataFrame([{"request_id": "r", "application_id": "x", **off}]), offline, names, "application_id")) == 1
 
 
 def test_quality_needs_enough_labels_and_both_classes():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500)
-    good = pd.DataFrame({"is_default": y, "probability": np.clip(y * 0.6 + rng.uniform(0, 0.4, 500), 0, 1)})
+    good = pd.DataFrame({"outcome": y, "probability": np.clip(y * 0.6 + rng.uniform(0, 0.4, 500), 0, 1)})
     found = drift.quality(good, min_rows=200)
     assert found["roc_auc"] > 0.9 and 0 < found["brier"] < 0.25 and found["labelled_rows"] == 500
     assert drift.quality(good.head(100), min_rows=200)["roc_auc"] is None
-    assert drift.quality(good.assign(is_default=0), min_rows=200)["roc_auc"] is None
+    assert drift.quality(good.assign(outcome=0), min_rows=200)["roc_auc"] is None
     figures = drift.figures(None, ["a", "b"], drift.quality(good, 200), reference_auc=0.99)
     assert figures["auc_drop"] == pytest.approx(0.99 - found["roc_auc"]) and figures["drift_share"] is None
 
@@ -94,7 +94,7 @@ def test_daily_quality_is_per_day_and_needs_enough_labels():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
     labelled = pd.DataFrame({"_partition": ["2026-10-01"] * 150 + ["2026-10-02"] * 120 + ["2026-10-03"] * 30,
-                             "is_default": y, "probability": np.where(y == 1, 0.8, 0.2)})
+                             "outcome": y, "probability": np.where(y == 1, 0.8, 0.2)})
     labelled.loc[150:269, "probability"] = rng.uniform(size=120)  # day 2: no skill
     daily = drift.daily_quality(labelled, min_rows=100)
     assert daily["2026-10-01"] == {"rows": 150, "roc_auc": 1.0}
@@ -113,10 +113,10 @@ def test_a_day_ingested_from_the_same_files_is_known_and_a_changed_file_is_not(t
             "event_ts": "2026-10-01T10:00:00", "model_name": "m", "model_version": "1", "probability": 0.2}
     (day_dir / "h-1-2026100110.jsonl").write_text(json.dumps(line) + "\n")
     con = duckdb.connect()
-    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")  # nothing ingested yet
+    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")  # nothing ingested yet
     files = [logs.read_log_file(p, "2026-10-01") for p in logs.day_files(tmp_path, "2026-10-01")]
-    logs.write_day(con, "2026-10-01", files, dt.datetime(2026, 10, 2))
-    assert logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")
+    logs.write_day(con, "2026-10-01", files, dt.datetime(2026, 10, 2), "monitor")
+    assert logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")
     with open(day_dir / "h-1-2026100110.jsonl", "a") as f:
         f.write(json.dumps({**line, "request_id": "r2"}) + "\n")
-    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01")  # grew since: ingest again
+    assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")  # grew since: ingest again

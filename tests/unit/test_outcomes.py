@@ -51,12 +51,12 @@ def test_every_row_is_an_outcome_or_a_rejected_row_with_its_reason(tmp_path):
 def test_a_second_outcome_on_a_later_day_is_rejected_and_a_replaced_day_is_not_counted_twice(tmp_path):
     con = duckdb.connect()
     first = outcomes.read_outcome_file(_file(tmp_path, "2026-10-02", CSV), "2026-10-02", SOURCE)
-    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE)
-    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE)  # the same day again: replaced
+    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE, "monitor")
+    outcomes.write_day(con, "2026-10-02", [first], dt.datetime(2026, 10, 3), SOURCE, "monitor")  # the same day again: replaced
     later = outcomes.read_outcome_file(
         _file(tmp_path, "2026-10-04", "application_id,is_default,label_ts\na2,1,2026-10-04T08:00:00\n"
                                       "a9,1,2026-10-04T08:00:00\n"), "2026-10-04", SOURCE)
-    counts = outcomes.write_day(con, "2026-10-04", [later], dt.datetime(2026, 10, 5), SOURCE)
+    counts = outcomes.write_day(con, "2026-10-04", [later], dt.datetime(2026, 10, 5), SOURCE, "monitor")
     assert counts == {"rows": 2, "outcomes": 1, "rejected": 1}
     held = dict(con.execute("SELECT application_id, is_default FROM monitor.outcomes").fetchall())
     assert held == {"a1": 1, "a2": 0, "a9": 1}  # a2's first outcome stands

@@ -1,0 +1,210 @@
+"""Seldon Core 1.x model class of any declared use case: a model bundle (safetensors weights, JSON preprocessing).
+
+Run with ``python model_server.py PlatformModel`` with ``MODEL_DIR`` pointing at the
+bundle, ``USE_CASE`` naming the use case (``platform_assets/defs/<name>/defs.yaml``)
+and the project root and this directory on ``PYTHONPATH``. Requests are checked by
+:mod:`payload`.
+
+A caller sends the row's own fields with its key (the use case's source key): the
+model inputs the row does not carry are the use case's request features
+(``request_features`` in the declaration), computed per row from its fields and,
+when the module names an ``ONLINE_ENTITY``, that entity's online features from the
+Feast feature server (``FEATURE_SERVER_URL``). A request without the key must carry
+every model input (the deployment's own checks send those); it is scored as it is.
+Each scored row is appended to the inference log (``INFERENCE_LOG_DIR``) before the answer.
+"""
+
+import datetime as dt
+import importlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import payload
+from inference_log import InferenceLog, InferenceLogError
+from online_features import FeatureLookupError, OnlineFeatures
+from platform_assets.declared import use_case as declared_use_case
+from platform_assets.train.network import BUNDLE_FILE, WEIGHTS_FILE, load_bundle
+
+
+@dataclass
+class Scored:
+    """The outcome of scoring one request: inputs used, where they came from, and outputs."""
+
+    probabilities: np.ndarray
+    columns: dict
+    source: str  # "online": a caller's row (its features completed here); "request": every input was sent
+    ids: dict  # id column -> one id per row (None where not sent)
+    times: list  # epoch seconds of each row's event (its event time, else arrival)
+
+
+class PlatformModel:
+    """Probability of the use case's label for its rows, tagged with the model version, every answer logged."""
+
+    def __init__(self, model_dir=None):
+        """Checks the bundle, reads the use case's declaration; the weights load in :meth:`load`.
+
+        Raises:
+            FileNotFoundError: If the bundle is incomplete, so the server fails at start.
+            DeclarationError: If ``USE_CASE`` names no declared use case.
+        """
+        self.model_dir = Path(model_dir or os.environ.get("MODEL_DIR", ""))
+        missing = [f for f in (WEIGHTS_FILE, BUNDLE_FILE) if not (self.model_dir / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"model bundle {self.model_dir} (MODEL_DIR) has no {missing}")
+        metadata = json.loads((self.model_dir / BUNDLE_FILE).read_text()).get("metadata", {})
+        self._name = os.environ.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
+        self._version = os.environ.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
+        self.use_case = declared_use_case(os.environ.get("USE_CASE") or None)
+        self.features = (importlib.import_module(self.use_case.request_features)
+                         if self.use_case.request_features else None)
+        self._bundle = None
+        log_dir = os.environ.get("INFERENCE_LOG_DIR")
+        self._log = InferenceLog(log_dir) if log_dir else None
+        url = os.environ.get("FEATURE_SERVER_URL")
+        timeout = float(os.environ.get("FEATURE_LOOKUP_TIMEOUT_S", "2"))
+        self._online = OnlineFeatures(url, timeout) if url else None
+
+    def load(self):
+        """Loads the network; Seldon calls this in each worker process, after forking."""
+        if self._bundle is None:
+            self._bundle = load_bundle(self.model_dir)
+
+    @property
+    def _online_entity(self) -> str | None:
+        return getattr(self.features, "ONLINE_ENTITY", None) if self.features else None
+
+    def id_columns(self) -> dict:
+        """Id column -> (kind, required) of a caller's row: the source key, and the online entity if any."""
+        ids = {self.use_case.source.key: ("str", True)}
+        if self._online_entity:
+            ids[self._online_entity] = ("int", True)
+        return ids
+
+    def predict_raw(self, request):
+        """Scores a Seldon JSON request; a caller mistake is HTTP 400 naming the field and rows.
+
+        Returns:
+            Seldon's response message: ``data.ndarray`` (one probability per row), ``meta.tags``
+            naming the model and version, and ``meta.puid``, the request id the rows were logged under.
+
+        Raises:
+            SeldonMicroserviceException: 400 for a caller mistake; 503 when the feature server or
+                the inference log failed (nothing is answered that was not logged).
+        """
+        from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.utils import construct_response_json
+
+        received, started = time.time(), time.perf_counter()
+        try:
+            meta = request.get("meta") if isinstance(request, dict) else None
+            if meta is not None and not isinstance(meta, dict):
+                raise payload.RequestError(f"'meta' must be an object, got {type(meta).__name__}")
+            puid = (meta or {}).get("puid")
+            request_id = puid if isinstance(puid, str) and puid.strip() else uuid.uuid4().hex
+            scored = self.score_request(request, received)
+        except payload.RequestError as exc:
+            raise SeldonMicroserviceException(str(exc), status_code=400) from None
+        except FeatureLookupError as exc:
+            raise SeldonMicroserviceException(f"online features unavailable: {exc}", status_code=503) from None
+        if self._log is not None:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            served_at = dt.datetime.now(dt.timezone.utc)
+            try:
+                self._log.write(self.log_records(request_id, scored, served_at, latency_ms), served_at)
+            except InferenceLogError as exc:
+                raise SeldonMicroserviceException(f"prediction not answered: {exc}", status_code=503) from None
+        kept = {"puid": request_id}
+        return construct_response_json(
+            self, False, {"data": {}, "meta": kept}, scored.probabilities.reshape(-1, 1), kept
+        )
+
+    def score(self, message):
+        """Probabilities for the rows of a JSON request (see :meth:`score_request`)."""
+        return self.score_request(message, time.time()).probabilities
+
+    def score_request(self, message, received_at: float) -> Scored:
+        """Scores a request of either form, every input and output checked.
+
+        Raises:
+            payload.RequestError: Naming the field, rows and columns at fault.
+            FeatureLookupError: If the online features cannot be looked up.
+        """
+        self.load()  # Seldon swallows AttributeError from load(): load here so such an error surfaces.
+        pre = self._bundle.preprocessor
+        categories = {c: pre.categories[c] for c in pre.categorical}
+        names, rows = payload.names_and_rows(message)
+        if self.use_case.source.key in names:
+            scored = self._row_columns(message, pre.numeric, categories, received_at)
+        else:
+            try:
+                columns = payload.model_columns(message, pre.numeric, categories)
+            except payload.RequestError as exc:
+                raise payload.RequestError(
+                    f"{exc}; or send the row's own fields with its {self.use_case.source.key}"
+                ) from None
+            scored = Scored(None, columns, "request", {c: [None] * len(rows) for c in self.id_columns()},
+                            [received_at] * len(rows))
+        columns = scored.columns
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as a 400, not a warning
+            payload.check_encoded(pre.transform(columns), pre.numeric, columns)
+            probabilities = self._bundle.predict_proba(columns)
+        payload.check_output(probabilities)
+        scored.probabilities = probabilities
+        return scored
+
+    def _row_columns(self, message, numeric, categories, received_at: float) -> Scored:
+        """A caller's row: its fields, the request features computed, online features looked up."""
+        computed = set(getattr(self.features, "COMPUTED", ())) if self.features else set()
+        own = [c for c in numeric if c not in computed]
+        own += [c for c in getattr(self.features, "NEEDS", ()) if c not in own]
+        columns, ids, times = payload.row_columns(message, own, categories, received_at, self.id_columns(),
+                                                  self.use_case.source.event_time)
+        if computed:
+            online = {}
+            if self._online_entity:
+                if self._online is None:
+                    raise FeatureLookupError("this server has no FEATURE_SERVER_URL to look features up; "
+                                             "send every model input instead")
+                online = self._online.lookup(self.use_case.online_feature_service, self._online_entity,
+                                             ids[self._online_entity])
+            rows = []
+            for r in range(len(times)):
+                fields = {c: columns[c][r] for c in getattr(self.features, "NEEDS", ())}
+                entity = ids[self._online_entity][r] if self._online_entity else None
+                rows.append(self.features.compute(fields, online.get(entity), times[r]))
+            for name in numeric:
+                if name in computed:
+                    columns[name] = np.array([row[name] for row in rows], dtype=np.float64)
+        return Scored(None, columns, "online", ids, times)
+
+    def log_records(self, request_id: str, scored: Scored, served_at: dt.datetime, latency_ms: float) -> list:
+        """One inference-log record per scored row: ids, times, model, every input used, output."""
+        pre = self._bundle.preprocessor
+        records = []
+        for r, probability in enumerate(scored.probabilities.reshape(-1)):
+            event = dt.datetime.fromtimestamp(scored.times[r], dt.timezone.utc).replace(tzinfo=None)
+            record = {
+                "request_id": request_id, "row": r, "served_at": served_at.isoformat(),
+                "event_ts": event.isoformat(), "model_name": self._name, "model_version": self._version,
+                **{column: values[r] for column, values in scored.ids.items()},
+                "feature_source": scored.source,
+            }
+            record.update({c: float(scored.columns[c][r]) for c in pre.numeric})
+            record.update({c: str(scored.columns[c][r]) for c in pre.categorical})
+            record.update({"probability": float(probability), "latency_ms": round(latency_ms, 3)})
+            records.append(record)
+        return records
+
+    def class_names(self):
+        """Name of the single output column (``data.names`` in the response)."""
+        return [f"probability_of_{self.use_case.label}"]
+
+    def tags(self):
+        """Returned in every response's ``meta.tags``: which model answered."""
+        return {"model_name": self._name, "model_version": self._version}

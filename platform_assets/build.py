@@ -1,0 +1,77 @@
+"""The Dagster definitions of one declared use case: every stage's assets, checks, jobs and sensors.
+
+Each stage module offers a builder that takes the :class:`~platform_assets.declarations.UseCase`;
+this wires them together, gives each asset its automation condition
+(:mod:`platform_assets.automation`) and adds the use case's jobs. The
+component in :mod:`platform_assets.components` calls it for each
+``platform_assets/defs/<use case>/defs.yaml``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from platform_assets.automation import with_automation
+from platform_assets.declarations import UseCase
+from platform_assets.keys import for_use_case
+
+
+def use_case_jobs(use_case: UseCase) -> list:
+    """``<use case>__ingest_days``, ``__features_to_serving`` and ``__drift``."""
+    keys = for_use_case(use_case)
+    daily = dg.AssetSelection.assets(keys.raw, keys.validated, keys.quarantined)
+    monitor = dg.AssetSelection.key_prefixes([use_case.name, "monitor"])
+    return [
+        # The daily-partitioned data assets, run for a day or a range of days (one run per range).
+        dg.define_asset_job(f"{use_case.name}__ingest_days", selection=daily,
+                            description="Ingest and validate landing files for a day or a range of days."),
+        # Everything after validation up to serving: features, training, the gate, deployment.
+        dg.define_asset_job(f"{use_case.name}__features_to_serving",
+                            selection=dg.AssetSelection.key_prefixes([use_case.name]) - daily - monitor,
+                            description="Build features from all validated days, train, evaluate and deploy."),
+        # Outcomes joined to served predictions, then drift and quality of the served model.
+        dg.define_asset_job(f"{use_case.name}__drift",
+                            selection=dg.AssetSelection.assets(keys.labelled_predictions, keys.drift_report),
+                            description="Join known outcomes to served predictions and report drift and live quality."),
+    ]
+
+
+def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
+    """Every asset, check, job, sensor and schedule of ``use_case`` (resources come from the code location)."""
+    from platform_assets.deploy.assets import build_deployment_asset
+    from platform_assets.deploy.checks import build_deployment_checks
+    from platform_assets.evaluate.assets import build_evaluation_assets
+    from platform_assets.evaluate.checks import build_evaluation_checks
+    from platform_assets.features.assets import build_feature_assets
+    from platform_assets.features.checks import build_feature_checks
+    from platform_assets.features.dbt import build_dbt_assets
+    from platform_assets.ingest.assets import build_raw_asset
+    from platform_assets.ingest.checks import build_raw_checks
+    from platform_assets.ingest.sensors import build_landing_sensor
+    from platform_assets.monitor.assets import build_monitor_assets
+    from platform_assets.monitor.checks import build_monitor_checks
+    from platform_assets.monitor.sensors import build_monitor_automation
+    from platform_assets.train.assets import build_model_asset
+    from platform_assets.train.checks import build_model_checks
+    from platform_assets.validate.assets import build_validation_asset
+    from platform_assets.validate.checks import build_validation_checks
+
+    # The declared columns are checked against the schema when the raw asset runs: importing the schema
+    # (pandera) here would slow down every load of the code location.
+    assets = [
+        build_raw_asset(use_case), build_validation_asset(use_case), build_dbt_assets(use_case),
+        *build_feature_assets(use_case), build_model_asset(use_case), *build_evaluation_assets(use_case),
+        build_deployment_asset(use_case), *build_monitor_assets(use_case),
+    ]
+    automate = with_automation(for_use_case(use_case))
+    checks = [*build_raw_checks(use_case), *build_validation_checks(use_case), *build_feature_checks(use_case),
+              *build_model_checks(use_case), *build_evaluation_checks(use_case),
+              *build_deployment_checks(use_case), *build_monitor_checks(use_case)]
+    jobs, sensors, schedules = build_monitor_automation(use_case)
+    return dg.Definitions(
+        assets=[a.map_asset_specs(automate) for a in assets],
+        asset_checks=checks,
+        jobs=[*use_case_jobs(use_case), *jobs],
+        sensors=[build_landing_sensor(use_case), *sensors],
+        schedules=schedules,
+    )
