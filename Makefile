@@ -73,7 +73,7 @@ ui: install $(DAGSTER_HOME)/dagster.yaml
 LOOP_HOME ?= $(CURDIR)/.platform-loop
 LOOP_ARGS ?=
 loop: install
-	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home SERVING_PORT=$${SERVING_PORT:-9200} bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop $(LOOP_ARGS)'
+	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home SERVING_PORT=$${SERVING_PORT:-9200} bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop --use-case loan_default $(LOOP_ARGS)'
 	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -m platform_assets stop-serving
 
 mlflow-ui: install

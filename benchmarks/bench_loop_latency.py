@@ -48,7 +48,7 @@ def main() -> None:
     started = time.perf_counter()
     try:
         loop = subprocess.run(
-            [str(BIN / "python"), "-m", "platform_assets", "loop", "--daemon", "--history-days", str(args.history_days),
+            [str(BIN / "python"), "-m", "platform_assets", "loop", "--use-case", "loan_default", "--daemon", "--history-days", str(args.history_days),
              "--live-days", str(args.live_days), "--drift-day", str(args.drift_day),
              "--rows-per-day", str(args.rows_per_day)], cwd=ROOT, env=env, text=True)
     finally:

@@ -99,24 +99,25 @@ def main() -> None:
     args = parser.parse_args()
     env = fresh_state_root(args.home, SERVING_PORT=str(args.port))
     dagster_home = Path(env["DAGSTER_HOME"])
-    py, dagster = str(BIN / "python"), str(BIN / "dagster")
-    mod = ["-m", "platform_assets.definitions"]
+    py = str(BIN / "python")
 
     def landing_days(*extra: str) -> str:
         return subprocess.run([py, "-m", "platform_assets", "landing-days", *extra], cwd=ROOT, env=env,
                               capture_output=True, text=True, check=True).stdout.strip()
 
-    rows = [run_measured("generate", [py, "-m", "platform_assets", "generate", "--days", str(args.days),
-                                      "--rows-per-day", str(args.rows_per_day)], env)]
+    # The loan-default use case at scale (the benchmark of issue 9's 1M rows).
+    use_case = "loan_default"
+    rows = [run_measured("generate", [py, "-m", "platform_assets", "generate", "--use-case", use_case,
+                                      "--days", str(args.days), "--rows-per-day", str(args.rows_per_day)], env)]
+    launch = [py, "-m", "platform_assets.launch"]
     steps = [
-        ("landed days (raw, validated)", [dagster, "asset", "materialize", *mod, "--select",
-                                          "raw/applications,validated/applications,quarantine/applications",
-                                          "--partition-range", landing_days()]),
-        ("features_to_serving", [dagster, "job", "execute", *mod, "-j", "features_to_serving"]),
-        ("traffic (newest day)", [py, "-m", "platform_assets", "traffic"]),
-        ("inference_log (newest day)", [dagster, "asset", "materialize", *mod, "--select", "monitor/inference_log",
-                                        "--partition", landing_days("--last")]),
-        ("drift job", [dagster, "job", "execute", *mod, "-j", "drift"]),
+        ("landed days (raw, validated)", [*launch, "--job", f"{use_case}__ingest_days",
+                                          "--partition-range", landing_days("--use-case", use_case)]),
+        ("features_to_serving", [*launch, "--job", f"{use_case}__features_to_serving"]),
+        ("traffic (newest day)", [py, "-m", "platform_assets", "traffic", "--use-case", use_case]),
+        ("inference_log (newest day)", [*launch, "--job", f"{use_case}__inference_days",
+                                        "--partition", landing_days("--use-case", use_case, "--last")]),
+        ("drift job", [*launch, "--job", f"{use_case}__drift"]),
     ]
     for name, argv in steps:
         rows.append(run_measured(name, argv, env))

@@ -25,9 +25,4 @@ def fresh_state_root(home: Path, **extra_env: str) -> dict[str, str]:
 
 def stop_servers(env: dict[str, str]) -> None:
     """Stops the model and feature servers the state root's deployment started (if any)."""
-    subprocess.run([str(BIN / "python"), "-c",
-                    "from platform_assets.deploy.serving import stop_model_server; "
-                    "from platform_assets.deploy.feature_server import stop_feature_server; "
-                    "from platform_assets import settings; s = settings.paths().serving; "
-                    "stop_model_server(s / 'server.json'); stop_feature_server(s / 'feature_server.json')"],
-                   cwd=ROOT, env=env, check=False)
+    subprocess.run([str(BIN / "python"), "-m", "platform_assets", "stop-serving"], cwd=ROOT, env=env, check=False)

@@ -101,7 +101,7 @@ applicant_history = FeatureView(
 
 # Each applicant's applications (times, loan amounts) over the last 365 days: the
 # online store keeps the latest row per applicant, from which the model server
-# computes the history features as of a request's day (platform_assets/features/history.py).
+# computes the history features as of a request's day (platform_assets/use_cases/loan_default/request_features.py).
 applicant_activity = FeatureView(
     name="applicant_activity",
     entities=[applicant],

@@ -11,23 +11,26 @@ from platform_assets import settings
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications, write_landing_files
+    """Writes each declared use case's sample landing files (its ``sample_data`` function)."""
+    from platform_assets.declarations import import_object
+    from platform_assets.declared import use_case, use_cases
 
     start = dt.date.fromisoformat(args.start) if args.start else dt.date.today() - dt.timedelta(days=args.days)
-    config = GeneratorConfig(
-        start_date=start,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        seed=args.seed,
-        scenario=args.scenario,
-        dirty_fraction=args.dirty_fraction,
-    )
-    from platform_assets.declared import use_case
-
-    df = generate_applications(config)
-    landing = settings.paths().landing / use_case("loan_default").source.landing_folder
-    written = write_landing_files(df, landing, args.format)
-    print(f"wrote {len(df)} applications in {len(written)} files to {landing} (scenario: {args.scenario})")
+    chosen = [use_case(args.use_case)] if args.use_case else [u for u in use_cases() if u.sample_data]
+    options = {k: v for k, v in (("file_format", args.format), ("scenario", args.scenario),
+                                 ("dirty_fraction", args.dirty_fraction)) if v is not None}
+    for declared in chosen:
+        if not declared.sample_data:
+            print(f"{declared.name} declares no sample_data", file=sys.stderr)
+            return 1
+        write = import_object(declared.sample_data, f"use case {declared.name}: sample_data")
+        landing = settings.paths().landing / declared.source.landing_folder
+        try:
+            rows = write(landing, start, args.days, args.rows_per_day, args.seed, **options)
+        except TypeError as exc:  # an option this use case's generator does not take
+            print(f"{declared.name}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{declared.name}: wrote {rows} rows in {args.days} daily files to {landing}")
     _record_first_landed_day(str(settings.paths().landing))
     return 0
 
@@ -167,7 +170,8 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _loop(args: argparse.Namespace) -> int:
-    """Runs the closed loop on the state root (see :mod:`platform_assets.loop`)."""
+    """Runs a use case's closed-loop simulation on the state root (its ``platform_assets.use_cases.<name>.loop``)."""
+    import importlib
     import os
 
     from platform_assets.ingest.partitions import record_partitions_start
@@ -182,8 +186,14 @@ def _loop(args: argparse.Namespace) -> int:
     os.environ.setdefault("PLATFORM_RETRAIN_MIN_NEW_LABELS", str(10 * args.rows_per_day * args.live_days))
     import dagster as dg
 
-    from platform_assets import definitions, loop
+    from platform_assets import definitions
 
+    try:
+        loop = importlib.import_module(f"platform_assets.use_cases.{args.use_case}.loop")
+    except ModuleNotFoundError:
+        print(f"use case {args.use_case!r} ships no closed-loop simulation (platform_assets/use_cases/"
+              f"{args.use_case}/loop.py)", file=sys.stderr)
+        return 1
     config = loop.LoopConfig(**config_args)
     root = settings.paths().root
     instance = dg.DagsterInstance.get()
@@ -200,14 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m platform_assets`` and the ``platform-assets`` script."""
     parser = argparse.ArgumentParser(prog="platform-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="write sample landing files (one per day)")
+    gen = commands.add_parser("generate", help="write each use case's sample landing files (one per day)")
+    gen.add_argument("--use-case", help="one declared use case (default: every one that declares sample_data)")
     gen.add_argument("--days", type=int, default=60)
     gen.add_argument("--rows-per-day", type=int, default=1000)
     gen.add_argument("--start", help="first day, YYYY-MM-DD (default: DAYS days ago)")
     gen.add_argument("--seed", type=int, default=7)
-    gen.add_argument("--scenario", choices=["none", "covariate", "concept"], default="none")
-    gen.add_argument("--dirty-fraction", type=float, default=0.005)
-    gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    gen.add_argument("--scenario", choices=["none", "covariate", "concept"],
+                     help="drift scenario (for generators that offer one)")
+    gen.add_argument("--dirty-fraction", type=float, help="share of rows made invalid on purpose")
+    gen.add_argument("--format", choices=["parquet", "csv"], help="file format (default: the generator's)")
     gen.set_defaults(func=_generate)
     commands.add_parser("where", help="print where to look: UIs, reports, endpoint").set_defaults(func=_where)
     commands.add_parser("stop-serving", help="stop every use case's model and feature servers").set_defaults(
@@ -237,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     lin.add_argument("request_id", help="the request id the server answered with (meta.puid) and logged")
     lin.set_defaults(func=_lineage)
     lp = commands.add_parser("loop", help="simulate live days of traffic, drift and the platform's own retraining")
+    lp.add_argument("--use-case", required=True, help="a use case that ships a simulation (e.g. its loop.py)")
     lp.add_argument("--history-days", type=int, default=35)
     lp.add_argument("--live-days", type=int, default=12)
     lp.add_argument("--rows-per-day", type=int, default=500)

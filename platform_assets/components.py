@@ -26,6 +26,7 @@ class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
     online_marts: list[str] = []
     online_feature_service: str | None = None
     request_features: str | None = None
+    sample_data: str | None = None
     gate: dict[str, Any] = {}
     training: dict[str, Any] = {}
 

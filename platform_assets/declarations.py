@@ -132,9 +132,14 @@ class UseCase:
         entity_keys: The join keys of its Feast feature views (the source's key first).
         feature_service: The Feast feature service training reads point-in-time.
         online_feature_service: The Feast feature service the model server reads per request, if any.
-        request_features: ``module:function`` computing features at request time from the request
-            row and the online features (the same function builds them offline), if any.
+        request_features: A module computing model inputs at request time (``NEEDS``: the request
+            fields it reads; ``COMPUTED``: the features it returns; ``compute(fields, online, ts)``;
+            optionally ``ONLINE_ENTITY``, the join key whose online features it needs, and
+            ``ONLINE_ENTITY_KIND``, ``"int"`` or ``"str"``), if the model needs any it cannot get
+            from the request itself. Plain Python and numpy: the serving environment imports it.
         protected_attribute: The fairness slice of the evaluation and the monitor.
+        sample_data: ``module:function`` writing sample landing files, ``(landing_dir, start, days,
+            rows_per_day, seed, **options) -> rows`` (``python -m platform_assets generate``), if any.
         model_name: The registered model's (and experiment's) name in MLflow.
         dbt_models: The dbt models (by name) of this use case; their marts are exported for Feast.
         marts: dbt marts exported as Parquet for Feast's FileSources.
@@ -153,6 +158,7 @@ class UseCase:
     online_marts: tuple[str, ...] = ()
     online_feature_service: str | None = None
     request_features: str | None = None
+    sample_data: str | None = None
     gate: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
 
@@ -164,6 +170,28 @@ class UseCase:
                                    f"is not among source {self.source.name}'s protected {list(self.source.protected)}")
         if self.source.key not in self.entity_keys:
             raise DeclarationError(f"use case {self.name}: entity_keys must include the source key {self.source.key!r}")
+
+    def request_features_module(self):
+        """The imported ``request_features`` module, or ``None`` when the request carries every input."""
+        if not self.request_features:
+            return None
+        try:
+            return importlib.import_module(self.request_features)
+        except ImportError as exc:
+            raise DeclarationError(f"use case {self.name}: request_features: cannot import "
+                                   f"{self.request_features!r}: {exc}") from exc
+
+    def id_columns(self) -> dict[str, str]:
+        """The ids a caller's request carries and the server logs: column -> ``"str"`` or ``"int"``.
+
+        The source key, and the entity whose online features the request features need (if any).
+        """
+        ids = {self.source.key: "str"}
+        module = self.request_features_module()
+        entity = getattr(module, "ONLINE_ENTITY", None) if module else None
+        if entity:
+            ids[entity] = getattr(module, "ONLINE_ENTITY_KIND", "int")
+        return ids
 
     @property
     def monitor_schema(self) -> str:
@@ -182,8 +210,9 @@ class UseCase:
     @property
     def never_features(self) -> set[str]:
         """Columns of a training set that are never model inputs."""
-        return {*self.entity_keys, "event_timestamp", "split", self.label, *(c for c in [self.source.label_time] if c),
-                *self.source.protected, *self.source.pii}
+        # label_ts: the training set's time each label became known (whatever the source calls it).
+        return {*self.entity_keys, "event_timestamp", "label_ts", "split", self.label,
+                *(c for c in [self.source.label_time] if c), *self.source.protected, *self.source.pii}
 
 
 def source_from_dict(data: dict, where: str) -> Source:

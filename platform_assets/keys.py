@@ -1,6 +1,6 @@
 """Every asset key of the platform, in one place (no heavy imports: sensors and automation read them).
 
-A use case's assets are prefixed by its name (``loan_default/train/model``), so
+A use case's assets are prefixed by its name (``<use case>/train/model``), so
 each use case is its own branch of the asset graph in the Dagster UI.
 """
 

@@ -29,11 +29,6 @@ from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
 from platform_assets.keys import for_use_case
 
-# Columns of a log line that describe the prediction, not a model input.
-LOG_FIELDS = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "application_id",
-              "applicant_id", "feature_source", "probability", "latency_ms")
-# Model inputs that the server takes from the online store (the rest come with the request).
-ONLINE_PREFIXES = ("prior_", "avg_prior_", "days_since_")
 
 
 class PredictionNotFound(LookupError):
@@ -255,12 +250,19 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
     """
     rows, where, use_case = find_logged_prediction(paths, request_id)
     first = {k: _plain(v) for k, v in rows[0].items()}
-    inputs = [k for k in first if k not in LOG_FIELDS and not k.startswith("_")]
+    from platform_assets.monitor.logs import log_fields
+
+    fields = log_fields(use_case.id_columns())
+    inputs = [k for k in first if k not in fields and not k.startswith("_")]
+    module = use_case.request_features_module()
+    computed = set(getattr(module, "COMPUTED", ())) if module else set()
     trace: dict = {
-        "request": {**{k: first.get(k) for k in LOG_FIELDS if k in first}, "rows": len(rows), "logged_in": where},
+        "use_case": use_case.name,
+        "request": {**{k: first.get(k) for k in fields if k in first}, "rows": len(rows), "logged_in": where},
         "features_used": [{k: _plain(r.get(k)) for k in inputs} for r in rows],
-        "online_features": [
-            {k: _plain(r.get(k)) for k in inputs if k.startswith(ONLINE_PREFIXES)} if r.get("feature_source") == "online"
+        # What the server computed per request (from the online store and the row's fields); the rest came with it.
+        "request_features": [
+            {k: _plain(r.get(k)) for k in inputs if k in computed} if r.get("feature_source") == "online"
             else "none: the request carried every feature" for r in rows
         ],
     }

@@ -15,7 +15,6 @@ Each scored row is appended to the inference log (``INFERENCE_LOG_DIR``) before 
 """
 
 import datetime as dt
-import importlib
 import json
 import os
 import time
@@ -61,8 +60,7 @@ class PlatformModel:
         self._name = os.environ.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
         self._version = os.environ.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
         self.use_case = declared_use_case(os.environ.get("USE_CASE") or None)
-        self.features = (importlib.import_module(self.use_case.request_features)
-                         if self.use_case.request_features else None)
+        self.features = self.use_case.request_features_module()
         self._bundle = None
         log_dir = os.environ.get("INFERENCE_LOG_DIR")
         self._log = InferenceLog(log_dir) if log_dir else None
@@ -81,10 +79,7 @@ class PlatformModel:
 
     def id_columns(self) -> dict:
         """Id column -> (kind, required) of a caller's row: the source key, and the online entity if any."""
-        ids = {self.use_case.source.key: ("str", True)}
-        if self._online_entity:
-            ids[self._online_entity] = ("int", True)
-        return ids
+        return {column: (kind, True) for column, kind in self.use_case.id_columns().items()}
 
     def predict_raw(self, request):
         """Scores a Seldon JSON request; a caller mistake is HTTP 400 naming the field and rows.

@@ -10,7 +10,7 @@ starts no gRPC server: nothing in the platform speaks gRPC.
 
 Run from the serving environment, with this directory on ``PYTHONPATH``::
 
-    python model_server.py LoanDefaultModel --http-port 9000 [--host 0.0.0.0] [--metrics-port 6000]
+    python model_server.py PlatformModel --http-port 9000 [--host 0.0.0.0] [--metrics-port 6000]
 
 Settings also come from the environment (as in Seldon's container contract):
 ``SERVING_HOST``, ``PREDICTIVE_UNIT_HTTP_SERVICE_PORT``,

@@ -1,16 +1,13 @@
-"""The model server's client of the Feast feature server: each applicant's recent applications.
+"""The model server's client of the Feast feature server: the online features of a request's entities.
 
 Plain Python and ``requests`` (the serving environment has no Feast). One POST
-per request, for all its applicants, to ``/get-online-features`` of the feature
-service ``loan_default_online``; a session per thread keeps the connection alive.
+per request, for all its entities, to ``/get-online-features`` of the use case's
+online feature service; a session per thread keeps the connection alive.
 """
 
 from __future__ import annotations
 
 import threading
-
-SERVICE = "loan_default_online"
-TS, AMOUNTS = "recent_application_ts", "recent_loan_amounts"
 
 
 class FeatureLookupError(RuntimeError):
@@ -18,7 +15,7 @@ class FeatureLookupError(RuntimeError):
 
 
 class OnlineFeatures:
-    """Reads ``applicant_activity`` from the feature server at ``url``."""
+    """Reads online features from the feature server at ``url``."""
 
     def __init__(self, url: str, timeout_s: float = 2.0):
         self.url = url.rstrip("/")
@@ -85,47 +82,3 @@ class OnlineFeatures:
             return response.json()
         except ValueError as exc:
             raise FeatureLookupError(f"feature server {self.url} answered in an unexpected shape: {exc!r}") from None
-
-    def activity(self, applicant_ids: list[int]) -> dict[int, tuple[list[float], list[float]]]:
-        """Each applicant's application times (epoch s) and loan amounts; empty lists for an unknown one.
-
-        Raises:
-            FeatureLookupError: On a timeout, a refused connection, an error status or an
-                answer of the wrong shape.
-        """
-        import requests
-
-        unique = sorted(set(applicant_ids))
-        body = {"feature_service": SERVICE, "entities": {"applicant_id": unique}, "full_feature_names": False}
-        response = None
-        for attempt in (1, 2):
-            try:
-                response = self._session().post(f"{self.url}/get-online-features", json=body, timeout=self.timeout_s)
-                break
-            except requests.ConnectionError as exc:
-                # A kept-alive connection that the feature server closed while idle resets when reused
-                # (seen under load: 'Connection reset by peer'). The lookup is a read: once more, on a new
-                # connection. A timeout is not retried (the caller's deadline is already spent).
-                self._local.session = None
-                if attempt == 2 or isinstance(exc, requests.Timeout):
-                    raise FeatureLookupError(
-                        f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
-            except requests.RequestException as exc:
-                raise FeatureLookupError(f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise FeatureLookupError(f"feature server {self.url} answered HTTP {response.status_code}: "
-                                     f"{response.text[:300]}")
-        try:
-            answer = response.json()
-            names = answer["metadata"]["feature_names"]
-            values = {name: result["values"] for name, result in zip(names, answer["results"])}
-            found = {}
-            for i, applicant in enumerate(values["applicant_id"]):
-                ts, amounts = values[TS][i], values[AMOUNTS][i]
-                found[int(applicant)] = ([float(t) for t in ts or []], [float(a) for a in amounts or []])
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise FeatureLookupError(f"feature server {self.url} answered in an unexpected shape: {exc!r}") from None
-        missing = [a for a in unique if a not in found]
-        if missing:
-            raise FeatureLookupError(f"feature server {self.url} left out applicants {missing[:10]}")
-        return found

@@ -189,19 +189,6 @@ def check_output(probabilities: np.ndarray) -> None:
         )
 
 
-def request_form(message: Any, model_inputs: Sequence[str]) -> str:
-    """``"features"`` when the request carries every model input, else ``"application"``.
-
-    The application form carries the application's own fields and its entity ids;
-    the server computes the rest (history from the online store, ratios from the fields).
-
-    Raises:
-        RequestError: If the body is malformed (see :func:`names_and_rows`).
-    """
-    names, _ = names_and_rows(message)
-    return "features" if all(c in names for c in model_inputs) else "application"
-
-
 def _epoch_seconds(value: Any) -> float:
     """An ISO-8601 time (naive means UTC) as epoch seconds; ``ValueError`` otherwise."""
     import datetime as dt
@@ -212,66 +199,6 @@ def _epoch_seconds(value: Any) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.timestamp()
-
-
-def application_columns(
-    message: Any, numeric: Sequence[str], categories: Mapping[str, Sequence[str]], received_at: float
-) -> tuple[dict[str, np.ndarray], list[int], list[str | None], list[float]]:
-    """The application's own fields, entity ids and times from a request of the application form.
-
-    Args:
-        message: The parsed JSON body with ``applicant_id``, the application's fields,
-            and optionally ``application_id`` and ``application_ts``.
-        numeric: The application's numeric fields the model needs.
-        categories: Categorical field -> the levels the model was fitted on.
-        received_at: When the request arrived (epoch seconds): the time of rows without ``application_ts``.
-
-    Returns:
-        The checked columns (as :func:`model_columns`), the applicant ids, the
-        application ids (``None`` where not sent) and each row's time (epoch seconds).
-
-    Raises:
-        RequestError: Naming each row and field at fault (the first ten).
-    """
-    names, rows = names_and_rows(message)
-    if "applicant_id" not in names:
-        raise RequestError(
-            "'data.names' lacks 'applicant_id': send the application's fields with its applicant_id (history "
-            "is looked up for it) or every model input"
-        )
-    columns = model_columns(message, list(numeric), categories)
-    errors: list[str] = []
-    applicants: list[int] = []
-    i = names.index("applicant_id")
-    for r, row in enumerate(rows):
-        value = row[i]
-        if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-            errors.append(f"row {r}, column 'applicant_id': expected an integer id, got {_described(value)}")
-            applicants.append(0)
-        else:
-            applicants.append(int(value))
-    applications: list[str | None] = [None] * len(rows)
-    if "application_id" in names:
-        i = names.index("application_id")
-        for r, row in enumerate(rows):
-            value = row[i]
-            if value is not None and not (isinstance(value, str) and value.strip()):
-                errors.append(f"row {r}, column 'application_id': expected a non-empty string, got {_described(value)}")
-            applications[r] = value
-    times = [received_at] * len(rows)
-    if "application_ts" in names:
-        i = names.index("application_ts")
-        for r, row in enumerate(rows):
-            if row[i] is None:
-                continue
-            try:
-                times[r] = _epoch_seconds(row[i])
-            except (ValueError, TypeError, OverflowError):
-                errors.append(f"row {r}, column 'application_ts': {_show(row[i])} is not an ISO-8601 time "
-                              "(e.g. 2026-11-23T10:00:00Z)")
-    if errors:
-        raise RequestError(f"{len(errors)} invalid value(s): {_listing(errors)}")
-    return columns, applicants, applications, times
 
 
 def _id_values(names: list, rows: list, column: str, kind: str, errors: list[str], required: bool) -> list:

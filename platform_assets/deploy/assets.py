@@ -71,14 +71,19 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         version = approved_champion(client, name)
         bundle_dir = download_bundle(client, name, version, paths.serving / "models" / f"v{version}")
         log_path = paths.serving / "server.log"
-        # The model server reads applicants' history from the feature server: its address is chosen first.
+        # The model server reads online features from the feature server: its address is chosen first, never
+        # the model server's own port (not bound yet, so the system may offer it as a free one).
+        http_port = serving.http_port + port_offset
         feature_port = server.free_port()
+        while feature_port == http_port:
+            feature_port = server.free_port()
         process = server.start_model_server(
             python=serving.python_path(),
             model_dir=bundle_dir,
+            use_case=use_case.name,
             model_name=name,
             model_version=version,
-            http_port=serving.http_port + port_offset,
+            http_port=http_port,
             host=serving.host,
             log_path=log_path,
             record_path=serving.pid_path(paths),

@@ -109,7 +109,7 @@ def online_features_over_http(
     Args:
         url: The feature server's base URL.
         feature_service: Name of the feature service.
-        entities: Join key -> one value per entity row (``{"application_id": [...], ...}``).
+        entities: Join key -> one value per entity row (``{"<join key>": [...], ...}``).
 
     Returns:
         One row per entity: the join keys and every feature, as the SDK's

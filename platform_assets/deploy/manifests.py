@@ -28,6 +28,7 @@ def render_seldon_deployment(
     *,
     name: str,
     namespace: str,
+    use_case: str,
     image: str,
     model_version: str,
     model_uri: str,
@@ -40,9 +41,10 @@ def render_seldon_deployment(
     Args:
         name: SeldonDeployment name.
         namespace: Kubernetes namespace.
+        use_case: The declared use case the model is of (the server reads its declaration).
         image: Serving image (deploy/serving/Dockerfile).
         model_version: Registered model version served by the main predictor.
-        model_uri: The MLflow model the init container downloads (``models:/loan-default/3``).
+        model_uri: The MLflow model the init container downloads (``models:/<model name>/<version>``).
         replicas: Replicas of the main predictor.
         canary: ``{"model_version", "model_uri", "traffic"}`` (optional ``"image"``,
             ``"replicas"``): a canary predictor taking ``traffic`` percent (1-99,
@@ -57,7 +59,7 @@ def render_seldon_deployment(
     """
     template = yaml.safe_load(TEMPLATE.read_text())
     prototype = template["spec"].pop("predictors")[0]
-    common = {"name": name, "namespace": namespace, "fetch_image": fetch_image}
+    common = {"name": name, "namespace": namespace, "use_case": use_case, "fetch_image": fetch_image}
     manifest = _fill(template, common)
 
     def predictor(label: str, **values: str) -> dict:

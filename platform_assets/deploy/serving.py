@@ -18,7 +18,7 @@ from pathlib import Path
 from platform_assets.deploy.processes import free_port, spawn_recorded, stop_recorded, wait_until_answers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MODEL_CLASS = "LoanDefaultModel"
+MODEL_CLASS = "PlatformModel"
 SERVING_DIR = PROJECT_ROOT / "deploy" / "serving"
 LAUNCHER = SERVING_DIR / "model_server.py"
 DEFAULT_HOST = "127.0.0.1"
@@ -91,16 +91,17 @@ def client_host(host: str) -> str:
 
 
 def start_model_server(
-    *, python: Path, model_dir: Path, model_name: str, model_version: str, http_port: int,
+    *, python: Path, model_dir: Path, use_case: str, model_name: str, model_version: str, http_port: int,
     log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
 ) -> ServerProcess:
-    """Starts ``model_server.py LoanDefaultModel`` on ``model_dir``, replacing a running one.
+    """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
 
     Args:
         python: The serving environment's interpreter.
         model_dir: The model bundle directory.
+        use_case: The declared use case the model is of (the server reads its declaration).
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
         http_port: REST port.
@@ -112,7 +113,7 @@ def start_model_server(
             ``0.0.0.0`` exposes the unauthenticated server to the network.
         keepalive_s: Seconds an idle connection (new or kept alive) stays open.
         read_timeout_s: Seconds a client has to send one whole request.
-        feature_server_url: The Feast feature server the model reads applicants' history
+        feature_server_url: The Feast feature server the request features read online features
             from; without it only requests carrying every model input can be scored.
         inference_log_dir: Where the server logs every prediction (``None``: no log).
         workers: gunicorn worker processes.
@@ -129,7 +130,7 @@ def start_model_server(
     stop_model_server(record_path)
     _port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
-    env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "MODEL_NAME": model_name,
+    env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "USE_CASE": use_case, "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
     env.setdefault("OMP_NUM_THREADS", "1")  # several worker processes share the cores
     env["GUNICORN_WORKERS"] = str(workers)

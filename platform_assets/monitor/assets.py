@@ -91,7 +91,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         if not paths:
             raise dg.Failure(f"no inference log files for {day} under {inference_dir / f'day={day}'}: "
                              "no request of that day was served (or the server logs elsewhere: INFERENCE_LOG_DIR)")
-        files = [logs.read_log_file(p, day) for p in paths]
+        files = [logs.read_log_file(p, day, use_case.id_columns()) for p in paths]
         with warehouse.connect() as con:
             counts = logs.write_day(con, day, files, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), schema)
         rows = [f.rows for f in files if len(f.rows)]

@@ -19,13 +19,17 @@ import pandas as pd
 # Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
 REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "feature_source",
             "probability")
-# Every line carries these too, null where the request had none (a request that sent every model input).
-NULLABLE = ("application_id", "applicant_id", "latency_ms")
-# Metadata of a line (the rest are model inputs).
-LOG_FIELDS = (*REQUIRED, *NULLABLE)
-# What the server writes as ``feature_source`` (``deploy/serving/LoanDefaultModel.py``): "online", history
-# looked up on the feature server (real callers); "request", every model input sent (a smoke test, a backfill).
+# Every line carries these too, null where the request had none: the use case's ids
+# (:meth:`~platform_assets.declarations.UseCase.id_columns`; none when a request sent every model input).
+NULLABLE = ("latency_ms",)
+# What the server writes as ``feature_source`` (``deploy/serving/PlatformModel.py``): "online", a caller's row
+# completed by the server (real callers); "request", every model input sent (a smoke test, a backfill).
 FEATURE_SOURCES = ("online", "request")
+
+
+def log_fields(id_columns) -> tuple[str, ...]:
+    """The metadata fields of a log line of a use case with these id columns (the rest are model inputs)."""
+    return (*REQUIRED, *id_columns, *NULLABLE)
 
 
 @dataclass
@@ -62,8 +66,13 @@ def _reject(path: str, line: int, reason: str, day: str) -> dict:
     return {"_source_file": path, "_source_line": line, "reason": reason, "_partition": day}
 
 
-def read_log_file(path: Path, day: str) -> LogFile:
+def read_log_file(path: Path, day: str, id_columns: dict[str, str]) -> LogFile:
     """Parses one log file; a line that is not a whole, well-formed record of ``day`` is rejected.
+
+    Args:
+        path: The file.
+        day: Its day.
+        id_columns: The use case's id columns (column -> "str" or "int"), present on every line.
 
     Returns:
         The file's hash and line count (from its bytes), its records (one row per
@@ -84,7 +93,8 @@ def read_log_file(path: Path, day: str) -> LogFile:
         if not isinstance(record, dict):
             rejected.append(_reject(name, number, f"not a JSON object but {type(record).__name__}", day))
             continue
-        missing = [k for k in REQUIRED if record.get(k) is None] + [k for k in NULLABLE if k not in record]
+        missing = [k for k in REQUIRED if record.get(k) is None] + [
+            k for k in (*id_columns, *NULLABLE) if k not in record]
         if missing:
             rejected.append(_reject(name, number, f"missing {missing}", day))
             continue
@@ -100,12 +110,14 @@ def read_log_file(path: Path, day: str) -> LogFile:
     rows = pd.DataFrame.from_records(records)
     if len(rows):
         # Text columns typed as text even when every value of a file is null (a smoke test has no ids).
-        for column in ("request_id", "model_name", "application_id", "feature_source"):
+        text = [c for c, kind in id_columns.items() if kind == "str"]
+        for column in ("request_id", "model_name", "feature_source", *text):
             rows[column] = rows[column].astype("string")
         rows["served_at"] = pd.to_datetime(rows["served_at"], utc=True, format="ISO8601").dt.tz_localize(None)
         rows["event_ts"] = pd.to_datetime(rows["event_ts"], format="ISO8601")
         rows["model_version"] = rows["model_version"].astype(str)
-        rows["applicant_id"] = pd.array(rows["applicant_id"], dtype="Int64")
+        for column in (c for c, kind in id_columns.items() if kind == "int"):
+            rows[column] = pd.array(rows[column], dtype="Int64")
     return LogFile(name, hashlib.sha256(data).hexdigest(), count_lines(data), rows, rejected)
 
 

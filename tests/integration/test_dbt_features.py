@@ -50,7 +50,7 @@ def test_windows_count_only_earlier_applications(validated):
         history = con.execute("SELECT * FROM features.fct_applicant_history").df()
         apps = con.execute("SELECT application_id, applicant_id, application_ts, loan_amount FROM features.stg_applications").df()
     # Recompute by hand for the applicants with the most applications. History is as of the
-    # start of the application's day: applications on earlier days only (features/history.py).
+    # start of the application's day: applications on earlier days only (use_cases/loan_default/request_features.py).
     busiest = apps["applicant_id"].value_counts().index[:5]
     for applicant in busiest:
         mine = apps[apps["applicant_id"] == applicant]

@@ -41,7 +41,7 @@ def test_graph_shape_groups_and_checks():
     assert set(of_use_case) == CHECKED | UNCHECKED
     # one group per use case: every one of its assets, whatever its stage
     assert {k: v.group_name for k, v in of_use_case.items()} == {k: USE_CASE for k in of_use_case}
-    checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys}
+    checked = {key.asset_key.to_user_string() for key in graph.asset_check_keys if key.asset_key.path[0] == USE_CASE}
     assert checked == CHECKED  # at least one check on every asset but the two named above
     for key, node in of_use_case.items():
         assert node.description, f"{key} has no description"
@@ -52,6 +52,30 @@ def test_graph_shape_groups_and_checks():
     assert prefix + "evaluate/eval_report" in lineage[prefix + "evaluate/champion"]  # the alias moves after the evaluation
     assert prefix + "evaluate/champion" in lineage[prefix + "deploy/deployment"]
     assert prefix + "monitor/outcomes" in lineage[prefix + "features/training_set"]  # labels that arrived later train the model
+
+
+def test_both_shipped_use_cases_are_separate_branches_of_the_graph():
+    """customer_churn gets the same stages under its own prefix and group; no outcome files (labels in the row)."""
+    from platform_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    churn = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys() if k.path[0] == "customer_churn"}
+    stages = {k.split("/")[1] for k in churn}
+    assert stages == {"raw", "validated", "quarantine", "features", "train", "evaluate", "deploy", "monitor"}
+    assert {v.group_name for v in churn.values()} == {"customer_churn"}
+    assert "customer_churn/monitor/outcomes" not in churn
+    assert "customer_churn/validated/subscriptions" in {
+        p.to_user_string() for p in graph.get(dg_key("customer_churn/features/stg_subscriptions")).parent_keys}
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    assert {f"{u}__{j}" for u in ("loan_default", "customer_churn") for j in
+            ("ingest_days", "features_to_serving", "retrain", "drift")} <= jobs
+    assert "customer_churn__outcome_days" not in jobs
+
+
+def dg_key(text):
+    import dagster as dg
+
+    return dg.AssetKey.from_user_string(text)
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

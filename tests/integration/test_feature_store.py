@@ -255,7 +255,7 @@ def test_history_is_the_same_three_ways_dbt_python_and_the_online_activity(built
     server computes from the online activity lists agree for every application."""
     import duckdb
 
-    from platform_assets.features.history import HISTORY_FEATURES, history_features
+    from platform_assets.use_cases.loan_default.request_features import HISTORY_FEATURES, history_features
 
     root, _, _ = built
     paths = settings.paths(root)

@@ -26,7 +26,7 @@ from platform_assets.deploy.serving import (
     stop_model_server,
     wait_until_healthy,
 )
-from platform_assets.features.history import DAY_S, derived_features, history_features
+from platform_assets.use_cases.loan_default.request_features import DAY_S, derived_features, history_features
 from platform_assets.declared import use_case
 from platform_assets.traffic import send_requests
 
@@ -119,7 +119,7 @@ def serving(tmp_path_factory):
     features = FeatureServer()
     record_path = tmp / "server.json"
     process = start_model_server(
-        python=SERVING_PYTHON, model_dir=tmp / "bundle", model_name="loan", model_version="3", http_port=free_port(),
+        python=SERVING_PYTHON, model_dir=tmp / "bundle", use_case="loan_default", model_name="loan", model_version="3", http_port=free_port(),
         workdir=tmp, log_path=tmp / "server.log", record_path=record_path, feature_server_url=features.url,
         inference_log_dir=tmp / "inference", workers=2,
     )
@@ -233,7 +233,10 @@ def test_caller_mistakes_get_400_and_leave_no_log_line(serving):
     assert "row 0, column 'applicant_id'" in text and "row 1, column 'application_ts'" in text
     no_id = {"data": {"names": ["income"], "ndarray": [[1.0]]}}
     answer = requests.post(url + PREDICT_PATH, json=no_id, timeout=10)
-    assert answer.status_code == 400 and "applicant_id" in answer.json()["status"]["info"]
+    # Without its key (application_id) a request is taken as one that carries every model input: the answer
+    # names the missing inputs and the key to send instead.
+    info = answer.json()["status"]["info"]
+    assert answer.status_code == 400 and "lacks" in info and "application_id" in info
     assert len(_log_lines(log_dir)) == before
 
 

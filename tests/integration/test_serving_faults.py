@@ -70,7 +70,7 @@ def server(tmp_path_factory):
     _bundle(tmp / "bundle")
     record_path = tmp / "server.json"
     process = start_model_server(
-        python=SERVING_PYTHON, model_dir=tmp / "bundle", model_name="m", model_version="7",
+        python=SERVING_PYTHON, model_dir=tmp / "bundle", use_case="loan_default", model_name="m", model_version="7",
         http_port=free_port(), workdir=tmp, log_path=tmp / "server.log", record_path=record_path,
         keepalive_s=KEEPALIVE_S, read_timeout_s=READ_TIMEOUT_S,
     )

@@ -29,3 +29,12 @@ def test_churn_depends_on_support_calls_and_not_on_gender():
     assert by_gender.max() - by_gender.min() < 0.06
     assert 0.1 < df["churned"].mean() < 0.5
     assert pd.api.types.is_datetime64_any_dtype(df["snapshot_ts"])
+
+
+def test_no_use_case_takes_its_label_time_or_keys_as_model_inputs():
+    """The training set's label time (label_ts) is never a feature, whatever the source calls it (or if it has none)."""
+    from platform_assets.declared import use_cases
+
+    for declared in use_cases():
+        assert {"label_ts", "event_timestamp", "split", declared.label, *declared.entity_keys,
+                *declared.source.protected, *declared.source.pii} <= declared.never_features

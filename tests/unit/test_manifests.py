@@ -11,7 +11,7 @@ from platform_assets.deploy.manifests import render_seldon_deployment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CRD = PROJECT_ROOT.parent / "shared" / "k8s-schemas" / "seldondeployments.machinelearning.seldon.io.v1.crd.yaml"
-ARGS = dict(name="loan-default", namespace="ml", image="registry.local/loan-default-server:1",
+ARGS = dict(name="loan-default", namespace="ml", use_case="loan_default", image="registry.local/loan-default-server:1",
             model_version="4", model_uri="models:/loan-default/4")
 CANARY = {"model_version": "5", "model_uri": "models:/loan-default/5", "traffic": 10}
 TARGET = dict(group="machinelearning.seldon.io", version="v1", namespace="ml", plural="seldondeployments")

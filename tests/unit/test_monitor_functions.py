@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_assets.features.history import history_features
 from platform_assets.monitor import drift, logs
 from platform_assets.monitor.skew import feature_mismatches
+from platform_assets.use_cases.loan_default.request_features import history_features
+
+# The ids the loan-default server logs on each line.
+LOAN_IDS = {"application_id": "str", "applicant_id": "int"}
 
 
 def _line(request_id, day="2026-10-20", **extra):
@@ -23,7 +26,7 @@ def test_every_line_is_kept_or_rejected_with_its_reason(tmp_path):
     path.parent.mkdir()
     path.write_text("\n".join([_line("a"), "{not json", _line("b", day="2026-10-21"), json.dumps({"row": 1}),
                                _line("c")]) + "\n" + _line("torn")[:40])  # a torn last line, no newline
-    found = logs.read_log_file(path, "2026-10-20")
+    found = logs.read_log_file(path, "2026-10-20", LOAN_IDS)
     assert found.lines == 6 == len(found.rows) + len(found.rejected)
     assert found.rows["request_id"].tolist() == ["a", "c"] and found.rows["_source_line"].tolist() == [1, 5]
     reasons = {r["_source_line"]: r["reason"] for r in found.rejected}
@@ -40,7 +43,7 @@ def test_a_line_without_the_servers_metadata_or_with_an_unknown_feature_source_i
     smoke = _line("r", feature_source="request", application_id=None, applicant_id=None)
     path.write_text("\n".join([json.dumps(no_source), _line("o", feature_source="offline"), json.dumps(no_ids),
                                smoke, _line("a")]) + "\n")
-    found = logs.read_log_file(path, "2026-10-20")
+    found = logs.read_log_file(path, "2026-10-20", LOAN_IDS)
     assert found.lines == 5 == len(found.rows) + len(found.rejected)
     assert found.rows["request_id"].tolist() == ["r", "a"]
     assert found.rows["feature_source"].tolist() == ["request", "online"]
@@ -114,7 +117,7 @@ def test_a_day_ingested_from_the_same_files_is_known_and_a_changed_file_is_not(t
     (day_dir / "h-1-2026100110.jsonl").write_text(json.dumps(line) + "\n")
     con = duckdb.connect()
     assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")  # nothing ingested yet
-    files = [logs.read_log_file(p, "2026-10-01") for p in logs.day_files(tmp_path, "2026-10-01")]
+    files = [logs.read_log_file(p, "2026-10-01", LOAN_IDS) for p in logs.day_files(tmp_path, "2026-10-01")]
     logs.write_day(con, "2026-10-01", files, dt.datetime(2026, 10, 2), "monitor")
     assert logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")
     with open(day_dir / "h-1-2026100110.jsonl", "a") as f:

@@ -65,7 +65,7 @@ def _start(tmp_path, servers, bundle_dir, version):
     record_path = tmp_path / "server.json"
     servers.append(record_path)
     process = start_model_server(
-        python=SERVING_PYTHON, model_dir=bundle_dir, model_name="loan-default", model_version=version,
+        python=SERVING_PYTHON, model_dir=bundle_dir, use_case="loan_default", model_name="loan-default", model_version=version,
         http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", record_path=record_path,
     )
     wait_until_healthy(process, timeout_s=90.0)
@@ -111,7 +111,7 @@ def test_starting_again_replaces_the_running_server(tmp_path, rows, servers):
 def test_a_server_that_cannot_start_reports_its_log(tmp_path, servers):
     servers.append(tmp_path / "server.json")
     process = start_model_server(
-        python=SERVING_PYTHON, model_dir=tmp_path / "no-bundle", model_name="m", model_version="1",
+        python=SERVING_PYTHON, model_dir=tmp_path / "no-bundle", use_case="loan_default", model_name="m", model_version="1",
         http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log", record_path=tmp_path / "server.json",
     )
     with pytest.raises(RuntimeError, match="no \\['model.safetensors', 'bundle.json'\\]"):
@@ -164,7 +164,8 @@ def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_se
                 self.connection.shutdown(2)  # no answer: the client sees the connection drop
                 return
             ids = body["entities"]["applicant_id"]
-            answer = json.dumps({"metadata": {"feature_names": ["applicant_id", module.TS, module.AMOUNTS]},
+            answer = json.dumps({"metadata": {"feature_names": ["applicant_id", "recent_application_ts",
+                                                                "recent_loan_amounts"]},
                                  "results": [{"values": ids}, {"values": [[1.0]] * len(ids)},
                                              {"values": [[250.0]] * len(ids)}]}).encode()
             self.send_response(200)
@@ -179,11 +180,12 @@ def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_se
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = module.OnlineFeatures(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=2.0)
-        assert client.activity([7, 3]) == {3: ([1.0], [250.0]), 7: ([1.0], [250.0])}
+        expected = {"recent_application_ts": [1.0], "recent_loan_amounts": [250.0]}
+        assert client.lookup("loan_default_online", "applicant_id", [7, 3]) == {3: expected, 7: expected}
         assert len(calls) == 2  # retried once, on a new connection
     finally:
         server.shutdown()
         server.server_close()
     dead = module.OnlineFeatures(f"http://127.0.0.1:{free_port()}", timeout_s=0.5)
     with pytest.raises(module.FeatureLookupError, match="did not answer"):
-        dead.activity([1])
+        dead.lookup("loan_default_online", "applicant_id", [1])

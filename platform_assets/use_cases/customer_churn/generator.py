@@ -76,3 +76,16 @@ def write_landing_files(df: pd.DataFrame, landing: Path, file_format: str = "csv
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def write_sample(landing_dir: Path, start: dt.date, days: int, rows_per_day: int, seed: int,
+                 file_format: str = "csv", dirty_fraction: float = 0.005) -> int:
+    """The use case's sample data (declared as ``sample_data``): ``days`` landing files from ``start``.
+
+    Returns:
+        The number of rows written.
+    """
+    df = generate_subscriptions(ChurnConfig(start_date=start, days=days, rows_per_day=rows_per_day, seed=seed,
+                                            dirty_fraction=dirty_fraction))
+    write_landing_files(df, landing_dir, file_format)
+    return len(df)

@@ -219,3 +219,17 @@ def write_landing_files(df: pd.DataFrame, landing_dir: Path, file_format: str = 
         tmp.replace(path)
         paths.append(path)
     return paths
+
+
+def write_sample(landing_dir: Path, start: dt.date, days: int, rows_per_day: int, seed: int,
+                 file_format: str = "parquet", scenario: str = "none", dirty_fraction: float = 0.005) -> int:
+    """The use case's sample data (declared as ``sample_data``): ``days`` landing files from ``start``.
+
+    Returns:
+        The number of rows written.
+    """
+    config = GeneratorConfig(start_date=start, days=days, rows_per_day=rows_per_day, seed=seed, scenario=scenario,
+                             dirty_fraction=dirty_fraction)
+    df = generate_applications(config)
+    write_landing_files(df, landing_dir, file_format)
+    return len(df)

@@ -1,0 +1,104 @@
+"""The customer-churn use case through the same generic stages: landed, validated, trained, gated, served, monitored.
+
+Shaped unlike loan default (another key and label, the label in the row, a
+three-valued protected attribute, no online features); nothing in the stages
+is written for it: only its declaration, schema, generator, dbt model and Feast view.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from platform_assets import definitions, settings
+from platform_assets.declared import use_case
+from platform_assets.keys import for_use_case
+from tests.conftest import SERVING_PYTHON, day_range_tags
+
+CHURN = "customer_churn"
+
+
+@pytest.fixture(scope="module")
+def churn_served(tmp_path_factory):
+    """30 days of snapshots ingested, features built, a model trained, gated and served, one day of traffic."""
+    if not SERVING_PYTHON.exists():
+        pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
+    from platform_assets.deploy.serving import stop_model_server
+    from platform_assets.traffic import send_requests
+    from platform_assets.use_cases.customer_churn.generator import write_sample
+
+    root = tmp_path_factory.mktemp("churn_home")
+    declared = use_case(CHURN)
+    start = dt.date.today() - dt.timedelta(days=31)
+    rows = write_sample(settings.paths(root).landing / declared.source.landing_folder, start, 30, 300, seed=5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLATFORM_HOME", str(root))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        (root / "dagster_home").mkdir()
+        defs = definitions.build_definitions(definitions.build_resources(root))
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            def run(job, **kwargs):
+                return defs.resolve_job_def(f"{CHURN}__{job}").execute_in_process(
+                    instance=instance, raise_on_error=False, **kwargs)
+
+            last = (start + dt.timedelta(days=29)).isoformat()
+            results = {"ingest_days": run("ingest_days", tags=day_range_tags(start.isoformat(), last)),
+                       "features_to_serving": run("features_to_serving")}
+            paths = settings.paths(root).of(CHURN)
+            deployment = json.loads((paths.serving / "deployment.json").read_text())
+            try:
+                with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
+                    today = con.execute("SELECT * FROM validated.subscriptions WHERE _partition = ?", [last]).df()
+                traffic = send_requests(deployment["url"], today, declared.source, concurrency=4)
+                results["inference_days"] = run("inference_days", partition_key=last)
+                results["drift"] = run("drift")
+            finally:
+                stop_model_server(paths.serving / "server.json")
+            yield {"root": root, "instance": instance, "results": results, "rows": rows, "traffic": traffic,
+                   "today": today, "deployment": deployment, "paths": paths}
+
+
+def test_every_stage_of_the_second_use_case_runs_on_the_generic_assets(churn_served):
+    results = churn_served["results"]
+    failed = {job: [e.check_name for e in r.get_asset_check_evaluations() if not e.passed]
+              for job, r in results.items()}
+    assert all(r.success for r in results.values()), failed
+    keys = for_use_case(use_case(CHURN))
+    materialized = {e.asset_key for r in results.values() for e in r.get_asset_materialization_events()}
+    assert {keys.raw, keys.validated, keys.quarantined, keys.feature("fct_subscription_features"),
+            keys.feature_store, keys.training_set, keys.model, keys.eval_report, keys.champion, keys.deployment,
+            keys.inference_log, keys.labelled_predictions, keys.drift_report} <= materialized
+    with duckdb.connect(str(settings.paths(churn_served["root"]).warehouse), read_only=True) as con:
+        raw, valid, quarantined = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (
+            "raw.subscriptions", "validated.subscriptions", "quarantine.subscriptions"))
+        leaked = con.execute("SELECT count(*) FROM validated.subscriptions WHERE contact_email LIKE '%@%'").fetchone()[0]
+    assert raw == churn_served["rows"] == valid + quarantined and quarantined > 0
+    assert leaked == 0  # personal data masked
+
+
+def test_the_report_is_headed_by_its_own_protected_attribute_and_the_model_learned(churn_served):
+    event = churn_served["instance"].get_latest_materialization_event(for_use_case(use_case(CHURN)).eval_report)
+    metadata = event.asset_materialization.metadata
+    assert "## Fairness slices of the challenger (gender)" in metadata["report"].value
+    evaluation = metadata["evaluation"].value
+    assert set(evaluation["models"]["challenger"]["fairness"]["slices"]) == {"female", "male", "nonbinary"}
+    assert evaluation["models"]["challenger"]["metrics"]["roc_auc"] > 0.7
+
+
+def test_served_rows_are_logged_with_their_key_and_joined_to_their_labels(churn_served):
+    traffic, today = churn_served["traffic"], churn_served["today"]
+    assert traffic.answered == traffic.sent == len(today) and not traffic.errors
+    with duckdb.connect(str(settings.paths(churn_served["root"]).warehouse), read_only=True) as con:
+        logged = con.execute("SELECT subscription_id, probability FROM monitor_customer_churn.inference_log "
+                             "WHERE feature_source = 'online'").df()
+        labelled = con.execute("SELECT count(*) FROM monitor_customer_churn.labelled_predictions").fetchone()[0]
+    assert sorted(logged["subscription_id"]) == sorted(today["subscription_id"])
+    served = dict(zip(logged["subscription_id"], logged["probability"]))
+    assert all(abs(served[k] - p) < 1e-9 for k, p in traffic.probabilities.items())
+    assert labelled == len(today)  # the label comes with the row: every served prediction is labelled
+    drift = churn_served["results"]["drift"].asset_materializations_for_node(
+        "customer_churn__monitor__drift_report")[0].metadata
+    assert drift["labelled_rows"].value == len(today)
