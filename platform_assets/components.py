@@ -28,7 +28,6 @@ class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
     request_features: str | None = None
     sample_data: str | None = None
     gate: dict[str, Any] = {}
-    training: dict[str, Any] = {}
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         from platform_assets.build import build_use_case_definitions

@@ -144,7 +144,6 @@ class UseCase:
         dbt_models: The dbt models (by name) of this use case; their marts are exported for Feast.
         marts: dbt marts exported as Parquet for Feast's FileSources.
         gate: Bounds of the evaluation gate (``GateConfig`` fields).
-        training: Defaults of the training config (``TrainConfig`` fields).
     """
 
     name: str
@@ -160,7 +159,6 @@ class UseCase:
     request_features: str | None = None
     sample_data: str | None = None
     gate: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not NAME.match(self.name):
