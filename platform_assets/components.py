@@ -29,8 +29,13 @@ class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
     sample_data: str | None = None
     gate: dict[str, Any] = {}
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from platform_assets.build import build_use_case_definitions
+    def use_case(self, where: str = "defs.yaml") -> "UseCase":  # noqa: F821
+        """The declared use case (its fields checked; errors name ``where``)."""
         from platform_assets.declarations import use_case_from_dict
 
-        return build_use_case_definitions(use_case_from_dict(self.model_dump(), str(context.path)))
+        return use_case_from_dict(self.model_dump(), where)
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        from platform_assets.build import build_use_case_definitions
+
+        return build_use_case_definitions(self.use_case(str(context.path)))

@@ -52,6 +52,9 @@ class Source:
         pii: Personal data columns: replaced by keyed tokens before rows leave validation.
         protected: Protected attributes: never model inputs, always fairness slices.
         landing_folder: Folder under the landing root ("" = the root itself).
+        positive_label, negative_label: The label's two values in the files (``"yes"``/``"no"``),
+            if they are not already 1/0 or true/false: validation writes them as 1/0 and
+            quarantines a row whose label is neither.
     """
 
     name: str
@@ -65,10 +68,20 @@ class Source:
     pii: tuple[str, ...] = ()
     protected: tuple[str, ...] = ()
     landing_folder: str = ""
+    positive_label: str | None = None
+    negative_label: str | None = None
 
     def __post_init__(self):
         if not NAME.match(self.name):
             raise DeclarationError(f"source {self.name!r}: name must be lower case letters, digits and _")
+        values = (self.positive_label, self.negative_label)
+        if any(v is not None for v in values):
+            if any(isinstance(v, bool) for v in values):
+                raise DeclarationError(f"source {self.name}: positive_label/negative_label {list(values)}: quote them "
+                                       "(YAML reads unquoted yes/no/true/false as booleans)")
+            if not (self.label and all(isinstance(v, str) and v for v in values) and values[0] != values[1]):
+                raise DeclarationError(f"source {self.name}: positive_label and negative_label must both be set, "
+                                       f"differ and come with a label; got {list(values)}")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", self.file_prefix):
             raise DeclarationError(f"source {self.name}: file_prefix {self.file_prefix!r} must be letters, digits, _ or -")
 
@@ -213,6 +226,22 @@ class UseCase:
                 *(c for c in [self.source.label_time] if c), *self.source.protected, *self.source.pii}
 
 
+def use_case_to_dict(use_case: UseCase) -> dict:
+    """The mapping :func:`use_case_from_dict` reads back (JSON-ready): how a server learns its use case."""
+    import dataclasses
+
+    return _json_ready(dataclasses.asdict(use_case))
+
+
+def _json_ready(value):
+    """Tuples as lists, recursively (what JSON and YAML write)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def source_from_dict(data: dict, where: str) -> Source:
     """A :class:`Source` from its YAML mapping."""
     return _build(Source, data, where, tuples=("pii", "protected"))
@@ -237,5 +266,9 @@ def _build(cls, data: dict, where: str, tuples: tuple[str, ...]):
     values = {k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()}
     try:
         return cls(**values)
+    except DeclarationError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise DeclarationError(f"{where}: {exc}") from exc
     except TypeError as exc:
         raise DeclarationError(f"{where}: {exc}") from exc

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 
 from platform_assets import settings
 from platform_assets.automation import automation_sensor
+from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
 from platform_assets.features import dbt as feature_dbt
 from platform_assets.monitor.sensors import alert_on_failure
@@ -32,10 +34,11 @@ def _env(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def build_resources(root: str | Path | None = None) -> dict:
+def build_resources(root: str | Path | None = None, declared: Sequence[UseCase] | None = None) -> dict:
     """Resources on the embedded defaults under ``root``, overridden by environment variables.
 
     With ``root`` given (tests), everything lives under it and the environment is ignored.
+    ``declared``: the use cases to track in MLflow (default: those under ``platform_assets/defs/``).
     """
     pinned = root is not None
     paths = settings.paths(root)
@@ -50,14 +53,14 @@ def build_resources(root: str | Path | None = None) -> dict:
     tracking = {
         tracking_resource_key(u): mlflow_tracking.configured(
             {"experiment_name": u.model_name, "mlflow_tracking_uri": tracking_config, "artifact_root": artifact_root})
-        for u in use_cases()
+        for u in (use_cases() if declared is None else declared)
     }
     return {
         "state": PlatformState(root=state_root),
         "landing": Landing(url=str(paths.landing) if pinned else _env("LANDING_URL", str(paths.landing))),
         "warehouse": Warehouse(database=str(paths.warehouse)),
         "dbt": feature_dbt.dbt_resource(),
-        "feast": FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"), state_root=str(paths.root)),
+        "feast": FeatureStore(repo_path=str(settings.feature_repo_dir()), state_root=str(paths.root)),
         "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
         **tracking,
         "pii": PiiMasking.from_environment(pinned),
@@ -74,8 +77,11 @@ def use_case_definitions() -> dg.Definitions:
     return dg.load_from_defs_folder(project_root=settings.PROJECT_ROOT)
 
 
-def build_definitions(resources: dict) -> dg.Definitions:
-    """The code location's definitions on ``resources``: each use case's, and the platform-wide sensors."""
+def build_definitions(resources: dict, declared: dg.Definitions | None = None) -> dg.Definitions:
+    """The code location's definitions on ``resources``: each use case's, and the platform-wide sensors.
+
+    ``declared``: the use cases' definitions (default: the components under ``platform_assets/defs/``).
+    """
     platform = dg.Definitions(
         sensors=[mlflow_runs_on_failure, alert_on_failure, automation_sensor()],
         resources=resources,
@@ -83,7 +89,7 @@ def build_definitions(resources: dict) -> dg.Definitions:
         # and re-importing torch/feast in a process per step would cost seconds each.
         executor=dg.in_process_executor,
     )
-    return dg.Definitions.merge(use_case_definitions(), platform)
+    return dg.Definitions.merge(use_case_definitions() if declared is None else declared, platform)
 
 
 defs = build_definitions(build_resources())

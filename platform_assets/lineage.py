@@ -144,7 +144,7 @@ def _feature_lineage(root: Path, use_case: UseCase) -> dict:
     try:
         from feast import FeatureStore
 
-        store = FeatureStore(repo_path=str(settings.PROJECT_ROOT / "feature_repo"))
+        store = FeatureStore(repo_path=str(settings.feature_repo_dir()))
         views = []
         for service_name in (s for s in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE) if s):
             service = store.get_feature_service(service_name)
@@ -157,7 +157,7 @@ def _feature_lineage(root: Path, use_case: UseCase) -> dict:
     except Exception as exc:  # noqa: BLE001 - no registry yet, or it cannot be read
         out["feature_views"] = f"not available ({type(exc).__name__}: {exc}; registry {registry})"
         return out
-    manifest = settings.PROJECT_ROOT / "dbt" / "target" / "manifest.json"
+    manifest = settings.dbt_project_dir() / "target" / "manifest.json"
     if manifest.exists():
         parents = json.loads(manifest.read_text()).get("parent_map", {})
         models = sorted({v["dbt_model"] for v in views if v.get("dbt_model")})

@@ -3,10 +3,12 @@
 All local state (landing files, the DuckDB warehouse, Dagster's storage, the
 Feast registry and online store, MLflow's backend and artifacts, reports and
 the serving process) sits under one state root, chosen by ``PLATFORM_HOME``
-(default: ``.platform`` inside the project, git-ignored). Production swaps
-backends through environment variables only (see ``docs/operations.md``);
-``PLATFORM_PROFILE`` names the environment (``local`` by default), and any
-profile other than ``local`` must provide its secrets (``PII_HMAC_KEY``).
+(default: ``.platform`` inside the project, git-ignored). Some backends are
+chosen by environment variables (MLflow's, the landing URL: see
+``docs/operations.md``); the warehouse and the platform's own records stay
+files under the state root. ``PLATFORM_PROFILE`` names the environment
+(``local`` by default), and any profile other than ``local`` must provide its
+secrets (``PII_HMAC_KEY``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,22 @@ from pathlib import Path
 
 STATE_ROOT_ENV = "PLATFORM_HOME"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
+FEATURE_REPO_ENV = "PLATFORM_FEATURE_REPO"
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project of every use case's models: ``$PLATFORM_DBT_PROJECT_DIR`` or ``<project>/dbt``."""
+    value = os.environ.get(DBT_PROJECT_ENV)
+    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "dbt"
+
+
+def feature_repo_dir() -> Path:
+    """The Feast repository of every use case's views: ``$PLATFORM_FEATURE_REPO`` or ``<project>/feature_repo``."""
+    value = os.environ.get(FEATURE_REPO_ENV)
+    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "feature_repo"
 
 
 def state_root() -> Path:

@@ -1,8 +1,9 @@
 """Seldon Core 1.x model class of any declared use case: a model bundle (safetensors weights, JSON preprocessing).
 
 Run with ``python model_server.py PlatformModel`` with ``MODEL_DIR`` pointing at the
-bundle, ``USE_CASE`` naming the use case (``platform_assets/defs/<name>/defs.yaml``)
-and the project root and this directory on ``PYTHONPATH``. Requests are checked by
+bundle, ``USE_CASE`` naming the use case (``platform_assets/defs/<name>/defs.yaml``;
+the deployment passes the declaration itself in ``USE_CASE_DECLARATION``, so a use
+case declared elsewhere is served too) and the project root and this directory on ``PYTHONPATH``. Requests are checked by
 :mod:`payload`.
 
 A caller sends the row's own fields with its key (the use case's source key): the
@@ -27,6 +28,7 @@ import numpy as np
 import payload
 from inference_log import InferenceLog, InferenceLogError
 from online_features import FeatureLookupError, OnlineFeatures
+from platform_assets.declarations import use_case_from_dict
 from platform_assets.declared import use_case as declared_use_case
 from platform_assets.train.network import BUNDLE_FILE, WEIGHTS_FILE, load_bundle
 
@@ -50,7 +52,8 @@ class PlatformModel:
 
         Raises:
             FileNotFoundError: If the bundle is incomplete, so the server fails at start.
-            DeclarationError: If ``USE_CASE`` names no declared use case.
+            DeclarationError: If ``USE_CASE`` names no declared use case (or ``USE_CASE_DECLARATION``,
+                the declaration the deployment passes, cannot be read).
         """
         self.model_dir = Path(model_dir or os.environ.get("MODEL_DIR", ""))
         missing = [f for f in (WEIGHTS_FILE, BUNDLE_FILE) if not (self.model_dir / f).is_file()]
@@ -59,7 +62,9 @@ class PlatformModel:
         metadata = json.loads((self.model_dir / BUNDLE_FILE).read_text()).get("metadata", {})
         self._name = os.environ.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
         self._version = os.environ.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
-        self.use_case = declared_use_case(os.environ.get("USE_CASE") or None)
+        declaration = os.environ.get("USE_CASE_DECLARATION")
+        self.use_case = (use_case_from_dict(json.loads(declaration), "USE_CASE_DECLARATION") if declaration
+                         else declared_use_case(os.environ.get("USE_CASE") or None))
         self.features = self.use_case.request_features_module()
         self._bundle = None
         log_dir = os.environ.get("INFERENCE_LOG_DIR")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from platform_assets.declarations import UseCase
+from platform_assets.declarations import UseCase, use_case_to_dict
 from platform_assets.declared import use_case_index
 from platform_assets.resources import FeatureStore, MlflowRegistry, ModelServing, PlatformState
 
@@ -81,6 +81,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
             python=serving.python_path(),
             model_dir=bundle_dir,
             use_case=use_case.name,
+            declaration=use_case_to_dict(use_case),
             model_name=name,
             model_version=version,
             http_port=http_port,

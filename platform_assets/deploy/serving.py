@@ -95,6 +95,7 @@ def start_model_server(
     log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
+    declaration: dict | None = None,
 ) -> ServerProcess:
     """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
 
@@ -102,6 +103,8 @@ def start_model_server(
         python: The serving environment's interpreter.
         model_dir: The model bundle directory.
         use_case: The declared use case the model is of (the server reads its declaration).
+        declaration: The use case's declaration itself (``use_case_to_dict``), for a use case
+            declared outside ``platform_assets/defs/``; the server reads it instead.
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
         http_port: REST port.
@@ -132,6 +135,10 @@ def start_model_server(
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "USE_CASE": use_case, "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
+    if declaration is not None:
+        env["USE_CASE_DECLARATION"] = json.dumps(declaration)
+    else:
+        env.pop("USE_CASE_DECLARATION", None)
     env.setdefault("OMP_NUM_THREADS", "1")  # several worker processes share the cores
     env["GUNICORN_WORKERS"] = str(workers)
     env["FEATURE_LOOKUP_TIMEOUT_S"] = str(feature_lookup_timeout_s)

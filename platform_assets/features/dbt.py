@@ -16,9 +16,7 @@ from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
-from platform_assets.settings import PROJECT_ROOT
-
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+from platform_assets.settings import dbt_project_dir
 
 
 def _put_environment_bin_on_path() -> None:
@@ -32,22 +30,27 @@ def _put_environment_bin_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
 
 
-def _manifest_is_stale(manifest: Path) -> bool:
+def _manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
     """Whether the manifest is missing or older than a file of the dbt project it describes."""
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    sources = [DBT_PROJECT_DIR / "dbt_project.yml", *(DBT_PROJECT_DIR / d for d in ("models", "tests", "macros"))]
+    sources = [project_dir / "dbt_project.yml", *(project_dir / d for d in ("models", "tests", "macros"))]
     files = (f for s in sources if s.exists() for f in ([s] if s.is_file() else s.rglob("*")) if f.is_file())
     return any(f.stat().st_mtime > built for f in files)
 
 
-@functools.cache
 def dbt_project() -> DbtProject:
-    """The dbt project, its manifest prepared on first use, after an edit and under ``dagster dev``."""
+    """The dbt project (:func:`~platform_assets.settings.dbt_project_dir`), its manifest prepared when needed."""
+    return _dbt_project(dbt_project_dir())
+
+
+@functools.cache
+def _dbt_project(project_dir: Path) -> DbtProject:
+    """The dbt project in ``project_dir``, its manifest prepared on first use, after an edit and under ``dagster dev``."""
     _put_environment_bin_on_path()
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    if _manifest_is_stale(project.manifest_path):
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
+    if _manifest_is_stale(project_dir, project.manifest_path):
         # A fresh clone has no manifest yet, and an edited model or test makes it stale
         # (its checks would be missing); `dbt parse` writes one (a few seconds).
         project.preparer.prepare(project)
@@ -80,10 +83,11 @@ class FeatureDbtTranslator(DagsterDbtTranslator):
 
 def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
     """The use case's dbt models (``dbt/models/<use case>/``) as assets, their tests as asset checks."""
+    project = dbt_project()
 
     @dbt_assets(
-        manifest=dbt_project().manifest_path,
-        project=dbt_project(),
+        manifest=project.manifest_path,
+        project=project,
         select=use_case.dbt_select,
         dagster_dbt_translator=FeatureDbtTranslator(use_case),
         name=f"{use_case.name}__dbt",
@@ -106,4 +110,5 @@ def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
 
 def dbt_resource() -> DbtCliResource:
     """The dbt CLI resource for the project."""
-    return DbtCliResource(project_dir=dbt_project(), profiles_dir=str(DBT_PROJECT_DIR))
+    project = dbt_project()
+    return DbtCliResource(project_dir=project, profiles_dir=str(project.project_dir))

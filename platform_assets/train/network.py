@@ -129,7 +129,7 @@ class ModelBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """Returns the probability of default for each input row (float64)."""
+        """Returns the probability of the positive label (1) for each input row (float64)."""
         x = torch.from_numpy(self.preprocessor.transform(columns))
         self.net.eval()
         with torch.no_grad():

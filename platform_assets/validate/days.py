@@ -18,7 +18,7 @@ from platform_assets.declarations import Source
 from platform_assets.ingest.landing import SOURCE_FILE, SOURCE_ROW
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.validate.duplicates import DUPLICATE_OF, first_copies, quarantine_duplicates
-from platform_assets.validate.rules import split_valid_rows
+from platform_assets.validate.rules import split_source_rows
 from platform_assets.warehouse import table_names
 
 
@@ -102,19 +102,19 @@ def _days_that_differ(con, tables: set[str], others: pd.DataFrame, source: Sourc
 
 def _decide(con, tables: set[str], scope: list[str], validated: list[str], source: Source):
     """One pass: the outcome of the ``scope`` days, and the other days whose rows would change side."""
-    schema, personal, raw_table = source.schema_model(), source.pii, source.raw_table
+    schema, raw_table = source.schema_model(), source.raw_table
     where, params = partition_filter(scope)
     raw = con.execute(f"SELECT * FROM {raw_table} WHERE {where}", params).df() if raw_table in tables else pd.DataFrame()
     if raw.empty:
         raw = pd.DataFrame(columns=[*schema.to_schema().columns, SOURCE_FILE, SOURCE_ROW, PARTITION_COLUMN])
-    result = split_valid_rows(raw, schema, personal)
+    result = split_source_rows(raw, source)
     columns = [source.key, source.event_time, SOURCE_FILE, SOURCE_ROW, PARTITION_COLUMN]
     if not source.unique_across_days:  # one valid row per key and day: no other day is ever involved
         first = first_copies(result.valid[columns], [source.key, PARTITION_COLUMN], source.event_time)
         return quarantine_duplicates(result, raw, first, source.key), set()
     keys = set(result.valid[source.key].astype(str)) | _stored_keys(con, tables, scope, source)
     elsewhere = _copies_elsewhere(con, scope, validated, keys, source)
-    other_valid = split_valid_rows(elsewhere, schema, personal).valid if len(elsewhere) else elsewhere
+    other_valid = split_source_rows(elsewhere, source).valid if len(elsewhere) else elsewhere
     candidates = pd.concat([result.valid[columns], other_valid[columns] if len(other_valid) else None], ignore_index=True)
     first = first_copies(candidates, source.key, source.event_time)
     mine = pd.Series(first.iloc[: len(result.valid)].to_numpy(), index=result.valid.index, dtype="string")

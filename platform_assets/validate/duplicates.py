@@ -15,7 +15,7 @@ import pandas as pd
 
 from platform_assets.declarations import Source
 from platform_assets.ingest.landing import SOURCE_FILE, SOURCE_ROW
-from platform_assets.validate.rules import REASONS, ValidationResult, split_valid_rows
+from platform_assets.validate.rules import REASONS, ValidationResult, split_source_rows
 
 DUPLICATE_OF = "_duplicate_of"
 
@@ -88,7 +88,7 @@ def split_batch(raw: pd.DataFrame, source: Source) -> ValidationResult:
         raw: Raw rows with ``_source_file`` and ``_source_row``; the index must be unique.
         source: The declared source (its schema, key, event time and personal data).
     """
-    result = split_valid_rows(raw, source.schema_model(), source.pii)
+    result = split_source_rows(raw, source)
     columns = [source.key, source.event_time, SOURCE_FILE, SOURCE_ROW]
     first = first_copies(result.valid[columns], source.key, source.event_time)
     return quarantine_duplicates(result, raw, first, source.key)

@@ -3,7 +3,7 @@
 Like TFX's SchemaGen: types, observed ranges, categories, nullability and
 uniqueness are read off the sample and written as a ``DataFrameModel`` module
 whose comments say what was observed. Review it (ranges are the sample's, not
-the business's), then register it for the new source (docs/adding-a-source.md).
+the business's), then register it for the new source (docs/adding-a-dataset.md).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 
+from platform_assets.declarations import Source
+
 
 REASONS = "_quarantine_reasons"
 WITHHELD = "(value withheld: personal data)"
@@ -185,3 +187,37 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel], personal
         valid[name] = column.dtype.coerce(valid[name])
     return ValidationResult(valid, quarantined, counts)
 
+
+
+def encode_label(result: ValidationResult, df: pd.DataFrame, source: Source) -> ValidationResult:
+    """The label as 1/0 where the source declares its two values (``positive_label``, ``negative_label``).
+
+    A valid row whose label is neither value moves to quarantine with the reason
+    ``<label>: not <positive> or <negative>, got <value>``; a missing label stays
+    missing (an outcome not known yet). Sources without declared values pass through.
+    """
+    label = source.label
+    if source.positive_label is None or label is None:
+        return result
+    values = result.valid[label]
+    text = values.astype("string")
+    encoded = pd.Series(pd.NA, index=values.index, dtype="Int64")
+    encoded[(text == source.positive_label).fillna(False).to_numpy()] = 1
+    encoded[(text == source.negative_label).fillna(False).to_numpy()] = 0
+    unknown = (values.notna() & encoded.isna()).to_numpy()
+    moved = df.loc[result.valid.index[unknown]].copy()
+    expected = f"not {source.positive_label!r} or {source.negative_label!r}"
+    moved[REASONS] = [f"{label}: {expected} {got(v, label in source.pii)}" for v in values[unknown]]
+    valid = result.valid[~unknown].copy()
+    kept = encoded[~unknown]
+    valid[label] = kept.astype("int64") if kept.notna().all() else kept
+    counts = dict(result.failure_counts)
+    if unknown.any():
+        counts["label_value"] = int(unknown.sum())
+    quarantined = pd.concat([result.quarantined, moved]) if len(moved) else result.quarantined
+    return ValidationResult(valid, quarantined, counts)
+
+
+def split_source_rows(df: pd.DataFrame, source: Source) -> ValidationResult:
+    """:func:`split_valid_rows` on the source's schema and personal data, then :func:`encode_label`."""
+    return encode_label(split_valid_rows(df, source.schema_model(), source.pii), df, source)

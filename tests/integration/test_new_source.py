@@ -1,4 +1,4 @@
-"""Adding a new source, the documented way (docs/adding-a-source.md): infer, review, validate."""
+"""Steps 1-2 of docs/adding-a-dataset.md on a source shaped unlike the shipped ones: infer, review, validate."""
 
 import importlib.util
 import sys
