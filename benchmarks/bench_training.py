@@ -53,7 +53,7 @@ def bench(rows: int, epochs: int, batch_sizes: list[int], threads: list[int]) ->
 def bench_search(rows: int) -> dict:
     """The model asset's default candidate search (three candidates, early stopping) on ``rows`` rows."""
     from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
-    from platform_assets.train.assets import TrainConfig, train_params
+    from platform_assets.defs.train.assets import TrainConfig, train_params
     from platform_assets.train.trainer import search
 
     df = generate_applications(GeneratorConfig(days=100, rows_per_day=rows // 100, dirty_fraction=0))

@@ -5,7 +5,7 @@
 * The first training set is built as soon as there are features; retraining
   is the ``retrain`` job, on a weekly schedule (``PLATFORM_RETRAIN_CRON``) and
   sooner when enough new labels arrived or when drift or quality decay says so
-  (the sensors in :mod:`platform_assets.monitor.sensors`: counting labels and
+  (the sensors in :mod:`platform_assets.defs.monitor.sensors`: counting labels and
   judging drift need the warehouse and the report's figures, which conditions
   cannot read). The model, its evaluation, the champion
   alias (after the blocking gate) and the deployment follow eagerly; the deployment only after a new evaluation, not

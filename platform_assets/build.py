@@ -38,23 +38,23 @@ def use_case_jobs(use_case: UseCase) -> list:
 
 def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     """Every asset, check, job, sensor and schedule of ``use_case`` (resources come from the code location)."""
-    from platform_assets.deploy.assets import build_deployment_asset
-    from platform_assets.deploy.checks import build_deployment_checks
-    from platform_assets.evaluate.assets import build_evaluation_assets
-    from platform_assets.evaluate.checks import build_evaluation_checks
-    from platform_assets.features.assets import build_feature_assets
-    from platform_assets.features.checks import build_feature_checks
-    from platform_assets.features.dbt import build_dbt_assets
-    from platform_assets.ingest.assets import build_raw_asset
-    from platform_assets.ingest.checks import build_raw_checks
-    from platform_assets.ingest.sensors import build_landing_sensor
-    from platform_assets.monitor.assets import build_monitor_assets
-    from platform_assets.monitor.checks import build_monitor_checks
-    from platform_assets.monitor.sensors import build_monitor_automation
-    from platform_assets.train.assets import build_model_asset
-    from platform_assets.train.checks import build_model_checks
-    from platform_assets.validate.assets import build_validation_asset
-    from platform_assets.validate.checks import build_validation_checks
+    from platform_assets.defs.deploy.assets import build_deployment_asset
+    from platform_assets.defs.deploy.checks import build_deployment_checks
+    from platform_assets.defs.evaluate.assets import build_evaluation_assets
+    from platform_assets.defs.evaluate.checks import build_evaluation_checks
+    from platform_assets.defs.features.assets import build_feature_assets
+    from platform_assets.defs.features.checks import build_feature_checks
+    from platform_assets.defs.features.dbt import build_dbt_assets
+    from platform_assets.defs.ingest.assets import build_raw_asset
+    from platform_assets.defs.ingest.checks import build_raw_checks
+    from platform_assets.defs.ingest.sensors import build_landing_sensor
+    from platform_assets.defs.monitor.assets import build_monitor_assets
+    from platform_assets.defs.monitor.checks import build_monitor_checks
+    from platform_assets.defs.monitor.sensors import build_monitor_automation
+    from platform_assets.defs.train.assets import build_model_asset
+    from platform_assets.defs.train.checks import build_model_checks
+    from platform_assets.defs.validate.assets import build_validation_asset
+    from platform_assets.defs.validate.checks import build_validation_checks
 
     # The declared columns are checked against the schema when the raw asset runs: importing the schema
     # (pandera) here would slow down every load of the code location.

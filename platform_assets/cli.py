@@ -118,7 +118,7 @@ def _landing_days(args: argparse.Namespace) -> int:
 
     from platform_assets.declared import use_cases
     from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
-    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+    from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 
     url = os.environ.get("LANDING_URL") or str(settings.paths().landing)
     sources = {u.source for u in use_cases() if not args.use_case or u.name == args.use_case}

@@ -13,8 +13,7 @@ from platform_assets import settings
 from platform_assets.automation import automation_sensor
 from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
-from platform_assets.features import dbt as feature_dbt
-from platform_assets.monitor.sensors import alert_on_failure
+from platform_assets.defs.features import dbt as feature_dbt
 from platform_assets.resources import (
     FeatureStore,
     Landing,
@@ -25,8 +24,7 @@ from platform_assets.resources import (
     Warehouse,
     mlflow_tracking,
 )
-from platform_assets.train.assets import tracking_resource_key
-from platform_assets.train.sensors import mlflow_runs_on_failure
+from platform_assets.defs.train.assets import tracking_resource_key
 
 
 def _env(name: str, default: str) -> str | dg.EnvVar:
@@ -73,8 +71,8 @@ def build_resources(root: str | Path | None = None, declared: Sequence[UseCase] 
 
 
 def use_case_definitions() -> dg.Definitions:
-    """Every declared use case's definitions: the components under ``platform_assets/defs/``."""
-    return dg.load_from_defs_folder(project_root=settings.PROJECT_ROOT)
+    """What ``platform_assets/defs/`` defines: each declared use case (its component) and the stages' own sensors."""
+    return dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT)
 
 
 def build_definitions(resources: dict, declared: dg.Definitions | None = None) -> dg.Definitions:
@@ -83,7 +81,9 @@ def build_definitions(resources: dict, declared: dg.Definitions | None = None) -
     ``declared``: the use cases' definitions (default: the components under ``platform_assets/defs/``).
     """
     platform = dg.Definitions(
-        sensors=[mlflow_runs_on_failure, alert_on_failure, automation_sensor()],
+        # The run-failure sensors (alert_on_failure, mlflow_runs_on_failure) are module-level definitions
+        # of platform_assets/defs/<stage>/sensors.py: the defs-folder loader collects them.
+        sensors=[automation_sensor()],
         resources=resources,
         # One process runs the steps in order: DuckDB allows one writer per file,
         # and re-importing torch/feast in a process per step would cost seconds each.

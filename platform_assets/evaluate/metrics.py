@@ -8,6 +8,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from platform_assets.declarations import UseCase
+
 
 def score(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """Classification metrics of probabilities ``p`` against labels ``y``."""
@@ -197,3 +199,48 @@ def decide(
         reasons.append("NOTE: groups too small for some fairness gaps (left out of them): "
                        + ", ".join(f"{g} ({c['rows']} rows, {c['positives']} positives)" for g, c in small.items()))
     return GateDecision(bool(passed), reasons)
+
+
+def score_model(bundle, test, config, importance: bool, use_case: UseCase) -> tuple[dict, np.ndarray]:
+    """Metrics, fairness slices, calibration and (optionally) permutation importance of one model.
+
+    Args:
+        config: The evaluation settings (``threshold``, ``min_group_rows``, ``min_group_positives``,
+            ``calibration_bins``, ``importance_repeats``, ``importance_seed``: an ``EvaluationConfig``).
+
+    Returns:
+        The scores and the model's probabilities on ``test``.
+    """
+    y = test[use_case.label].to_numpy()
+    p = bundle.predict_proba(test)
+    scored = {
+        "metrics": score(y, p, config.threshold),
+        "fairness": fairness(y, p, test[use_case.protected_attribute].to_numpy(), config.threshold,
+                                     config.min_group_rows, config.min_group_positives),
+        "calibration": calibration_table(y, p, config.calibration_bins),
+    }
+    if importance:
+        scored["permutation_importance"] = permutation_importance(
+            bundle.predict_proba, test, y, bundle.preprocessor.input_names,
+            repeats=config.importance_repeats, seed=config.importance_seed,
+        )
+    return scored, p
+
+
+def stale_reasons(evaluation: dict, challenger_now: str | None, champion_now: str | None) -> list[str]:
+    """Why an evaluation no longer describes the registry (the versions it compared were re-aliased since)."""
+    reasons = []
+    if evaluation["challenger_version"] != challenger_now:
+        reasons.append(f"FAIL: the evaluation scored version {evaluation['challenger_version']}, "
+                       f"the challenger is now {challenger_now or 'unset'}")
+    if evaluation["champion_version"] != champion_now:
+        reasons.append(f"FAIL: the evaluation compared with champion {evaluation['champion_version'] or 'none'}, "
+                       f"the champion is now {champion_now or 'none'}")
+    return reasons
+
+
+def log_loss(y, p) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` for labels ``y`` (scikit-learn's)."""
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    return float(sklearn_log_loss(y, p, labels=[0, 1]))

@@ -12,7 +12,8 @@ ingested as soon as it lands, and start at the first of:
 3. 2025-01-01.
 
 The start is read when the code location loads; a file for a day before it
-is rejected with that reason, never dropped silently.
+is rejected with that reason, never dropped silently. The Dagster partitions
+definition is :data:`platform_assets.defs.ingest.partitions.DAILY_PARTITIONS`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-
-import dagster as dg
 
 from platform_assets import settings
 
@@ -56,20 +55,6 @@ def record_partitions_start(first_day: str, root: str | Path | None = None) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dt.date.fromisoformat(first_day).isoformat() + "\n")
     return path
-
-
-DAILY_PARTITIONS = dg.DailyPartitionsDefinition(
-    start_date=partitions_start(),
-    end_offset=1,
-    timezone="UTC",
-)
-
-
-def run_partition_keys(context) -> list[str] | None:
-    """The partition keys a run or check works on; ``None`` when it targets no partition (all of them)."""
-    if context.has_partition_key or context.has_partition_key_range:
-        return list(context.partition_keys)
-    return None
 
 
 def partition_filter(keys: list[str] | None, column: str = PARTITION_COLUMN) -> tuple[str, list[str]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from platform_assets.declarations import Source
+from platform_assets.declarations import Source, UseCase
 
 FILE_PATTERN = re.compile(r"^outcomes_(\d{4}-\d{2}-\d{2})\.csv$")
 
@@ -181,3 +181,19 @@ def write_outcome_files(outcomes: pd.DataFrame, outcomes_dir: Path, source: Sour
         tmp.replace(path)
         paths.append(path)
     return paths
+
+
+def labels_query(tables: set[str], use_case: UseCase) -> str:
+    """The known outcome of each row (key as text, label, ``label_ts``): from outcome files when present,
+    else the row's own (a row without a declared label time knows its label from its event time)."""
+    source, label = use_case.source, use_case.label
+    label_time = source.label_time or source.event_time
+    inline = (f"SELECT CAST({source.key} AS VARCHAR) AS {source.key}, {label}, {label_time} AS label_ts "
+              f"FROM {source.validated_table} WHERE {label} IS NOT NULL")
+    outcomes = use_case.monitor_table("outcomes")
+    if not source.label_time or outcomes not in tables:
+        return inline
+    return (
+        f"SELECT {source.key}, {label}, {source.label_time} AS label_ts FROM {outcomes} UNION ALL "
+        f"SELECT * FROM ({inline}) WHERE {source.key} NOT IN (SELECT {source.key} FROM {outcomes})"
+    )

@@ -1,7 +1,6 @@
 """What the model's MLflow run records: candidates as child runs, lineage tags, the search table, model code.
 
-Plain functions over the ``mlflow`` module and Dagster's instance, so that the
-model asset stays a thin wrapper. Imported only inside asset bodies (it loads mlflow).
+Plain functions over the ``mlflow`` module, so that the model asset stays a thin wrapper. Imported only inside asset bodies (it loads mlflow).
 """
 
 from __future__ import annotations
@@ -9,16 +8,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable
-
-import dagster as dg
 import mlflow
 
 from platform_assets.settings import PROJECT_ROOT
 from platform_assets.train.trainer import TrainResult
 
-# Dagster records an asset's data version in this tag of each materialization.
-DATA_VERSION_TAG = "dagster/data_version"
 # MLflow tag prefix of an upstream asset's data version: ``data_version.features/training_set``.
 DATA_VERSION_PREFIX = "data_version."
 
@@ -32,21 +26,6 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def upstream_data_versions(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> dict[str, str]:
-    """The data version of the latest materialization of each key (``none`` if never materialized).
-
-    Read from the instance's event log, so it names the versions the model was
-    actually trained on, whether they were materialized in this run or an earlier one.
-    """
-    versions = {}
-    for key in keys:
-        event = instance.get_latest_materialization_event(key)
-        materialization = event.asset_materialization if event else None
-        tags = (materialization.tags or {}) if materialization else {}
-        versions[key.to_user_string()] = tags.get(DATA_VERSION_TAG, "none")
-    return versions
 
 
 def candidate_params(result: TrainResult) -> dict[str, object]:

@@ -15,6 +15,9 @@ import hmac
 import numpy as np
 import pandas as pd
 
+from platform_assets.declarations import Source
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+
 HASH_CHARS = 32
 MASKED_PATTERN = rf"^[0-9a-f]{{{HASH_CHARS}}}$"
 
@@ -61,3 +64,38 @@ def mask_pii(df: pd.DataFrame, columns: tuple[str, ...], key: str) -> pd.DataFra
             tokens[present] = np.array(_hmac_tokens(uniques, key), dtype=object)[codes]
         masked[column] = pd.Series(tokens, index=values.index, dtype=object)
     return masked
+
+
+# A raw value shorter than this cannot be told apart from the words of a reason ("ion" in "application").
+MIN_LEAK_CHARS = 4
+# A reason may show a value cut short: its first characters are enough to count as a leak.
+LEAK_PREFIX_CHARS = 16
+
+
+def count_leaked_reasons(con, source: Source, days: list[str] | None = None) -> dict[str, int]:
+    """Quarantined rows of ``days`` (all for ``None``) whose reasons contain a raw personal-data value of the row.
+
+    The raw values come from the source's raw table (joined on source file and
+    row), not from what validation wrote, so a value that slipped through in
+    any form the code did not foresee is still found: the whole value, or its
+    first ``LEAK_PREFIX_CHARS`` characters, anywhere in the reason.
+    """
+    where, params = partition_filter(days, f"q.{PARTITION_COLUMN}")
+    raw_columns = {r[0] for r in con.execute(f"DESCRIBE {source.raw_table}").fetchall()}
+    reasons = "CAST(q._quarantine_reasons AS VARCHAR)"
+    if "_duplicate_of" in {r[0] for r in con.execute(f"DESCRIBE {source.quarantine_table}").fetchall()}:
+        # A duplicate's reason names the first copy's file path, which is no personal data (and may hold any word).
+        reasons = f"replace({reasons}, coalesce(CAST(q._duplicate_of AS VARCHAR), ''), '')"
+    leaks = {}
+    for column in (c for c in source.pii if c in raw_columns):
+        value = f"trim(CAST(r.{column} AS VARCHAR))"
+        leaks[column] = con.execute(
+            f"""
+            SELECT count(*) FROM {source.quarantine_table} q
+            JOIN {source.raw_table} r ON r._source_file = q._source_file AND r._source_row = q._source_row
+            WHERE ({where}) AND length({value}) >= {MIN_LEAK_CHARS}
+              AND contains({reasons}, left({value}, {LEAK_PREFIX_CHARS}))
+            """,
+            params,
+        ).fetchone()[0]
+    return leaks

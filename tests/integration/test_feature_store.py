@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.features import checks as feature_checks
+from platform_assets.defs.features import checks as feature_checks
 from platform_assets.features import feast_ops
 from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_asset, loan_check, loan_keys, loan_paths, \
     write_sample_landing

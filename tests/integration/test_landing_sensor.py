@@ -12,7 +12,7 @@ import duckdb
 import yaml
 
 from platform_assets import definitions, settings
-from platform_assets.ingest.sensors import FILES_TAG, MAX_ATTEMPTS_ENV
+from platform_assets.defs.ingest.sensors import FILES_TAG, MAX_ATTEMPTS_ENV
 from platform_assets.resources import Warehouse
 from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_definitions, write_sample_landing
 

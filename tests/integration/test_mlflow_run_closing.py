@@ -14,8 +14,8 @@ import pytest
 
 from platform_assets.deploy.serving import free_port
 from platform_assets.resources import MlflowRegistry
-from platform_assets.train import runs
-from platform_assets.train.sensors import mlflow_runs_on_failure
+from platform_assets.defs.train import runs
+from platform_assets.defs.train.sensors import mlflow_runs_on_failure
 from tests.conftest import loan, loan_asset
 
 

@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from platform_assets import definitions, settings
-from platform_assets.monitor import checks as monitor_checks
+from platform_assets.defs.monitor import checks as monitor_checks
 from tests.conftest import loan, loan_asset, loan_check, loan_keys, loan_paths
 
 LOAN = loan()

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from platform_assets import definitions
-from platform_assets.deploy.assets import ModelNotApprovedError, approved_champion
+from platform_assets.defs.deploy.assets import ModelNotApprovedError, approved_champion
 from platform_assets.train import registration
 from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
 from tests.conftest import PROJECT_ROOT, loan, loan_asset, loan_node

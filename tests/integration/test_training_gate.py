@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from platform_assets import definitions, settings
-from platform_assets.evaluate import assets as evaluate_assets
-from platform_assets.train import assets as train_assets
-from platform_assets.train import checks as train_checks
+from platform_assets.defs.evaluate import assets as evaluate_assets
+from platform_assets.defs.train import assets as train_assets
+from platform_assets.defs.train import checks as train_checks
 from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
 from tests.conftest import loan, loan_asset, loan_check, loan_keys, loan_node, loan_paths
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from platform_assets.evaluate.assets import EvaluationConfig
-from platform_assets.evaluate.checks import GateConfig, gate_bounds
+from platform_assets.defs.evaluate.assets import EvaluationConfig
+from platform_assets.defs.evaluate.checks import GateConfig, gate_bounds
 from platform_assets.evaluate.metrics import decide, fairness, score
 from platform_assets.use_cases.loan_default.generator import GeneratorConfig, generate_applications
 from platform_assets.train.trainer import TrainParams, train_model

@@ -6,7 +6,7 @@ import time
 import fsspec
 import pytest
 
-from platform_assets.ingest import landing_watch as watch
+from platform_assets.defs.ingest import landing_watch as watch
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from platform_assets.declared import use_case
-from platform_assets.validate.checks import count_leaked_reasons
+from platform_assets.validate.pii import count_leaked_reasons
 
 SOURCE = use_case("loan_default").source
 

@@ -46,6 +46,6 @@ def test_generate_records_the_first_landed_day_for_later_processes(tmp_path):
     run("-m", "platform_assets", "generate", "--days", "2", "--rows-per-day", "20", "--start", "2026-10-20")
     assert (tmp_path / PARTITIONS_START_FILE).read_text().strip() == "2026-10-01"
     # What `make ui` loads later, in another process: the partitions begin on that day.
-    first = run("-c", "from platform_assets.ingest.partitions import DAILY_PARTITIONS as p; print(p.get_first_partition_key())")
+    first = run("-c", "from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS as p; print(p.get_first_partition_key())")
     assert first.strip() == "2026-10-01"
     assert run("-m", "platform_assets", "landing-days").strip() == "2026-10-01...2026-10-21"

@@ -8,9 +8,10 @@ import pytest
 
 from platform_assets import alerts
 from platform_assets.deploy.serving import free_port
-from platform_assets.features.assets import training_window
+from platform_assets.features.training_set import training_window
 from platform_assets.monitor.retrain import decide_retrain, quality_onset
-from platform_assets.monitor.sensors import settled_day_requests, settled_days
+from platform_assets.defs.monitor.sensors import settled_day_requests
+from platform_assets.monitor.arrivals import settled_days
 
 THRESHOLDS = dict(drift_share=0.3, auc_drop=0.05, cooldown_days=7)
 

@@ -5,7 +5,6 @@ the sensors read state, call them and request runs. Every sensor is on by
 default; intervals come from ``PLATFORM_AUTOMATION_INTERVAL_S``.
 """
 
-import hashlib
 import json
 import os
 
@@ -15,6 +14,7 @@ from platform_assets import alerts
 from platform_assets.automation import interval_s, retrain_cron
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
+from platform_assets.monitor.arrivals import day_signatures, new_labels_since, outcome_day_signatures, settled_days
 from platform_assets.monitor.retrain import decide_retrain
 from platform_assets.resources import PlatformState, Warehouse
 
@@ -33,62 +33,6 @@ def _metadata_values(event) -> dict:
     return {k: getattr(v, "value", v) for k, v in (materialization.metadata if materialization else {}).items()}
 
 
-def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> int:
-    """Labels known now that a training set built when labels were known up to ``labels_known_as_of`` lacked."""
-    from platform_assets.warehouse import table_names
-
-    source = use_case.source
-    tables = table_names(con)
-    if source.validated_table not in tables:
-        return 0
-    label_time = source.label_time or source.event_time
-    newest = f"(SELECT max({source.event_time}) FROM {source.validated_table})"
-    since = f"{label_time} > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
-    params = [labels_known_as_of] if labels_known_as_of else []
-    count = con.execute(
-        f"SELECT count(*) FROM {source.validated_table} WHERE {use_case.label} IS NOT NULL AND {since} "
-        f"AND {label_time} <= {newest}", params).fetchone()[0]
-    outcomes = use_case.monitor_table("outcomes")
-    if source.label_time and outcomes in tables:
-        count += con.execute(f"SELECT count(*) FROM {outcomes} WHERE {since} AND {label_time} <= {newest}",
-                             params).fetchone()[0]
-    return int(count)
-
-
-def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[str, str]) -> list[str]:
-    """Days whose log files look the same as on the last tick and differ from what was ingested.
-
-    Args:
-        now: Day -> signature of its files (names, sizes, mtimes) now.
-        previous: The same on the previous tick.
-        ingested: Day -> signature of the files the last requested run read.
-    """
-    return sorted(d for d, sig in now.items() if previous.get(d) == sig and ingested.get(d) != sig)
-
-
-def file_signatures(days: list[str], files_of) -> dict[str, str]:
-    """Day -> a short signature of its files (names, sizes, mtimes): it changes when a file is added or rewritten.
-
-    Args:
-        days: The days that have files.
-        files_of: Day -> that day's file paths.
-    """
-    out = {}
-    for day in days:
-        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files_of(day)]
-        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return out
-
-
-def day_signatures(inference_dir) -> dict[str, str]:
-    """Day -> a signature of the server's log files of that day."""
-    from pathlib import Path
-
-    from platform_assets.monitor.logs import day_files, logged_days
-
-    return file_signatures(logged_days(Path(inference_dir)), lambda day: day_files(Path(inference_dir), day))
-
-
 def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str], what: str, run_key_prefix: str,
                          held=None) -> list[dg.RunRequest]:
     """One run request per day whose files changed and settled; the cursor records what was asked for.
@@ -99,7 +43,7 @@ def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str
         run_key_prefix: Starts each run key; the day and its signature follow.
         held: Optional ``day -> bool``: the warehouse already holds the day from these files (no run).
     """
-    from platform_assets.ingest.partitions import DAILY_PARTITIONS
+    from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 
     cursor = json.loads(context.cursor) if context.cursor else {}
     ingested = cursor.setdefault("ingested", {})
@@ -117,15 +61,6 @@ def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str
     cursor["seen"] = now
     context.update_cursor(json.dumps(cursor))
     return requests
-
-
-def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
-    """Day -> a signature of that day's outcome file."""
-    from pathlib import Path
-
-    from platform_assets.monitor.outcomes import day_files, landed_days
-
-    return file_signatures(landed_days(Path(outcomes_dir)), lambda day: day_files(Path(outcomes_dir), day))
 
 
 @dg.run_failure_sensor(
@@ -239,7 +174,6 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
         )
 
 
-
     @dg.sensor(
         name=f"{use_case.name}__retrain_on_new_labels",
         job=retrain_job,
@@ -265,7 +199,6 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
             return dg.SkipReason(f"{count} new labels since {as_of or 'never'} (retrain at {threshold})")
         return dg.RunRequest(run_key=f"{use_case.name}:labels:{as_of}", tags={"platform/trigger": "new_labels",
                                                                "platform/retrain_reason": f"{count} new labels"})
-
 
 
     @dg.sensor(
@@ -298,7 +231,6 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
         requests = settled_day_requests(context, day_signatures(state.paths.of(use_case.name).inference), "inference log",
                                         f"{use_case.name}:", held)
         return requests or dg.SkipReason("no settled new log files")
-
 
 
     @dg.sensor(

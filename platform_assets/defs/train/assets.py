@@ -5,15 +5,19 @@ import hashlib
 import io
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import dagster as dg
 
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry, PlatformState
+from platform_assets.settings import PROJECT_ROOT
 
 # The pyfunc wrapper's file, logged as the model's code (importing it would load mlflow).
-PYFUNC_CODE = Path(__file__).with_name("pyfunc.py")
+PYFUNC_CODE = PROJECT_ROOT / "platform_assets" / "train" / "pyfunc.py"
+# Dagster records an asset's data version in this tag of each materialization.
+DATA_VERSION_TAG = "dagster/data_version"
 
 
 def tracking_resource_key(use_case: UseCase) -> str:
@@ -25,6 +29,21 @@ def lineage_keys(use_case: UseCase) -> tuple[dg.AssetKey, ...]:
     """Upstream assets whose data versions the MLflow run records (lineage of the model)."""
     keys = for_use_case(use_case)
     return (keys.training_set, keys.feature_store, *(keys.feature(m) for m in use_case.marts))
+
+
+def upstream_data_versions(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> dict[str, str]:
+    """The data version of the latest materialization of each key (``none`` if never materialized).
+
+    Read from the instance's event log, so it names the versions the model was
+    actually trained on, whether they were materialized in this run or an earlier one.
+    """
+    versions = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event else None
+        tags = (materialization.tags or {}) if materialization else {}
+        versions[key.to_user_string()] = tags.get(DATA_VERSION_TAG, "none")
+    return versions
 
 
 class CandidateConfig(dg.Config):
@@ -76,7 +95,8 @@ def _train_and_register(
     """The candidate search, its tracking and the registration of the best, in the active MLflow run."""
     import pandas as pd
 
-    from platform_assets.train import registration, tracking
+    from platform_assets.defs.train import tracking
+    from platform_assets.train import registration
     from platform_assets.train.trainer import search
 
     # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
@@ -93,7 +113,7 @@ def _train_and_register(
     child_runs = tracking.log_candidates(results, chosen)
 
     # training_digest equals the training set's data version (the sha256 of its file, see features.assets).
-    data_versions = tracking.upstream_data_versions(context.instance, lineage_keys(use_case))
+    data_versions = upstream_data_versions(context.instance, lineage_keys(use_case))
     mlflow_lib.log_params({**tracking.candidate_params(result), "candidates": len(results),
                            "chosen_candidate": chosen, "features": ",".join(features)})
     tracking.log_history(result)
@@ -145,7 +165,7 @@ def _log_pyfunc(mlflow_lib, result, example) -> str:
     """Logs the bundle as a pyfunc model (code, no pickle) to the active run; returns the model's URI."""
     from mlflow.models import infer_signature
 
-    from platform_assets.train import tracking
+    from platform_assets.defs.train import tracking
     from platform_assets.train.registry import BUNDLE_ARTIFACT
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,12 +203,13 @@ def build_model_asset(use_case: UseCase) -> dg.AssetsDefinition:
         """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``.
 
         First ends the MLflow runs that earlier Dagster runs left RUNNING and settles
-        model versions left without their tags (see :mod:`platform_assets.train.runs`
+        model versions left without their tags (see :mod:`platform_assets.defs.train.runs`
         and :func:`platform_assets.train.registration.repair_versions`).
         """
         import mlflow as mlflow_lib
 
-        from platform_assets.train import registration, runs
+        from platform_assets.defs.train import runs
+        from platform_assets.train import registration
 
         # The tracking resource is requested for its side effect: dagster-mlflow starts (or resumes) this
         # Dagster run's MLflow run, the active run that the mlflow functions below log to.

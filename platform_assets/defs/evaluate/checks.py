@@ -5,7 +5,8 @@ stops the champion alias and the deployment in the same run."""
 import dagster as dg
 
 from platform_assets.declarations import UseCase
-from platform_assets.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.evaluate.metrics import stale_reasons
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry
 
@@ -31,18 +32,6 @@ def gate_bounds(config: GateConfig, use_case: UseCase | None = None) -> dict[str
     if unknown:
         raise ValueError(f"use case {use_case.name}: unknown gate bound(s) {unknown} (known: {sorted(bounds)})")
     return {**bounds, **declared, **{k: bounds[k] for k in config.model_fields_set}}
-
-
-def stale_reasons(evaluation: dict, challenger_now: str | None, champion_now: str | None) -> list[str]:
-    """Why an evaluation no longer describes the registry (the versions it compared were re-aliased since)."""
-    reasons = []
-    if evaluation["challenger_version"] != challenger_now:
-        reasons.append(f"FAIL: the evaluation scored version {evaluation['challenger_version']}, "
-                       f"the challenger is now {challenger_now or 'unset'}")
-    if evaluation["champion_version"] != champion_now:
-        reasons.append(f"FAIL: the evaluation compared with champion {evaluation['champion_version'] or 'none'}, "
-                       f"the champion is now {champion_now or 'none'}")
-    return reasons
 
 
 def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:

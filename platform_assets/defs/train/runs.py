@@ -1,7 +1,7 @@
 """MLflow runs that cannot stay RUNNING after their Dagster run has ended or died.
 
 Plain functions over an ``MlflowClient`` and a Dagster instance, used by the
-run-failure sensor (:mod:`platform_assets.train.sensors`) and by a sweep at the
+run-failure sensor (:mod:`platform_assets.defs.train.sensors`) and by a sweep at the
 start of every model run (so the guarantee also holds under plain
 ``dagster asset materialize`` with no daemon). Only MLflow runs still RUNNING
 are touched: a run that finished (say, training succeeded and a later step of

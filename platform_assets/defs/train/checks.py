@@ -5,8 +5,9 @@ import dagster as dg
 
 from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.declarations import UseCase
+from platform_assets.evaluate.metrics import log_loss
 from platform_assets.keys import for_use_case
-from platform_assets.train.assets import lineage_keys
+from platform_assets.defs.train.assets import lineage_keys
 
 
 class ConvergenceConfig(dg.Config):
@@ -16,13 +17,6 @@ class ConvergenceConfig(dg.Config):
     max_loss_vs_base_rate: float = 0.95
     # The recomputed loss may differ from the logged best by this much (float32 against float64).
     loss_tolerance: float = 1e-3
-
-
-def log_loss(y, p) -> float:
-    """Mean binary cross-entropy of probabilities ``p`` for labels ``y`` (scikit-learn's)."""
-    from sklearn.metrics import log_loss as sklearn_log_loss
-
-    return float(sklearn_log_loss(y, p, labels=[0, 1]))
 
 
 def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
@@ -84,7 +78,7 @@ def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         """Downloads the challenger version, re-hashes its weights, and compares its run's lineage tags."""
         from platform_assets.train.network import weights_sha256
         from platform_assets.train.registry import CHALLENGER, load_version
-        from platform_assets.train.tracking import DATA_VERSION_PREFIX
+        from platform_assets.defs.train.tracking import DATA_VERSION_PREFIX
 
         client = mlflow_registry.client()
         name = use_case.model_name

@@ -6,8 +6,9 @@ import dagster as dg
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 
-from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
-from platform_assets.monitor.assets import TRAFFIC
+from platform_assets.defs.ingest.partitions import run_partition_keys
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+from platform_assets.defs.monitor.assets import TRAFFIC
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 
 

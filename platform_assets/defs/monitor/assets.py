@@ -17,29 +17,14 @@ import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.ingest.partitions import DAILY_PARTITIONS
+from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
+from platform_assets.monitor.outcomes import labels_query
 from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
 
 # Rows of real callers: the application's fields sent, history looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
 TRAFFIC = "feature_source = 'online'"
-
-
-def _labels_query(tables: set[str], use_case: UseCase) -> str:
-    """The known outcome of each row (key as text, label, ``label_ts``): from outcome files when present,
-    else the row's own (a row without a declared label time knows its label from its event time)."""
-    source, label = use_case.source, use_case.label
-    label_time = source.label_time or source.event_time
-    inline = (f"SELECT CAST({source.key} AS VARCHAR) AS {source.key}, {label}, {label_time} AS label_ts "
-              f"FROM {source.validated_table} WHERE {label} IS NOT NULL")
-    outcomes = use_case.monitor_table("outcomes")
-    if not source.label_time or outcomes not in tables:
-        return inline
-    return (
-        f"SELECT {source.key}, {label}, {source.label_time} AS label_ts FROM {outcomes} UNION ALL "
-        f"SELECT * FROM ({inline}) WHERE {source.key} NOT IN (SELECT {source.key} FROM {outcomes})"
-    )
 
 
 class DriftConfig(dg.Config):
@@ -176,7 +161,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             con.execute(
                 f"""
                 CREATE OR REPLACE TABLE {schema}.labelled_predictions AS
-                WITH labels AS ({_labels_query(tables, use_case)}),
+                WITH labels AS ({labels_query(tables, use_case)}),
                 as_of AS (SELECT greatest(
                     (SELECT max(event_ts) FROM {schema}.inference_log WHERE {TRAFFIC}),
                     (SELECT max({source.event_time}) FROM {source.validated_table})) AS t)

@@ -20,14 +20,14 @@ def close_mlflow_runs(mlflow_registry: MlflowRegistry, dagster_run_id: str, stat
 
     Never raises: an unreachable or broken backend is reported in the returned
     text (the sensor logs it and skips), and the next model run's sweep ends the
-    runs once the backend is back (:func:`platform_assets.train.runs.sweep_orphaned_runs`).
+    runs once the backend is back (:func:`platform_assets.defs.train.runs.sweep_orphaned_runs`).
     """
     if _sqlite_file_missing(mlflow_registry.tracking_uri):
         return "no MLflow backend yet: nothing to close"
     try:
         import mlflow
 
-        from platform_assets.train import runs
+        from platform_assets.defs.train import runs
 
         with runs.bounded_http_retries():
             # A client of its own: mlflow.set_tracking_uri would change the process-wide default.

@@ -8,9 +8,9 @@ import dagster as dg
 from platform_assets.automation import interval_s
 
 from platform_assets.concurrency import WAREHOUSE_POOL, ensure_pool_limit
-from platform_assets.ingest import landing_watch as watch
+from platform_assets.defs.ingest import landing_watch as watch
 from platform_assets.declarations import Source, UseCase
-from platform_assets.ingest.partitions import DAILY_PARTITIONS
+from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Landing, Warehouse
 

@@ -4,9 +4,11 @@
 import dagster as dg
 
 from platform_assets.declarations import Source, UseCase
-from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter, run_partition_keys
+from platform_assets.defs.ingest.partitions import run_partition_keys
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
+from platform_assets.validate.pii import count_leaked_reasons
 
 
 class QuarantineGateConfig(dg.Config):
@@ -25,42 +27,6 @@ def _checked_days(context, con, source: Source) -> list[str] | None:
         f"SELECT {PARTITION_COLUMN} FROM {source.quarantine_table}"
     ).fetchall()
     return sorted({*keys, *(r[0] for r in stored if r[0] is not None)})
-
-
-# A raw value shorter than this cannot be told apart from the words of a reason ("ion" in "application").
-MIN_LEAK_CHARS = 4
-# A reason may show a value cut short: its first characters are enough to count as a leak.
-LEAK_PREFIX_CHARS = 16
-
-
-def count_leaked_reasons(con, source: Source, days: list[str] | None = None) -> dict[str, int]:
-    """Quarantined rows of ``days`` (all for ``None``) whose reasons contain a raw personal-data value of the row.
-
-    The raw values come from the source's raw table (joined on source file and
-    row), not from what validation wrote, so a value that slipped through in
-    any form the code did not foresee is still found: the whole value, or its
-    first ``LEAK_PREFIX_CHARS`` characters, anywhere in the reason.
-    """
-    where, params = partition_filter(days, f"q.{PARTITION_COLUMN}")
-    raw_columns = {r[0] for r in con.execute(f"DESCRIBE {source.raw_table}").fetchall()}
-    reasons = "CAST(q._quarantine_reasons AS VARCHAR)"
-    if "_duplicate_of" in {r[0] for r in con.execute(f"DESCRIBE {source.quarantine_table}").fetchall()}:
-        # A duplicate's reason names the first copy's file path, which is no personal data (and may hold any word).
-        reasons = f"replace({reasons}, coalesce(CAST(q._duplicate_of AS VARCHAR), ''), '')"
-    leaks = {}
-    for column in (c for c in source.pii if c in raw_columns):
-        value = f"trim(CAST(r.{column} AS VARCHAR))"
-        leaks[column] = con.execute(
-            f"""
-            SELECT count(*) FROM {source.quarantine_table} q
-            JOIN {source.raw_table} r ON r._source_file = q._source_file AND r._source_row = q._source_row
-            WHERE ({where}) AND length({value}) >= {MIN_LEAK_CHARS}
-              AND contains({reasons}, left({value}, {LEAK_PREFIX_CHARS}))
-            """,
-            params,
-        ).fetchone()[0]
-    return leaks
-
 
 
 def build_validation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:

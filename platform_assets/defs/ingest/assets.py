@@ -5,7 +5,8 @@ import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import Source, UseCase
-from platform_assets.ingest.partitions import DAILY_PARTITIONS, PARTITION_COLUMN, partition_filter
+from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
+from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Landing, Warehouse
 from platform_assets.warehouse import table_names

@@ -13,6 +13,7 @@ import dagster as dg
 from platform_assets.declarations import UseCase
 from platform_assets.resources import MlflowRegistry, PlatformState
 
+from platform_assets.evaluate.metrics import score_model
 from platform_assets.keys import for_use_case
 # The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
 GATE_EVALUATION_TAG = "gate_evaluation"
@@ -42,30 +43,6 @@ def latest_evaluation(instance: dg.DagsterInstance, eval_report: dg.AssetKey) ->
     if event is None or "evaluation" not in event.asset_materialization.metadata:
         return None
     return event.asset_materialization.metadata["evaluation"].value, event.run_id
-
-
-def score_model(bundle, test, config: EvaluationConfig, importance: bool, use_case: UseCase) -> tuple[dict, "numpy.ndarray"]:  # noqa: F821
-    """Metrics, fairness slices, calibration and (optionally) permutation importance of one model.
-
-    Returns:
-        The scores and the model's probabilities on ``test``.
-    """
-    from platform_assets.evaluate import metrics
-
-    y = test[use_case.label].to_numpy()
-    p = bundle.predict_proba(test)
-    scored = {
-        "metrics": metrics.score(y, p, config.threshold),
-        "fairness": metrics.fairness(y, p, test[use_case.protected_attribute].to_numpy(), config.threshold,
-                                     config.min_group_rows, config.min_group_positives),
-        "calibration": metrics.calibration_table(y, p, config.calibration_bins),
-    }
-    if importance:
-        scored["permutation_importance"] = metrics.permutation_importance(
-            bundle.predict_proba, test, y, bundle.preprocessor.input_names,
-            repeats=config.importance_repeats, seed=config.importance_seed,
-        )
-    return scored, p
 
 
 def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:

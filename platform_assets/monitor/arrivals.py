@@ -1,0 +1,76 @@
+"""When inference-log and outcome files of a day have settled, and how many labels are new: what the sensors decide on."""
+
+from __future__ import annotations
+
+import hashlib
+
+from platform_assets.declarations import UseCase
+
+
+def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> int:
+    """Labels known now that a training set built when labels were known up to ``labels_known_as_of`` lacked."""
+    from platform_assets.warehouse import table_names
+
+    source = use_case.source
+    tables = table_names(con)
+    if source.validated_table not in tables:
+        return 0
+    label_time = source.label_time or source.event_time
+    newest = f"(SELECT max({source.event_time}) FROM {source.validated_table})"
+    since = f"{label_time} > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
+    params = [labels_known_as_of] if labels_known_as_of else []
+    count = con.execute(
+        f"SELECT count(*) FROM {source.validated_table} WHERE {use_case.label} IS NOT NULL AND {since} "
+        f"AND {label_time} <= {newest}", params).fetchone()[0]
+    outcomes = use_case.monitor_table("outcomes")
+    if source.label_time and outcomes in tables:
+        count += con.execute(f"SELECT count(*) FROM {outcomes} WHERE {since} AND {label_time} <= {newest}",
+                             params).fetchone()[0]
+    return int(count)
+
+
+
+def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[str, str]) -> list[str]:
+    """Days whose log files look the same as on the last tick and differ from what was ingested.
+
+    Args:
+        now: Day -> signature of its files (names, sizes, mtimes) now.
+        previous: The same on the previous tick.
+        ingested: Day -> signature of the files the last requested run read.
+    """
+    return sorted(d for d, sig in now.items() if previous.get(d) == sig and ingested.get(d) != sig)
+
+
+
+def file_signatures(days: list[str], files_of) -> dict[str, str]:
+    """Day -> a short signature of its files (names, sizes, mtimes): it changes when a file is added or rewritten.
+
+    Args:
+        days: The days that have files.
+        files_of: Day -> that day's file paths.
+    """
+    out = {}
+    for day in days:
+        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files_of(day)]
+        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return out
+
+
+
+def day_signatures(inference_dir) -> dict[str, str]:
+    """Day -> a signature of the server's log files of that day."""
+    from pathlib import Path
+
+    from platform_assets.monitor.logs import day_files, logged_days
+
+    return file_signatures(logged_days(Path(inference_dir)), lambda day: day_files(Path(inference_dir), day))
+
+
+
+def outcome_day_signatures(outcomes_dir) -> dict[str, str]:
+    """Day -> a signature of that day's outcome file."""
+    from pathlib import Path
+
+    from platform_assets.monitor.outcomes import day_files, landed_days
+
+    return file_signatures(landed_days(Path(outcomes_dir)), lambda day: day_files(Path(outcomes_dir), day))
