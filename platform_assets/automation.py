@@ -61,8 +61,8 @@ def after_updates() -> dg.AutomationCondition:
 def gated(condition: dg.AutomationCondition, keys: UseCaseKeys) -> dg.AutomationCondition:
     """``condition``, held back while a blocking check of an upstream asset fails.
 
-    Outcome files are left out of the gate: a platform whose labels come with the
-    applications never lands one, and a dependency never materialized never has a
+    Outcome files are left out of the gate: a use case whose labels come with the
+    rows never lands one, and a dependency never materialized never has a
     passed check (the training set and the labelled predictions would wait forever).
     A failed outcome check still fails its own run and alerts.
     """

@@ -12,7 +12,7 @@ This does what those commands do (the same module, executed in this process, the
 workspace.yaml gives its location, the very origin the UI and the daemon load::
 
     python -m platform_assets.launch --job features_to_serving
-    python -m platform_assets.launch --assets raw/applications,validated/applications --partition-range A...B
+    python -m platform_assets.launch --assets customer_churn/raw/subscriptions,customer_churn/validated/subscriptions --partition-range A...B
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m platform_assets.launch", description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--job", help="a job of the code location")
-    what.add_argument("--assets", help="a comma-separated asset selection, e.g. raw/applications,validated/applications")
+    what.add_argument("--assets", help="a comma-separated asset selection, e.g. customer_churn/raw/subscriptions,customer_churn/validated/subscriptions")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--partition", help="one partition key")
     when.add_argument("--partition-range", help="FIRST...LAST, in one run (assets with a single-run backfill policy)")

@@ -10,7 +10,7 @@
 3. Feast's registry gives the feature service, its views and the dbt models they
    are exported from; dbt's manifest the models those read;
 4. the warehouse gives the validated and raw partitions and the landing files,
-   with their content hashes, of the application itself and of the training data.
+   with their content hashes, of the served row itself and of the training data.
 
 Plain functions; every part says where it was read from, and a part that cannot
 be found says why instead of failing the whole trace.
@@ -242,7 +242,7 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
         ``request`` (what was asked and answered, and where it was logged),
         ``features_used`` and ``online_features`` (the values the server used),
         ``model``, ``mlflow_run``, ``training_set``, ``features`` (service, views,
-        dbt models), ``application`` and ``training_data`` (partitions and
+        dbt models), ``row`` and ``training_data`` (partitions and
         landing files with hashes).
 
     Raises:

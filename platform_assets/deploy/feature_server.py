@@ -130,6 +130,19 @@ def online_features_over_http(
     return pd.DataFrame({name: result["values"] for name, result in zip(names, body["results"])})
 
 
+def differing_values(served: "pandas.DataFrame", sdk: "pandas.DataFrame") -> int | None:  # noqa: F821
+    """Values the feature server answered that differ from the SDK's (both missing counts as equal).
+
+    Returns:
+        The count, or ``None`` when the two do not even have the same columns and rows.
+    """
+    if set(served.columns) != set(sdk.columns) or len(served) != len(sdk):
+        return None
+    served = served[sdk.columns].reset_index(drop=True)
+    sdk = sdk.reset_index(drop=True)
+    return int((~((served == sdk) | (served.isna() & sdk.isna()))).to_numpy().sum())
+
+
 def _watch(pid: int, command: list[str]) -> int:
     """Runs ``command`` until it exits or process ``pid`` is gone; returns its exit status."""
     child = subprocess.Popen(command)

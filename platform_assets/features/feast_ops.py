@@ -333,7 +333,7 @@ def freshness_findings(
     freshness check of the raw data; this says whether the feature stage kept up.
 
     Args:
-        newest_source: Newest application time in the validated data.
+        newest_source: Newest event time in the validated data.
         newest_features: Newest event time in the exported marts.
         until: From :func:`materialized_until`.
         now: The current time (naive UTC), for the reported age.

@@ -1,4 +1,4 @@
-"""Daily partitions of the landing data: one partition per application day (UTC).
+"""Daily partitions of the landing data: one partition per event day (UTC).
 
 A landing file named ``<file_prefix>_YYYY-MM-DD.<ext>`` (see the source declaration) belongs to the partition
 ``YYYY-MM-DD``. Partitions run through today, so that a file for today can be

@@ -17,7 +17,7 @@ class RetrainDecision:
     Attributes:
         request: Whether to request the retrain job now.
         reason: Which signal (or why none, or what it waits for).
-        since: Train on applications from this day on: the day live quality fell
+        since: Train on rows from this day on: the day live quality fell
             (a concept drift), so that the new model learns the relation as it is
             now, not the one the old days describe. ``None``: all history (input
             drift alone leaves the relation as it was, and more data covers more).

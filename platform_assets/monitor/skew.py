@@ -1,8 +1,8 @@
 """Training/serving skew on real traffic: the features the server used against point-in-time offline ones.
 
-Plain functions, no Dagster. Once an application that was scored has landed and
-passed through dbt, its point-in-time features (``fct_application_features``,
-``fct_applicant_history``: what training would have used for it) must equal what
+Plain functions, no Dagster. Once a row that was scored has landed and
+passed through dbt, its point-in-time features (the use case's feature service:
+what training would have used for it) must equal what
 the server computed at request time. A stale online store (a day not yet
 materialized) serves too little history; one that holds rows the request could
 not have known (later days, the same day) serves too much: either way they differ.

@@ -185,4 +185,4 @@ def test_an_outcome_file_is_ingested_whole_and_the_check_fails_when_a_row_goes_m
                                selection=dg.AssetSelection.checks_for_assets(loan_keys().outcomes))
         evaluation = check.get_asset_check_evaluations()[0]
         assert not evaluation.passed
-        assert evaluation.metadata["differing_days"].value == {"2026-10-20": "41 rows in the file, 40 outcomes + rejected"}
+        assert evaluation.metadata["differing_days"].value == {"2026-10-20": "41 data rows in the files, 40 rows held + rejected"}

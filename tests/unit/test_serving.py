@@ -189,3 +189,15 @@ def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_se
     dead = module.OnlineFeatures(f"http://127.0.0.1:{free_port()}", timeout_s=0.5)
     with pytest.raises(module.FeatureLookupError, match="did not answer"):
         dead.lookup("loan_default_online", "applicant_id", [1])
+
+
+def test_served_features_that_differ_from_the_sdk_are_counted():
+    """The decision of the deployment's served_features_match_sdk check, on planted answers."""
+    from platform_assets.deploy.feature_server import differing_values
+
+    sdk = pd.DataFrame({"applicant_id": [1, 2, 3], "debt_ratio_30d": [0.1, np.nan, 0.3], "n_prior": [0, 1, 2]})
+    assert differing_values(sdk[["n_prior", "applicant_id", "debt_ratio_30d"]], sdk) == 0  # order and NaN agree
+    stale = sdk.assign(n_prior=[0, 0, 2], debt_ratio_30d=[0.1, 0.2, 0.3])  # one count, one missing value served
+    assert differing_values(stale, sdk) == 2
+    assert differing_values(sdk.drop(columns="n_prior"), sdk) is None  # a feature missing from the answer
+    assert differing_values(sdk.head(2), sdk) is None  # an entity missing from the answer

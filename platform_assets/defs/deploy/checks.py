@@ -18,7 +18,7 @@ class ServedCheckConfig(dg.Config):
 
 
 class ServedFeaturesConfig(dg.Config):
-    """How many recent applications' applicants the feature server is asked about."""
+    """How many recent rows' online entities the feature server is asked about."""
 
     entities: int = 100
 
@@ -68,7 +68,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         """
         import pandas as pd
 
-        from platform_assets.deploy.feature_server import online_features_over_http
+        from platform_assets.deploy.feature_server import differing_values, online_features_over_http
         from platform_assets.features.feast_ops import latest_offline_rows
 
         if not use_case.online_feature_service:
@@ -85,14 +85,12 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         served = online_features_over_http(record["feature_server_url"], use_case.online_feature_service, entities)
         service = store.get_feature_service(use_case.online_feature_service)
         sdk = pd.DataFrame(store.get_online_features(features=service, entity_rows=rows).to_dict())
-        same_columns = set(served.columns) == set(sdk.columns)
-        differing = 0
-        if same_columns and len(served) == len(sdk):
-            served = served[sdk.columns]
-            differing = int((~((served == sdk) | (served.isna() & sdk.isna()))).to_numpy().sum())
+        differing = differing_values(served, sdk)
         return dg.AssetCheckResult(
-            passed=same_columns and len(served) == len(sdk) == len(rows) and differing == 0,
-            metadata={"entities": len(rows), "differing_values": differing, "same_columns": same_columns},
+            passed=differing == 0 and len(sdk) == len(rows),
+            metadata={"entities": len(rows), "served_rows": len(served), "sdk_rows": len(sdk),
+                      "differing_values": -1 if differing is None else differing,
+                      "same_columns": set(served.columns) == set(sdk.columns)},
         )
 
     return [served_predictions_match_offline, served_features_match_sdk]

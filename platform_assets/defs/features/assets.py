@@ -16,7 +16,7 @@ from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 class TrainingSetConfig(dg.Config):
     """Which labelled rows the training set holds and how they are split by time.
 
-    ``since`` bounds the window: ``"YYYY-MM-DD"`` keeps the applications of that day
+    ``since`` bounds the window: ``"YYYY-MM-DD"`` keeps the rows of that day
     on (the drift sensor sets it to the day live quality fell, so that a retrain
     learns the relation as it is now); ``"all"`` takes all history; empty keeps the
     window of the newest training set, so that a weekly or new-label retrain after
@@ -26,7 +26,7 @@ class TrainingSetConfig(dg.Config):
     train_fraction: float = 0.7
     validation_fraction: float = 0.15
     since: str = ""
-    # A window (since) holding fewer labelled applications fails rather than train on too few.
+    # A window (since) holding fewer labelled rows fails rather than train on too few.
     min_rows: int = 500
 
 

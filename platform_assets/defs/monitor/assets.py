@@ -22,7 +22,7 @@ from platform_assets.keys import for_use_case
 from platform_assets.monitor.outcomes import labels_query
 from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
 
-# Rows of real callers: the application's fields sent, history looked up. Requests that carry
+# Rows of real callers: the row's own fields sent, the rest computed or looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
 TRAFFIC = "feature_source = 'online'"
 
@@ -61,7 +61,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         group_name=use_case.name,
         kinds={"duckdb", "json"},
         description=(
-            "What the model server logged for one day of requests (by the application's day): request id, model "
+            "What the model server logged for one day of requests (by the row's event day): request id, model "
             "version, the features it used, the probability, the latency. Every line counted, bad ones rejected."
         ),
         pool=WAREHOUSE_POOL,
@@ -147,7 +147,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         deps=[keys.inference_log, keys.validated, *([keys.outcomes] if source.label_time else [])],
         group_name=use_case.name,
         kinds={"duckdb"},
-        description="Served predictions joined to the outcomes known so far (labels arrive days after the application).",
+        description="Served predictions joined to the outcomes known so far (a label may arrive days after its row).",
         pool=WAREHOUSE_POOL,
     )
     def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -18,6 +18,16 @@ def _rows_by_day(con, table: str, where: str, params: list) -> dict[str, int]:
         f"SELECT {PARTITION_COLUMN}, count(*) FROM {table} WHERE {where} GROUP BY 1", params).fetchall())
 
 
+def _unaccounted_days(days: list[str], held: dict[str, int], rejected: dict[str, int], recount, what: str) -> dict[str, str]:
+    """Day -> how the ``recount(day)`` of its files differs from the rows held plus rejected (agreeing days left out)."""
+    differing = {}
+    for day in days:
+        counted, accounted = recount(day), held.get(day, 0) + rejected.get(day, 0)
+        if counted != accounted:
+            differing[day] = f"{counted} {what} in the files, {accounted} rows held + rejected"
+    return differing
+
+
 def _latest_report(context, drift_report: dg.AssetKey) -> dict:
     """The drift report's latest materialization metadata, as plain values."""
     event = context.instance.get_latest_materialization_event(drift_report)
@@ -66,12 +76,8 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
             ).fetchall()]
         # The run's days; in a run of the check alone (no partition), every day ingested so far.
         days = partition_keys if partition_keys is not None else ingested
-        differing = {}
-        for day in days:
-            _, lines = logs.recount_day(state.paths.of(use_case.name).inference, day)
-            accounted = held.get(day, 0) + rejected.get(day, 0)
-            if lines != accounted:
-                differing[day] = f"{lines} lines in files, {accounted} rows + rejected"
+        folder = state.paths.of(use_case.name).inference
+        differing = _unaccounted_days(days, held, rejected, lambda day: logs.recount_day(folder, day)[1], "lines")
         return dg.AssetCheckResult(
             passed=not differing and duplicates == 0,
             metadata={"days": len(days), "rows": sum(held.values()), "rejected": sum(rejected.values()),
@@ -100,16 +106,14 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
                 f"SELECT DISTINCT {PARTITION_COLUMN} FROM {schema}.outcome_files WHERE {where} ORDER BY 1", params).fetchall()]
             duplicates = con.execute(f"SELECT count(*) FROM (SELECT {source.key} FROM {schema}.outcomes "
                                      "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
-        differing = {}
-        for day in days:
-            rows = sum(outcomes.count_rows(p.read_bytes()) for p in outcomes.day_files(state.paths.of(use_case.name).outcomes, day))
-            accounted = held.get(day, 0) + rejected.get(day, 0)
-            if rows != accounted:
-                differing[day] = f"{rows} rows in the file, {accounted} outcomes + rejected"
+        folder = state.paths.of(use_case.name).outcomes
+        differing = _unaccounted_days(
+            days, held, rejected,
+            lambda day: sum(outcomes.count_rows(p.read_bytes()) for p in outcomes.day_files(folder, day)), "data rows")
         return dg.AssetCheckResult(
             passed=not differing and duplicates == 0,
             metadata={"days": len(days), "outcomes": sum(held.values()), "rejected": sum(rejected.values()),
-                      "applications_with_two_outcomes": int(duplicates), "differing_days": dg.MetadataValue.json(differing)},
+                      "keys_with_two_outcomes": int(duplicates), "differing_days": dg.MetadataValue.json(differing)},
         )
 
 
