@@ -32,40 +32,55 @@ def _env(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def build_resources(root: str | Path | None = None, declared: Sequence[UseCase] | None = None) -> dict:
-    """Resources on the embedded defaults under ``root``, overridden by environment variables.
-
-    With ``root`` given (tests), everything lives under it and the environment is ignored.
-    ``declared``: the use cases to track in MLflow (default: those under ``platform_assets/defs/``).
-    """
-    pinned = root is not None
-    paths = settings.paths(root)
-    state_root = str(paths.root) if pinned else _env(settings.STATE_ROOT_ENV, str(paths.root))
-    # Pinned: the SQLite backend under the root, whatever MLFLOW_TRACKING_URI says (mlflow.set_tracking_uri
-    # exports that variable, so a value left by an earlier run in the same process must not leak in).
-    local_tracking_uri = f"sqlite:///{paths.mlflow / 'mlflow.db'}"
-    tracking_uri = local_tracking_uri if pinned else _env("MLFLOW_TRACKING_URI", local_tracking_uri)
-    artifact_root = str(paths.mlflow / "artifacts")
-    tracking_config = tracking_uri if isinstance(tracking_uri, str) else {"env": "MLFLOW_TRACKING_URI"}
-    # dagster-mlflow's run resource, one per use case: its experiment is the use case's model name.
-    tracking = {
+def _tracking(tracking_uri: str | dg.EnvVar, artifact_root: str, declared: Sequence[UseCase] | None) -> dict:
+    """dagster-mlflow's run resource, one per use case: its experiment is the use case's model name."""
+    config = tracking_uri if isinstance(tracking_uri, str) else {"env": tracking_uri.env_var_name}
+    return {
         tracking_resource_key(u): mlflow_tracking.configured(
-            {"experiment_name": u.model_name, "mlflow_tracking_uri": tracking_config, "artifact_root": artifact_root})
+            {"experiment_name": u.model_name, "mlflow_tracking_uri": config, "artifact_root": artifact_root})
         for u in (use_cases() if declared is None else declared)
     }
+
+
+def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = None) -> dict:
+    """Resources on the embedded defaults, every file under the state root ``root``; no environment variable is read.
+
+    What one laptop runs on; :func:`build_resources` overrides them from the environment.
+    ``declared``: the use cases to track in MLflow (default: those under ``platform_assets/defs/``).
+    """
+    paths = settings.paths(root)
+    tracking_uri, artifact_root = f"sqlite:///{paths.mlflow / 'mlflow.db'}", str(paths.mlflow / "artifacts")
     return {
-        "state": PlatformState(root=state_root),
-        "landing": Landing(url=str(paths.landing) if pinned else _env("LANDING_URL", str(paths.landing))),
+        "state": PlatformState(root=str(paths.root)),
+        "landing": Landing(url=str(paths.landing)),
         "warehouse": Warehouse(database=str(paths.warehouse)),
         "dbt": feature_dbt.dbt_resource(),
         "feast": FeatureStore(repo_path=str(settings.feature_repo_dir()), state_root=str(paths.root)),
         "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
-        **tracking,
-        "pii": PiiMasking.from_environment(pinned),
+        **_tracking(tracking_uri, artifact_root, declared),
+        "pii": PiiMasking.development(),
+        "serving": ModelServing(),
+    }
+
+
+def build_resources(declared: Sequence[UseCase] | None = None) -> dict:
+    """The code location's resources: :func:`embedded_resources` under the state root, each overridden
+    by its environment variable when set (``dg.EnvVar``: read at run time)."""
+    paths = settings.paths()
+    resources = embedded_resources(paths.root, declared)
+    tracking_uri = _env("MLFLOW_TRACKING_URI", resources["mlflow_registry"].tracking_uri)
+    artifact_root = resources["mlflow_registry"].artifact_root
+    return {
+        **resources,
+        "state": PlatformState(root=_env(settings.STATE_ROOT_ENV, str(paths.root))),
+        "landing": Landing(url=_env("LANDING_URL", str(paths.landing))),
+        "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
+        **_tracking(tracking_uri, artifact_root, declared),
+        "pii": PiiMasking.from_environment(),
         "serving": ModelServing(
-            serving_python=_env("SERVING_PYTHON", "") if not pinned else "",
-            http_port=int(os.environ.get("SERVING_PORT", "9100")),
-            host=_env("SERVING_HOST", "127.0.0.1") if not pinned else "127.0.0.1",
+            serving_python=_env("SERVING_PYTHON", ""),
+            http_port=int(os.environ.get("SERVING_PORT", str(ModelServing.model_fields["http_port"].default))),
+            host=_env("SERVING_HOST", "127.0.0.1"),
         ),
     }
 

@@ -140,17 +140,21 @@ class PiiMasking(dg.ConfigurableResource):
         return "development" if self.development_key else "configured"
 
     @classmethod
-    def from_environment(cls, pinned: bool = False) -> "PiiMasking":
+    def development(cls) -> "PiiMasking":
+        """The built-in development key (synthetic data on one laptop): runs say so."""
+        return cls(key=settings.DEVELOPMENT_PII_KEY, development_key=True)
+
+    @classmethod
+    def from_environment(cls) -> "PiiMasking":
         """The resource as the environment decides it (:func:`settings.pii_key_setting`).
 
         The key itself is passed as ``dg.EnvVar``, so it is read at run time and
-        never shown in the UI's resource config. ``pinned`` (tests with their own
-        state root) ignores the environment and uses the development key.
+        never shown in the UI's resource config.
 
         Raises:
             settings.ConfigurationError: Outside the local profile without a usable key.
         """
-        setting = settings.PiiKeySetting(None) if pinned else settings.pii_key_setting()
+        setting = settings.pii_key_setting()
         if setting.variable is None:
-            return cls(key=settings.DEVELOPMENT_PII_KEY, development_key=True)
+            return cls.development()
         return cls(key=dg.EnvVar(setting.variable), development_key=False)

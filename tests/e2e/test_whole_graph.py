@@ -39,7 +39,7 @@ def graph_run(tmp_path_factory):
     if not SERVING_PYTHON.exists():
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     root = tmp_path_factory.mktemp("e2e_state")
-    resources = definitions.build_resources(root)
+    resources = definitions.embedded_resources(root)
     resources["serving"] = ModelServing(http_port=free_port())
     paths = settings.paths(root)
     with pytest.MonkeyPatch.context() as mp:

@@ -42,7 +42,7 @@ def main(root: str, run_config: dict) -> int:
 
     SqlAlchemyStore.create_model_version = create_then_die
     with dg.DagsterInstance.get() as instance:
-        dg.materialize([model_asset()], resources=definitions.build_resources(root), instance=instance,
+        dg.materialize([model_asset()], resources=definitions.embedded_resources(root), instance=instance,
                        run_config=run_config, raise_on_error=False)
     return 3
 

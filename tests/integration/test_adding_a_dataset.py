@@ -200,7 +200,7 @@ def third_dataset(tmp_path_factory):
         (defs_path / "defs.yaml").write_text(DECLARATION)
         with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, declared):
             use_case = component.use_case()
-            defs = definitions.build_definitions(definitions.build_resources(root, declared=[use_case]), declared)
+            defs = definitions.build_definitions(definitions.embedded_resources(root, declared=[use_case]), declared)
         # Step 6: the runs, as `make demo` does them for the shipped use cases.
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
             def run(job, **kwargs):

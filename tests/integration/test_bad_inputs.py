@@ -107,7 +107,7 @@ def test_ingest_and_validate_the_whole_corpus_beside_good_files(tmp_path):
         # Distinct days so that files do not overwrite each other; the dotdot name is kept as is.
         target = source.name if case == "dotdot_name" else source.name.replace("2026-01-01", f"2025-12-{i + 1:02d}")
         shutil.copyfile(source, landing / target)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         result = dg.materialize(
@@ -168,7 +168,7 @@ def test_a_day_whose_quarantine_has_no_or_mixed_personal_data_loses_no_row(tmp_p
     """Each case alone in its day and its run: the quarantine's PII columns are all missing, or of mixed types."""
     landing = settings.paths(tmp_path).landing / SOURCE.landing_folder
     landing.mkdir(parents=True)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     for i, case in enumerate(ONE_DAY_ALONE):
         source = next((CORPUS / case).iterdir())
         day = f"2025-12-{i + 1:02d}"

@@ -36,7 +36,7 @@ def validated(tmp_path_factory):
     """A warehouse with 30 days of validated applications; returns (root, all validated rows)."""
     root = tmp_path_factory.mktemp("dbt_home")
     write_sample_landing(root, days=30, rows_per_day=60, start=dt.date(2026, 3, 1))
-    assert ingest_days(definitions.build_resources(root), "2026-03-01", "2026-03-30").success
+    assert ingest_days(definitions.embedded_resources(root), "2026-03-01", "2026-03-30").success
     with duckdb.connect(str(settings.paths(root).warehouse)) as con:
         rows = con.execute("SELECT * FROM validated.applications").df()
     return root, rows
@@ -114,7 +114,7 @@ def test_a_subset_run_on_a_fresh_warehouse_skips_tests_that_read_models_not_buil
 
     dbt_feature_models = loan_asset("features", "stg_applications")  # the use case's dbt models, one definition
     write_sample_landing(tmp_path, days=3, rows_per_day=40, start=dt.date(2026, 3, 1))
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     assert ingest_days(resources, "2026-03-01", "2026-03-03").success
     result = dg.materialize([dbt_feature_models], resources={k: resources[k] for k in ("dbt", "warehouse")},
                             selection="loan_default/features/stg_applications", raise_on_error=False)

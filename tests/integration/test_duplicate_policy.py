@@ -77,7 +77,7 @@ def run_days(root: Path, parts: dict, order: list[list[str]]) -> list:
     """Writes the landing files, then one run per group of days (each group a range), in ``order``."""
     for day, frame in parts.items():
         write_day(root, day, frame)
-    resources = definitions.build_resources(root)
+    resources = definitions.embedded_resources(root)
     results = []
     for group in order:
         result = ingest_days(resources, group[0], group[-1])
@@ -144,7 +144,7 @@ def test_re_running_changes_nothing_and_a_re_ingest_that_drops_the_first_copy_re
     assert all(rewritten(r) == [] for r in results[1:])
     # D3's file is replaced without its copy of D2's row 1: D2's own copy becomes the first again.
     write_day(tmp_path, D3, parts[D3].head(N))
-    result = ingest_days(definitions.build_resources(tmp_path), D3, D3)
+    result = ingest_days(definitions.embedded_resources(tmp_path), D3, D3)
     assert result.success and rewritten(result) == [D2]
     after = outcome(tmp_path)
     assert ("applications_2026-09-02.csv", 1) in after[D2][0] and ("applications_2026-09-02.csv", 1) not in before[D2][0]

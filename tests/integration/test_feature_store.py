@@ -35,7 +35,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("feature_home")
     start = dt.date.today() - dt.timedelta(days=40)
     write_sample_landing(root, days=40, rows_per_day=80, start=start)
-    resources = definitions.build_resources(root)
+    resources = definitions.embedded_resources(root)
     assert ingest_days(resources, start.isoformat(), (start + dt.timedelta(days=39)).isoformat()).success
     result = dg.materialize(
         [loan_asset("raw", KEYS.source), loan_asset("validated", KEYS.source),

@@ -28,7 +28,7 @@ def _sql(root, statement, params=()):
 def ingested(tmp_path):
     """Three good days ingested and validated in one run."""
     rows = write_sample_landing(tmp_path, days=3, rows_per_day=100)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     result = ingest_days(resources, "2026-09-01", "2026-09-03")
     assert result.success
     return tmp_path, resources, result, rows
@@ -49,7 +49,7 @@ def test_files_all_named_wrongly_fail_the_run_naming_the_pattern(tmp_path):
     landing = settings.paths(tmp_path).landing / "applications"
     for path in sorted(landing.iterdir()):
         path.rename(path.with_name(path.name.replace("applications_", "cards_")))
-    result = ingest_days(definitions.build_resources(tmp_path), "2026-09-01", "2026-09-02")
+    result = ingest_days(definitions.embedded_resources(tmp_path), "2026-09-01", "2026-09-02")
     assert not result.success
     check = _checks(result)["landing_files_found_were_read"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
@@ -63,7 +63,7 @@ def test_files_all_named_wrongly_fail_the_run_naming_the_pattern(tmp_path):
 
 def test_a_day_without_rows_in_a_range_warns_without_blocking(tmp_path):
     write_sample_landing(tmp_path, days=2, rows_per_day=50)
-    result = ingest_days(definitions.build_resources(tmp_path), "2026-09-01", "2026-09-03")  # no file for 09-03
+    result = ingest_days(definitions.embedded_resources(tmp_path), "2026-09-01", "2026-09-03")  # no file for 09-03
     check = _checks(result)["landing_files_found_were_read"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "2026-09-03" in check.metadata["problems"].value

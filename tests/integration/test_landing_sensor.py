@@ -87,7 +87,7 @@ def _counts(warehouse):
 def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
     rows = write_sample_landing(tmp_path, days=2, rows_per_day=50)
     landing = _landing(tmp_path)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     warehouse = settings.paths(tmp_path).warehouse
     with _instance(tmp_path) as instance:
         result, cursor = _settled_tick(instance, resources, None)
@@ -141,7 +141,7 @@ def test_sensor_ingests_new_days_once_and_keeps_running(tmp_path, monkeypatch):
 def test_files_ingested_by_another_route_are_not_requested_again(tmp_path):
     """`make demo` ingests through `dagster asset materialize`; the sensor started later asks for nothing."""
     write_sample_landing(tmp_path, days=5, rows_per_day=30)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     with _instance(tmp_path) as instance:
         assert ingest_days(resources, "2026-09-01", "2026-09-05", instance).success
         result, cursor = _settled_tick(instance, resources, None)  # a fresh sensor: no cursor
@@ -166,7 +166,7 @@ def test_a_file_still_being_written_waits_until_it_stops_changing(tmp_path):
     content = frame.to_csv(index=False).encode()
     parquet.unlink()
     growing = landing / "applications_2026-09-05.csv"
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     with _instance(tmp_path) as instance:
         growing.write_bytes(content[: len(content) // 2])  # the writer is half way
         result, cursor = _tick(instance, resources, None)
@@ -183,7 +183,7 @@ def test_a_file_still_being_written_waits_until_it_stops_changing(tmp_path):
 
 def test_a_day_whose_run_failed_is_requested_again_a_bounded_number_of_times(tmp_path, monkeypatch):
     write_sample_landing(tmp_path, days=1, rows_per_day=30)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     monkeypatch.setenv(MAX_ATTEMPTS_ENV, "2")
     replace = Warehouse.replace_partitions
 
@@ -224,7 +224,7 @@ def _requests_tag(instance):
 
 def test_a_locked_or_busy_warehouse_skips_the_tick(tmp_path):
     write_sample_landing(tmp_path, days=1, rows_per_day=20)
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     warehouse = settings.paths(tmp_path).warehouse
     warehouse.parent.mkdir(parents=True)
     with _instance(tmp_path) as instance:
@@ -256,7 +256,7 @@ def test_a_locked_or_busy_warehouse_skips_the_tick(tmp_path):
 def test_a_day_stopped_by_the_quarantine_gate_is_not_requested_again(tmp_path):
     """The gate's verdict is on the files: the same files asked for again would be stopped again."""
     rows = write_sample_landing(tmp_path, days=1, rows_per_day=40, dirty_fraction=0.5)  # far over the 5% threshold
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     with _instance(tmp_path) as instance:
         result, cursor = _settled_tick(instance, resources, None)
         (run,) = _run_requests(instance, resources, _requests(result))

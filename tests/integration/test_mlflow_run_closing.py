@@ -154,7 +154,7 @@ def test_sweep_ends_runs_of_finished_unknown_or_dead_dagster_runs_only(backend):
 def test_a_model_step_that_fails_ends_its_mlflow_run_as_failed(tmp_path):
     from platform_assets import definitions
 
-    resources = definitions.build_resources(tmp_path)  # no training set written: the step fails reading it
+    resources = definitions.embedded_resources(tmp_path)  # no training set written: the step fails reading it
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         result = dg.materialize([loan_asset("train", "model")], resources=resources, instance=instance, raise_on_error=False)

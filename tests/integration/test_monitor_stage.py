@@ -40,7 +40,7 @@ def _materialize(resources, day, instance):
 
 
 def test_a_day_of_log_files_is_ingested_whole_and_the_check_fails_when_a_line_goes_missing(tmp_path):
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     _write_log(tmp_path, "2026-10-20", 30, "h-1")
     _write_log(tmp_path, "2026-10-20", 20, "h-2", torn=True)
     _write_log(tmp_path, "2026-10-21", 5, "h-1")
@@ -69,14 +69,14 @@ def test_a_day_of_log_files_is_ingested_whole_and_the_check_fails_when_a_line_go
 
 
 def test_a_day_without_log_files_fails_visibly(tmp_path):
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     with dg.instance_for_test() as instance:
         result = _materialize(resources, "2026-10-22", instance)
     assert not result.success
 
 
 def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     _write_log(tmp_path, "2026-10-20", 10)
     apps = pd.DataFrame({
         "application_id": [f"app-2026-10-20-h-1-{i}" for i in range(10)],
@@ -125,7 +125,7 @@ def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_
     """Served features against the point-in-time ones Feast retrieves (from the planted marts) for each landed row."""
     from platform_assets.features import feast_ops
 
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     _write_log(tmp_path, "2026-10-20", 3)
     with dg.instance_for_test() as instance:
         assert _materialize(resources, "2026-10-20", instance).success
@@ -170,7 +170,7 @@ def test_an_outcome_file_is_ingested_whole_and_the_check_fails_when_a_row_goes_m
     rows = [f"app-{i},{i % 2},2026-10-20T0{i % 10}:00:00" for i in range(40)]
     (outcomes_dir / "outcomes_2026-10-20.csv").write_text(
         "application_id,is_default,label_ts\n" + "\n".join([*rows, "app-x,2,2026-10-20T01:00:00"]) + "\n")
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     assets = [loan_asset("monitor", "outcomes"), loan_check("outcome_rows_accounted_for")]
     with dg.instance_for_test() as instance:
         result = dg.materialize(assets, resources=resources, partition_key="2026-10-20", instance=instance)

@@ -54,7 +54,7 @@ def killed_then_rerun(tmp_path_factory):
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
         )
         assert driver.returncode == -9, driver.stderr[-3000:]
-        resources = definitions.build_resources(root)
+        resources = definitions.embedded_resources(root)
         client = resources["mlflow_registry"].client()
         with dg.DagsterInstance.get() as instance:
             # The fault as it stands after the kill: a version with no alias, a Dagster and an MLflow run still open.

@@ -38,7 +38,7 @@ def churn_served(tmp_path_factory):
         mp.setenv("PLATFORM_HOME", str(root))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         (root / "dagster_home").mkdir()
-        defs = definitions.build_definitions(definitions.build_resources(root))
+        defs = definitions.build_definitions(definitions.embedded_resources(root))
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
             def run(job, **kwargs):
                 return defs.resolve_job_def(f"{CHURN}__{job}").execute_in_process(

@@ -65,7 +65,7 @@ def platform(tmp_path_factory):
         mp.setenv("PLATFORM_HOME", str(root))
         # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: an earlier module's backend must not leak in.
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        resources = definitions.build_resources(root)
+        resources = definitions.embedded_resources(root)
         (root / "dagster_home").mkdir()
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
 

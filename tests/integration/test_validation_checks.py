@@ -19,7 +19,7 @@ def validated(tmp_path):
     write_sample_landing(tmp_path, days=3, rows_per_day=100)
     source = next((CORPUS / "pii_in_invalid_values").iterdir())
     shutil.copyfile(source, settings.paths(tmp_path).landing / loan().source.landing_folder / "applications_2026-09-04.csv")
-    resources = definitions.build_resources(tmp_path)
+    resources = definitions.embedded_resources(tmp_path)
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         result = ingest_days(resources, "2026-09-01", "2026-09-04", instance)

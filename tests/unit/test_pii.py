@@ -104,4 +104,4 @@ def test_the_resource_passes_the_key_as_an_environment_variable(env):
     env.setenv(settings.PII_KEY_ENV, "0123456789abcdef0123456789abcdef")
     resource = PiiMasking.from_environment()
     assert isinstance(resource.key, dg.EnvVar) and resource.key_source == "configured"
-    assert PiiMasking.from_environment(pinned=True).key_source == "development"
+    assert PiiMasking.development().key_source == "development"
