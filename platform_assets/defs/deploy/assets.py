@@ -17,6 +17,20 @@ class ModelNotApprovedError(dg.Failure):
     """The model version did not pass its evaluation gate; it is never served."""
 
 
+def latest_deployment(instance: dg.DagsterInstance, deployment: dg.AssetKey) -> dict:
+    """The serving record of the latest ``deployment`` materialization: url, model name and version, bundle,
+    feature server (its ``deployment`` metadata; the same record is written to ``deployment.json`` for operators).
+
+    Raises:
+        dg.Failure: If nothing was deployed yet.
+    """
+    event = instance.get_latest_materialization_event(deployment)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "deployment" not in metadata:
+        raise dg.Failure(f"{deployment.to_user_string()} was never materialized: no model is deployed")
+    return metadata["deployment"].value
+
+
 def approved_champion(client, name: str) -> str:
     """The champion version, if and only if its gate passed.
 
@@ -121,6 +135,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
                 "log": dg.MetadataValue.path(str(log_path)),
                 "feature_server_url": dg.MetadataValue.url(f"{features.url}/get-online-features"),
                 "feature_server_pid": features.pid,
+                "deployment": dg.MetadataValue.json(record),
             }
         )
 

@@ -1,11 +1,10 @@
 """Checks on the deployment: served predictions equal the offline ones, served features the SDK's."""
 
 
-import json
-
 import dagster as dg
 
 from platform_assets.declarations import UseCase
+from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState
 
@@ -32,7 +31,9 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         blocking=True,
         description="Predictions served over HTTP equal the offline predictions of the same bundle (1e-5).",
     )
-    def served_predictions_match_offline(config: ServedCheckConfig, state: PlatformState) -> dg.AssetCheckResult:
+    def served_predictions_match_offline(
+        context: dg.AssetCheckExecutionContext, config: ServedCheckConfig, state: PlatformState
+    ) -> dg.AssetCheckResult:
         """Sends test rows to the server and compares with the bundle's own predictions."""
         import numpy as np
         import pandas as pd
@@ -40,7 +41,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         from platform_assets.deploy.serving import predict_over_http
         from platform_assets.train.network import load_bundle
 
-        record = json.loads((state.paths.of(use_case.name).serving / "deployment.json").read_text())
+        record = latest_deployment(context.instance, keys.deployment)
         bundle = load_bundle(record["bundle"])
         test = pd.read_parquet(state.paths.of(use_case.name).training_set).query("split == 'test'").head(config.rows)
         rows = test[bundle.preprocessor.input_names].to_dict("records")
@@ -60,7 +61,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         description="Features fetched from the feature server over HTTP equal those of the Feast SDK, exactly.",
     )
     def served_features_match_sdk(
-        config: ServedFeaturesConfig, state: PlatformState, feast: FeatureStore
+        context: dg.AssetCheckExecutionContext, config: ServedFeaturesConfig, feast: FeatureStore
     ) -> dg.AssetCheckResult:
         """Asks the feature server and the SDK about the same entities and compares every value.
 
@@ -73,7 +74,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
 
         if not use_case.online_feature_service:
             return dg.AssetCheckResult(passed=True, metadata={"entities": 0, "note": "no online feature service declared"})
-        record = json.loads((state.paths.of(use_case.name).serving / "deployment.json").read_text())
+        record = latest_deployment(context.instance, keys.deployment)
         store = feast.store()
         sampled = next(iter(latest_offline_rows(store, use_case, config.entities).values()))
         join_keys = [c for c in sampled.columns if c in {k for v in store.get_feature_service(

@@ -10,13 +10,13 @@ training data (Evidently) and measures its quality on the labelled part.
 
 
 import datetime as dt
-import json
 import os
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
+from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
 from platform_assets.monitor.outcomes import labels_query
@@ -214,7 +214,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         from platform_assets.warehouse import table_names
 
         paths = state.paths.of(use_case.name)
-        deployment = json.loads((paths.serving / "deployment.json").read_text())
+        deployment = latest_deployment(context.instance, keys.deployment)
         version = str(deployment["model_version"])
         bundle = load_bundle(deployment["bundle"])
         features = bundle.preprocessor.input_names
