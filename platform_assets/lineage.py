@@ -109,7 +109,7 @@ def _model_lineage(name: str, version: str, root: Path) -> dict:
     """The registered version and its MLflow run's lineage tags."""
     import mlflow
 
-    from platform_assets.defs.train.tracking import DATA_VERSION_PREFIX
+    from platform_assets.train.tracking import DATA_VERSION_PREFIX
 
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri(root))
     model_version = client.get_model_version(name, str(version))

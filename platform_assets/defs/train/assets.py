@@ -95,7 +95,7 @@ def _train_and_register(
     """The candidate search, its tracking and the registration of the best, in the active MLflow run."""
     import pandas as pd
 
-    from platform_assets.defs.train import tracking
+    from platform_assets.train import tracking
     from platform_assets.train import registration
     from platform_assets.train.trainer import search
 
@@ -165,7 +165,7 @@ def _log_pyfunc(mlflow_lib, result, example) -> str:
     """Logs the bundle as a pyfunc model (code, no pickle) to the active run; returns the model's URI."""
     from mlflow.models import infer_signature
 
-    from platform_assets.defs.train import tracking
+    from platform_assets.train import tracking
     from platform_assets.train.registry import BUNDLE_ARTIFACT
 
     with tempfile.TemporaryDirectory() as tmp:

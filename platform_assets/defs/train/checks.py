@@ -78,7 +78,7 @@ def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         """Downloads the challenger version, re-hashes its weights, and compares its run's lineage tags."""
         from platform_assets.train.network import weights_sha256
         from platform_assets.train.registry import CHALLENGER, load_version
-        from platform_assets.defs.train.tracking import DATA_VERSION_PREFIX
+        from platform_assets.train.tracking import DATA_VERSION_PREFIX
 
         client = mlflow_registry.client()
         name = use_case.model_name
