@@ -77,15 +77,13 @@ def _where(_: argparse.Namespace) -> int:
 
 
 def _stop_serving(_: argparse.Namespace) -> int:
-    """Stops every declared use case's model server and feature server under the state root."""
+    """Stops every declared use case's router, model servers and feature servers under the state root."""
     from platform_assets.declared import use_cases
-    from platform_assets.deploy.feature_server import stop_feature_server
-    from platform_assets.deploy.serving import stop_model_server
+    from platform_assets.deploy.release import stop_serving
 
     for use_case in use_cases():
-        serving = settings.paths().of(use_case.name).serving
-        print(f"{use_case.name}: model server {stop_model_server(serving / 'server.json')}, "
-              f"feature server {stop_feature_server(serving / 'feature_server.json')}")
+        stopped = stop_serving(settings.paths().of(use_case.name).serving)
+        print(f"{use_case.name}: stopped {', '.join(stopped) if stopped else 'nothing (none was running)'}")
     return 0
 
 

@@ -61,6 +61,7 @@ class PlatformModel:
             raise FileNotFoundError(f"model bundle {self.model_dir} (MODEL_DIR) has no {missing}")
         metadata = json.loads((self.model_dir / BUNDLE_FILE).read_text()).get("metadata", {})
         self._name = os.environ.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
+        self._role = os.environ.get("SERVING_ROLE")  # stable, canary or shadow (a release's role), if any
         self._version = os.environ.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
         declaration = os.environ.get("USE_CASE_DECLARATION")
         self.use_case = (use_case_from_dict(json.loads(declaration), "USE_CASE_DECLARATION") if declaration
@@ -194,6 +195,7 @@ class PlatformModel:
                 "event_ts": event.isoformat(), "model_name": self._name, "model_version": self._version,
                 **{column: values[r] for column, values in scored.ids.items()},
                 "feature_source": scored.source,
+                **({"role": self._role} if self._role else {}),
             }
             record.update({c: float(scored.columns[c][r]) for c in pre.numeric})
             record.update({c: str(scored.columns[c][r]) for c in pre.categorical})

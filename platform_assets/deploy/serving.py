@@ -63,7 +63,7 @@ def stop_model_server(record_path: Path, grace_s: float = 5.0) -> bool:
     return stop_recorded(record_path, _SERVER_MARKERS, "model server", grace_s)
 
 
-def _port_is_free(host: str, port: int) -> None:
+def port_is_free(host: str, port: int) -> None:
     """Raises if something already listens on ``host:port`` (checked by binding it, then letting go).
 
     Raises:
@@ -95,7 +95,7 @@ def start_model_server(
     log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
-    declaration: dict | None = None,
+    declaration: dict | None = None, role: str | None = None,
 ) -> ServerProcess:
     """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
 
@@ -105,6 +105,7 @@ def start_model_server(
         use_case: The declared use case the model is of (the server reads its declaration).
         declaration: The use case's declaration itself (``use_case_to_dict``), for a use case
             declared outside ``platform_assets/defs/``; the server reads it instead.
+        role: The release role (``stable``, ``canary``, ``shadow``) its inference log records, if any.
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
         http_port: REST port.
@@ -131,10 +132,14 @@ def start_model_server(
     if not Path(python).exists():
         raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
     stop_model_server(record_path)
-    _port_is_free(host, http_port)  # else a server of another state root would answer our health checks
+    port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "USE_CASE": use_case, "MODEL_NAME": model_name,
            "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
+    if role:
+        env["SERVING_ROLE"] = role
+    else:
+        env.pop("SERVING_ROLE", None)
     if declaration is not None:
         env["USE_CASE_DECLARATION"] = json.dumps(declaration)
     else:

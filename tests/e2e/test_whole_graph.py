@@ -12,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from platform_assets import definitions, settings
 from platform_assets.use_cases.loan_default import loop
-from platform_assets.deploy.feature_server import stop_feature_server
-from platform_assets.deploy.serving import free_port, predict_over_http, stop_model_server
+from platform_assets.deploy.release import stop_serving
+from platform_assets.deploy.serving import free_port, predict_over_http
 from platform_assets.resources import ModelServing
 from platform_assets.train.network import load_bundle
 from tests.conftest import SERVING_PYTHON, loan, loan_keys, loan_node, loan_paths
@@ -53,8 +53,7 @@ def graph_run(tmp_path_factory):
                 reports, daemon = loop.simulate(CONFIG, root, instance, defs, START, echo=print)
                 yield instance, daemon, reports, paths
             finally:
-                stop_model_server(loan_paths(root).serving / "server.json")
-                stop_feature_server(loan_paths(root).serving / "feature_server.json")
+                stop_serving(loan_paths(root).serving)
 
 
 def _runs(instance):

@@ -154,7 +154,7 @@ def third_dataset(tmp_path_factory):
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     from dagster.components.testing import create_defs_folder_sandbox
 
-    from platform_assets.deploy.serving import stop_model_server
+    from platform_assets.deploy.release import stop_serving
     from platform_assets.traffic import send_requests
 
     tmp = tmp_path_factory.mktemp("third_dataset")
@@ -221,7 +221,7 @@ def third_dataset(tmp_path_factory):
                         today = con.execute("SELECT * FROM validated.clients WHERE _partition = ?", [last]).df()
                     traffic = send_requests(deployment["url"], today, use_case.source, concurrency=4)
             finally:
-                stop_model_server(paths.serving / "server.json")
+                stop_serving(paths.serving)
             yield {"root": root, "instance": instance, "results": results, "use_case": use_case,
                    "rows": sum(len(f) for f in calls.values()), "deployment": deployment, "traffic": traffic,
                    "today": today, "paths": paths}

@@ -26,7 +26,7 @@ def churn_served(tmp_path_factory):
     """30 days of snapshots ingested, features built, a model trained, gated and served, one day of traffic."""
     if not SERVING_PYTHON.exists():
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
-    from platform_assets.deploy.serving import stop_model_server
+    from platform_assets.deploy.release import stop_serving
     from platform_assets.traffic import send_requests
     from platform_assets.use_cases.customer_churn.generator import write_sample
 
@@ -56,7 +56,7 @@ def churn_served(tmp_path_factory):
                 results["inference_days"] = run("inference_days", partition_key=last)
                 results["drift"] = run("drift")
             finally:
-                stop_model_server(paths.serving / "server.json")
+                stop_serving(paths.serving)
             yield {"root": root, "instance": instance, "results": results, "rows": rows, "traffic": traffic,
                    "today": today, "deployment": deployment, "paths": paths}
 

@@ -124,15 +124,15 @@ def test_a_port_held_by_another_server_is_refused_before_starting(tmp_path):
 
     import pytest
 
-    from platform_assets.deploy.serving import _port_is_free
+    from platform_assets.deploy.serving import port_is_free
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
         with pytest.raises(OSError, match=f"port {port} .* SERVING_PORT"):
-            _port_is_free("127.0.0.1", port)
-    _port_is_free("127.0.0.1", port)  # let go: free again
+            port_is_free("127.0.0.1", port)
+    port_is_free("127.0.0.1", port)  # let go: free again
 
 
 def _online_features_module():

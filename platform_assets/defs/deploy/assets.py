@@ -52,6 +52,17 @@ def approved_champion(client, name: str) -> str:
     return version
 
 
+class DeploymentConfig(dg.Config):
+    """How the version is released: ``stable`` (blue/green: the approved champion takes over the stable endpoint),
+    ``canary`` (the champion answers ``canary_weight`` of requests beside the stable one) or ``shadow`` (the
+    challenger gets a copy of live traffic; its answers are logged, never returned)."""
+
+    role: str = "stable"
+    canary_weight: float = 0.1
+    # Test rows a new version must answer as its bundle does (1e-5) before it gets any traffic.
+    smoke_rows: int = 50
+
+
 def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
     """``<use case>/deploy/deployment``: its champion served by the model server beside the Feast feature server."""
     keys = for_use_case(use_case)
@@ -59,83 +70,74 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=keys.deployment,
-        deps=[keys.champion, keys.feature_store],
+        deps=[keys.champion, keys.feature_store, keys.training_set],
         group_name=use_case.name,
         kinds={"seldon", "pytorch", "feast"},
         description=(
-            "The champion model served over REST by a Seldon Core microservice, and its features by the Feast "
-            "feature server (both replaced on each deploy)."
+            "The champion served over REST by a Seldon Core microservice (with the Feast feature server it reads) "
+            "behind the use case's stable endpoint; released blue/green: the new version starts beside the old, "
+            "is smoke-tested, then takes over, and a failure leaves the old one serving."
         ),
     )
     def deployment(
         context: dg.AssetExecutionContext,
+        config: DeploymentConfig,
         state: PlatformState,
         mlflow_registry: MlflowRegistry,
         serving: ModelServing,
         feast: FeatureStore,
     ) -> dg.MaterializeResult:
-        """Downloads the approved champion's bundle, (re)starts the model server on it and the feature server."""
-        from platform_assets.deploy import feature_server
-        from platform_assets.deploy import serving as server
-        from platform_assets.train.registry import download_bundle
+        """Downloads the approved champion's bundle (or the challenger's, for a shadow) and releases it."""
+        import pandas as pd
+
+        from platform_assets.deploy import release
+        from platform_assets.train.registry import CHALLENGER, alias_version, download_bundle
 
         paths = state.paths.of(use_case.name)
         client = mlflow_registry.client()
         name = use_case.model_name
-        version = approved_champion(client, name)
+        if config.role == "shadow":  # answers are never returned: the challenger need not have passed the gate
+            version = alias_version(client, name, CHALLENGER)
+            if version is None:
+                raise dg.Failure(f"registered model {name!r} has no challenger to shadow")
+        else:
+            version = approved_champion(client, name)
         bundle_dir = download_bundle(client, name, version, paths.serving / "models" / f"v{version}")
-        log_path = paths.serving / "server.log"
-        # The model server reads online features from the feature server: its address is chosen first, never
-        # the model server's own port (not bound yet, so the system may offer it as a free one).
-        http_port = serving.http_port + port_offset
-        feature_port = server.free_port()
-        while feature_port == http_port:
-            feature_port = server.free_port()
-        process = server.start_model_server(
-            python=serving.python_path(),
-            model_dir=bundle_dir,
-            use_case=use_case.name,
-            declaration=use_case_to_dict(use_case),
-            model_name=name,
-            model_version=version,
-            http_port=http_port,
-            host=serving.host,
-            log_path=log_path,
-            record_path=serving.pid_path(paths),
-            feature_server_url=f"http://127.0.0.1:{feature_port}",
-            inference_log_dir=paths.inference,
-            workers=serving.workers,
-            feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
+        spec = release.BackendSpec(
+            python=serving.python_path(), bundle=bundle_dir, use_case=use_case.name,
+            declaration=use_case_to_dict(use_case), model_name=name, version=str(version),
+            feature_repo=Path(feast.repo_path) if use_case.online_feature_service else None,
+            state_root=Path(feast.state_root), inference_log_dir=paths.inference,
+            workers=serving.workers, feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
+            start_timeout_s=serving.start_timeout_s,
         )
-        # The feature server lives as long as the model server it feeds (it watches its pid).
-        features = feature_server.start_feature_server(
-            repo_path=Path(feast.repo_path),
-            state_root=Path(feast.state_root),
-            log_path=paths.serving / "feature_server.log",
-            record_path=paths.serving / "feature_server.json",
-            port=feature_port,
-            watch_pid=process.pid,
-        )
-        waited = server.wait_until_healthy(process, timeout_s=serving.start_timeout_s)
-        features_waited = feature_server.wait_until_ready(features, timeout_s=serving.start_timeout_s)
-        record = {"url": process.url, "model_name": name, "model_version": version, "pid": process.pid,
-                  "bundle": str(bundle_dir), "feature_server_url": features.url, "feature_server_pid": features.pid,
-                  "inference_log_dir": str(paths.inference)}
-        (paths.serving / "deployment.json").write_text(json.dumps(record, indent=2))
-        context.log.info(
-            f"serving {name} v{version} at {process.url} (healthy after {waited:.1f} s), "
-            f"features at {features.url} (ready after {features_waited:.1f} s)"
-        )
+        rows = pd.read_parquet(paths.training_set).query("split == 'test'").head(config.smoke_rows)
+        try:
+            record = release.release(
+                spec, paths.serving, host=serving.host, port=serving.http_port + port_offset,
+                smoke_test=lambda url: release.smoke_test_against_bundle(url, bundle_dir, rows, version),
+                role=config.role, canary_weight=config.canary_weight, log=context.log.info,
+            )
+        except release.ReleaseError as exc:
+            raise dg.Failure(str(exc)) from None
+        stable = record["stable"]
+        summary = {"url": record["url"], "model_name": name, "model_version": stable["version"],
+                   "pid": stable["pid"], "bundle": stable["bundle"], "backend_url": stable["url"],
+                   "feature_server_url": stable["feature_server_url"], "feature_server_pid": stable["feature_server_pid"],
+                   "inference_log_dir": str(paths.inference),
+                   **{role: (record[role] or {}).get("version") for role in ("canary", "shadow")},
+                   "canary_weight": record.get("canary_weight", 0.0) if record.get("canary") else 0.0}
+        (paths.serving / "deployment.json").write_text(json.dumps(summary, indent=2))
         return dg.MaterializeResult(
             metadata={
-                "url": dg.MetadataValue.url(f"{process.url}/api/v1.0/predictions"),
-                "model_version": version,
-                "pid": process.pid,
-                "seconds_to_healthy": waited,
-                "log": dg.MetadataValue.path(str(log_path)),
-                "feature_server_url": dg.MetadataValue.url(f"{features.url}/get-online-features"),
-                "feature_server_pid": features.pid,
-                "deployment": dg.MetadataValue.json(record),
+                "url": dg.MetadataValue.url(f"{record['url']}/api/v1.0/predictions"),
+                "model_version": stable["version"],
+                "released_as": config.role,
+                "released_version": str(version),
+                "previous_versions": dg.MetadataValue.json([h["version"] for h in record["history"]]),
+                **({"feature_server_url": dg.MetadataValue.url(f"{stable['feature_server_url']}/get-online-features")}
+                   if stable["feature_server_url"] else {}),
+                "deployment": dg.MetadataValue.json(summary),
             }
         )
 
