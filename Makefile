@@ -12,7 +12,7 @@ export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DATA_ARGS ?= --days 60 --rows-per-day 1000
 
-.PHONY: demo test install data materialize where ui mlflow-ui stop-serving clean benchmark loop
+.PHONY: demo test install data materialize where ui mlflow-ui stop-serving rollback clean benchmark loop
 
 demo: install data materialize where
 
@@ -81,6 +81,10 @@ mlflow-ui: install
 
 stop-serving: install
 	$(BIN)/python -m platform_assets stop-serving
+
+# The version that served before returns to the stable endpoint: make rollback USE_CASE=loan_default
+rollback: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m platform_assets rollback --use-case $(USE_CASE)
 
 # The tests generate their own days (2025-12 onward): the first day a demo recorded is not theirs.
 test: install

@@ -38,7 +38,7 @@ def use_case_jobs(use_case: UseCase) -> list:
 
 def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     """Every asset, check, job, sensor and schedule of ``use_case`` (resources come from the code location)."""
-    from platform_assets.defs.deploy.assets import build_deployment_asset
+    from platform_assets.defs.deploy.assets import build_deployment_asset, build_rollback_job
     from platform_assets.defs.deploy.checks import build_deployment_checks
     from platform_assets.defs.evaluate.assets import build_evaluation_assets
     from platform_assets.defs.evaluate.checks import build_evaluation_checks
@@ -71,7 +71,7 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     return dg.Definitions(
         assets=[a.map_asset_specs(automate) for a in assets],
         asset_checks=checks,
-        jobs=[*use_case_jobs(use_case), *jobs],
+        jobs=[*use_case_jobs(use_case), build_rollback_job(use_case), *jobs],
         sensors=[build_landing_sensor(use_case), *sensors],
         schedules=schedules,
     )

@@ -167,6 +167,13 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    """Runs ``<use case>__rollback``: the version that served before returns to the stable endpoint."""
+    from platform_assets import launch
+
+    return launch.main(["--job", f"{args.use_case}__rollback"])
+
+
 def _loop(args: argparse.Namespace) -> int:
     """Runs a use case's closed-loop simulation on the state root (its ``platform_assets.use_cases.<name>.loop``)."""
     import importlib
@@ -246,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     lin.add_argument("request_id", help="the request id the server answered with (meta.puid) and logged")
     lin.set_defaults(func=_lineage)
+    back = commands.add_parser("rollback", help="serve the previous approved version again (and make it champion)")
+    back.add_argument("--use-case", required=True, help="the declared use case")
+    back.set_defaults(func=_rollback)
     lp = commands.add_parser("loop", help="simulate live days of traffic, drift and the platform's own retraining")
     lp.add_argument("--use-case", required=True, help="a use case that ships a simulation (e.g. its loop.py)")
     lp.add_argument("--history-days", type=int, default=35)

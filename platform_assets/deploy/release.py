@@ -163,7 +163,21 @@ def read_release(serving_dir: Path) -> dict:
     ``history`` of versions that served as stable before (newest last)."""
     data = read_record(Path(serving_dir) / RELEASE_FILE) or {}
     return {**{role: data.get(role) for role in ROLES}, "history": data.get("history", []),
-            "canary_weight": data.get("canary_weight", 0.0)}
+            "canary_weight": data.get("canary_weight", 0.0), "rolled_back": data.get("rolled_back", [])}
+
+
+def previous_version(serving_dir: Path) -> dict:
+    """The version (``version``, ``bundle``) that served as stable before the one serving now.
+
+    Raises:
+        ReleaseError: If nothing serves, or nothing served before it (there is nothing to roll back to).
+    """
+    current = read_release(serving_dir)
+    if not current["stable"]:
+        raise ReleaseError(f"nothing is serving from {serving_dir}: nothing to roll back")
+    if not current["history"]:
+        raise ReleaseError(f"version {current['stable']['version']} is the first that served: nothing to roll back to")
+    return current["history"][-1]
 
 
 def _write_release(serving_dir: Path, release: dict) -> None:
@@ -248,7 +262,7 @@ def _routes_of(release: dict) -> Routes:
 
 def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
             smoke_test: Callable[[str], str | None], role: str = "stable", canary_weight: float = 0.1,
-            drain_timeout_s: float = 30.0, log: Callable[[str], None] = print) -> dict:
+            drain_timeout_s: float = 30.0, log: Callable[[str], None] = print, rollback: bool = False) -> dict:
     """Starts ``spec`` beside what serves, smoke-tests it and gives it ``role``; returns the release record.
 
     Args:
@@ -256,6 +270,7 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
             does, else what was wrong.
         role: ``stable`` (blue/green: the new version takes over the stable endpoint), ``canary`` (it
             answers ``canary_weight`` of requests) or ``shadow`` (a copy of traffic, answers not returned).
+        rollback: ``spec`` is the newest version of the history (:func:`previous_version`), returning to serve.
 
     Raises:
         ReleaseError: If the new version did not start, failed its smoke test or the router did not take
@@ -279,6 +294,9 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
     updated = {**current, role: asdict(new)}
     if role == "stable" and current["stable"]:
         updated["history"] = [*current["history"], {k: current["stable"][k] for k in ("version", "bundle")}]
+    if rollback:  # the version rolled back to leaves the history; the one rolled back from does not join it
+        updated["history"] = current["history"][:-1]
+        updated["rolled_back"] = [*current.get("rolled_back", []), current["stable"]["version"]]
     if role == "canary":
         updated["canary_weight"] = canary_weight
     try:

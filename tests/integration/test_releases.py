@@ -160,6 +160,20 @@ def test_a_shadow_gets_every_request_logged_under_its_id_and_callers_see_only_th
     assert ended["shadow"] is None and not group_alive(shadowed["shadow"]["pid"])
 
 
+def test_a_rollback_returns_the_version_that_served_before(served, rows):
+    previous = release.previous_version(served["serving"])
+    assert previous["version"] == "1"
+    started = time.monotonic()
+    back = _release(served, rows, previous["version"], rollback=True)
+    took = time.monotonic() - started
+    assert back["stable"]["version"] == "1" and back["history"] == [] and back["rolled_back"] == ["2"]
+    answer = requests.post(served["url"] + "/api/v1.0/predictions", json=_message(rows.head(2)), timeout=10).json()
+    assert answer["meta"]["tags"]["model_version"] == "1"
+    print(f"rollback took {took:.1f} s")
+    with pytest.raises(release.ReleaseError, match="nothing to roll back to"):
+        release.previous_version(served["serving"])
+
+
 def test_stopping_serving_leaves_no_process_and_no_record(served, rows):
     state = release.read_release(served["serving"])
     router = read_record(served["serving"] / release.ROUTER_RECORD)

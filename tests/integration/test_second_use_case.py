@@ -27,7 +27,8 @@ def churn_served(tmp_path_factory):
     if not SERVING_PYTHON.exists():
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     from platform_assets.deploy.release import stop_serving
-    from platform_assets.traffic import send_requests
+    from platform_assets.deploy.serving import predict_over_http
+    from platform_assets.traffic import request_fields, send_requests
     from platform_assets.use_cases.customer_churn.generator import write_sample
 
     root = tmp_path_factory.mktemp("churn_home")
@@ -55,10 +56,17 @@ def churn_served(tmp_path_factory):
                 traffic = send_requests(deployment["url"], today, declared.source, concurrency=4)
                 results["inference_days"] = run("inference_days", partition_key=last)
                 results["drift"] = run("drift")
+                # A second version released blue/green, then rolled back by the use case's rollback job.
+                results["redeploy"] = run("features_to_serving")
+                redeployed = json.loads((paths.serving / "deployment.json").read_text())
+                results["rollback"] = run("rollback")
+                answered = predict_over_http(deployment["url"], today.head(3)[
+                    [c for c in today.columns if c in request_fields(declared.source)]].to_dict("records"))[1]
             finally:
                 stop_serving(paths.serving)
             yield {"root": root, "instance": instance, "results": results, "rows": rows, "traffic": traffic,
-                   "today": today, "deployment": deployment, "paths": paths}
+                   "today": today, "deployment": deployment, "paths": paths, "redeployed": redeployed,
+                   "answered_after_rollback": answered}
 
 
 def test_every_stage_of_the_second_use_case_runs_on_the_generic_assets(churn_served):
@@ -102,3 +110,18 @@ def test_served_rows_are_logged_with_their_key_and_joined_to_their_labels(churn_
     drift = churn_served["results"]["drift"].asset_materializations_for_node(
         "customer_churn__monitor__drift_report")[0].metadata
     assert drift["labelled_rows"].value == len(today)
+
+
+def test_a_rollback_serves_the_previous_version_again_and_makes_it_champion(churn_served):
+    from platform_assets.definitions import embedded_resources
+    from platform_assets.train.registry import CHAMPION, alias_version
+
+    results = churn_served["results"]
+    assert results["redeploy"].success and results["rollback"].success
+    first, second = churn_served["deployment"], churn_served["redeployed"]
+    assert (first["model_version"], second["model_version"]) == ("1", "2")
+    assert second["url"] == first["url"]  # one stable endpoint across releases
+    assert churn_served["answered_after_rollback"]["tags"]["model_version"] == "1"
+    client = embedded_resources(churn_served["root"])["mlflow_registry"].client()
+    assert alias_version(client, "customer-churn", CHAMPION) == "1"
+    assert client.get_model_version("customer-churn", "2").tags.get("rolled_back") == "true"

@@ -63,6 +63,60 @@ class DeploymentConfig(dg.Config):
     smoke_rows: int = 50
 
 
+def backend_spec(use_case: UseCase, state: PlatformState, serving: ModelServing, feast: FeatureStore,
+                 version: str, bundle_dir: Path) -> "release.BackendSpec":  # noqa: F821
+    """How to start ``version`` of the use case's model (and its feature server, if it reads online features)."""
+    from platform_assets.deploy import release
+
+    return release.BackendSpec(
+        python=serving.python_path(), bundle=Path(bundle_dir), use_case=use_case.name,
+        declaration=use_case_to_dict(use_case), model_name=use_case.model_name, version=str(version),
+        feature_repo=Path(feast.repo_path) if use_case.online_feature_service else None,
+        state_root=Path(feast.state_root), inference_log_dir=state.paths.of(use_case.name).inference,
+        workers=serving.workers, feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
+        start_timeout_s=serving.start_timeout_s,
+    )
+
+
+def build_rollback_job(use_case: UseCase) -> dg.JobDefinition:
+    """``<use case>__rollback``: the version that served before returns to the stable endpoint (blue/green, smoke-tested),
+    and the registry's ``champion`` alias goes back to it, so that the next deployment does not bring back the bad one."""
+
+    @dg.op(name=f"{use_case.name}__rollback_serving")
+    def rollback_serving(context: dg.OpExecutionContext, state: PlatformState, mlflow_registry: MlflowRegistry,
+                         serving: ModelServing, feast: FeatureStore) -> None:
+        import pandas as pd
+
+        from platform_assets.deploy import release
+        from platform_assets.train.registry import CHAMPION, GATE_TAG
+
+        paths = state.paths.of(use_case.name)
+        try:
+            previous = release.previous_version(paths.serving)
+            bad = release.read_release(paths.serving)["stable"]["version"]
+            rows = pd.read_parquet(paths.training_set).query("split == 'test'").head(50)
+            record = release.release(
+                backend_spec(use_case, state, serving, feast, previous["version"], previous["bundle"]), paths.serving,
+                host=serving.host, port=serving.http_port + use_case_index(use_case),
+                smoke_test=lambda url: release.smoke_test_against_bundle(url, previous["bundle"], rows, previous["version"]),
+                rollback=True, log=context.log.info,
+            )
+        except release.ReleaseError as exc:
+            raise dg.Failure(str(exc)) from None
+        client = mlflow_registry.client()
+        if client.get_model_version(use_case.model_name, previous["version"]).tags.get(GATE_TAG) == "passed":
+            client.set_registered_model_alias(use_case.model_name, CHAMPION, previous["version"])
+        client.set_model_version_tag(use_case.model_name, bad, "rolled_back", "true")
+        context.log.info(f"{use_case.model_name}: version {bad} rolled back; version {previous['version']} serves "
+                         f"at {record['url']} and is the champion again")
+
+    @dg.job(name=f"{use_case.name}__rollback", description=build_rollback_job.__doc__.split("\n")[0])
+    def rollback():
+        rollback_serving()
+
+    return rollback
+
+
 def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
     """``<use case>/deploy/deployment``: its champion served by the model server beside the Feast feature server."""
     keys = for_use_case(use_case)
@@ -103,14 +157,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         else:
             version = approved_champion(client, name)
         bundle_dir = download_bundle(client, name, version, paths.serving / "models" / f"v{version}")
-        spec = release.BackendSpec(
-            python=serving.python_path(), bundle=bundle_dir, use_case=use_case.name,
-            declaration=use_case_to_dict(use_case), model_name=name, version=str(version),
-            feature_repo=Path(feast.repo_path) if use_case.online_feature_service else None,
-            state_root=Path(feast.state_root), inference_log_dir=paths.inference,
-            workers=serving.workers, feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
-            start_timeout_s=serving.start_timeout_s,
-        )
+        spec = backend_spec(use_case, state, serving, feast, str(version), bundle_dir)
         rows = pd.read_parquet(paths.training_set).query("split == 'test'").head(config.smoke_rows)
         try:
             record = release.release(
