@@ -1,6 +1,7 @@
 """The stable endpoint of a use case's model: a small HTTP router in front of its model servers.
 
-Plain Python (standard library only), run as its own process
+Plain Python (standard library only: one asyncio event loop, keep-alive connections
+both ways), run as its own process
 (``python -m platform_assets.deploy.router --routes FILE --port P``). Callers always
 talk to the router's port; a release starts the new version on a free port beside
 the old one and, once it is healthy and smoke-tested, switches the route:
@@ -21,24 +22,20 @@ none is dropped. An upstream that cannot be reached is a 502 naming it.
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import os
 import random
-import threading
 import urllib.parse
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ADMIN_PATH = "/-/routes"
 PREDICT_PATH = "/api/v1.0/predictions"
 # Mirrored requests waiting for the shadow beyond this are dropped (and counted): the shadow never slows callers.
 MAX_SHADOW_BACKLOG = 1000
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
 @dataclass(frozen=True)
@@ -76,40 +73,98 @@ class Routes:
         return self.stable
 
 
-class _Upstreams:
-    """Keep-alive connections to the upstreams, one set per router thread."""
+_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection",
+               b"content-length", b"host"}
+IDLE_TIMEOUT_S = 30.0  # an idle client connection is closed after this
+# An upstream connection idle this long is not reused: the model server closes kept-alive ones after 5 s.
+IDLE_UPSTREAM_S = 4.0
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, timeout_s: float):
-        self.timeout_s = timeout_s
-        self.local = threading.local()
 
-    def _connection(self, url: str, fresh: bool) -> http.client.HTTPConnection:
-        pool = self.local.__dict__.setdefault("pool", {})
-        if fresh or url not in pool:
-            if url in pool:
-                pool[url].close()
-            parsed = urllib.parse.urlsplit(url)
-            pool[url] = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=self.timeout_s)
-        return pool[url]
+class BadRequest(ValueError):
+    """A request the router cannot read (answered 400 and the connection closed)."""
 
-    def send(self, url: str, method: str, path: str, headers: dict, body: bytes | None):
-        """Sends one request; returns ``(status, headers, body)``. A kept-alive connection the upstream
-        closed while idle is reopened once (the request never reached it)."""
+
+def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The start line and the header fields of an HTTP/1.x message head."""
+    lines = head[:-4].split(b"\r\n")
+    fields = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise BadRequest(f"malformed header line {line[:80]!r}")
+        fields.append((name.strip().lower(), value.strip()))
+    return lines[0], fields
+
+
+async def _read_body(reader: asyncio.StreamReader, fields: list[tuple[bytes, bytes]]) -> bytes:
+    """The message body: by Content-Length, or chunked."""
+    values = dict(fields)
+    if values.get(b"transfer-encoding", b"").lower() == b"chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return b"".join(chunks)
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    length = int(values.get(b"content-length", b"0") or 0)
+    if length > MAX_BODY_BYTES:
+        raise BadRequest(f"body of {length} bytes is over {MAX_BODY_BYTES}")
+    return await reader.readexactly(length) if length else b""
+
+
+class _Upstream:
+    """Idle keep-alive connections to one upstream."""
+
+    def __init__(self, url: str):
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port, self.netloc = parsed.hostname, parsed.port, parsed.netloc.encode()
+        self.idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def _idle_connection(self):
+        """The most recently used idle connection that the upstream has not closed yet, if any."""
+        now = asyncio.get_running_loop().time()
+        while self.idle:
+            since, reader, writer = self.idle.pop()
+            if now - since < IDLE_UPSTREAM_S and not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
+
+    async def exchange(self, head: bytes, body: bytes, timeout_s: float) -> tuple[bytes, list, bytes]:
+        """Sends one request; returns (status line, header fields, body). A kept-alive connection the upstream
+        closed while idle is replaced once by a new one (the request never reached the upstream)."""
         for attempt in range(2):
-            connection = self._connection(url, fresh=attempt > 0)
-            reused = connection.sock is not None
+            idle = self._idle_connection() if attempt == 0 else None
+            reused = idle is not None
+            reader, writer = idle or await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_s)
             try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                if response.getheader("connection", "").lower() == "close":
-                    connection.close()
-                return response.status, response.getheaders(), data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                connection.close()
-                if not reused or attempt:
-                    raise
-        raise AssertionError("unreachable")
+                writer.write(head + body)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
+                writer.close()
+                if reused and attempt == 0 and not isinstance(exc, asyncio.TimeoutError):
+                    continue
+                raise
+            except BaseException:
+                writer.close()
+                raise
+            try:
+                status, fields = _parse_head(answer)
+                data = await asyncio.wait_for(_read_body(reader, fields), timeout_s)
+            except BaseException:
+                writer.close()
+                raise
+            if dict(fields).get(b"connection", b"").lower() == b"close":
+                writer.close()
+            else:
+                self.idle.append((asyncio.get_running_loop().time(), reader, writer))
+            return status, fields, data
+        raise ConnectionError("unreachable")
 
 
 class RouterState:
@@ -118,47 +173,42 @@ class RouterState:
     def __init__(self, routes_path: Path, timeout_s: float = 30.0):
         self.routes_path = Path(routes_path)
         self.routes = Routes.read(self.routes_path)
-        self.upstreams = _Upstreams(timeout_s)
-        self.lock = threading.Lock()
+        self.timeout_s = timeout_s
+        self.upstreams: dict[str, _Upstream] = {}
         self.in_flight: Counter = Counter()
         self.served: Counter = Counter()
-        self.shadow = Counter()
-        self.shadow_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow")
-        self.shadow_upstreams = _Upstreams(timeout_s)
+        self.shadow: Counter = Counter()
 
     def reload(self) -> Routes:
         """Reads the routes file again; the next request follows it."""
-        routes = Routes.read(self.routes_path)
-        self.routes = routes
-        return routes
+        self.routes = Routes.read(self.routes_path)
+        return self.routes
 
     def status(self) -> dict:
-        with self.lock:
-            return {"routes": asdict(self.routes), "in_flight": dict(self.in_flight), "served": dict(self.served),
-                    "shadow": dict(self.shadow)}
+        return {"routes": asdict(self.routes), "in_flight": dict(+self.in_flight), "served": dict(self.served),
+                "shadow": dict(self.shadow)}
 
-    def forward(self, url: str, method: str, path: str, headers: dict, body: bytes | None):
-        with self.lock:
-            self.in_flight[url] += 1
+    async def forward(self, url: str, method: bytes, target: bytes, fields: list, body: bytes):
+        upstream = self.upstreams.get(url) or self.upstreams.setdefault(url, _Upstream(url))
+        head = b"".join([method, b" ", target, b" HTTP/1.1\r\nHost: ", upstream.netloc, b"\r\n",
+                         *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
+                         b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n"])
+        self.in_flight[url] += 1
         try:
-            return self.upstreams.send(url, method, path, headers, body)
+            return await upstream.exchange(head, body, self.timeout_s)
         finally:
-            with self.lock:
-                self.in_flight[url] -= 1
-                if not self.in_flight[url]:
-                    del self.in_flight[url]
-                self.served[url] += 1
+            self.in_flight[url] -= 1
+            self.served[url] += 1
 
-    def mirror(self, url: str, path: str, headers: dict, body: bytes, answer: bytes) -> None:
-        """Queues a copy of a prediction request for the shadow, under the request id the stable answer carries."""
-        with self.lock:
-            if self.shadow["pending"] >= MAX_SHADOW_BACKLOG:
-                self.shadow["dropped"] += 1
-                return
-            self.shadow["pending"] += 1
-        self.shadow_pool.submit(self._send_shadow, url, path, headers, body, answer)
+    def mirror(self, url: str, target: bytes, fields: list, body: bytes, answer: bytes) -> None:
+        """Sends a copy of a prediction request to the shadow, under the request id of the stable answer."""
+        if self.shadow["pending"] >= MAX_SHADOW_BACKLOG:
+            self.shadow["dropped"] += 1
+            return
+        self.shadow["pending"] += 1
+        asyncio.get_running_loop().create_task(self._send_shadow(url, target, fields, body, answer))
 
-    def _send_shadow(self, url: str, path: str, headers: dict, body: bytes, answer: bytes) -> None:
+    async def _send_shadow(self, url: str, target: bytes, fields: list, body: bytes, answer: bytes) -> None:
         outcome = "failed"
         try:
             request = json.loads(body)
@@ -166,71 +216,83 @@ class RouterState:
             if isinstance(request, dict):
                 meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
                 request["meta"] = {**meta, "puid": puid}
-            copy = json.dumps(request).encode()
-            status, _, _ = self.shadow_upstreams.send(
-                url, "POST", path, {**headers, "Content-Length": str(len(copy))}, copy)
-            outcome = "answered" if status == 200 else f"status_{status}"
-        except (OSError, ValueError, http.client.HTTPException):
+            status, _, _ = await self.forward(url, b"POST", target, fields, json.dumps(request).encode())
+            outcome = "answered" if status.split(b" ")[1] == b"200" else f"status_{status.split(b' ')[1].decode()}"
+        except (OSError, ValueError, IndexError, asyncio.TimeoutError, asyncio.IncompleteReadError):
             pass
         finally:
-            with self.lock:
-                self.shadow["pending"] -= 1
-                self.shadow[outcome] += 1
+            self.shadow["pending"] -= 1
+            self.shadow[outcome] += 1
 
 
-def _handler(state: RouterState):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 30  # an idle client connection is closed after this (it holds a thread, not the router)
+def _response(status: bytes, fields, body: bytes, keep_alive: bool) -> bytes:
+    return b"".join([status, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
+                     b"Content-Length: ", str(len(body)).encode(), b"\r\n",
+                     b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n", body])
 
-        def log_message(self, format, *args):  # noqa: A002 - the base class's name
-            pass
 
-        def _reply(self, status: int, body: bytes, headers=(("Content-Type", "application/json"),)):
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def _json_response(code: int, reason: str, value: dict, keep_alive: bool) -> bytes:
+    return _response(f"HTTP/1.1 {code} {reason}".encode(), [(b"content-type", b"application/json")],
+                     json.dumps(value).encode(), keep_alive)
 
-        def _admin(self):
-            if self.command == "POST" and self.path == ADMIN_PATH + "/reload":
-                try:
-                    state.reload()
-                except (OSError, ValueError, TypeError) as exc:
-                    return self._reply(500, json.dumps({"error": f"routes not reloaded: {exc}"}).encode())
-            self._reply(200, json.dumps(state.status()).encode())
 
-        def _handle(self):
-            if self.path.startswith(ADMIN_PATH):
-                return self._admin()
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            routes = state.routes
-            upstream = routes.pick()
+async def _serve_connection(state: RouterState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
             try:
-                status, answer_headers, answer = state.forward(upstream, self.command, self.path, headers, body)
-            except (OSError, http.client.HTTPException) as exc:
-                message = {"status": {"code": 502, "info": f"model server {upstream} unreachable: {exc}",
-                                      "reason": "UPSTREAM_UNAVAILABLE", "status": 1}}
-                return self._reply(502, json.dumps(message).encode())
-            self._reply(status, answer, answer_headers)
-            if (routes.shadow and self.command == "POST" and self.path.startswith(PREDICT_PATH)
-                    and status == 200 and body):
-                state.mirror(routes.shadow, self.path, headers, body, answer)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+                return
+            try:
+                start, fields = _parse_head(head)
+                method, target, version = start.split(b" ", 2)
+                body = await asyncio.wait_for(_read_body(reader, fields), state.timeout_s)
+            except (BadRequest, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                writer.write(_json_response(400, "Bad Request", {"error": f"unreadable request: {exc}"}, False))
+                await writer.drain()
+                return
+            connection = dict(fields).get(b"connection", b"").lower()
+            keep_alive = connection != b"close" if version == b"HTTP/1.1" else connection == b"keep-alive"
+            path = target.decode("latin-1")
+            if path.startswith(ADMIN_PATH):
+                if method == b"POST" and path == ADMIN_PATH + "/reload":
+                    try:
+                        state.reload()
+                    except (OSError, ValueError, TypeError) as exc:
+                        writer.write(_json_response(500, "Internal Server Error",
+                                                    {"error": f"routes not reloaded: {exc}"}, keep_alive))
+                        await writer.drain()
+                        continue
+                writer.write(_json_response(200, "OK", state.status(), keep_alive))
+            else:
+                routes = state.routes
+                upstream = routes.pick()
+                try:
+                    status, answer_fields, answer = await state.forward(upstream, method, target, fields, body)
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, BadRequest, ValueError) as exc:
+                    message = {"status": {"code": 502, "info": f"model server {upstream} unreachable: {exc!r}",
+                                          "reason": "UPSTREAM_UNAVAILABLE", "status": 1}}
+                    writer.write(_json_response(502, "Bad Gateway", message, keep_alive))
+                else:
+                    writer.write(_response(status, answer_fields, answer, keep_alive))
+                    if (routes.shadow and method == b"POST" and path.startswith(PREDICT_PATH) and body
+                            and status.split(b" ")[1:2] == [b"200"]):
+                        state.mirror(routes.shadow, target, fields, body, answer)
+            await writer.drain()
+            if not keep_alive:
+                return
+    except ConnectionError:
+        return
+    finally:
+        writer.close()
 
-        do_GET = do_POST = _handle
 
-    return Handler
-
-
-class RouterServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
+async def _serve(state: RouterState, host: str, port: int) -> None:
+    server = await asyncio.start_server(lambda r, w: _serve_connection(state, r, w), host, port,
+                                        limit=MAX_HEAD_BYTES, backlog=512, reuse_address=True)
+    print(f"router on {host}:{port} -> {state.routes}", flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,13 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds an upstream has to answer")
     args = parser.parse_args(argv)
-    state = RouterState(Path(args.routes), args.timeout)
-    server = RouterServer((args.host, args.port), _handler(state))
-    print(f"router on {args.host}:{args.port} -> {state.routes}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        state.shadow_pool.shutdown(wait=False, cancel_futures=True)
+    asyncio.run(_serve(RouterState(Path(args.routes), args.timeout), args.host, args.port))
     return 0
 
 

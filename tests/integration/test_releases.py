@@ -114,6 +114,21 @@ def test_callers_see_no_failure_while_a_new_version_takes_over(served, rows):
     assert len(list((served["serving"] / release.BACKENDS).glob("*.json"))) == 1  # no orphan record
 
 
+def test_connections_the_model_server_closed_while_idle_cost_callers_nothing(served, rows):
+    """The router's kept-alive upstream connections outlive the server's 5 s keep-alive: none may become a 502."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def burst():
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda _: requests.post(served["url"] + "/api/v1.0/predictions",
+                                                         json=_message(rows.head(1)), timeout=10).status_code,
+                                 range(64)))
+
+    assert set(burst()) == {200}  # 16 upstream connections now idle in the router
+    time.sleep(6)  # the model server closes them
+    assert set(burst()) == {200}
+
+
 def test_a_version_failing_its_smoke_test_never_serves_and_the_old_one_stays(served, rows):
     before = release.read_release(served["serving"])
     assert before["stable"]["version"] == "2"

@@ -1,0 +1,231 @@
+"""The served model against a bare HTTP endpoint doing the same forward pass, as a client on loopback sees them.
+
+Run: `.venv/bin/python benchmarks/bench_serving.py [--requests 10000] [--concurrency 16] [--pairs 2]`.
+Prints a table and writes benchmarks/out/serving.json.
+
+- ``served``: the stable endpoint of a release (the router, then a Seldon Core
+  microservice with its gunicorn workers, strict request checks and the inference log),
+  as :mod:`platform_assets.deploy.release` starts it;
+- ``backend``: the same Seldon server asked directly (what the router costs);
+- ``bare``: one Python process (``ThreadingHTTPServer``) parsing the same JSON and
+  running the same bundle's ``predict_proba``, without checks or logging.
+
+Each is asked ``--requests`` requests of 1 row and of 100 rows (``--batch-sizes``)
+by ``--concurrency`` client threads on keep-alive connections, in interleaved
+rounds (served, backend, bare, served, ...), so a change in machine load hits all.
+Requests carry every model input: no feature lookup (the loan-default features
+need the Feast feature server and a materialized online store; not measured here).
+Every answer must be HTTP 200: errors are counted and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+sys.path.insert(0, str(ROOT))
+NUMERIC, CATEGORICAL = ["income", "debt_to_income", "open_loans"], ["region"]
+
+
+def _rows(n: int, seed: int = 1):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"income": rng.lognormal(10.9, 0.4, n), "debt_to_income": rng.uniform(0, 1, n),
+                         "open_loans": rng.integers(0, 6, n), "region": rng.choice(["north", "south", "east"], n)})
+
+
+def _bundle(directory: Path) -> Path:
+    import torch
+
+    from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
+
+    torch.manual_seed(0)
+    rows = _rows(2000)
+    pre = Preprocessor(numeric=NUMERIC, categorical=CATEGORICAL).fit(rows)
+    ModelBundle(TabularNet(pre.output_dim, (64, 32), 0.0), pre, {"hidden": [64, 32], "dropout": 0.0},
+                {"model_name": "loan-default", "model_version": "1"}).save(directory)
+    return directory
+
+
+def bare_server(port: int, bundle_dir: Path) -> None:
+    """The bare endpoint: JSON in, the bundle's forward pass, JSON out; one process, a thread per connection."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import numpy as np
+
+    from platform_assets.train.network import load_bundle
+
+    torch_threads = os.environ.get("OMP_NUM_THREADS")
+    bundle = load_bundle(bundle_dir)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # health
+            self._send(200, b'{"status": "ok"}')
+
+        def do_POST(self):
+            data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["data"]
+            columns = {name: np.array([row[i] for row in data["ndarray"]], dtype=object if name in CATEGORICAL
+                                      else np.float64) for i, name in enumerate(data["names"])}
+            probabilities = bundle.predict_proba(columns)
+            self._send(200, json.dumps({"data": {"ndarray": [[float(p)] for p in probabilities]},
+                                        "meta": {"tags": {"model_version": "1"}}}).encode())
+
+        def _send(self, status, body):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer.request_queue_size = 256  # 16 clients connecting at once: no reset connections
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print(f"bare endpoint on {port} (OMP_NUM_THREADS={torch_threads})", flush=True)
+    server.serve_forever()
+
+
+def load(url: str, body: bytes, requests: int, concurrency: int) -> dict:
+    """``requests`` POSTs of ``body`` by ``concurrency`` threads on keep-alive connections."""
+    parsed = http.client.urlsplit(url)
+    latencies, errors, lock, counter = [], [], threading.Lock(), iter(range(requests))
+
+    def worker():
+        connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        mine = []
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/api/v1.0/predictions", body=body,
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    errors.append(response.status)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(type(exc).__name__)
+                connection.close()
+                connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+            mine.append(time.perf_counter() - start)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": requests, "errors": len(errors), "error_kinds": sorted({str(e) for e in errors})[:5],
+            "seconds": round(wall, 2), "throughput_rps": round(requests / wall, 1),
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99) - 1], 2)}
+
+
+def _message(batch: int) -> bytes:
+    rows = _rows(batch, seed=batch)
+    return json.dumps({"data": {"names": NUMERIC + CATEGORICAL, "ndarray": [
+        [float(r.income), float(r.debt_to_income), int(r.open_loans), r.region] for r in rows.itertuples()]}}).encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch-sizes", default="1,100")
+    parser.add_argument("--pairs", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--workers", type=int, default=2, help="the model server's gunicorn workers")
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare_server:
+        bare_server(args.bare_server, Path(args.bundle))
+        return 0
+
+    from platform_assets.declarations import use_case_to_dict
+    from platform_assets.declared import use_case
+    from platform_assets.deploy import release
+    from platform_assets.deploy.processes import free_port, terminate_process_group, wait_until_answers
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    bundle_dir = _bundle(tmp / "bundle")
+    serving_python = ROOT / ".venv-serving" / "bin" / "python"
+    spec = release.BackendSpec(
+        python=serving_python, bundle=bundle_dir, use_case="loan_default",
+        declaration=use_case_to_dict(use_case("loan_default")), model_name="loan-default", version="1",
+        feature_repo=None, state_root=tmp, inference_log_dir=tmp / "inference", workers=args.workers)
+    port, bare_port = free_port(), free_port()
+    bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), "--bundle", str(bundle_dir)],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    results: list[dict] = []
+    try:
+        record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port,
+                                 smoke_test=lambda url: None, log=lambda m: None)
+        wait_until_answers(f"http://127.0.0.1:{bare_port}/", pid=bare.pid, log_path=None, timeout_s=60, what="bare")
+        targets = {"served": record["url"], "backend": record["stable"]["url"], "bare": f"http://127.0.0.1:{bare_port}"}
+        for batch in [int(b) for b in args.batch_sizes.split(",")]:
+            body = _message(batch)
+            for name, url in targets.items():  # warm-up: the first requests load the model in each worker
+                load(url, body, 200, args.concurrency)
+            for round_ in range(args.pairs):
+                for name, url in targets.items():
+                    result = {"target": name, "batch": batch, "round": round_, **load(url, body, args.requests,
+                                                                                    args.concurrency)}
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+    finally:
+        release.stop_serving(tmp / "serving")
+        terminate_process_group(bare.pid)
+
+    summary = []
+    for batch in sorted({r["batch"] for r in results}):
+        medians = {}
+        for name in ("served", "backend", "bare"):
+            mine = [r for r in results if r["batch"] == batch and r["target"] == name]
+            medians[name] = {k: statistics.median(r[k] for r in mine) for k in ("throughput_rps", "p50_ms", "p99_ms")}
+            medians[name]["errors"] = sum(r["errors"] for r in mine)
+        for name in ("served", "backend"):
+            summary.append({"batch": batch, "target": name, **medians[name], "bare": medians["bare"],
+                            "throughput_ratio": round(medians[name]["throughput_rps"] / medians["bare"]["throughput_rps"], 2),
+                            "p50_ratio": round(medians[name]["p50_ms"] / medians["bare"]["p50_ms"], 2),
+                            "p99_ratio": round(medians[name]["p99_ms"] / medians["bare"]["p99_ms"], 2)})
+    print(f"\n{'batch':>5} {'target':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | "
+          f"{'bare req/s':>10} {'bare p50':>8} {'bare p99':>8} | {'thr x':>5} {'p50 x':>5} {'p99 x':>5}")
+    for s in summary:
+        print(f"{s['batch']:>5} {s['target']:>8} {s['throughput_rps']:>8.0f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} "
+              f"{s['errors']:>6} | {s['bare']['throughput_rps']:>10.0f} {s['bare']['p50_ms']:>8.1f} "
+              f"{s['bare']['p99_ms']:>8.1f} | {s['throughput_ratio']:>5} {s['p50_ratio']:>5} {s['p99_ratio']:>5}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "serving.json").write_text(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "requests": args.requests, "concurrency": args.concurrency, "workers": args.workers,
+        "runs": results, "summary": summary}, indent=2))
+    return 0 if not any(r["errors"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
