@@ -18,7 +18,8 @@ from platform_assets.resources import (
     FeatureStore,
     Landing,
     MlflowRegistry,
-    ModelServing,
+    KubernetesDeployer,
+    LocalDeployer,
     PiiMasking,
     PlatformState,
     Warehouse,
@@ -42,6 +43,27 @@ def _tracking(tracking_uri: str | dg.EnvVar, artifact_root: str, declared: Seque
     }
 
 
+DEPLOY_TARGET_ENV = "PLATFORM_DEPLOY_TARGET"
+
+
+def _deployer():
+    """The deployer ``PLATFORM_DEPLOY_TARGET`` names: ``local`` (default) or ``kubernetes`` (settings from
+    ``SELDON_NAMESPACE``, ``SELDON_IMAGE``, ``SELDON_FETCH_IMAGE``, ``KUBECONFIG``)."""
+    target = os.environ.get(DEPLOY_TARGET_ENV, "local")
+    if target == "kubernetes":
+        defaults = KubernetesDeployer()
+        return KubernetesDeployer(
+            namespace=_env("SELDON_NAMESPACE", defaults.namespace), image=_env("SELDON_IMAGE", defaults.image),
+            fetch_image=_env("SELDON_FETCH_IMAGE", defaults.fetch_image), kubeconfig=_env("KUBECONFIG", ""))
+    if target != "local":
+        raise settings.ConfigurationError(f"{DEPLOY_TARGET_ENV}={target!r}: want 'local' or 'kubernetes'")
+    return LocalDeployer(
+        serving_python=_env("SERVING_PYTHON", ""),
+        http_port=int(os.environ.get("SERVING_PORT", str(LocalDeployer.model_fields["http_port"].default))),
+        host=_env("SERVING_HOST", "127.0.0.1"),
+    )
+
+
 def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = None) -> dict:
     """Resources on the embedded defaults, every file under the state root ``root``; no environment variable is read.
 
@@ -59,7 +81,7 @@ def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = No
         "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
         **_tracking(tracking_uri, artifact_root, declared),
         "pii": PiiMasking.development(),
-        "serving": ModelServing(),
+        "deployer": LocalDeployer(),
     }
 
 
@@ -77,11 +99,7 @@ def build_resources(declared: Sequence[UseCase] | None = None) -> dict:
         "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
         **_tracking(tracking_uri, artifact_root, declared),
         "pii": PiiMasking.from_environment(),
-        "serving": ModelServing(
-            serving_python=_env("SERVING_PYTHON", ""),
-            http_port=int(os.environ.get("SERVING_PORT", str(ModelServing.model_fields["http_port"].default))),
-            host=_env("SERVING_HOST", "127.0.0.1"),
-        ),
+        "deployer": _deployer(),
     }
 
 

@@ -105,8 +105,26 @@ def mlflow_tracking(init_context: dg.InitResourceContext):
     return MlFlow(init_context)
 
 
-class ModelServing(dg.ConfigurableResource):
-    """The local model server: the serving environment's Python and the address to listen on."""
+class Deployer(dg.ConfigurableResource):
+    """Where a use case's model is released: :class:`LocalDeployer` (blue/green behind a router on this
+    machine) or :class:`KubernetesDeployer` (a SeldonDeployment), chosen by ``PLATFORM_DEPLOY_TARGET``."""
+
+    def release(self, request: "ReleaseRequest", log) -> dict:  # noqa: F821
+        """Releases ``request.version`` in ``request.role``; returns the serving record (``url``, ``model_version``,
+        ``history`` ...). Raises ``release.ReleaseError`` when it did not happen (what served before still serves)."""
+        raise NotImplementedError
+
+    def rollback(self, request: "ReleaseRequest", log) -> dict:  # noqa: F821
+        """Serves the version that served before again (``request`` names the use case; its version is ignored)."""
+        raise NotImplementedError
+
+    def previous_version(self, request: "ReleaseRequest") -> str:  # noqa: F821
+        """The version a rollback returns to."""
+        raise NotImplementedError
+
+
+class LocalDeployer(Deployer):
+    """Model servers on this machine behind each use case's stable endpoint (:mod:`platform_assets.deploy.release`)."""
 
     serving_python: str = ""
     http_port: int = 9100
@@ -122,9 +140,129 @@ class ModelServing(dg.ConfigurableResource):
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""
         return Path(self.serving_python or settings.PROJECT_ROOT / ".venv-serving" / "bin" / "python")
 
-    def pid_path(self, paths: settings.UseCasePaths) -> Path:
-        """Where a use case's running server is recorded."""
-        return paths.serving / "server.json"
+    def _spec(self, request, version: str, bundle) -> "BackendSpec":  # noqa: F821
+        from platform_assets.deploy.release import BackendSpec
+
+        return BackendSpec(
+            python=self.python_path(), bundle=Path(bundle), use_case=request.use_case.name,
+            declaration=request.declaration, model_name=request.use_case.model_name, version=str(version),
+            feature_repo=request.feature_repo, state_root=request.state_root,
+            inference_log_dir=request.inference_log_dir, workers=self.workers,
+            feature_lookup_timeout_s=self.feature_lookup_timeout_s, start_timeout_s=self.start_timeout_s)
+
+    def release(self, request, log) -> dict:  # noqa: D102
+        from platform_assets.deploy import release
+
+        return release.release(
+            self._spec(request, request.version, request.bundle_dir), request.serving_dir, host=self.host,
+            port=self.http_port + request.port_offset, role=request.role, canary_weight=request.canary_weight,
+            smoke_test=lambda url: release.smoke_test_against_bundle(url, request.bundle_dir, request.smoke_rows,
+                                                                     request.version), log=log)
+
+    def previous_version(self, request) -> str:  # noqa: D102
+        from platform_assets.deploy import release
+
+        return release.previous_version(request.serving_dir)["version"]
+
+    def rollback(self, request, log) -> dict:  # noqa: D102
+        from platform_assets.deploy import release
+
+        previous = release.previous_version(request.serving_dir)
+        return release.release(
+            self._spec(request, previous["version"], previous["bundle"]), request.serving_dir, host=self.host,
+            port=self.http_port + request.port_offset, rollback=True, log=log,
+            smoke_test=lambda url: release.smoke_test_against_bundle(url, previous["bundle"], request.smoke_rows,
+                                                                     previous["version"]))
+
+
+class KubernetesDeployer(Deployer):
+    """A SeldonDeployment per use case (machinelearning.seldon.io/v1), applied with the kubernetes client.
+
+    The main predictor serves the champion; ``canary`` adds a predictor with a share of
+    traffic, ``shadow`` one that gets a copy of it. The asset waits until Seldon reports
+    the deployment ``Available`` (else it fails with Seldon's description).
+    """
+
+    namespace: str = "ml"
+    image: str = "registry.local/platform-model-server:latest"
+    fetch_image: str = "registry.local/platform-assets:latest"
+    replicas: int = 1
+    available_timeout_s: float = 600.0
+    poll_s: float = 2.0
+    # The predictor's service inside the cluster (Seldon names it <deployment>-<predictor>, REST on 8000).
+    service_url: str = "http://{name}-main.{namespace}.svc.cluster.local:8000"
+    # Empty: the pod's service account (in the cluster), else this kubeconfig file.
+    kubeconfig: str = ""
+
+    def _api(self):
+        from kubernetes import client, config
+
+        if self.kubeconfig:
+            config.load_kube_config(self.kubeconfig)
+        else:
+            config.load_incluster_config()
+        return client.CustomObjectsApi()
+
+    def _apply(self, request, main: str, previous: list[str], log, **extra) -> dict:
+        from platform_assets.deploy import kubernetes, manifests
+
+        name = request.use_case.model_name
+        manifest = manifests.render_seldon_deployment(
+            name=name, namespace=self.namespace, use_case=request.use_case.name, image=self.image,
+            model_version=main, model_uri=f"models:/{name}/{main}", replicas=self.replicas,
+            fetch_image=self.fetch_image, previous_versions=previous, **extra)
+        from platform_assets.deploy.release import ReleaseError
+
+        api = self._api()
+        action = kubernetes.apply_seldon_deployment(api, manifest)
+        log(f"SeldonDeployment {self.namespace}/{name} {action}: main {main}"
+            + "".join(f", {k} {v['model_version']}" for k, v in extra.items() if v))
+        try:
+            status = kubernetes.wait_until_available(api, self.namespace, name, self.available_timeout_s, self.poll_s)
+        except RuntimeError as exc:
+            raise ReleaseError(str(exc)) from None
+        return {"url": self.service_url.format(name=name, namespace=self.namespace), "model_name": name,
+                "model_version": main, "history": [{"version": v} for v in previous], "state": status.get("state"),
+                "stable": {"version": main}, "canary": None, "shadow": None}
+
+    def _current(self, request) -> tuple[str | None, list[str]]:
+        from platform_assets.deploy import kubernetes
+
+        return kubernetes.served_versions(self._api(), self.namespace, request.use_case.model_name)
+
+    def release(self, request, log) -> dict:  # noqa: D102
+        from platform_assets.deploy.release import ReleaseError
+
+        main, previous = self._current(request)
+        version = str(request.version)
+        if request.role == "stable":
+            history = [*previous, main] if main and main != version else previous
+            try:
+                return self._apply(request, version, history, log)
+            except ReleaseError as exc:
+                if not main:
+                    raise
+                self._apply(request, main, previous, log)  # the version before is what Seldon serves again
+                raise ReleaseError(f"{exc}; version {main} serves again") from None
+        if not main:
+            raise ReleaseError(f"a {request.role} needs a stable version serving first")
+        other = {"model_version": version, "model_uri": f"models:/{request.use_case.model_name}/{version}"}
+        if request.role == "canary":
+            return self._apply(request, main, previous, log, canary={**other, "traffic": round(100 * request.canary_weight)})
+        return self._apply(request, main, previous, log, shadow=other)
+
+    def previous_version(self, request) -> str:  # noqa: D102
+        from platform_assets.deploy.release import ReleaseError
+
+        main, previous = self._current(request)
+        if not previous:
+            raise ReleaseError(f"version {main} is the first that served: nothing to roll back to")
+        return previous[-1]
+
+    def rollback(self, request, log) -> dict:  # noqa: D102
+        _, previous = self._current(request)
+        back = self.previous_version(request)
+        return self._apply(request, back, previous[:-1], log)
 
 
 class PiiMasking(dg.ConfigurableResource):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import string
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from platform_assets.deploy.kubernetes import PREVIOUS_VERSIONS
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "seldondeployment.yaml"
 DEFAULT_FETCH_IMAGE = "registry.local/platform-assets:latest"  # user-code image (deploy/dagster/values.yaml)
@@ -34,7 +37,9 @@ def render_seldon_deployment(
     model_uri: str,
     replicas: int = 1,
     canary: dict | None = None,
+    shadow: dict | None = None,
     fetch_image: str = DEFAULT_FETCH_IMAGE,
+    previous_versions: list[str] | None = None,
 ) -> dict:
     """Fills the template; with ``canary``, adds a second predictor that takes part of the traffic.
 
@@ -49,7 +54,10 @@ def render_seldon_deployment(
         canary: ``{"model_version", "model_uri", "traffic"}`` (optional ``"image"``,
             ``"replicas"``): a canary predictor taking ``traffic`` percent (1-99,
             default 10); the main predictor takes the rest.
+        shadow: ``{"model_version", "model_uri"}`` (optional ``"image"``): a shadow predictor that gets a
+            copy of the traffic; its answers are not returned.
         fetch_image: Image with the mlflow CLI for the init container.
+        previous_versions: The versions that served before (oldest first), kept as an annotation for a rollback.
 
     Returns:
         The manifest as a dict, ready for the Kubernetes API.
@@ -61,6 +69,9 @@ def render_seldon_deployment(
     prototype = template["spec"].pop("predictors")[0]
     common = {"name": name, "namespace": namespace, "use_case": use_case, "fetch_image": fetch_image}
     manifest = _fill(template, common)
+    manifest["metadata"]["labels"]["model-version"] = str(model_version)
+    manifest["metadata"].setdefault("annotations", {})[PREVIOUS_VERSIONS] = json.dumps(
+        [str(v) for v in previous_versions or []])
 
     def predictor(label: str, **values: str) -> dict:
         return _fill(copy.deepcopy(prototype), {**common, "predictor": label, **values})
@@ -79,4 +90,11 @@ def render_seldon_deployment(
         second["replicas"], second["traffic"] = int(canary.get("replicas", 1)), traffic
         main["traffic"] = 100 - traffic
         manifest["spec"]["predictors"].append(second)
+    if shadow:
+        mirror = predictor(
+            "shadow", image=shadow.get("image", image),
+            model_version=str(shadow["model_version"]), model_uri=shadow["model_uri"],
+        )
+        mirror["shadow"], mirror["traffic"] = True, 0
+        manifest["spec"]["predictors"].append(mirror)
     return manifest

@@ -75,6 +75,24 @@ class BackendSpec:
     start_timeout_s: float = 120.0
 
 
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """What a deployer is asked to release, whatever its target (``platform_assets.resources.Deployer``)."""
+
+    use_case: object  # platform_assets.declarations.UseCase
+    declaration: dict
+    version: str
+    bundle_dir: Path
+    smoke_rows: object  # a DataFrame of test rows with the model's inputs
+    serving_dir: Path
+    port_offset: int
+    feature_repo: Path | None
+    state_root: Path
+    inference_log_dir: Path
+    role: str = "stable"
+    canary_weight: float = 0.1
+
+
 def start_backend(spec: BackendSpec, serving_dir: Path, role: str = "stable") -> Backend:
     """Starts ``spec``'s model server and its feature server on free loopback ports and waits until both answer.
 

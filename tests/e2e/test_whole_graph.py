@@ -14,7 +14,7 @@ from platform_assets import definitions, settings
 from platform_assets.use_cases.loan_default import loop
 from platform_assets.deploy.release import stop_serving
 from platform_assets.deploy.serving import free_port, predict_over_http
-from platform_assets.resources import ModelServing
+from platform_assets.resources import LocalDeployer
 from platform_assets.train.network import load_bundle
 from tests.conftest import SERVING_PYTHON, loan, loan_keys, loan_node, loan_paths
 
@@ -40,7 +40,7 @@ def graph_run(tmp_path_factory):
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     root = tmp_path_factory.mktemp("e2e_state")
     resources = definitions.embedded_resources(root)
-    resources["serving"] = ModelServing(http_port=free_port())
+    resources["deployer"] = LocalDeployer(http_port=free_port())
     paths = settings.paths(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLATFORM_HOME", str(root))

@@ -35,7 +35,9 @@ def test_manifest_validates_against_the_crd(schema):
     assert manifest["apiVersion"] == "machinelearning.seldon.io/v1"
     assert manifest["metadata"] == {
         "name": "loan-default", "namespace": "ml",
-        "labels": {"app.kubernetes.io/name": "loan-default", "app.kubernetes.io/part-of": "loan-platform"},
+        "labels": {"app.kubernetes.io/name": "loan-default", "app.kubernetes.io/part-of": "ml-platform",
+                   "model-name": "loan-default", "model-version": "4"},
+        "annotations": {"ml-platform/previous-versions": "[]"},
     }
     (main,) = manifest["spec"]["predictors"]
     assert (main["name"], main["replicas"], main["traffic"]) == ("main", 2, 100)

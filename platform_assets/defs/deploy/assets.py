@@ -8,7 +8,7 @@ import dagster as dg
 
 from platform_assets.declarations import UseCase, use_case_to_dict
 from platform_assets.declared import use_case_index
-from platform_assets.resources import FeatureStore, MlflowRegistry, ModelServing, PlatformState
+from platform_assets.resources import Deployer, FeatureStore, MlflowRegistry, PlatformState
 
 from platform_assets.keys import for_use_case
 
@@ -63,18 +63,22 @@ class DeploymentConfig(dg.Config):
     smoke_rows: int = 50
 
 
-def backend_spec(use_case: UseCase, state: PlatformState, serving: ModelServing, feast: FeatureStore,
-                 version: str, bundle_dir: Path) -> "release.BackendSpec":  # noqa: F821
-    """How to start ``version`` of the use case's model (and its feature server, if it reads online features)."""
+def release_request(use_case: UseCase, state: PlatformState, feast: FeatureStore, version: str, bundle_dir: Path,
+                    config: "DeploymentConfig | None" = None) -> "release.ReleaseRequest":  # noqa: F821
+    """What the deployer is asked to release: ``version`` of the use case's model, its smoke rows, its files."""
+    import pandas as pd
+
     from platform_assets.deploy import release
 
-    return release.BackendSpec(
-        python=serving.python_path(), bundle=Path(bundle_dir), use_case=use_case.name,
-        declaration=use_case_to_dict(use_case), model_name=use_case.model_name, version=str(version),
+    config = config or DeploymentConfig()
+    paths = state.paths.of(use_case.name)
+    return release.ReleaseRequest(
+        use_case=use_case, declaration=use_case_to_dict(use_case), version=str(version), bundle_dir=Path(bundle_dir),
+        smoke_rows=pd.read_parquet(paths.training_set).query("split == 'test'").head(config.smoke_rows),
+        serving_dir=paths.serving, port_offset=use_case_index(use_case),
         feature_repo=Path(feast.repo_path) if use_case.online_feature_service else None,
-        state_root=Path(feast.state_root), inference_log_dir=state.paths.of(use_case.name).inference,
-        workers=serving.workers, feature_lookup_timeout_s=serving.feature_lookup_timeout_s,
-        start_timeout_s=serving.start_timeout_s,
+        state_root=Path(feast.state_root), inference_log_dir=paths.inference,
+        role=config.role, canary_weight=config.canary_weight,
     )
 
 
@@ -84,30 +88,23 @@ def build_rollback_job(use_case: UseCase) -> dg.JobDefinition:
 
     @dg.op(name=f"{use_case.name}__rollback_serving")
     def rollback_serving(context: dg.OpExecutionContext, state: PlatformState, mlflow_registry: MlflowRegistry,
-                         serving: ModelServing, feast: FeatureStore) -> None:
-        import pandas as pd
-
+                         deployer: Deployer, feast: FeatureStore) -> None:
         from platform_assets.deploy import release
         from platform_assets.train.registry import CHAMPION, GATE_TAG
 
-        paths = state.paths.of(use_case.name)
+        client = mlflow_registry.client()
         try:
-            previous = release.previous_version(paths.serving)
-            bad = release.read_release(paths.serving)["stable"]["version"]
-            rows = pd.read_parquet(paths.training_set).query("split == 'test'").head(50)
-            record = release.release(
-                backend_spec(use_case, state, serving, feast, previous["version"], previous["bundle"]), paths.serving,
-                host=serving.host, port=serving.http_port + use_case_index(use_case),
-                smoke_test=lambda url: release.smoke_test_against_bundle(url, previous["bundle"], rows, previous["version"]),
-                rollback=True, log=context.log.info,
-            )
+            bad = str(latest_deployment(context.instance, for_use_case(use_case).deployment)["model_version"])
+            request = release_request(use_case, state, feast, bad, "")
+            back = deployer.previous_version(request)
+            request = release_request(use_case, state, feast, back, "")
+            record = deployer.rollback(request, context.log.info)
         except release.ReleaseError as exc:
             raise dg.Failure(str(exc)) from None
-        client = mlflow_registry.client()
-        if client.get_model_version(use_case.model_name, previous["version"]).tags.get(GATE_TAG) == "passed":
-            client.set_registered_model_alias(use_case.model_name, CHAMPION, previous["version"])
+        if client.get_model_version(use_case.model_name, back).tags.get(GATE_TAG) == "passed":
+            client.set_registered_model_alias(use_case.model_name, CHAMPION, back)
         client.set_model_version_tag(use_case.model_name, bad, "rolled_back", "true")
-        context.log.info(f"{use_case.model_name}: version {bad} rolled back; version {previous['version']} serves "
+        context.log.info(f"{use_case.model_name}: version {bad} rolled back; version {back} serves "
                          f"at {record['url']} and is the champion again")
 
     @dg.job(name=f"{use_case.name}__rollback", description=build_rollback_job.__doc__.split("\n")[0])
@@ -120,7 +117,6 @@ def build_rollback_job(use_case: UseCase) -> dg.JobDefinition:
 def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
     """``<use case>/deploy/deployment``: its champion served by the model server beside the Feast feature server."""
     keys = for_use_case(use_case)
-    port_offset = use_case_index(use_case)
 
     @dg.asset(
         key=keys.deployment,
@@ -138,12 +134,10 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         config: DeploymentConfig,
         state: PlatformState,
         mlflow_registry: MlflowRegistry,
-        serving: ModelServing,
+        deployer: Deployer,
         feast: FeatureStore,
     ) -> dg.MaterializeResult:
         """Downloads the approved champion's bundle (or the challenger's, for a shadow) and releases it."""
-        import pandas as pd
-
         from platform_assets.deploy import release
         from platform_assets.train.registry import CHALLENGER, alias_version, download_bundle
 
@@ -157,21 +151,17 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         else:
             version = approved_champion(client, name)
         bundle_dir = download_bundle(client, name, version, paths.serving / "models" / f"v{version}")
-        spec = backend_spec(use_case, state, serving, feast, str(version), bundle_dir)
-        rows = pd.read_parquet(paths.training_set).query("split == 'test'").head(config.smoke_rows)
         try:
-            record = release.release(
-                spec, paths.serving, host=serving.host, port=serving.http_port + port_offset,
-                smoke_test=lambda url: release.smoke_test_against_bundle(url, bundle_dir, rows, version),
-                role=config.role, canary_weight=config.canary_weight, log=context.log.info,
-            )
+            record = deployer.release(release_request(use_case, state, feast, version, bundle_dir, config),
+                                      context.log.info)
         except release.ReleaseError as exc:
             raise dg.Failure(str(exc)) from None
         stable = record["stable"]
+        own_bundle = str(bundle_dir) if stable["version"] == str(version) else None
         summary = {"url": record["url"], "model_name": name, "model_version": stable["version"],
-                   "pid": stable["pid"], "bundle": stable["bundle"], "backend_url": stable["url"],
-                   "feature_server_url": stable["feature_server_url"], "feature_server_pid": stable["feature_server_pid"],
-                   "inference_log_dir": str(paths.inference),
+                   "pid": stable.get("pid"), "bundle": stable.get("bundle") or own_bundle,
+                   "backend_url": stable.get("url"), "feature_server_url": stable.get("feature_server_url"),
+                   "feature_server_pid": stable.get("feature_server_pid"), "inference_log_dir": str(paths.inference),
                    **{role: (record[role] or {}).get("version") for role in ("canary", "shadow")},
                    "canary_weight": record.get("canary_weight", 0.0) if record.get("canary") else 0.0}
         (paths.serving / "deployment.json").write_text(json.dumps(summary, indent=2))
@@ -183,7 +173,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
                 "released_version": str(version),
                 "previous_versions": dg.MetadataValue.json([h["version"] for h in record["history"]]),
                 **({"feature_server_url": dg.MetadataValue.url(f"{stable['feature_server_url']}/get-online-features")}
-                   if stable["feature_server_url"] else {}),
+                   if stable.get("feature_server_url") else {}),
                 "deployment": dg.MetadataValue.json(summary),
             }
         )
