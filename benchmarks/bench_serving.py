@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,12 @@ def bare_server(port: int, bundle_dir: Path) -> None:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self):
+            super().setup()
+            # Headers and body leave in one write, and no Nagle delay: a 40 ms delayed-ACK stall per answer
+            # would make the bare endpoint look slow.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, *args):
             pass
 
@@ -90,11 +97,8 @@ def bare_server(port: int, bundle_dir: Path) -> None:
                                         "meta": {"tags": {"model_version": "1"}}}).encode())
 
         def _send(self, status, body):
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (status, len(body), body))
 
     ThreadingHTTPServer.request_queue_size = 256  # 16 clients connecting at once: no reset connections
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -171,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     from platform_assets.deploy import release
     from platform_assets.deploy.processes import free_port, terminate_process_group, wait_until_answers
 
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed benchmark still stops its servers
     tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     bundle_dir = _bundle(tmp / "bundle")
     serving_python = ROOT / ".venv-serving" / "bin" / "python"

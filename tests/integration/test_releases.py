@@ -129,6 +129,17 @@ def test_connections_the_model_server_closed_while_idle_cost_callers_nothing(ser
     assert set(burst()) == {200}
 
 
+def test_caller_mistakes_still_get_400_naming_the_field_through_the_stable_endpoint(served, rows):
+    message = _message(rows.head(2))
+    message["data"]["ndarray"][1][0] = "lots"  # text in a number column
+    answer = requests.post(served["url"] + "/api/v1.0/predictions", json=message, timeout=10)
+    assert answer.status_code == 400 and answer.json()["status"]["reason"] == "MICROSERVICE_BAD_DATA"
+    assert "row 1" in answer.json()["status"]["info"] and "income" in answer.json()["status"]["info"]
+    truncated = requests.post(served["url"] + "/api/v1.0/predictions", data=b'{"data": {"names": [',
+                              headers={"Content-Type": "application/json"}, timeout=10)
+    assert truncated.status_code == 400
+
+
 def test_a_version_failing_its_smoke_test_never_serves_and_the_old_one_stays(served, rows):
     before = release.read_release(served["serving"])
     assert before["stable"]["version"] == "2"
