@@ -21,15 +21,19 @@ def use_case_jobs(use_case: UseCase) -> list:
     keys = for_use_case(use_case)
     daily = dg.AssetSelection.assets(keys.raw, keys.validated, keys.quarantined)
     monitor = dg.AssetSelection.key_prefixes([use_case.name, "monitor"])
+    batch = dg.AssetSelection.assets(keys.batch_predictions)
     return [
         # The daily-partitioned data assets, run for a day or a range of days (one run per range).
         dg.define_asset_job(f"{use_case.name}__ingest_days", selection=daily,
                             description="Ingest and validate landing files for a day or a range of days."),
         # Everything after validation up to serving: features, training, the gate, deployment.
         dg.define_asset_job(f"{use_case.name}__features_to_serving",
-                            selection=dg.AssetSelection.key_prefixes([use_case.name]) - daily - monitor,
+                            selection=dg.AssetSelection.key_prefixes([use_case.name]) - daily - monitor - batch,
                             description="Build features from all validated days, train, evaluate and deploy."),
         # Outcomes joined to served predictions, then drift and quality of the served model.
+        # The champion's scores of a day's (or a range of days') valid rows, offline.
+        dg.define_asset_job(f"{use_case.name}__batch_days", selection=batch,
+                            description="Score the valid rows of a day or a range of days with the champion."),
         dg.define_asset_job(f"{use_case.name}__drift",
                             selection=dg.AssetSelection.assets(keys.labelled_predictions, keys.drift_report),
                             description="Join known outcomes to served predictions and report drift and live quality."),
@@ -38,7 +42,8 @@ def use_case_jobs(use_case: UseCase) -> list:
 
 def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     """Every asset, check, job, sensor and schedule of ``use_case`` (resources come from the code location)."""
-    from platform_assets.defs.deploy.assets import build_deployment_asset, build_rollback_job
+    from platform_assets.defs.deploy.assets import (
+        build_batch_predictions_asset, build_deployment_asset, build_rollback_job)
     from platform_assets.defs.deploy.checks import build_deployment_checks
     from platform_assets.defs.evaluate.assets import build_evaluation_assets
     from platform_assets.defs.evaluate.checks import build_evaluation_checks
@@ -58,15 +63,16 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
 
     # The declared columns are checked against the schema when the raw asset runs: importing the schema
     # (pandera) here would slow down every load of the code location.
+    batch_predictions, batch_check = build_batch_predictions_asset(use_case)
     assets = [
         build_raw_asset(use_case), build_validation_asset(use_case), build_dbt_assets(use_case),
         *build_feature_assets(use_case), build_model_asset(use_case), *build_evaluation_assets(use_case),
-        build_deployment_asset(use_case), *build_monitor_assets(use_case),
+        build_deployment_asset(use_case), batch_predictions, *build_monitor_assets(use_case),
     ]
     automate = with_automation(for_use_case(use_case))
     checks = [*build_raw_checks(use_case), *build_validation_checks(use_case), *build_feature_checks(use_case),
               *build_model_checks(use_case), *build_evaluation_checks(use_case),
-              *build_deployment_checks(use_case), *build_monitor_checks(use_case)]
+              *build_deployment_checks(use_case), batch_check, *build_monitor_checks(use_case)]
     jobs, sensors, schedules = build_monitor_automation(use_case)
     return dg.Definitions(
         assets=[a.map_asset_specs(automate) for a in assets],

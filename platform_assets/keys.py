@@ -62,6 +62,10 @@ class UseCaseKeys:
         return self.key("deploy", "deployment")
 
     @property
+    def batch_predictions(self) -> dg.AssetKey:
+        return self.key("deploy", "batch_predictions")
+
+    @property
     def inference_log(self) -> dg.AssetKey:
         return self.key("monitor", "inference_log")
 

@@ -24,6 +24,7 @@ CHECKED = {
         "evaluate/eval_report",
         "evaluate/champion",
         "deploy/deployment",
+        "deploy/batch_predictions",
         "monitor/inference_log",
         "monitor/drift_report",
         "monitor/outcomes",
@@ -51,6 +52,7 @@ def test_graph_shape_groups_and_checks():
     assert prefix + "features/training_set" in lineage[prefix + "train/model"]
     assert prefix + "evaluate/eval_report" in lineage[prefix + "evaluate/champion"]  # the alias moves after the evaluation
     assert prefix + "evaluate/champion" in lineage[prefix + "deploy/deployment"]
+    assert prefix + "evaluate/champion" in lineage[prefix + "deploy/batch_predictions"]
     assert prefix + "monitor/outcomes" in lineage[prefix + "features/training_set"]  # labels that arrived later train the model
 
 

@@ -56,6 +56,7 @@ def churn_served(tmp_path_factory):
                 traffic = send_requests(deployment["url"], today, declared.source, concurrency=4)
                 results["inference_days"] = run("inference_days", partition_key=last)
                 results["drift"] = run("drift")
+                results["batch_days"] = run("batch_days", partition_key=last)
                 # A second version released blue/green, then rolled back by the use case's rollback job.
                 results["redeploy"] = run("features_to_serving")
                 redeployed = json.loads((paths.serving / "deployment.json").read_text())
@@ -125,3 +126,16 @@ def test_a_rollback_serves_the_previous_version_again_and_makes_it_champion(chur
     client = embedded_resources(churn_served["root"])["mlflow_registry"].client()
     assert alias_version(client, "customer-churn", CHAMPION) == "1"
     assert client.get_model_version("customer-churn", "2").tags.get("rolled_back") == "true"
+
+
+def test_batch_scores_of_a_day_equal_what_the_server_answered_for_the_same_rows(churn_served):
+    assert churn_served["results"]["batch_days"].success
+    checks = churn_served["results"]["batch_days"].get_asset_check_evaluations()
+    assert [c.check_name for c in checks] == ["every_row_scored_once"] and checks[0].passed
+    with duckdb.connect(str(settings.paths(churn_served["root"]).warehouse), read_only=True) as con:
+        batch = con.execute("SELECT subscription_id, model_version, probability "
+                            "FROM monitor_customer_churn.batch_predictions").df()
+    today, served = churn_served["today"], churn_served["traffic"].probabilities
+    assert sorted(batch["subscription_id"]) == sorted(today["subscription_id"]) and set(batch["model_version"]) == {"1"}
+    offline = dict(zip(batch["subscription_id"], batch["probability"]))
+    assert max(abs(offline[k] - p) for k, p in served.items()) < 1e-6

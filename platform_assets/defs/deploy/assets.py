@@ -179,3 +179,71 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         )
 
     return deployment
+
+
+def build_batch_predictions_asset(use_case: UseCase) -> dg.AssetsDefinition:
+    """``<use case>/deploy/batch_predictions``: a day's validated rows scored by the approved champion offline."""
+    from platform_assets.concurrency import WAREHOUSE_POOL
+    from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
+    from platform_assets.resources import Warehouse
+
+    keys = for_use_case(use_case)
+    table = use_case.monitor_table("batch_predictions")
+
+    @dg.asset(
+        key=keys.batch_predictions,
+        deps=[keys.champion, keys.validated, keys.feature_store],
+        partitions_def=DAILY_PARTITIONS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=use_case.name,
+        kinds={"pytorch", "duckdb"},
+        pool=WAREHOUSE_POOL,
+        description=(
+            f"Every valid row of the day scored by the approved champion, with the features training uses "
+            f"(point in time, from Feast) and the served model's own preprocessing and forward pass: {table}."
+        ),
+    )
+    def batch_predictions(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse,
+                          mlflow_registry: MlflowRegistry, feast: FeatureStore) -> dg.MaterializeResult:
+        """Scores the validated rows of the run's days; rewrites those days in the table."""
+        from platform_assets.deploy.batch import score_rows
+        from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+        from platform_assets.train.network import load_bundle
+        from platform_assets.train.registry import download_bundle
+
+        days = list(context.partition_keys)
+        client = mlflow_registry.client()
+        version = approved_champion(client, use_case.model_name)
+        paths = state.paths.of(use_case.name)
+        bundle = load_bundle(download_bundle(client, use_case.model_name, version, paths.serving / "models" / f"v{version}"))
+        source = use_case.source
+        where, params = partition_filter(days)
+        with warehouse.connect(read_only=True) as con:
+            rows = con.execute(f"SELECT * FROM {source.validated_table} WHERE {where}", params).df()
+        scored = score_rows(rows, bundle, feast.store(), use_case, str(version), carry=(PARTITION_COLUMN,))
+        warehouse.replace_partitions({table: scored}, PARTITION_COLUMN, days)
+        return dg.MaterializeResult(metadata={
+            "rows": len(scored), "validated_rows": len(rows), "model_version": str(version),
+            "mean_probability": float(scored["probability"].mean()) if len(scored) else 0.0,
+            "table": table,
+        })
+
+    @dg.asset_check(asset=keys.batch_predictions, blocking=True,
+                    description="Every validated row of the day has one finite probability in [0, 1] (recounted now).")
+    def every_row_scored_once(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        from platform_assets.defs.ingest.partitions import run_partition_keys
+        from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+
+        where, params = partition_filter(run_partition_keys(context))
+        with warehouse.connect(read_only=True) as con:
+            valid = con.execute(f"SELECT count(*) FROM {use_case.source.validated_table} WHERE {where}", params).fetchone()[0]
+            scored, keys_, bad = con.execute(
+                f"SELECT count(*), count(DISTINCT ({use_case.source.key}, {PARTITION_COLUMN})), "
+                f"count(*) FILTER (WHERE NOT isfinite(probability) OR probability < 0 OR probability > 1 "
+                f"OR probability IS NULL) FROM {table} WHERE {where}", params).fetchone()
+        return dg.AssetCheckResult(
+            passed=valid == scored == keys_ and bad == 0,
+            metadata={"validated_rows": int(valid), "scored_rows": int(scored), "distinct_keys": int(keys_),
+                      "bad_probabilities": int(bad)})
+
+    return batch_predictions, every_row_scored_once
