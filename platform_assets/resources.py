@@ -8,6 +8,7 @@ inside methods so that loading the code location stays fast.
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 
@@ -109,18 +110,18 @@ class Deployer(dg.ConfigurableResource):
     """Where a use case's model is released: :class:`LocalDeployer` (blue/green behind a router on this
     machine) or :class:`KubernetesDeployer` (a SeldonDeployment), chosen by ``PLATFORM_DEPLOY_TARGET``."""
 
+    @abc.abstractmethod
     def release(self, request: "ReleaseRequest", log) -> dict:  # noqa: F821
         """Releases ``request.version`` in ``request.role``; returns the serving record (``url``, ``model_version``,
         ``history`` ...). Raises ``release.ReleaseError`` when it did not happen (what served before still serves)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rollback(self, request: "ReleaseRequest", log) -> dict:  # noqa: F821
         """Serves the version that served before again (``request`` names the use case; its version is ignored)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def previous_version(self, request: "ReleaseRequest") -> str:  # noqa: F821
         """The version a rollback returns to."""
-        raise NotImplementedError
 
 
 class LocalDeployer(Deployer):
