@@ -38,3 +38,18 @@ def score_rows(rows: pd.DataFrame, bundle, store, use_case: UseCase, version: st
     out["model_version"] = str(version)
     out["probability"] = probability.to_numpy()
     return out[columns]
+
+
+def scoring_gaps(con, source, table: str, days: list[str] | None) -> dict:
+    """Validated rows of ``days`` (all for ``None``) against their batch scores: counts, and ``passed`` when
+    every valid row has exactly one finite probability in [0, 1]."""
+    from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+
+    where, params = partition_filter(days)
+    valid = con.execute(f"SELECT count(*) FROM {source.validated_table} WHERE {where}", params).fetchone()[0]
+    scored, distinct, bad = con.execute(
+        f"SELECT count(*), count(DISTINCT ({source.key}, {PARTITION_COLUMN})), "
+        f"count(*) FILTER (WHERE probability IS NULL OR NOT isfinite(probability) OR probability < 0 "
+        f"OR probability > 1) FROM {table} WHERE {where}", params).fetchone()
+    return {"passed": valid == scored == distinct and bad == 0, "validated_rows": int(valid),
+            "scored_rows": int(scored), "distinct_keys": int(distinct), "bad_probabilities": int(bad)}

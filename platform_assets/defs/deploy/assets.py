@@ -232,18 +232,10 @@ def build_batch_predictions_asset(use_case: UseCase) -> dg.AssetsDefinition:
                     description="Every validated row of the day has one finite probability in [0, 1] (recounted now).")
     def every_row_scored_once(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         from platform_assets.defs.ingest.partitions import run_partition_keys
-        from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+        from platform_assets.deploy.batch import scoring_gaps
 
-        where, params = partition_filter(run_partition_keys(context))
         with warehouse.connect(read_only=True) as con:
-            valid = con.execute(f"SELECT count(*) FROM {use_case.source.validated_table} WHERE {where}", params).fetchone()[0]
-            scored, keys_, bad = con.execute(
-                f"SELECT count(*), count(DISTINCT ({use_case.source.key}, {PARTITION_COLUMN})), "
-                f"count(*) FILTER (WHERE NOT isfinite(probability) OR probability < 0 OR probability > 1 "
-                f"OR probability IS NULL) FROM {table} WHERE {where}", params).fetchone()
-        return dg.AssetCheckResult(
-            passed=valid == scored == keys_ and bad == 0,
-            metadata={"validated_rows": int(valid), "scored_rows": int(scored), "distinct_keys": int(keys_),
-                      "bad_probabilities": int(bad)})
+            found = scoring_gaps(con, use_case.source, table, run_partition_keys(context))
+        return dg.AssetCheckResult(passed=found["passed"], metadata={k: v for k, v in found.items() if k != "passed"})
 
     return batch_predictions, every_row_scored_once
