@@ -117,7 +117,8 @@ class PlatformModel:
             latency_ms = (time.perf_counter() - started) * 1000.0
             served_at = dt.datetime.now(dt.timezone.utc)
             try:
-                self._log.write(self.log_records(request_id, scored, served_at, latency_ms), served_at)
+                same, each = self.log_fields(request_id, scored, served_at, latency_ms)
+                self._log.write(len(scored.times), same, each, served_at)
             except InferenceLogError as exc:
                 raise SeldonMicroserviceException(f"prediction not answered: {exc}", status_code=503) from None
         kept = {"puid": request_id}
@@ -153,8 +154,9 @@ class PlatformModel:
                             [received_at] * len(rows))
         columns = scored.columns
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as a 400, not a warning
-            payload.check_encoded(pre.transform(columns), pre.numeric, columns)
-            probabilities = self._bundle.predict_proba(columns)
+            encoded = pre.transform(columns)
+            payload.check_encoded(encoded, pre.numeric, columns)
+            probabilities = self._bundle.predict_encoded(encoded)
         payload.check_output(probabilities)
         scored.probabilities = probabilities
         return scored
@@ -184,24 +186,28 @@ class PlatformModel:
                     columns[name] = np.array([row[name] for row in rows], dtype=np.float64)
         return Scored(None, columns, "online", ids, times)
 
-    def log_records(self, request_id: str, scored: Scored, served_at: dt.datetime, latency_ms: float) -> list:
-        """One inference-log record per scored row: ids, times, model, every input used, output."""
+    def log_fields(self, request_id: str, scored: Scored, served_at: dt.datetime,
+                   latency_ms: float) -> tuple[dict, dict]:
+        """The inference-log fields of a request's rows: ``(same, each)`` for :meth:`InferenceLog.write`.
+
+        One record per scored row: ids, times, model, every input used, output; ``same``
+        holds the fields every row shares, ``each`` a list of one value per row.
+        """
         pre = self._bundle.preprocessor
-        records = []
-        for r, probability in enumerate(scored.probabilities.reshape(-1)):
-            event = dt.datetime.fromtimestamp(scored.times[r], dt.timezone.utc).replace(tzinfo=None)
-            record = {
-                "request_id": request_id, "row": r, "served_at": served_at.isoformat(),
-                "event_ts": event.isoformat(), "model_name": self._name, "model_version": self._version,
-                **{column: values[r] for column, values in scored.ids.items()},
-                "feature_source": scored.source,
-                **({"role": self._role} if self._role else {}),
-            }
-            record.update({c: float(scored.columns[c][r]) for c in pre.numeric})
-            record.update({c: str(scored.columns[c][r]) for c in pre.categorical})
-            record.update({"probability": float(probability), "latency_ms": round(latency_ms, 3)})
-            records.append(record)
-        return records
+        events: dict[float, str] = {}  # the rows of a request mostly share one time
+        for when in scored.times:
+            if when not in events:
+                events[when] = dt.datetime.fromtimestamp(when, dt.timezone.utc).replace(tzinfo=None).isoformat()
+        rows = len(scored.times)
+        same = {"request_id": request_id, "served_at": served_at.isoformat(), "model_name": self._name,
+                "model_version": self._version, "feature_source": scored.source,
+                **({"role": self._role} if self._role else {}), "latency_ms": round(latency_ms, 3)}
+        each = {"row": list(range(rows)), "event_ts": [events[when] for when in scored.times],
+                **{column: list(values) for column, values in scored.ids.items()}}
+        each.update({c: np.asarray(scored.columns[c], dtype=np.float64).tolist() for c in pre.numeric})
+        each.update({c: [str(v) for v in scored.columns[c]] for c in pre.categorical})
+        each["probability"] = scored.probabilities.reshape(-1).tolist()
+        return same, each
 
     def class_names(self):
         """Name of the single output column (``data.names`` in the response)."""

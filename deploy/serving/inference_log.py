@@ -20,12 +20,56 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import threading
 from pathlib import Path
 
+import orjson
+
 HOST = socket.gethostname().replace("/", "_")
+# Strict JSON (a NaN is an error, not a token), compact.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def _encoded_column(values: list) -> list[str]:
+    """The JSON text of each value, as ``_encode`` writes it; floats, ints and strings a column at a time."""
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        if not all(map(math.isfinite, values)):
+            raise ValueError("Out of range float values are not JSON compliant")
+        return orjson.dumps(values).decode()[1:-1].split(",")  # a number's text has no comma
+    if kinds == {int}:
+        try:
+            return orjson.dumps(values).decode()[1:-1].split(",")
+        except TypeError:  # beyond 64 bits
+            return list(map(int.__repr__, values))
+    if kinds == {type(None)}:  # ids a request did not send
+        return ["null"] * len(values)
+    if kinds == {str}:  # categories, times, ids: few distinct values per request
+        known: dict[str, str] = {}
+        return [known[v] if v in known else known.setdefault(v, _encode(v)) for v in values]
+    return list(map(_encode, values))
+
+
+def encode_rows(rows: int, same: dict, each: dict) -> list[str]:
+    """One JSON object per row: the fields of ``same`` (one value for every row), then those of ``each``
+    (a list of ``rows`` values per field). The same text as ``_encode`` of each row's dict, a request at
+    a time: constants are encoded once and every row is one string formatting.
+
+    Raises:
+        ValueError: For a NaN or infinite float, or a column not ``rows`` long.
+    """
+    pieces = [(_encode(str(k)) + ":" + _encode(v)).replace("%", "%%") for k, v in same.items()]
+    columns = []
+    for key, values in each.items():
+        if len(values) != rows:
+            raise ValueError(f"field {key!r} has {len(values)} values for {rows} rows")
+        pieces.append(_encode(str(key)).replace("%", "%%") + ":%s")
+        columns.append(_encoded_column(list(values)))
+    template = "{" + ",".join(pieces) + "}"
+    return [template % row for row in zip(*columns)] if columns else [template] * rows
 
 
 class InferenceLogError(RuntimeError):
@@ -58,16 +102,25 @@ class InferenceLog:
             self._files, self._pid = {}, os.getpid()
         return self.directory / f"day={event_day}" / f"{HOST}-{self._pid}-{served_at:%Y%m%d%H}.jsonl"
 
-    def write(self, records: list[dict], served_at: dt.datetime) -> None:
-        """Appends ``records`` (each with an ``event_ts`` ISO time) and flushes them to the OS.
+    def write(self, rows: int, same: dict, each: dict, served_at: dt.datetime) -> None:
+        """Appends ``rows`` records (see :func:`encode_rows`; ``event_ts``, an ISO time, in ``same``
+        or ``each``) and flushes them to the OS.
 
         Raises:
-            InferenceLogError: If they could not be written.
+            InferenceLogError: If they could not be encoded (a NaN) or written.
         """
+        try:
+            lines = encode_rows(rows, same, each)
+        except (TypeError, ValueError) as exc:
+            raise InferenceLogError(f"could not encode the inference log records: {exc}") from exc
+        events = each.get("event_ts") or [same["event_ts"]] * rows
+        days = [str(event)[:10] for event in events]
         by_path: dict[Path, list[str]] = {}
-        for record in records:
-            path = self.path_for(str(record["event_ts"])[:10], served_at)
-            by_path.setdefault(path, []).append(json.dumps(record, allow_nan=False, separators=(",", ":")))
+        if len(set(days)) == 1:
+            by_path[self.path_for(days[0], served_at)] = lines
+        else:
+            for day, line in zip(days, lines):
+                by_path.setdefault(self.path_for(day, served_at), []).append(line)
         try:
             with self._lock:
                 for path, lines in by_path.items():

@@ -1,7 +1,7 @@
 """The stable endpoint of a use case's model: a small HTTP router in front of its model servers.
 
-Plain Python (standard library only: one asyncio event loop, keep-alive connections
-both ways), run as its own process
+Plain Python (one ``uvloop`` event loop, ``httptools`` parsing, keep-alive connections
+both ways: its cost per request is a small share of the model server's), run as its own process
 (``python -m platform_assets.deploy.router --routes FILE --port P``). Callers always
 talk to the router's port; a release starts the new version on a free port beside
 the old one and, once it is healthy and smoke-tested, switches the route:
@@ -26,11 +26,14 @@ import asyncio
 import json
 import os
 import random
+import socket
 import urllib.parse
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import httptools
 
 ADMIN_PATH = "/-/routes"
 PREDICT_PATH = "/api/v1.0/predictions"
@@ -86,34 +89,103 @@ class BadRequest(ValueError):
     """A request the router cannot read (answered 400 and the connection closed)."""
 
 
-def _parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """The start line and the header fields of an HTTP/1.x message head."""
-    lines = head[:-4].split(b"\r\n")
-    fields = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise BadRequest(f"malformed header line {line[:80]!r}")
-        fields.append((name.strip().lower(), value.strip()))
-    return lines[0], fields
+class _Message:
+    """One parsed HTTP message (request or response): start, header fields (lower-case names), body."""
+
+    __slots__ = ("url", "reason", "fields", "body", "size", "method", "status", "keep_alive")
+
+    def __init__(self):
+        self.url, self.reason, self.fields, self.body, self.size = b"", b"", [], [], 0
 
 
-async def _read_body(reader: asyncio.StreamReader, fields: list[tuple[bytes, bytes]]) -> bytes:
-    """The message body: by Content-Length, or chunked."""
-    values = dict(fields)
-    if values.get(b"transfer-encoding", b"").lower() == b"chunked":
-        chunks = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                return b"".join(chunks)
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-    length = int(values.get(b"content-length", b"0") or 0)
-    if length > MAX_BODY_BYTES:
-        raise BadRequest(f"body of {length} bytes is over {MAX_BODY_BYTES}")
-    return await reader.readexactly(length) if length else b""
+class _Parsing:
+    """httptools callbacks collecting messages into ``self.complete``; limits on head and body size."""
+
+    def _reset_parsing(self) -> None:
+        self.message: _Message | None = None
+        self.head_bytes = 0
+        self.complete: list[_Message] = []
+
+    def on_message_begin(self) -> None:
+        self.message, self.head_bytes = _Message(), 0
+
+    def on_url(self, url: bytes) -> None:
+        self.message.url += url
+        self._count(len(url))
+
+    def on_status(self, reason: bytes) -> None:
+        self.message.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.message.fields.append((name.lower(), value))
+        self._count(len(name) + len(value))
+
+    def _count(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise BadRequest(f"message head over {MAX_HEAD_BYTES} bytes")
+
+    def on_body(self, body: bytes) -> None:
+        message = self.message
+        message.size += len(body)
+        if message.size > MAX_BODY_BYTES:
+            raise BadRequest(f"body of over {MAX_BODY_BYTES} bytes")
+        message.body.append(body)
+
+    def on_message_complete(self) -> None:
+        message, self.message = self.message, None
+        message.keep_alive = self.parser.should_keep_alive()
+        if isinstance(self.parser, httptools.HttpRequestParser):
+            message.method = self.parser.get_method()
+        else:
+            message.status = self.parser.get_status_code()
+        self.complete.append(message)
+
+
+class _UpstreamConnection(_Parsing, asyncio.Protocol):
+    """One keep-alive connection to a model server: one request at a time."""
+
+    def __init__(self):
+        self._reset_parsing()
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport = None
+        self.waiter: asyncio.Future | None = None
+        self.answered = False  # bytes of the current answer arrived
+        self.closed = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, BadRequest) as exc:
+            self._fail(ConnectionError(f"unreadable answer from the model server: {exc}"))
+            return
+        if self.complete and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(self.complete.pop(0))
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._fail(ConnectionError("the model server closed the connection"))
+
+    def _fail(self, error: BaseException) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, data: bytes) -> asyncio.Future:
+        self.answered, self.complete = False, []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
 
 
 class _Upstream:
@@ -122,48 +194,44 @@ class _Upstream:
     def __init__(self, url: str):
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port, self.netloc = parsed.hostname, parsed.port, parsed.netloc.encode()
-        self.idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[_UpstreamConnection] = []
 
-    def _idle_connection(self):
+    def _idle_connection(self, now: float) -> _UpstreamConnection | None:
         """The most recently used idle connection that the upstream has not closed yet, if any."""
-        now = asyncio.get_running_loop().time()
         while self.idle:
-            since, reader, writer = self.idle.pop()
-            if now - since < IDLE_UPSTREAM_S and not reader.at_eof():
-                return reader, writer
-            writer.close()
+            connection = self.idle.pop()
+            if now - connection.idle_since < IDLE_UPSTREAM_S and not connection.closed:
+                return connection
+            connection.transport.close()
         return None
 
-    async def exchange(self, head: bytes, body: bytes, timeout_s: float) -> tuple[bytes, list, bytes]:
-        """Sends one request; returns (status line, header fields, body). A kept-alive connection the upstream
-        closed while idle is replaced once by a new one (the request never reached the upstream)."""
+    async def exchange(self, head: bytes, body: bytes, timeout_s: float) -> _Message:
+        """Sends one request; returns the answer. A kept-alive connection the upstream closed
+        while idle is replaced once by a new one (the request never reached the upstream)."""
+        loop = asyncio.get_running_loop()
         for attempt in range(2):
-            idle = self._idle_connection() if attempt == 0 else None
-            reused = idle is not None
-            reader, writer = idle or await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout_s)
+            connection = self._idle_connection(loop.time()) if attempt == 0 else None
+            reused = connection is not None
+            if connection is None:
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(_UpstreamConnection, self.host, self.port), timeout_s)
+            waiter = connection.send(head + body)
+            timer = loop.call_later(timeout_s, lambda c=connection: c._fail(
+                asyncio.TimeoutError(f"no answer within {timeout_s} s")))
             try:
-                writer.write(head + body)
-                await writer.drain()
-                answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
-            except (ConnectionError, asyncio.IncompleteReadError, OSError) as exc:
-                writer.close()
-                if reused and attempt == 0 and not isinstance(exc, asyncio.TimeoutError):
+                answer = await waiter
+            except ConnectionError:
+                if reused and attempt == 0 and not connection.answered:
                     continue
                 raise
-            except BaseException:
-                writer.close()
-                raise
-            try:
-                status, fields = _parse_head(answer)
-                data = await asyncio.wait_for(_read_body(reader, fields), timeout_s)
-            except BaseException:
-                writer.close()
-                raise
-            if dict(fields).get(b"connection", b"").lower() == b"close":
-                writer.close()
+            finally:
+                timer.cancel()
+            if answer.keep_alive and not connection.closed:
+                connection.idle_since = loop.time()
+                self.idle.append(connection)
             else:
-                self.idle.append((asyncio.get_running_loop().time(), reader, writer))
-            return status, fields, data
+                connection.transport.close()
+            return answer
         raise ConnectionError("unreachable")
 
 
@@ -188,7 +256,7 @@ class RouterState:
         return {"routes": asdict(self.routes), "in_flight": dict(+self.in_flight), "served": dict(self.served),
                 "shadow": dict(self.shadow)}
 
-    async def forward(self, url: str, method: bytes, target: bytes, fields: list, body: bytes):
+    async def forward(self, url: str, method: bytes, target: bytes, fields: list, body: bytes) -> _Message:
         upstream = self.upstreams.get(url) or self.upstreams.setdefault(url, _Upstream(url))
         head = b"".join([method, b" ", target, b" HTTP/1.1\r\nHost: ", upstream.netloc, b"\r\n",
                          *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
@@ -216,80 +284,125 @@ class RouterState:
             if isinstance(request, dict):
                 meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
                 request["meta"] = {**meta, "puid": puid}
-            status, _, _ = await self.forward(url, b"POST", target, fields, json.dumps(request).encode())
-            outcome = "answered" if status.split(b" ")[1] == b"200" else f"status_{status.split(b' ')[1].decode()}"
-        except (OSError, ValueError, IndexError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            answer = await self.forward(url, b"POST", target, fields, json.dumps(request).encode())
+            outcome = "answered" if answer.status == 200 else f"status_{answer.status}"
+        except (OSError, ValueError, asyncio.TimeoutError):
             pass
         finally:
             self.shadow["pending"] -= 1
             self.shadow[outcome] += 1
 
 
-def _response(status: bytes, fields, body: bytes, keep_alive: bool) -> bytes:
-    return b"".join([status, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
-                     b"Content-Length: ", str(len(body)).encode(), b"\r\n",
+def _response(status: int, reason: bytes, fields, body: bytes, keep_alive: bool) -> bytes:
+    return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, reason or b"OK"),
+                     *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
+                     b"Content-Length: %d\r\n" % len(body),
                      b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n", body])
 
 
 def _json_response(code: int, reason: str, value: dict, keep_alive: bool) -> bytes:
-    return _response(f"HTTP/1.1 {code} {reason}".encode(), [(b"content-type", b"application/json")],
-                     json.dumps(value).encode(), keep_alive)
+    return _response(code, reason.encode(), [(b"content-type", b"application/json")], json.dumps(value).encode(),
+                     keep_alive)
 
 
-async def _serve_connection(state: RouterState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT_S)
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError):
-                return
-            try:
-                start, fields = _parse_head(head)
-                method, target, version = start.split(b" ", 2)
-                body = await asyncio.wait_for(_read_body(reader, fields), state.timeout_s)
-            except (BadRequest, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
-                writer.write(_json_response(400, "Bad Request", {"error": f"unreadable request: {exc}"}, False))
-                await writer.drain()
-                return
-            connection = dict(fields).get(b"connection", b"").lower()
-            keep_alive = connection != b"close" if version == b"HTTP/1.1" else connection == b"keep-alive"
-            path = target.decode("latin-1")
-            if path.startswith(ADMIN_PATH):
-                if method == b"POST" and path == ADMIN_PATH + "/reload":
-                    try:
-                        state.reload()
-                    except (OSError, ValueError, TypeError) as exc:
-                        writer.write(_json_response(500, "Internal Server Error",
-                                                    {"error": f"routes not reloaded: {exc}"}, keep_alive))
-                        await writer.drain()
-                        continue
-                writer.write(_json_response(200, "OK", state.status(), keep_alive))
-            else:
-                routes = state.routes
-                upstream = routes.pick()
+class _ClientConnection(_Parsing, asyncio.Protocol):
+    """One caller's connection: requests parsed as they arrive, answered in order."""
+
+    def __init__(self, state: "RouterState"):
+        self._reset_parsing()
+        self.state = state
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.pending: list[_Message] = []
+        self.busy = False
+        self.closing = False
+        self.timer = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._idle()
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _idle(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if not self.busy and not self.pending and self.message is None:
+            self.close()
+
+    def close(self) -> None:
+        self.closing = True
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, BadRequest) as exc:
+            cause = exc.__context__ if isinstance(exc.__context__, BadRequest) else exc
+            self.transport.write(_json_response(400, "Bad Request", {"error": f"unreadable request: {cause}"}, False))
+            self.close()
+            return
+        self.pending.extend(self.complete)
+        self.complete.clear()
+        if self.pending and not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._answer_all())
+
+    async def _answer_all(self) -> None:
+        try:
+            while self.pending and not self.closing:
+                request = self.pending.pop(0)
+                answer = await self._answer(request)
+                if self.closing:  # the caller went away meanwhile
+                    return
+                self.transport.write(answer)
+                if not request.keep_alive:
+                    self.close()
+        finally:
+            self.busy = False
+            if not self.closing:
+                self._idle()
+
+    async def _answer(self, request: _Message) -> bytes:
+        state, path, keep_alive = self.state, request.url.decode("latin-1"), request.keep_alive
+        if path.startswith(ADMIN_PATH):
+            if request.method == b"POST" and path == ADMIN_PATH + "/reload":
                 try:
-                    status, answer_fields, answer = await state.forward(upstream, method, target, fields, body)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, BadRequest, ValueError) as exc:
-                    message = {"status": {"code": 502, "info": f"model server {upstream} unreachable: {exc!r}",
-                                          "reason": "UPSTREAM_UNAVAILABLE", "status": 1}}
-                    writer.write(_json_response(502, "Bad Gateway", message, keep_alive))
-                else:
-                    writer.write(_response(status, answer_fields, answer, keep_alive))
-                    if (routes.shadow and method == b"POST" and path.startswith(PREDICT_PATH) and body
-                            and status.split(b" ")[1:2] == [b"200"]):
-                        state.mirror(routes.shadow, target, fields, body, answer)
-            await writer.drain()
-            if not keep_alive:
-                return
-    except ConnectionError:
-        return
-    finally:
-        writer.close()
+                    state.reload()
+                except (OSError, ValueError, TypeError) as exc:
+                    return _json_response(500, "Internal Server Error", {"error": f"routes not reloaded: {exc}"},
+                                          keep_alive)
+            return _json_response(200, "OK", state.status(), keep_alive)
+        routes = state.routes
+        upstream = routes.pick()
+        body = b"".join(request.body)
+        try:
+            answer = await state.forward(upstream, request.method, request.url, request.fields, body)
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            message = {"status": {"code": 502, "info": f"model server {upstream} unreachable: {exc!r}",
+                                  "reason": "UPSTREAM_UNAVAILABLE", "status": 1}}
+            return _json_response(502, "Bad Gateway", message, keep_alive)
+        answer_body = b"".join(answer.body)
+        if (routes.shadow and request.method == b"POST" and path.startswith(PREDICT_PATH) and body
+                and answer.status == 200):
+            state.mirror(routes.shadow, request.url, request.fields, body, answer_body)
+        return _response(answer.status, answer.reason, answer.fields, answer_body, keep_alive)
 
 
 async def _serve(state: RouterState, host: str, port: int) -> None:
-    server = await asyncio.start_server(lambda r, w: _serve_connection(state, r, w), host, port,
-                                        limit=MAX_HEAD_BYTES, backlog=512, reuse_address=True)
+    server = await asyncio.get_running_loop().create_server(lambda: _ClientConnection(state), host, port,
+                                                            backlog=512, reuse_address=True)
     print(f"router on {host}:{port} -> {state.routes}", flush=True)
     async with server:
         await server.serve_forever()
@@ -302,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds an upstream has to answer")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(RouterState(Path(args.routes), args.timeout), args.host, args.port))
+    import uvloop
+
+    uvloop.run(_serve(RouterState(Path(args.routes), args.timeout), args.host, args.port))
     return 0
 
 

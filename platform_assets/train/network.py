@@ -130,10 +130,14 @@ class ModelBundle:
 
     def predict_proba(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
         """Returns the probability of the positive label (1) for each input row (float64)."""
-        x = torch.from_numpy(self.preprocessor.transform(columns))
-        self.net.eval()
-        with torch.no_grad():
-            return torch.sigmoid(self.net(x)).double().numpy()
+        return self.predict_encoded(self.preprocessor.transform(columns))
+
+    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """The probabilities of rows already encoded by :attr:`preprocessor` (float32 matrix), as float64."""
+        if self.net.training:  # dropout off; checked first: eval() walks every module on each call
+            self.net.eval()
+        with torch.inference_mode():
+            return torch.sigmoid(self.net(torch.from_numpy(encoded))).double().numpy()
 
     def save(self, directory: Path) -> str:
         """Writes the bundle into ``directory``; returns the sha256 of the weights file."""

@@ -1,0 +1,59 @@
+"""The model server's inference-log lines: the same JSON as one ``json.dumps`` per row, strict about NaN."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+SERVING = Path(__file__).resolve().parents[2] / "deploy" / "serving"
+spec = importlib.util.spec_from_file_location("inference_log", SERVING / "inference_log.py")
+inference_log = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(inference_log)
+
+
+def _rows(same: dict, each: dict, rows: int) -> list[dict]:
+    return [{**same, **{k: v[r] for k, v in each.items()}} for r in range(rows)]
+
+
+def test_lines_read_back_as_the_rows_they_encode():
+    same = {"request_id": "r-50%-%s", "served_at": "2026-12-01T10:00:00+00:00", "model_version": "3",
+            "latency_ms": 1.25, "role": None}
+    each = {"row": [0, 1, 2], "event_ts": ["2026-11-30T23:59:59", "2026-12-01T00:00:00", "2026-12-01T00:00:00"],
+            "customer_id": [None, None, None], "income": [1e-300, -0.0, 0.1 + 0.2],
+            "region": ["north", 'q"uote\\', "éast,{}"], "open_loans": [0, 2**70, -3], "probability": [0.5, 1.0, 0.0],
+            "flag": [True, False, None]}
+    lines = inference_log.encode_rows(3, same, each)
+    assert [json.loads(line) for line in lines] == _rows(same, each, 3)
+    assert all("\n" not in line for line in lines)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_value_is_an_error_not_a_token(bad):
+    with pytest.raises(ValueError):
+        inference_log.encode_rows(2, {"model_version": "1"}, {"income": [1.0, bad]})
+    with pytest.raises(ValueError):
+        inference_log.encode_rows(1, {"latency_ms": bad}, {"row": [0]})
+
+
+def test_a_column_of_the_wrong_length_is_refused():
+    with pytest.raises(ValueError, match="2 values for 3 rows"):
+        inference_log.encode_rows(3, {}, {"row": [0, 1]})
+
+
+def test_rows_of_two_event_days_go_to_two_files_and_nothing_is_lost(tmp_path):
+    import datetime as dt
+
+    log = inference_log.InferenceLog(tmp_path)
+    served = dt.datetime(2026, 12, 1, 10, tzinfo=dt.timezone.utc)
+    log.write(3, {"request_id": "a"}, {"row": [0, 1, 2],
+                                        "event_ts": ["2026-11-30T23:00:00", "2026-12-01T01:00:00", "2026-11-30T22:00:00"]},
+              served)
+    files = sorted(tmp_path.glob("day=*/*.jsonl"))
+    assert [f.parent.name for f in files] == ["day=2026-11-30", "day=2026-12-01"]
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(r["row"] for r in rows) == [0, 1, 2]
+    with pytest.raises(inference_log.InferenceLogError):
+        log.write(1, {"request_id": "b", "event_ts": "2026-12-01T00:00:00"}, {"x": [math.nan]}, served)
+    assert sum(len(f.read_text().splitlines()) for f in files) == 3  # the failed write added nothing
