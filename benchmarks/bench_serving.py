@@ -13,9 +13,21 @@ Prints a table and writes benchmarks/out/serving.json.
 Each is asked ``--requests`` requests of 1 row and of 100 rows (``--batch-sizes``)
 by ``--concurrency`` client threads on keep-alive connections, in interleaved
 rounds (served, backend, bare, served, ...), so a change in machine load hits all.
-Requests carry every model input: no feature lookup (the loan-default features
-need the Feast feature server and a materialized online store; not measured here).
 Every answer must be HTTP 200: errors are counted and reported.
+
+Two scenarios:
+
+- ``inputs``: requests carry every model input (a synthetic bundle of the
+  loan-default inputs); no lookup.
+- ``lookup`` (with ``--state-root``, a ``PLATFORM_HOME`` where ``make demo`` ran,
+  default ``.platform`` when a model was deployed there): the champion bundle of
+  ``loan_default`` served as the deployment serves it, with its Feast feature server
+  on that state's online store. Served requests carry what a caller knows (the
+  application's own fields and ids, rows of the training set); the server computes
+  the request features with the applicant's online features. The bare endpoint does
+  the same minimal work: one POST to the same feature server for the rows'
+  applicants, the use case's own ``compute`` of the request features, the forward
+  pass (no checks, no log). The ``inputs`` rows show what the lookup costs.
 """
 
 from __future__ import annotations
@@ -62,8 +74,13 @@ def _bundle(directory: Path) -> Path:
     return directory
 
 
-def bare_server(port: int, bundle_dir: Path) -> None:
-    """The bare endpoint: JSON in, the bundle's forward pass, JSON out; one process, a thread per connection."""
+def bare_server(port: int, bundle_dir: Path, lookup_url: str | None = None) -> None:
+    """The bare endpoint: JSON in, the bundle's forward pass, JSON out; one process, a thread per connection.
+
+    With ``lookup_url`` (a Feast feature server), requests are callers' rows of loan_default: one POST
+    for the rows' applicants, the request features computed with the use case's own function, then
+    the forward pass; no checks, no log.
+    """
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import numpy as np
@@ -72,6 +89,17 @@ def bare_server(port: int, bundle_dir: Path) -> None:
 
     torch_threads = os.environ.get("OMP_NUM_THREADS")
     bundle = load_bundle(bundle_dir)
+    categorical, inputs = set(bundle.preprocessor.categorical), bundle.preprocessor.input_names
+    if lookup_url:
+        import datetime as dt
+
+        sys.path.insert(0, str(ROOT / "deploy" / "serving"))
+        from online_features import OnlineFeatures
+
+        from platform_assets.declared import use_case
+
+        case = use_case("loan_default")
+        features, online = case.request_features_module(), OnlineFeatures(lookup_url, timeout_s=30)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -90,7 +118,15 @@ def bare_server(port: int, bundle_dir: Path) -> None:
 
         def do_POST(self):
             data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["data"]
-            columns = {name: np.array([row[i] for row in data["ndarray"]], dtype=object if name in CATEGORICAL
+            if lookup_url:
+                rows = [dict(zip(data["names"], row)) for row in data["ndarray"]]
+                found = online.lookup(case.online_feature_service, features.ONLINE_ENTITY,
+                                      [r[features.ONLINE_ENTITY] for r in rows])
+                for r in rows:
+                    when = dt.datetime.fromisoformat(r[case.source.event_time]).replace(tzinfo=dt.timezone.utc)
+                    r.update(features.compute(r, found.get(r[features.ONLINE_ENTITY]), when.timestamp()))
+                data = {"names": inputs, "ndarray": [[r[n] for n in inputs] for r in rows]}
+            columns = {name: np.array([row[i] for row in data["ndarray"]], dtype=object if name in categorical
                                       else np.float64) for i, name in enumerate(data["names"])}
             probabilities = bundle.predict_proba(columns)
             self._send(200, json.dumps({"data": {"ndarray": [[float(p)] for p in probabilities]},
@@ -156,6 +192,43 @@ def _message(batch: int) -> bytes:
         [float(r.income), float(r.debt_to_income), int(r.open_loans), r.region] for r in rows.itertuples()]}}).encode()
 
 
+def _body(rows, names: list[str]) -> bytes:
+    from platform_assets.deploy.serving import _plain
+
+    return json.dumps({"data": {"names": names, "ndarray": [[_plain(v) for v in row] for row in
+                                                            rows[names].itertuples(index=False)]}}).encode()
+
+
+def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers: int):
+    """The champion of ``loan_default`` in ``state_root`` with its feature server: (spec, bundle, bodies)."""
+    import pandas as pd
+
+    from platform_assets import settings
+    from platform_assets.declarations import use_case_to_dict
+    from platform_assets.declared import use_case
+    from platform_assets.deploy import release
+    from platform_assets.traffic import request_fields
+
+    case = use_case("loan_default")
+    deployed = state_root / "serving" / case.name / "deployment.json"
+    if not deployed.exists():
+        raise SystemExit(f"no model of loan_default was deployed under {state_root} ({deployed}): run `make demo`")
+    deployment = json.loads(deployed.read_text())
+    bundle_dir = Path(deployment["bundle"])
+    training = pd.read_parquet(settings.paths(state_root).of(case.name).training_set)
+    caller = [c for c in request_fields(case.source) if c in training.columns]
+    spec = release.BackendSpec(
+        python=serving_python, bundle=bundle_dir, use_case=case.name, declaration=use_case_to_dict(case),
+        model_name=case.model_name, version=str(deployment["model_version"]), feature_repo=ROOT / "feature_repo",
+        state_root=state_root, inference_log_dir=tmp / "inference_lookup", workers=workers)
+
+    def bodies(batch: int) -> tuple[bytes, bytes]:
+        rows = training.sample(batch, random_state=batch, replace=len(training) < batch)
+        return _body(rows, caller), _body(rows, caller)
+
+    return spec, bundle_dir, bodies
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
@@ -163,11 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,100")
     parser.add_argument("--pairs", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--workers", type=int, default=2, help="the model server's gunicorn workers")
+    parser.add_argument("--scenarios", default="inputs,lookup", help="which of inputs,lookup to run")
+    parser.add_argument("--state-root", help="PLATFORM_HOME of a `make demo` for the lookup scenario "
+                        "(default .platform, when a model serves there)")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)
+    parser.add_argument("--lookup-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_server:
-        bare_server(args.bare_server, Path(args.bundle))
+        bare_server(args.bare_server, Path(args.bundle), args.lookup_url)
         return 0
 
     from platform_assets.declarations import use_case_to_dict
@@ -185,45 +262,60 @@ def main(argv: list[str] | None = None) -> int:
         python=serving_python, bundle=bundle_dir, use_case="loan_default",
         declaration=use_case_to_dict(use_case("loan_default")), model_name="loan-default", version="1",
         feature_repo=None, state_root=tmp, inference_log_dir=tmp / "inference", workers=args.workers)
-    port, bare_port = free_port(), free_port()
-    bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), "--bundle", str(bundle_dir)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    wanted = set(args.scenarios.split(","))
+    scenarios = [("inputs", spec, bundle_dir, lambda batch: (_message(batch), _message(batch)))]
+    state_root = Path(args.state_root).resolve() if args.state_root else ROOT / ".platform"
+    if args.state_root or (state_root / "serving" / "loan_default" / "deployment.json").exists():
+        scenarios.append(("lookup", *_lookup_scenario(state_root, tmp, serving_python, args.workers)))
+    scenarios = [s for s in scenarios if s[0] in wanted]
     results: list[dict] = []
-    try:
-        record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port,
-                                 smoke_test=lambda url: None, log=lambda m: None)
-        wait_until_answers(f"http://127.0.0.1:{bare_port}/", pid=bare.pid, log_path=None, timeout_s=60, what="bare")
-        targets = {"served": record["url"], "backend": record["stable"]["url"], "bare": f"http://127.0.0.1:{bare_port}"}
-        for batch in [int(b) for b in args.batch_sizes.split(",")]:
-            body = _message(batch)
-            for name, url in targets.items():  # warm-up: the first requests load the model in each worker
-                load(url, body, 200, args.concurrency)
-            for round_ in range(args.pairs):
-                for name, url in targets.items():
-                    result = {"target": name, "batch": batch, "round": round_, **load(url, body, args.requests,
-                                                                                    args.concurrency)}
-                    print(json.dumps(result), flush=True)
-                    results.append(result)
-    finally:
-        release.stop_serving(tmp / "serving")
-        terminate_process_group(bare.pid)
+    for scenario, spec, bare_bundle, bodies in scenarios:
+        port, bare_port = free_port(), free_port()
+        serving_dir, bare = tmp / f"serving_{scenario}", None
+        try:
+            record = release.release(spec, serving_dir, host="127.0.0.1", port=port,
+                                     smoke_test=lambda url: None, log=lambda m: None)
+            # In the lookup scenario the bare endpoint asks the same feature server.
+            lookup = ["--lookup-url", record["stable"]["feature_server_url"]] if scenario == "lookup" else []
+            bare = subprocess.Popen([sys.executable, __file__, "--bare-server", str(bare_port), "--bundle",
+                                     str(bare_bundle), *lookup], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                    start_new_session=True)
+            wait_until_answers(f"http://127.0.0.1:{bare_port}/", pid=bare.pid, log_path=None, timeout_s=60,
+                               what="bare")
+            targets = {"served": record["url"], "backend": record["stable"]["url"],
+                       "bare": f"http://127.0.0.1:{bare_port}"}
+            for batch in [int(b) for b in args.batch_sizes.split(",")]:
+                served_body, bare_body = bodies(batch)
+                body_of = {"served": served_body, "backend": served_body, "bare": bare_body}
+                for name, url in targets.items():  # warm-up: the first requests load the model in each worker
+                    load(url, body_of[name], 200, args.concurrency)
+                for round_ in range(args.pairs):
+                    for name, url in targets.items():
+                        result = {"scenario": scenario, "target": name, "batch": batch, "round": round_,
+                                  **load(url, body_of[name], args.requests, args.concurrency)}
+                        print(json.dumps(result), flush=True)
+                        results.append(result)
+        finally:
+            release.stop_serving(serving_dir)
+            if bare is not None:
+                terminate_process_group(bare.pid)
 
     summary = []
-    for batch in sorted({r["batch"] for r in results}):
+    for scenario, batch in sorted({(r["scenario"], r["batch"]) for r in results}, key=lambda k: (k[0] != "inputs", k)):
         medians = {}
         for name in ("served", "backend", "bare"):
-            mine = [r for r in results if r["batch"] == batch and r["target"] == name]
+            mine = [r for r in results if r["batch"] == batch and r["target"] == name and r["scenario"] == scenario]
             medians[name] = {k: statistics.median(r[k] for r in mine) for k in ("throughput_rps", "p50_ms", "p99_ms")}
             medians[name]["errors"] = sum(r["errors"] for r in mine)
         for name in ("served", "backend"):
-            summary.append({"batch": batch, "target": name, **medians[name], "bare": medians["bare"],
+            summary.append({"scenario": scenario, "batch": batch, "target": name, **medians[name], "bare": medians["bare"],
                             "throughput_ratio": round(medians[name]["throughput_rps"] / medians["bare"]["throughput_rps"], 2),
                             "p50_ratio": round(medians[name]["p50_ms"] / medians["bare"]["p50_ms"], 2),
                             "p99_ratio": round(medians[name]["p99_ms"] / medians["bare"]["p99_ms"], 2)})
-    print(f"\n{'batch':>5} {'target':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | "
+    print(f"\n{'scenario':>8} {'batch':>5} {'target':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | "
           f"{'bare req/s':>10} {'bare p50':>8} {'bare p99':>8} | {'thr x':>5} {'p50 x':>5} {'p99 x':>5}")
     for s in summary:
-        print(f"{s['batch']:>5} {s['target']:>8} {s['throughput_rps']:>8.0f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} "
+        print(f"{s['scenario']:>8} {s['batch']:>5} {s['target']:>8} {s['throughput_rps']:>8.0f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} "
               f"{s['errors']:>6} | {s['bare']['throughput_rps']:>10.0f} {s['bare']['p50_ms']:>8.1f} "
               f"{s['bare']['p99_ms']:>8.1f} | {s['throughput_ratio']:>5} {s['p50_ratio']:>5} {s['p99_ratio']:>5}")
     OUT.mkdir(parents=True, exist_ok=True)

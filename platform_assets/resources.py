@@ -136,6 +136,10 @@ class LocalDeployer(Deployer):
     workers: int = 2
     # How long the server waits for the feature server per request before answering 503.
     feature_lookup_timeout_s: float = 2.0
+    # Feast feature server worker processes (per version), and the requests a model-server worker
+    # of a use case with online features scores at once while it waits on them.
+    feature_server_workers: int = 2
+    lookup_threads: int = 4
 
     def python_path(self) -> Path:
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""
@@ -149,6 +153,7 @@ class LocalDeployer(Deployer):
             declaration=request.declaration, model_name=request.use_case.model_name, version=str(version),
             feature_repo=request.feature_repo, state_root=request.state_root,
             inference_log_dir=request.inference_log_dir, workers=self.workers,
+            feature_server_workers=self.feature_server_workers, lookup_threads=self.lookup_threads,
             feature_lookup_timeout_s=self.feature_lookup_timeout_s, start_timeout_s=self.start_timeout_s)
 
     def release(self, request, log) -> dict:  # noqa: D102

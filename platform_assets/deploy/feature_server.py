@@ -52,7 +52,7 @@ def stop_feature_server(record_path: Path, grace_s: float = 5.0) -> bool:
 
 def start_feature_server(
     *, repo_path: Path, state_root: Path, log_path: Path, record_path: Path, port: int | None = None,
-    watch_pid: int | None = None, feast: Path | None = None,
+    watch_pid: int | None = None, feast: Path | None = None, workers: int = 2,
 ) -> FeatureServerProcess:
     """Starts ``feast serve`` on the repository, replacing a running one.
 
@@ -64,19 +64,25 @@ def start_feature_server(
         port: HTTP port on 127.0.0.1; default: a free one.
         watch_pid: Stop the server when this process (the model server) is gone.
         feast: The ``feast`` script; default: the running environment's.
+        workers: ``feast serve`` worker processes (gunicorn): lookups of several model-server
+            workers are answered side by side. The SQLite online store is read by each
+            worker with its own connection (tested under concurrent lookups and writes);
+            production uses Redis (``feature_repo/feature_store.prod.yaml``).
 
     Returns:
         The started (not yet ready) server: see :func:`wait_until_ready`.
     """
+    if workers < 1:
+        raise ValueError(f"feature server workers must be at least 1, got {workers}")
     stop_feature_server(record_path)
     port = port or free_port()
     script = Path(feast or feast_executable())
     if not script.exists():
         raise FileNotFoundError(f"{script} not found: install the platform environment with `make install`")
     # The registry is re-read every 5 s, so a re-applied repository is served without a restart.
-    # --max-requests 0: Feast's default (1000) restarts the only worker every thousand requests, and
-    # a restart on a loaded machine outlasts the model server's lookup deadline (bursts of 503s).
-    command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    # --max-requests 0: Feast's default (1000) restarts a worker every thousand requests, and a
+    # restart on a loaded machine outlasts the model server's lookup deadline (bursts of 503s).
+    command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--max-requests", "0", "--no-access-log", "--registry_ttl_sec", "5"]
     if watch_pid is not None:
         command = [sys.executable, "-m", "platform_assets.deploy.feature_server", "--watch", str(watch_pid),

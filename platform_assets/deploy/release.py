@@ -71,6 +71,9 @@ class BackendSpec:
     state_root: Path
     inference_log_dir: Path
     workers: int = 2
+    feature_server_workers: int = 2
+    # Requests a model-server worker scores at once while it waits on the feature server.
+    lookup_threads: int = 4
     feature_lookup_timeout_s: float = 2.0
     start_timeout_s: float = 120.0
 
@@ -116,13 +119,14 @@ def start_backend(spec: BackendSpec, serving_dir: Path, role: str = "stable") ->
             feature_server_url=f"http://127.0.0.1:{feature_port}" if spec.feature_repo else None,
             inference_log_dir=inference_log_dir,
             workers=spec.workers, feature_lookup_timeout_s=spec.feature_lookup_timeout_s, role=role,
+            threads=spec.lookup_threads if spec.feature_repo else 1,
         )
         feature = None
         if spec.feature_repo:  # it lives as long as the model server it feeds (it watches its pid)
             feature = features.start_feature_server(
                 repo_path=Path(spec.feature_repo), state_root=Path(spec.state_root),
                 log_path=serving_dir / "logs" / f"{name}.feature.log", record_path=feature_record,
-                port=feature_port, watch_pid=process.pid,
+                port=feature_port, watch_pid=process.pid, workers=spec.feature_server_workers,
             )
         serving.wait_until_healthy(process, timeout_s=spec.start_timeout_s)
         if feature:
@@ -317,6 +321,13 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
         updated["rolled_back"] = [*current.get("rolled_back", []), current["stable"]["version"]]
     if role == "canary":
         updated["canary_weight"] = canary_weight
+    # A version that becomes stable no longer needs its shadow or canary (as on Kubernetes, where the
+    # SeldonDeployment of a stable release has neither): they leave with the switch.
+    retired = [updated[r] for r in ("canary", "shadow")
+               if role == "stable" and updated[r] and updated[r]["version"] == str(spec.version)]
+    for other in ("canary", "shadow"):
+        if updated[other] in retired:
+            updated[other] = None
     try:
         url = apply_routes(serving_dir, _routes_of(updated), host, port)
     except (OSError, RuntimeError) as exc:
@@ -327,9 +338,11 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
     _write_release(serving_dir, updated)
     log(f"{role}: version {spec.version} at {new.url} behind {url}"
         + (f" (replacing version {replaced['version']})" if replaced else ""))
-    if replaced:
-        _drain(url, replaced["url"], drain_timeout_s)
-        stop_backend(Backend(**replaced))
+    for gone in [replaced, *retired] if replaced else retired:
+        _drain(url, gone["url"], drain_timeout_s)
+        stop_backend(Backend(**gone))
+        if gone is not replaced:
+            log(f"{gone['role']}: version {gone['version']} stopped (it is the stable version now)")
     return {**updated, "url": url}
 
 

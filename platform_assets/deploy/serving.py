@@ -95,7 +95,7 @@ def start_model_server(
     log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
-    declaration: dict | None = None, role: str | None = None,
+    declaration: dict | None = None, role: str | None = None, threads: int = 1,
 ) -> ServerProcess:
     """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
 
@@ -121,6 +121,8 @@ def start_model_server(
             from; without it only requests carrying every model input can be scored.
         inference_log_dir: Where the server logs every prediction (``None``: no log).
         workers: gunicorn worker processes.
+        threads: Requests one worker scores at once: 1 scores on the worker's event loop (the
+            model is CPU-bound); more overlap the waits of a model that looks features up.
         feature_lookup_timeout_s: Per-request bound on the feature lookup (then 503).
 
     Returns:
@@ -146,6 +148,7 @@ def start_model_server(
         env.pop("USE_CASE_DECLARATION", None)
     env.setdefault("OMP_NUM_THREADS", "1")  # several worker processes share the cores
     env["GUNICORN_WORKERS"] = str(workers)
+    env["GUNICORN_THREADS"] = str(threads)
     env["FEATURE_LOOKUP_TIMEOUT_S"] = str(feature_lookup_timeout_s)
     for name, value in (("FEATURE_SERVER_URL", feature_server_url), ("INFERENCE_LOG_DIR", inference_log_dir)):
         if value:

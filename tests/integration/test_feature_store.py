@@ -250,6 +250,58 @@ def test_feature_server_serves_what_the_sdk_serves_and_stops_with_its_model_serv
         feature_server.stop_feature_server(record)
 
 
+def test_concurrent_lookups_on_several_feature_server_workers_all_answer_what_the_sdk_answers(built, tmp_path):
+    """SQLite online stores misbehave under concurrent access (feast-dev/feast#2233): 16 callers look up
+    at once from 2 ``feast serve`` workers while the store is written to; every lookup is answered
+    and equals the SDK's answer."""
+    import threading
+
+    from platform_assets.deploy import feature_server
+
+    root, resources, _ = built
+    store = resources["feast"].store()
+    sampled = feast_ops.latest_offline_rows(store, USE_CASE, 200, 3)["applicant_activity"]
+    ids = sampled["applicant_id"].astype(int).tolist()
+    rows = [{"applicant_id": i} for i in ids]
+    sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(ONLINE_FEATURE_SERVICE),
+                                                 entity_rows=rows).to_dict())
+    record = tmp_path / "feature_server.json"
+    server = feature_server.start_feature_server(
+        repo_path=PROJECT_ROOT / "feature_repo", state_root=root, log_path=tmp_path / "fs.log",
+        record_path=record, workers=2)
+    errors, mismatches, answered = [], [], []
+    try:
+        feature_server.wait_until_ready(server, timeout_s=120)
+
+        def caller(seed: int) -> None:
+            rng = np.random.default_rng(seed)
+            for _ in range(15):
+                picked = sorted(rng.choice(len(ids), size=20, replace=False).tolist())
+                try:
+                    served = feature_server.online_features_over_http(
+                        server.url, ONLINE_FEATURE_SERVICE, {"applicant_id": [ids[i] for i in picked]}, timeout_s=30)
+                except Exception as exc:  # noqa: BLE001 - counted, asserted below
+                    errors.append(repr(exc)[:300])
+                    continue
+                expected = sdk.iloc[picked].reset_index(drop=True)
+                if feature_server.differing_values(served, expected) != 0:
+                    mismatches.append(picked)
+                answered.append(len(picked))
+
+        callers = [threading.Thread(target=caller, args=(seed,)) for seed in range(16)]
+        for thread in callers:
+            thread.start()
+        for _ in range(5):  # the same values written again while the callers read
+            store.write_to_online_store("applicant_activity", sampled)
+        for thread in callers:
+            thread.join()
+    finally:
+        feature_server.stop_feature_server(record)
+    assert errors == []
+    assert mismatches == []
+    assert sum(answered) == 16 * 15 * 20
+
+
 def test_history_is_the_same_three_ways_dbt_python_and_the_online_activity(built):
     """The training features (dbt), the definition (history.py on raw applications) and what the
     server computes from the online activity lists agree for every application."""

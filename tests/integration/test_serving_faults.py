@@ -285,3 +285,49 @@ def test_other_http_mistakes_get_their_own_status_not_500(server):
     chunked = requests.post(base + PREDICT_PATH, data=iter([_body([GOOD_ROW]).encode()]),  # no length to check
                             headers={"Content-Type": "application/json"}, timeout=10)
     assert chunked.status_code == 411, chunked.text
+
+
+def _read_responses(sock: socket.socket, count: int, limit_s: float = 10.0) -> list[tuple[int, bytes]]:
+    """``count`` HTTP responses read off ``sock`` in order: (status, body); each must have a Content-Length."""
+    sock.settimeout(limit_s)
+    reader, answers = sock.makefile("rb"), []
+    for _ in range(count):
+        status = int(reader.readline().split()[1])
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        answers.append((status, reader.read(int(headers["content-length"]))))
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order_by_a_worker_scoring_on_threads(server, tmp_path):
+    """A server whose workers score on 4 threads (as for a model that looks features up): answers keep the
+    order of the requests on one connection, a 400 does not end it, and Seldon's other routes still answer."""
+    record, bundle = server
+    record_path = tmp_path / "threaded.json"
+    process = start_model_server(
+        python=SERVING_PYTHON, model_dir=Path(record["model_dir"]), use_case="loan_default", model_name="m",
+        model_version="7", http_port=free_port(), workdir=tmp_path, log_path=tmp_path / "server.log",
+        record_path=record_path, threads=4)
+    try:
+        wait_until_healthy(process, timeout_s=90.0)
+        rows = [GOOD_ROW, [30000.0, 0.9, 5, "south"], [80000.0, 0.1, 0, "east"]]
+        bodies = [_body([rows[0]]), _body([["not a number", 0.5, 1, "north"]]), _body([rows[1], rows[2]])]
+        wire = b"".join(b"POST " + PREDICT_PATH.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        + b"Content-Length: %d\r\n\r\n" % len(b) + b.encode() for b in bodies)
+        with socket.create_connection(("127.0.0.1", process.http_port)) as sock:
+            sock.sendall(wire)  # three requests in one write
+            answers = _read_responses(sock, 3)
+            assert [status for status, _ in answers] == [200, 400, 200]
+            frame = pd.DataFrame([rows[0], rows[1], rows[2]], columns=NAMES)
+            served = [p[0] for p in _strict_json(answers[0][1].decode())["data"]["ndarray"]]
+            served += [p[0] for p in _strict_json(answers[2][1].decode())["data"]["ndarray"]]
+            np.testing.assert_allclose(served, bundle.predict_proba(frame), atol=1e-6, rtol=0)
+            assert "income" in _strict_json(answers[1][1].decode())["status"]["info"]
+            sock.sendall(b"GET /health/status HTTP/1.1\r\nHost: t\r\n\r\n")  # Seldon's Flask route, same connection
+            [(status, _)] = _read_responses(sock, 1)
+            assert status == 200
+        assert requests.get(process.url + "/api/v1.0/metadata", timeout=5).status_code == 200
+    finally:
+        stop_model_server(record_path)
