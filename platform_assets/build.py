@@ -17,11 +17,13 @@ from platform_assets.keys import for_use_case
 
 
 def use_case_jobs(use_case: UseCase) -> list:
-    """``<use case>__ingest_days``, ``__features_to_serving`` and ``__drift``."""
+    """``<use case>__ingest_days``, ``__features_to_serving``, ``__batch_days``, ``__drift``, ``__shadow_challenger``
+    and ``__promote_on_live_quality``."""
     keys = for_use_case(use_case)
     daily = dg.AssetSelection.assets(keys.raw, keys.validated, keys.quarantined)
     monitor = dg.AssetSelection.key_prefixes([use_case.name, "monitor"])
     batch = dg.AssetSelection.assets(keys.batch_predictions)
+    deploy_op = "__".join(keys.deployment.path)  # the deployment asset's op, for its run config
     return [
         # The daily-partitioned data assets, run for a day or a range of days (one run per range).
         dg.define_asset_job(f"{use_case.name}__ingest_days", selection=daily,
@@ -37,6 +39,15 @@ def use_case_jobs(use_case: UseCase) -> list:
         dg.define_asset_job(f"{use_case.name}__drift",
                             selection=dg.AssetSelection.assets(keys.labelled_predictions, keys.drift_report),
                             description="Join known outcomes to served predictions and report drift and live quality."),
+        # The challenger beside the champion on a copy of live traffic, then promoted if it is not worse live.
+        dg.define_asset_job(f"{use_case.name}__shadow_challenger", selection=dg.AssetSelection.assets(keys.deployment),
+                            config={"ops": {deploy_op: {"config": {"role": "shadow"}}}},
+                            description="Serve the challenger in shadow: a copy of live traffic, answers logged only."),
+        dg.define_asset_job(f"{use_case.name}__promote_on_live_quality",
+                            selection=dg.AssetSelection.assets(keys.deployment),
+                            config={"ops": {deploy_op: {"config": {"promote_on_live_quality": True}}}},
+                            description="Make the shadow (or canary) version stable if it passed the offline gate "
+                                        "and is not worse than the stable one on labelled live requests."),
     ]
 
 

@@ -28,6 +28,7 @@ def churn_served(tmp_path_factory):
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     from platform_assets.deploy.release import stop_serving
     from platform_assets.deploy.serving import predict_over_http
+    from platform_assets.train.registry import CHAMPION, alias_version
     from platform_assets.traffic import request_fields, send_requests
     from platform_assets.use_cases.customer_churn.generator import write_sample
 
@@ -61,13 +62,33 @@ def churn_served(tmp_path_factory):
                 results["redeploy"] = run("features_to_serving")
                 redeployed = json.loads((paths.serving / "deployment.json").read_text())
                 results["rollback"] = run("rollback")
-                answered = predict_over_http(deployment["url"], today.head(3)[
-                    [c for c in today.columns if c in request_fields(declared.source)]].to_dict("records"))[1]
+                fields = [c for c in today.columns if c in request_fields(declared.source)]
+                answered = predict_over_http(deployment["url"], today.head(3)[fields].to_dict("records"))[1]
+                client = definitions.embedded_resources(root)["mlflow_registry"].client()
+                after_rollback = {"champion": alias_version(client, declared.model_name, CHAMPION),
+                                  "rolled_back": client.get_model_version(declared.model_name, "2").tags.get("rolled_back")}
+                # The challenger (version 2) in shadow beside version 1, then judged on the labelled live requests.
+                results["shadow"] = run("shadow_challenger")
+                shadowed = send_requests(deployment["url"], today, declared.source, concurrency=4)
+                refused = {"rolled_back": run("promote_on_live_quality")}  # it was rolled back
+                client.delete_model_version_tag(declared.model_name, "2", "rolled_back")  # an operator clears it
+
+                def promote(**config):
+                    return run("promote_on_live_quality", run_config={"ops": {f"{CHURN}__deploy__deployment": {
+                        "config": {"promote_on_live_quality": True, **config}}}})
+
+                refused["too_few"] = promote(min_labelled_rows=10 ** 6)
+                refused["must_be_better"] = promote(max_auc_drop=-1.0)  # 1.0 better in AUC: impossible
+                results["promote"] = promote(max_auc_drop=0.05, max_brier_rise=0.05)
+                promoted = {"release": json.loads((paths.serving / "release.json").read_text()),
+                            "champion": alias_version(client, declared.model_name, CHAMPION),
+                            "answered": predict_over_http(deployment["url"], today.head(3)[fields].to_dict("records"))[1]}
             finally:
                 stop_serving(paths.serving)
             yield {"root": root, "instance": instance, "results": results, "rows": rows, "traffic": traffic,
                    "today": today, "deployment": deployment, "paths": paths, "redeployed": redeployed,
-                   "answered_after_rollback": answered}
+                   "answered_after_rollback": answered, "after_rollback": after_rollback, "shadowed": shadowed,
+                   "promoted": promoted, "refused": refused}
 
 
 def test_every_stage_of_the_second_use_case_runs_on_the_generic_assets(churn_served):
@@ -114,18 +135,37 @@ def test_served_rows_are_logged_with_their_key_and_joined_to_their_labels(churn_
 
 
 def test_a_rollback_serves_the_previous_version_again_and_makes_it_champion(churn_served):
-    from platform_assets.definitions import embedded_resources
-    from platform_assets.train.registry import CHAMPION, alias_version
-
     results = churn_served["results"]
     assert results["redeploy"].success and results["rollback"].success
     first, second = churn_served["deployment"], churn_served["redeployed"]
     assert (first["model_version"], second["model_version"]) == ("1", "2")
     assert second["url"] == first["url"]  # one stable endpoint across releases
     assert churn_served["answered_after_rollback"]["tags"]["model_version"] == "1"
-    client = embedded_resources(churn_served["root"])["mlflow_registry"].client()
-    assert alias_version(client, "customer-churn", CHAMPION) == "1"
-    assert client.get_model_version("customer-churn", "2").tags.get("rolled_back") == "true"
+    assert churn_served["after_rollback"] == {"champion": "1", "rolled_back": "true"}
+
+
+def test_a_shadow_is_promoted_on_its_live_quality_only_when_it_qualifies(churn_served):
+    results, promoted, refused = churn_served["results"], churn_served["promoted"], churn_served["refused"]
+    assert results["shadow"].success
+    assert churn_served["shadowed"].answered == len(churn_served["today"])  # callers unaffected by the shadow
+
+    def refusal(result):
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        return failure.event_specific_data.error.message
+
+    assert "was rolled back before" in refusal(refused["rolled_back"])
+    assert "labelled requests answered by both versions" in refusal(refused["too_few"])
+    assert "worse live than v1" in refusal(refused["must_be_better"])
+    assert results["promote"].success
+    [materialization] = results["promote"].asset_materializations_for_node(f"{CHURN}__deploy__deployment")
+    live = materialization.metadata["live_comparison"].value
+    assert (live["role"], live["decision"], live["stable_version"], live["challenger_version"]) == \
+        ("shadow", "promote", "1", "2")
+    assert live["labelled"] == len(churn_served["today"])  # every shadowed request is labelled (label in the row)
+    assert live["stable_auc"] > 0.6 and live["challenger_auc"] > 0.6
+    assert promoted["release"]["stable"]["version"] == "2" and promoted["release"]["shadow"] is None
+    assert promoted["champion"] == "2" and promoted["answered"]["tags"]["model_version"] == "2"
 
 
 def test_batch_scores_of_a_day_equal_what_the_server_answered_for_the_same_rows(churn_served):

@@ -8,7 +8,7 @@ import dagster as dg
 
 from platform_assets.declarations import UseCase, use_case_to_dict
 from platform_assets.declared import use_case_index
-from platform_assets.resources import Deployer, FeatureStore, MlflowRegistry, PlatformState
+from platform_assets.resources import Deployer, FeatureStore, MlflowRegistry, PlatformState, Warehouse
 
 from platform_assets.keys import for_use_case
 
@@ -61,6 +61,56 @@ class DeploymentConfig(dg.Config):
     canary_weight: float = 0.1
     # Test rows a new version must answer as its bundle does (1e-5) before it gets any traffic.
     smoke_rows: int = 50
+    # Promote the shadow (or canary) version to stable if, on the labelled requests it answered
+    # beside the stable one, it is not worse live (and it passed the offline gate); else fail.
+    promote_on_live_quality: bool = False
+    min_labelled_rows: int = 200
+    max_auc_drop: float = 0.0
+    max_brier_rise: float = 0.0
+
+
+def live_promotion(use_case: UseCase, paths, warehouse, client, config: DeploymentConfig) -> tuple[str, dict]:
+    """The shadow or canary version that may become stable on its live quality, and the comparison.
+
+    Raises:
+        dg.Failure: When none serves, it did not pass the offline gate (or was rolled back), too
+            few of its answers are labelled yet, or it is worse live than the stable version.
+    """
+    from platform_assets.deploy import live_quality, release
+    from platform_assets.monitor.outcomes import labels_query
+    from platform_assets.train.registry import GATE_TAG
+    from platform_assets.warehouse import table_names
+
+    current = release.read_release(paths.serving)
+    role = "shadow" if current.get("shadow") else "canary" if current.get("canary") else None
+    if role is None or not current.get("stable"):
+        raise dg.Failure(f"no shadow or canary version of {use_case.name} serves beside a stable one under "
+                         f"{paths.serving}: release the challenger with role 'shadow' first")
+    stable, challenger = str(current["stable"]["version"]), str(current[role]["version"])
+    tags = client.get_model_version(use_case.model_name, challenger).tags
+    if tags.get(GATE_TAG) != "passed":
+        raise dg.Failure(f"{role} version {challenger} did not pass the offline gate "
+                         f"(gate is {tags.get(GATE_TAG) or 'missing'}): not promoted; version {stable} keeps serving")
+    if tags.get("rolled_back") == "true":
+        raise dg.Failure(f"{role} version {challenger} was rolled back before: not promoted automatically")
+    ids, key = use_case.id_columns(), use_case.source.key
+    stable_answers = live_quality.logged_answers(paths.inference, ids, key, {stable})
+    if role == "shadow":
+        challenger_answers = live_quality.logged_answers(paths.inference / live_quality.SHADOW_FOLDER, ids, key,
+                                                         {challenger})
+    else:
+        challenger_answers = live_quality.logged_answers(paths.inference, ids, key, {challenger}, role="canary")
+    with warehouse.connect(read_only=True) as con:
+        labels = con.execute(labels_query(table_names(con), use_case)).df()
+    comparison = live_quality.compare(stable_answers.rows, challenger_answers.rows, labels, key, use_case.label,
+                                      stable, challenger, paired=role == "shadow")
+    promote, reason = live_quality.decide(comparison, config.min_labelled_rows, config.max_auc_drop,
+                                          config.max_brier_rise)
+    found = {**comparison.to_dict(), "role": role, "decision": "promote" if promote else "keep", "reason": reason,
+             "rejected_log_lines": stable_answers.rejected + challenger_answers.rejected}
+    if not promote:
+        raise dg.Failure(f"{reason}; version {stable} keeps serving", metadata={"live_comparison": dg.MetadataValue.json(found)})
+    return challenger, found
 
 
 def release_request(use_case: UseCase, state: PlatformState, feast: FeatureStore, version: str, bundle_dir: Path,
@@ -136,6 +186,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         mlflow_registry: MlflowRegistry,
         deployer: Deployer,
         feast: FeatureStore,
+        warehouse: Warehouse,
     ) -> dg.MaterializeResult:
         """Downloads the approved champion's bundle (or the challenger's, for a shadow) and releases it."""
         from platform_assets.deploy import release
@@ -144,7 +195,15 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         paths = state.paths.of(use_case.name)
         client = mlflow_registry.client()
         name = use_case.model_name
-        if config.role == "shadow":  # answers are never returned: the challenger need not have passed the gate
+        live = None
+        if config.promote_on_live_quality:
+            if config.role != "stable":
+                raise dg.Failure(f"promote_on_live_quality releases as stable, not {config.role!r}")
+            from platform_assets.train.registry import CHAMPION
+
+            version, live = live_promotion(use_case, paths, warehouse, client, config)
+            context.log.info(live["reason"])
+        elif config.role == "shadow":  # answers are never returned: the challenger need not have passed the gate
             version = alias_version(client, name, CHALLENGER)
             if version is None:
                 raise dg.Failure(f"registered model {name!r} has no challenger to shadow")
@@ -156,6 +215,9 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
                                       context.log.info)
         except release.ReleaseError as exc:
             raise dg.Failure(str(exc)) from None
+        if live is not None:  # serving now: the registry follows
+            client.set_registered_model_alias(name, CHAMPION, version)
+            context.log.info(f"{name}: version {version} promoted on its live quality; it is the champion now")
         stable = record["stable"]
         own_bundle = str(bundle_dir) if stable["version"] == str(version) else None
         summary = {"url": record["url"], "model_name": name, "model_version": stable["version"],
@@ -175,6 +237,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
                 **({"feature_server_url": dg.MetadataValue.url(f"{stable['feature_server_url']}/get-online-features")}
                    if stable.get("feature_server_url") else {}),
                 "deployment": dg.MetadataValue.json(summary),
+                **({"live_comparison": dg.MetadataValue.json(live)} if live else {}),
             }
         )
 
@@ -185,7 +248,6 @@ def build_batch_predictions_asset(use_case: UseCase) -> dg.AssetsDefinition:
     """``<use case>/deploy/batch_predictions``: a day's validated rows scored by the approved champion offline."""
     from platform_assets.concurrency import WAREHOUSE_POOL
     from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
-    from platform_assets.resources import Warehouse
 
     keys = for_use_case(use_case)
     table = use_case.monitor_table("batch_predictions")
