@@ -10,7 +10,6 @@ import json
 
 import dagster as dg
 import duckdb
-import pandas as pd
 import pytest
 
 from platform_assets import definitions, settings
