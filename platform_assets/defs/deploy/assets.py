@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase, use_case_to_dict
 from platform_assets.declared import use_case_index
 from platform_assets.resources import Deployer, FeatureStore, MlflowRegistry, PlatformState, Warehouse
@@ -173,6 +174,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
         deps=[keys.champion, keys.feature_store, keys.training_set],
         group_name=use_case.name,
         kinds={"seldon", "pytorch", "feast"},
+        pool=WAREHOUSE_POOL,  # a promotion on live quality reads the outcomes from the warehouse
         description=(
             "The champion served over REST by a Seldon Core microservice (with the Feast feature server it reads) "
             "behind the use case's stable endpoint; released blue/green: the new version starts beside the old, "
@@ -246,7 +248,6 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
 
 def build_batch_predictions_asset(use_case: UseCase) -> dg.AssetsDefinition:
     """``<use case>/deploy/batch_predictions``: a day's validated rows scored by the approved champion offline."""
-    from platform_assets.concurrency import WAREHOUSE_POOL
     from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 
     keys = for_use_case(use_case)
