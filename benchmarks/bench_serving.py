@@ -123,8 +123,10 @@ def bare_server(port: int, bundle_dir: Path, lookup_url: str | None = None) -> N
                 found = online.lookup(case.online_feature_service, features.ONLINE_ENTITY,
                                       [r[features.ONLINE_ENTITY] for r in rows])
                 for r in rows:
-                    when = dt.datetime.fromisoformat(r[case.source.event_time]).replace(tzinfo=dt.timezone.utc)
-                    r.update(features.compute(r, found.get(r[features.ONLINE_ENTITY]), when.timestamp()))
+                    stamp = r.get(case.source.event_time)  # as the server: a row without its time is of now
+                    when = (dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc).timestamp() if stamp
+                            else time.time())
+                    r.update(features.compute(r, found.get(r[features.ONLINE_ENTITY]), when))
                 data = {"names": inputs, "ndarray": [[r[n] for n in inputs] for r in rows]}
             columns = {name: np.array([row[i] for row in data["ndarray"]], dtype=object if name in categorical
                                       else np.float64) for i, name in enumerate(data["names"])}
