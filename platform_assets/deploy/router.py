@@ -363,7 +363,11 @@ class _ClientConnection(_Parsing, asyncio.Protocol):
         try:
             while self.pending and not self.closing:
                 request = self.pending.pop(0)
-                answer = await self._answer(request)
+                try:
+                    answer = await self._answer(request)
+                except Exception as exc:  # noqa: BLE001 - a router bug must not leave the caller waiting
+                    answer = _json_response(500, "Internal Server Error", {"error": f"router failed: {exc!r}"}, False)
+                    request.keep_alive = False
                 if self.closing:  # the caller went away meanwhile
                     return
                 self.transport.write(answer)
