@@ -201,7 +201,7 @@ def _body(rows, names: list[str]) -> bytes:
                                                             rows[names].itertuples(index=False)]}}).encode()
 
 
-def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers: int):
+def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers: int, threads: int | None = None):
     """The champion of ``loan_default`` in ``state_root`` with its feature server: (spec, bundle, bodies)."""
     import pandas as pd
 
@@ -222,7 +222,8 @@ def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers:
     spec = release.BackendSpec(
         python=serving_python, bundle=bundle_dir, use_case=case.name, declaration=use_case_to_dict(case),
         model_name=case.model_name, version=str(deployment["model_version"]), feature_repo=ROOT / "feature_repo",
-        state_root=state_root, inference_log_dir=tmp / "inference_lookup", workers=workers)
+        state_root=state_root, inference_log_dir=tmp / "inference_lookup", workers=workers,
+        **({"lookup_threads": threads} if threads else {}))
 
     def bodies(batch: int) -> tuple[bytes, bytes]:
         rows = training.sample(batch, random_state=batch, replace=len(training) < batch)
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", default="1,100")
     parser.add_argument("--pairs", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--workers", type=int, default=2, help="the model server's gunicorn workers")
+    parser.add_argument("--lookup-threads", type=int, default=None,
+                        help="requests a worker scores at once in the lookup scenario (default: the deployer's)")
     parser.add_argument("--scenarios", default="inputs,lookup", help="which of inputs,lookup to run")
     parser.add_argument("--state-root", help="PLATFORM_HOME of a `make demo` for the lookup scenario "
                         "(default .platform, when a model serves there)")
@@ -268,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [("inputs", spec, bundle_dir, lambda batch: (_message(batch), _message(batch)))]
     state_root = Path(args.state_root).resolve() if args.state_root else ROOT / ".platform"
     if args.state_root or (state_root / "serving" / "loan_default" / "deployment.json").exists():
-        scenarios.append(("lookup", *_lookup_scenario(state_root, tmp, serving_python, args.workers)))
+        scenarios.append(("lookup", *_lookup_scenario(state_root, tmp, serving_python, args.workers,
+                                                      args.lookup_threads)))
     scenarios = [s for s in scenarios if s[0] in wanted]
     results: list[dict] = []
     for scenario, spec, bare_bundle, bodies in scenarios:

@@ -139,7 +139,7 @@ class LocalDeployer(Deployer):
     # Feast feature server worker processes (per version), and the requests a model-server worker
     # of a use case with online features scores at once while it waits on them.
     feature_server_workers: int = 2
-    lookup_threads: int = 4
+    lookup_threads: int = 8
 
     def python_path(self) -> Path:
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""

@@ -73,7 +73,7 @@ class BackendSpec:
     workers: int = 2
     feature_server_workers: int = 2
     # Requests a model-server worker scores at once while it waits on the feature server.
-    lookup_threads: int = 4
+    lookup_threads: int = 8
     feature_lookup_timeout_s: float = 2.0
     start_timeout_s: float = 120.0
 
