@@ -223,7 +223,6 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
         self.request: _Request | None = None  # being received
-        self.size = 0
         self.queue: deque[_Request] = deque()  # received, not answered yet
         self.busy = False  # a request is being scored
         self.closing = False
@@ -275,7 +274,7 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self.request, self.size, self.headers_done = _Request(), 0, False
+        self.request, self.headers_done = _Request(), False
         self._arm(self.worker.read_timeout_s, self._request_expired)
 
     def on_url(self, url: bytes) -> None:
@@ -305,7 +304,6 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        self.size += len(body)
         self.request.body.append(body)
 
     def on_message_complete(self) -> None:
