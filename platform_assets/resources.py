@@ -212,13 +212,16 @@ class KubernetesDeployer(Deployer):
     def _apply(self, request, main: str, previous: list[str], log, **extra) -> dict:
         from platform_assets.deploy import kubernetes, manifests
 
-        name = request.use_case.model_name
-        manifest = manifests.render_seldon_deployment(
-            name=name, namespace=self.namespace, use_case=request.use_case.name, image=self.image,
-            model_version=main, model_uri=f"models:/{name}/{main}", replicas=self.replicas,
-            fetch_image=self.fetch_image, previous_versions=previous, **extra)
-        from platform_assets.deploy.release import ReleaseError
+        from platform_assets.deploy.release import NothingApplied, ReleaseError
 
+        name = request.use_case.model_name
+        try:
+            manifest = manifests.render_seldon_deployment(
+                name=name, namespace=self.namespace, use_case=request.use_case.name, image=self.image,
+                model_version=main, model_uri=f"models:/{name}/{main}", replicas=self.replicas,
+                fetch_image=self.fetch_image, previous_versions=previous, **extra)
+        except ValueError as exc:  # ManifestError, or a canary share out of range
+            raise NothingApplied(f"{exc} (nothing was applied)") from None
         api = self._api()
         action = kubernetes.apply_seldon_deployment(api, manifest)
         log(f"SeldonDeployment {self.namespace}/{name} {action}: main {main}"
@@ -237,7 +240,7 @@ class KubernetesDeployer(Deployer):
         return kubernetes.served_versions(self._api(), self.namespace, request.use_case.model_name)
 
     def release(self, request, log) -> dict:  # noqa: D102
-        from platform_assets.deploy.release import ReleaseError
+        from platform_assets.deploy.release import NothingApplied, ReleaseError
 
         main, previous = self._current(request)
         version = str(request.version)
@@ -245,6 +248,8 @@ class KubernetesDeployer(Deployer):
             history = [*previous, main] if main and main != version else previous
             try:
                 return self._apply(request, version, history, log)
+            except NothingApplied:
+                raise
             except ReleaseError as exc:
                 if not main:
                     raise

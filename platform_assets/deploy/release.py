@@ -42,6 +42,10 @@ class ReleaseError(RuntimeError):
     """A release that did not happen: the version serving before still serves."""
 
 
+class NothingApplied(ReleaseError):
+    """A release refused before it changed anything (an invalid manifest, say)."""
+
+
 @dataclass(frozen=True)
 class Backend:
     """One running version: its model server and the feature server it reads."""

@@ -1,14 +1,15 @@
 """The Kubernetes deployer through the real kubernetes client, against an API server that stores SeldonDeployments.
 
 The stand-in API server speaks the Kubernetes REST API for one custom resource
-(create, get, merge-patch), validates every manifest it is sent against Seldon
-Core's CRD schema when ``../shared`` has it (answering 422 as an API server
-does), and plays the operator: a deployment becomes ``Available`` after a few
+(create, get, merge-patch), validates every manifest it is sent against the
+project's schema and, where ``../shared`` has it, Seldon Core's own CRD schema
+(answering 422 as an API server does), and plays the operator: a deployment becomes ``Available`` after a few
 polls, or ``Failed`` for a planted version.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from platform_assets.declarations import use_case_to_dict
-from platform_assets.deploy.release import ReleaseError, ReleaseRequest
+from platform_assets.deploy.manifests import seldon_deployment_problems
+from platform_assets.deploy.release import NothingApplied, ReleaseError, ReleaseRequest
 from platform_assets.resources import KubernetesDeployer
 from tests.conftest import SHARED, loan
 
@@ -49,15 +51,15 @@ class FakeApiServer:
                 return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
 
             def _invalid(self, manifest):
-                if server.schema is None:
-                    return None
-                import jsonschema
+                problems = seldon_deployment_problems(manifest)
+                if server.schema is not None and not problems:
+                    import jsonschema
 
-                try:
-                    jsonschema.validate(manifest, server.schema)
-                except jsonschema.ValidationError as exc:
-                    return {"kind": "Status", "code": 422, "message": exc.message}
-                return None
+                    try:
+                        jsonschema.validate(manifest, server.schema)
+                    except jsonschema.ValidationError as exc:
+                        problems = [exc.message]
+                return {"kind": "Status", "code": 422, "message": "; ".join(problems)} if problems else None
 
             def do_POST(self):
                 manifest = self._body()
@@ -167,3 +169,15 @@ def test_a_deployment_seldon_reports_failed_fails_the_release_with_its_reason(cl
     with pytest.raises(ReleaseError, match="failed: container classifier: CrashLoopBackOff; version 4 serves again"):
         deployer.release(_request(FAILING_VERSION), print)
     assert _predictors(api) == {"main": ("4", 100, False)}
+
+
+def test_a_manifest_kubernetes_would_refuse_never_reaches_the_cluster(cluster):
+    api, deployer = cluster
+    before, sent = copy.deepcopy(api.objects["loan-default"]), len(api.requests)
+    broken = KubernetesDeployer(namespace="ml", image="registry.local/server 1",  # a space in the image
+                                kubeconfig=deployer.kubeconfig, poll_s=0.01, available_timeout_s=5)
+    with pytest.raises(NothingApplied, match=r"cannot be applied: spec\.predictors\[0\]\.componentSpecs\[0\]\.spec"
+                                             r"\.containers\[0\]\.image: .*\(nothing was applied\)"):
+        broken.release(_request("8"), print)
+    assert len(api.requests) == sent  # no create, no patch
+    assert api.objects["loan-default"]["spec"] == before["spec"]  # version 4 still serves, untouched
