@@ -27,7 +27,8 @@ Two scenarios:
   the request features with the applicant's online features. The bare endpoint does
   the same minimal work: one POST to the same feature server for the rows'
   applicants, the use case's own ``compute`` of the request features, the forward
-  pass (no checks, no log). The ``inputs`` rows show what the lookup costs.
+  pass (no checks, no log). The served workers coalesce the lookups that arrive while
+  one is in flight (``--lookups-in-flight 0``: one POST per request, as the bare one). The ``inputs`` rows show what the lookup costs.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def bare_server(port: int, bundle_dir: Path, lookup_url: str | None = None) -> N
         from platform_assets.declared import use_case
 
         case = use_case("loan_default")
-        features, online = case.request_features_module(), OnlineFeatures(lookup_url, timeout_s=30)
+        features, online = case.request_features_module(), OnlineFeatures(lookup_url, timeout_s=30, max_in_flight=None)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -201,7 +202,8 @@ def _body(rows, names: list[str]) -> bytes:
                                                             rows[names].itertuples(index=False)]}}).encode()
 
 
-def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers: int, threads: int | None = None):
+def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers: int, threads: int | None = None,
+                     in_flight: int | None = None):
     """The champion of ``loan_default`` in ``state_root`` with its feature server: (spec, bundle, bodies)."""
     import pandas as pd
 
@@ -223,7 +225,8 @@ def _lookup_scenario(state_root: Path, tmp: Path, serving_python: Path, workers:
         python=serving_python, bundle=bundle_dir, use_case=case.name, declaration=use_case_to_dict(case),
         model_name=case.model_name, version=str(deployment["model_version"]), feature_repo=ROOT / "feature_repo",
         state_root=state_root, inference_log_dir=tmp / "inference_lookup", workers=workers,
-        **({"lookup_threads": threads} if threads else {}))
+        **({"lookup_threads": threads} if threads else {}),
+        **({"lookups_in_flight": in_flight} if in_flight is not None else {}))
 
     def bodies(batch: int) -> tuple[bytes, bytes]:
         rows = training.sample(batch, random_state=batch, replace=len(training) < batch)
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="the model server's gunicorn workers")
     parser.add_argument("--lookup-threads", type=int, default=None,
                         help="requests a worker scores at once in the lookup scenario (default: the deployer's)")
+    parser.add_argument("--lookups-in-flight", type=int, default=None,
+                        help="feature-server POSTs at once per worker in the lookup scenario, lookups beyond "
+                             "coalesced; 0: one POST per request as the bare endpoint (default: the deployer's)")
     parser.add_argument("--scenarios", default="inputs,lookup", help="which of inputs,lookup to run")
     parser.add_argument("--state-root", help="PLATFORM_HOME of a `make demo` for the lookup scenario "
                         "(default .platform, when a model serves there)")
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     state_root = Path(args.state_root).resolve() if args.state_root else ROOT / ".platform"
     if args.state_root or (state_root / "serving" / "loan_default" / "deployment.json").exists():
         scenarios.append(("lookup", *_lookup_scenario(state_root, tmp, serving_python, args.workers,
-                                                      args.lookup_threads)))
+                                                      args.lookup_threads, args.lookups_in_flight)))
     scenarios = [s for s in scenarios if s[0] in wanted]
     results: list[dict] = []
     for scenario, spec, bare_bundle, bodies in scenarios:

@@ -140,6 +140,9 @@ class LocalDeployer(Deployer):
     # of a use case with online features scores at once while it waits on them.
     feature_server_workers: int = 2
     lookup_threads: int = 8
+    # Feature-server POSTs at once per model-server worker: the lookups that arrive meanwhile go as
+    # one POST for all their entities (0: one POST per request).
+    lookups_in_flight: int = 1
 
     def python_path(self) -> Path:
         """The serving environment's interpreter (default: ``<project>/.venv-serving/bin/python``)."""
@@ -154,7 +157,7 @@ class LocalDeployer(Deployer):
             feature_repo=request.feature_repo, state_root=request.state_root,
             inference_log_dir=request.inference_log_dir, workers=self.workers,
             feature_server_workers=self.feature_server_workers, lookup_threads=self.lookup_threads,
-            feature_lookup_timeout_s=self.feature_lookup_timeout_s, start_timeout_s=self.start_timeout_s)
+            lookups_in_flight=self.lookups_in_flight, feature_lookup_timeout_s=self.feature_lookup_timeout_s, start_timeout_s=self.start_timeout_s)
 
     def release(self, request, log) -> dict:  # noqa: D102
         from platform_assets.deploy import release

@@ -72,7 +72,8 @@ class PlatformModel:
         self._log = InferenceLog(log_dir) if log_dir else None
         url = os.environ.get("FEATURE_SERVER_URL")
         timeout = float(os.environ.get("FEATURE_LOOKUP_TIMEOUT_S", "2"))
-        self._online = OnlineFeatures(url, timeout) if url else None
+        in_flight = int(os.environ.get("FEATURE_LOOKUP_IN_FLIGHT", "1"))  # 0: no coalescing (online_features)
+        self._online = OnlineFeatures(url, timeout, in_flight or None) if url else None
 
     def load(self):
         """Loads the network; Seldon calls this in each worker process, after forking."""

@@ -78,6 +78,8 @@ class BackendSpec:
     feature_server_workers: int = 2
     # Requests a model-server worker scores at once while it waits on the feature server.
     lookup_threads: int = 8
+    # Feature-server POSTs at once per worker; lookups beyond are coalesced into one POST (0: never).
+    lookups_in_flight: int = 1
     feature_lookup_timeout_s: float = 2.0
     start_timeout_s: float = 120.0
 
@@ -123,7 +125,7 @@ def start_backend(spec: BackendSpec, serving_dir: Path, role: str = "stable") ->
             feature_server_url=f"http://127.0.0.1:{feature_port}" if spec.feature_repo else None,
             inference_log_dir=inference_log_dir,
             workers=spec.workers, feature_lookup_timeout_s=spec.feature_lookup_timeout_s, role=role,
-            threads=spec.lookup_threads if spec.feature_repo else 1,
+            threads=spec.lookup_threads if spec.feature_repo else 1, lookups_in_flight=spec.lookups_in_flight,
         )
         feature = None
         if spec.feature_repo:  # it lives as long as the model server it feeds (it watches its pid)

@@ -95,7 +95,7 @@ def start_model_server(
     log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
-    declaration: dict | None = None, role: str | None = None, threads: int = 1,
+    declaration: dict | None = None, role: str | None = None, threads: int = 1, lookups_in_flight: int = 1,
 ) -> ServerProcess:
     """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
 
@@ -124,6 +124,9 @@ def start_model_server(
         threads: Requests one worker scores at once: 1 scores on the worker's event loop (the
             model is CPU-bound); more overlap the waits of a model that looks features up.
         feature_lookup_timeout_s: Per-request bound on the feature lookup (then 503).
+        lookups_in_flight: POSTs to the feature server at once per worker; the lookups that
+            arrive meanwhile are coalesced into one POST (``deploy/serving/online_features.py``).
+            0: every request posts on its own.
 
     Returns:
         The started (not yet healthy) server: see :func:`wait_until_healthy`.
@@ -150,6 +153,7 @@ def start_model_server(
     env["GUNICORN_WORKERS"] = str(workers)
     env["GUNICORN_THREADS"] = str(threads)
     env["FEATURE_LOOKUP_TIMEOUT_S"] = str(feature_lookup_timeout_s)
+    env["FEATURE_LOOKUP_IN_FLIGHT"] = str(lookups_in_flight)
     for name, value in (("FEATURE_SERVER_URL", feature_server_url), ("INFERENCE_LOG_DIR", inference_log_dir)):
         if value:
             env[name] = str(value)

@@ -135,62 +135,6 @@ def test_a_port_held_by_another_server_is_refused_before_starting(tmp_path):
     port_is_free("127.0.0.1", port)  # let go: free again
 
 
-def _online_features_module():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "deploy" / "serving" / "online_features.py"
-    spec = importlib.util.spec_from_file_location("online_features_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_server():
-    """The first connection is dropped without an answer (as a server closing an idle keep-alive one does)."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    module = _online_features_module()
-    calls = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            calls.append(body)
-            if len(calls) == 1:
-                self.connection.shutdown(2)  # no answer: the client sees the connection drop
-                return
-            ids = body["entities"]["applicant_id"]
-            answer = json.dumps({"metadata": {"feature_names": ["applicant_id", "recent_application_ts",
-                                                                "recent_loan_amounts"]},
-                                 "results": [{"values": ids}, {"values": [[1.0]] * len(ids)},
-                                             {"values": [[250.0]] * len(ids)}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = module.OnlineFeatures(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=2.0)
-        expected = {"recent_application_ts": [1.0], "recent_loan_amounts": [250.0]}
-        assert client.lookup("loan_default_online", "applicant_id", [7, 3]) == {3: expected, 7: expected}
-        assert len(calls) == 2  # retried once, on a new connection
-    finally:
-        server.shutdown()
-        server.server_close()
-    dead = module.OnlineFeatures(f"http://127.0.0.1:{free_port()}", timeout_s=0.5)
-    with pytest.raises(module.FeatureLookupError, match="did not answer"):
-        dead.lookup("loan_default_online", "applicant_id", [1])
-
-
 def test_served_features_that_differ_from_the_sdk_are_counted():
     """The decision of the deployment's served_features_match_sdk check, on planted answers."""
     from platform_assets.deploy.feature_server import differing_values
