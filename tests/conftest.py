@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import os
 from pathlib import Path
@@ -15,6 +16,16 @@ os.environ["PLATFORM_PARTITIONS_START"] = "2025-01-01"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
 SHARED = PROJECT_ROOT.parent / "shared"
+SELDON_CRD = SHARED / "k8s-schemas" / "seldondeployments.machinelearning.seldon.io.v1.crd.yaml"
+
+
+@functools.cache
+def seldon_crd_schema() -> dict:
+    """Seldon Core's own CRD schema, from ``../shared`` (2.4 MB of YAML: read once, with libyaml where it is)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(SELDON_CRD.read_text(), Loader=loader)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def pytest_collection_finish(session):

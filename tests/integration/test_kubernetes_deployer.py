@@ -14,6 +14,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 import pytest
 import yaml
 
@@ -21,9 +22,9 @@ from platform_assets.declarations import use_case_to_dict
 from platform_assets.deploy.manifests import seldon_deployment_problems
 from platform_assets.deploy.release import NothingApplied, ReleaseError, ReleaseRequest
 from platform_assets.resources import KubernetesDeployer
-from tests.conftest import SHARED, loan
+from tests.conftest import SELDON_CRD as CRD
+from tests.conftest import loan, seldon_crd_schema
 
-CRD = SHARED / "k8s-schemas" / "seldondeployments.machinelearning.seldon.io.v1.crd.yaml"
 PREFIX = "/apis/machinelearning.seldon.io/v1/namespaces/ml/seldondeployments"
 FAILING_VERSION = "13"
 
@@ -31,8 +32,8 @@ FAILING_VERSION = "13"
 class FakeApiServer:
     def __init__(self):
         self.objects, self.gets, self.requests = {}, {}, []
-        self.schema = (yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-                       if CRD.exists() else None)
+        # Built once: jsonschema.validate() would check the 2.4 MB schema itself on every call.
+        self.crd = jsonschema.Draft202012Validator(seldon_crd_schema()) if CRD.exists() else None
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,11 +53,9 @@ class FakeApiServer:
 
             def _invalid(self, manifest):
                 problems = seldon_deployment_problems(manifest)
-                if server.schema is not None and not problems:
-                    import jsonschema
-
+                if server.crd is not None and not problems:
                     try:
-                        jsonschema.validate(manifest, server.schema)
+                        server.crd.validate(manifest)
                     except jsonschema.ValidationError as exc:
                         problems = [exc.message]
                 return {"kind": "Status", "code": 422, "message": "; ".join(problems)} if problems else None

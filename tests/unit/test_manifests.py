@@ -11,9 +11,10 @@ import yaml
 from platform_assets.deploy.kubernetes import apply_seldon_deployment
 from platform_assets.deploy.manifests import (
     ManifestError, render_seldon_deployment, seldon_deployment_problems, validate_seldon_deployment)
+from tests.conftest import SELDON_CRD as CRD
+from tests.conftest import seldon_crd_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CRD = PROJECT_ROOT.parent / "shared" / "k8s-schemas" / "seldondeployments.machinelearning.seldon.io.v1.crd.yaml"
 ARGS = dict(name="loan-default", namespace="ml", use_case="loan_default", image="registry.local/loan-default-server:1",
             model_version="4", model_uri="models:/loan-default/4")
 CANARY = {"model_version": "5", "model_uri": "models:/loan-default/5", "traffic": 10}
@@ -22,12 +23,12 @@ TARGET = dict(group="machinelearning.seldon.io", version="v1", namespace="ml", p
 
 
 @pytest.fixture(scope="module")
-def upstream_crd_schema():
+def seldon_crd():
     """Seldon Core v1.17.1's CRD schema: a second opinion, only where ../shared is beside the project."""
     if not CRD.exists():
         pytest.skip(f"Seldon Core's own CRD not found at {CRD} (../shared is absent); "
                     "the project's schema checks every manifest without it")
-    return yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return jsonschema.Draft202012Validator(seldon_crd_schema())  # once: validate() re-checks the schema per call
 
 
 def _env(predictor):
@@ -78,8 +79,8 @@ def test_shadow_mirrors_and_is_valid():
 
 
 @pytest.mark.parametrize("extra", [{}, {"canary": CANARY}, {"shadow": SHADOW}], ids=["main", "canary", "shadow"])
-def test_seldon_cores_own_crd_accepts_every_manifest_the_project_renders(upstream_crd_schema, extra):
-    jsonschema.validate(render_seldon_deployment(**ARGS, **extra), upstream_crd_schema)
+def test_seldon_cores_own_crd_accepts_every_manifest_the_project_renders(seldon_crd, extra):
+    seldon_crd.validate(render_seldon_deployment(**ARGS, **extra))
 
 
 @pytest.mark.parametrize("traffic", [0, 100, 150])
@@ -151,9 +152,9 @@ def test_a_planted_bad_manifest_is_refused_with_its_path(name):
         validate_seldon_deployment(manifest)
 
 
-def test_seldon_cores_own_crd_refuses_a_wrong_type_too(upstream_crd_schema):
+def test_seldon_cores_own_crd_refuses_a_wrong_type_too(seldon_crd):
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(_planted(PLANTED["replicas not an integer"][0]), upstream_crd_schema)
+        seldon_crd.validate(_planted(PLANTED["replicas not an integer"][0]))
 
 
 class FakeCustomObjectsApi:
