@@ -157,7 +157,8 @@ class LocalDeployer(Deployer):
             feature_repo=request.feature_repo, state_root=request.state_root,
             inference_log_dir=request.inference_log_dir, workers=self.workers,
             feature_server_workers=self.feature_server_workers, lookup_threads=self.lookup_threads,
-            lookups_in_flight=self.lookups_in_flight, feature_lookup_timeout_s=self.feature_lookup_timeout_s, start_timeout_s=self.start_timeout_s)
+            lookups_in_flight=self.lookups_in_flight, feature_lookup_timeout_s=self.feature_lookup_timeout_s,
+            start_timeout_s=self.start_timeout_s)
 
     def release(self, request, log) -> dict:  # noqa: D102
         from platform_assets.deploy import release

@@ -110,10 +110,12 @@ class OnlineFeatures:
                     self._in_flight -= 1
                     self._slots.notify()
                 batch.done.set()
-        # The leader waits for a slot (one POST at most) and then its POST (its own deadlines).
-        elif not batch.done.wait(4 * self.timeout_s + 1.0):
-            raise FeatureLookupError(f"feature server {self.url} did not answer a coalesced lookup "
-                                     f"in {4 * self.timeout_s + 1.0:g} s")
+        else:
+            # The batch's leader waits for a slot (one POST in flight) and then sends its own POST,
+            # each bounded by the socket deadlines; this bound only guards against a lost leader.
+            bound = 4 * self.timeout_s + 1.0
+            if not batch.done.wait(bound):
+                raise FeatureLookupError(f"feature server {self.url} did not answer a coalesced lookup in {bound:g} s")
         if batch.error is not None:
             raise batch.error
         return batch.found
