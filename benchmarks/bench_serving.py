@@ -28,7 +28,8 @@ Two scenarios:
   the same minimal work: one POST to the same feature server for the rows'
   applicants, the use case's own ``compute`` of the request features, the forward
   pass (no checks, no log). The served workers coalesce the lookups that arrive while
-  one is in flight (``--lookups-in-flight 0``: one POST per request, as the bare one). The ``inputs`` rows show what the lookup costs.
+  one is in flight (``--lookups-in-flight 0``: one POST per request, as the bare
+  one). The ``inputs`` rows show what the lookup costs.
 """
 
 from __future__ import annotations
