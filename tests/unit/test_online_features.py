@@ -1,6 +1,7 @@
 """The model server's feature-server client (deploy/serving/online_features.py) against stand-in servers:
 retries, deadlines, error answers, and the coalescing of concurrent lookups."""
 
+import contextlib
 import json
 import threading
 import time
@@ -22,15 +23,39 @@ def _online_features_module():
     return module
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """A stand-in feature server's handler: keep-alive, quiet, ``answer(status, body)``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _serving(handler):
+    """``handler`` served on a free loopback port for the block: its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_server():
     """The first connection is dropped without an answer (as a server closing an idle keep-alive one does)."""
-
     module = _online_features_module()
     calls = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(_Handler):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             calls.append(body)
@@ -38,111 +63,65 @@ def test_a_feature_lookup_survives_a_reset_connection_once_and_reports_a_dead_se
                 self.connection.shutdown(2)  # no answer: the client sees the connection drop
                 return
             ids = body["entities"]["applicant_id"]
-            answer = json.dumps({"metadata": {"feature_names": ["applicant_id", "recent_application_ts",
-                                                                "recent_loan_amounts"]},
-                                 "results": [{"values": ids}, {"values": [[1.0]] * len(ids)},
-                                             {"values": [[250.0]] * len(ids)}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.answer(200, json.dumps({
+                "metadata": {"feature_names": ["applicant_id", "recent_application_ts", "recent_loan_amounts"]},
+                "results": [{"values": ids}, {"values": [[1.0]] * len(ids)},
+                            {"values": [[250.0]] * len(ids)}]}).encode())
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = module.OnlineFeatures(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=2.0)
+    with _serving(Handler) as url:
+        client = module.OnlineFeatures(url, timeout_s=2.0)
         expected = {"recent_application_ts": [1.0], "recent_loan_amounts": [250.0]}
         assert client.lookup("loan_default_online", "applicant_id", [7, 3]) == {3: expected, 7: expected}
         assert len(calls) == 2  # retried once, on a new connection
-    finally:
-        server.shutdown()
-        server.server_close()
     dead = module.OnlineFeatures(f"http://127.0.0.1:{free_port()}", timeout_s=0.5)
     with pytest.raises(module.FeatureLookupError, match="did not answer"):
         dead.lookup("loan_default_online", "applicant_id", [1])
 
 
 def test_a_slow_feature_server_times_out_once_and_an_error_status_is_reported_with_its_body():
-
     module = _online_features_module()
     calls = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(_Handler):
         def do_POST(self):  # noqa: N802
             self.rfile.read(int(self.headers["Content-Length"]))
             calls.append(self.path)
             if len(calls) == 1:
                 time.sleep(1.0)  # past the client's deadline
-            answer = b'{"detail": "feature service loan_default_online not found"}'
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.answer(500, b'{"detail": "feature service loan_default_online not found"}')
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = module.OnlineFeatures(f"http://127.0.0.1:{server.server_address[1]}/feast", timeout_s=0.3)
+    with _serving(Handler) as url:
+        client = module.OnlineFeatures(f"{url}/feast", timeout_s=0.3)
         with pytest.raises(module.FeatureLookupError, match=r"did not answer in 0.3 s"):
             client.lookup("loan_default_online", "applicant_id", [1])
         assert calls == ["/feast/get-online-features"]  # a timeout is not retried
         time.sleep(1.0)
         with pytest.raises(module.FeatureLookupError, match=r"answered HTTP 500: .*loan_default_online not found"):
             client.lookup("loan_default_online", "applicant_id", [1])
-    finally:
-        server.shutdown()
-        server.server_close()
     with pytest.raises(ValueError, match="is not http"):
         module.OnlineFeatures("redis://127.0.0.1:6379")
 
 
-class FeatureServer:
-    """Answers ``value = 10 * id`` per id after ``delay_s``; records each POST's ids and start time."""
+@contextlib.contextmanager
+def _feature_server(delay_s=0.05, fail_posts=(), leave_out=()):
+    """Answers ``n_prior = 10 * id`` per id after ``delay_s``: ``(url, posts)``, each POST's start time and ids."""
+    posts, lock = [], threading.Lock()
 
-    def __init__(self, delay_s=0.05, fail_posts=(), leave_out=()):
-        self.posts, self.lock = [], threading.Lock()
-        server = self
+    class Handler(_Handler):
+        def do_POST(self):  # noqa: N802
+            ids = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["entities"]["applicant_id"]
+            with lock:
+                number = len(posts)
+                posts.append((time.monotonic(), ids))
+            time.sleep(delay_s)
+            if number in fail_posts:
+                return self.answer(500, b'{"detail": "online store is locked"}')
+            kept = [i for i in ids if i not in leave_out]
+            self.answer(200, json.dumps({"metadata": {"feature_names": ["applicant_id", "n_prior"]},
+                                         "results": [{"values": kept}, {"values": [10 * i for i in kept]}]}).encode())
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                ids = body["entities"]["applicant_id"]
-                with server.lock:
-                    number = len(server.posts)
-                    server.posts.append((time.monotonic(), ids))
-                time.sleep(delay_s)
-                if number in fail_posts:
-                    answer, status = b'{"detail": "online store is locked"}', 500
-                else:
-                    kept = [i for i in ids if i not in leave_out]
-                    answer, status = json.dumps({
-                        "metadata": {"feature_names": ["applicant_id", "n_prior"]},
-                        "results": [{"values": kept}, {"values": [10 * i for i in kept]}]}).encode(), 200
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+    with _serving(Handler) as url:
+        yield url, posts
 
 
 def _concurrent_lookups(client, id_lists):
@@ -166,68 +145,60 @@ def _concurrent_lookups(client, id_lists):
 
 
 def test_concurrent_lookups_are_coalesced_and_each_gets_exactly_its_own_fresh_features():
-    module, server = _online_features_module(), FeatureServer(delay_s=0.05)
-    try:
-        client = module.OnlineFeatures(server.url, timeout_s=5, max_in_flight=1)
+    module = _online_features_module()
+    with _feature_server(delay_s=0.05) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
         id_lists = [[k, 100 + k] for k in range(24)] + [[3, 5]]  # 3 is asked twice
         results = _concurrent_lookups(client, id_lists)
         for ids, (_, answer) in zip(id_lists, results):
             assert answer == {i: {"n_prior": 10 * i} for i in sorted(set(ids))}
-        assert 2 <= len(server.posts) < len(id_lists)  # coalesced, yet more than one round trip
-        assert {i for _, ids in server.posts for i in ids} == {i for ids in id_lists for i in ids}
-        assert all(len(ids) == len(set(ids)) for _, ids in server.posts)  # an id once per POST
-        assert client.posts == len(server.posts)
+        assert 2 <= len(posts) < len(id_lists)  # coalesced, yet more than one round trip
+        assert {i for _, ids in posts for i in ids} == {i for ids in id_lists for i in ids}
+        assert all(len(ids) == len(set(ids)) for _, ids in posts)  # an id once per POST
+        assert client.posts == len(posts)
         # Every lookup's features were read by a POST that started after the lookup itself did.
         for ids, (started, _) in zip(id_lists, results):
-            post = next(when for when, posted in server.posts if set(ids) <= set(posted))
+            post = next(when for when, posted in posts if set(ids) <= set(posted))
             assert post >= started
         # One POST in flight at a time: each started after the one before it was answered.
-        starts = [when for when, _ in server.posts]
+        starts = [when for when, _ in posts]
         assert all(b - a >= 0.045 for a, b in zip(starts, starts[1:]))
-    finally:
-        server.close()
 
 
 def test_without_coalescing_every_lookup_posts_on_its_own():
-    module, server = _online_features_module(), FeatureServer(delay_s=0.02)
-    try:
-        client = module.OnlineFeatures(server.url, timeout_s=5, max_in_flight=None)
+    module = _online_features_module()
+    with _feature_server(delay_s=0.02) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=None)
         results = _concurrent_lookups(client, [[k] for k in range(8)])
         assert [answer for _, answer in results] == [{k: {"n_prior": 10 * k}} for k in range(8)]
-        assert len(server.posts) == 8
-    finally:
-        server.close()
+        assert len(posts) == 8
     with pytest.raises(ValueError, match="at least 1"):
         module.OnlineFeatures("http://127.0.0.1:1", max_in_flight=0)
 
 
 def test_a_failed_coalesced_post_fails_each_of_its_lookups_and_the_next_ones_succeed():
-    module, server = _online_features_module(), FeatureServer(delay_s=0.05, fail_posts={1})
-    try:
-        client = module.OnlineFeatures(server.url, timeout_s=5, max_in_flight=1)
+    module = _online_features_module()
+    with _feature_server(delay_s=0.05, fail_posts={1}) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
         results = _concurrent_lookups(client, [[k] for k in range(12)])
         failed = {k for k, (_, answer) in enumerate(results) if isinstance(answer, Exception)}
         assert failed and len(failed) < 12
-        assert {k for k in failed if k in server.posts[1][1]} == failed  # exactly the lookups of the failed POST
+        assert {k for k in failed if k in posts[1][1]} == failed  # exactly the lookups of the failed POST
         for k, (_, answer) in enumerate(results):
             if k in failed:
                 assert isinstance(answer, module.FeatureLookupError) and "answered HTTP 500" in str(answer)
             else:
                 assert answer == {k: {"n_prior": 10 * k}}
         assert client.lookup("loan_default_online", "applicant_id", [7]) == {7: {"n_prior": 70}}
-    finally:
-        server.close()
 
 
 def test_an_id_left_out_fails_only_the_lookups_that_asked_for_it():
-    module, server = _online_features_module(), FeatureServer(delay_s=0.05, leave_out={5})
-    try:
-        client = module.OnlineFeatures(server.url, timeout_s=5, max_in_flight=1)
+    module = _online_features_module()
+    with _feature_server(delay_s=0.05, leave_out={5}) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
         results = _concurrent_lookups(client, [[k] for k in range(10)])
         for k, (_, answer) in enumerate(results):
             if k == 5:
                 assert isinstance(answer, module.FeatureLookupError) and "left out applicant_id [5]" in str(answer)
             else:
                 assert answer == {k: {"n_prior": 10 * k}}
-    finally:
-        server.close()
