@@ -12,7 +12,7 @@ export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DATA_ARGS ?= --days 60 --rows-per-day 1000
 
-.PHONY: demo test install data materialize where ui mlflow-ui stop-serving rollback clean benchmark loop
+.PHONY: demo test install data materialize where ui mlflow-ui stop-serving serving-status rollback clear-rollback clean benchmark loop
 
 demo: install data materialize where
 
@@ -85,6 +85,16 @@ stop-serving: install
 # The version that served before returns to the stable endpoint: make rollback USE_CASE=loan_default
 rollback: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets rollback --use-case $(USE_CASE)
+
+# A rolled-back version (or retrained identical weights) may pass the gate again once a person says so:
+# make clear-rollback USE_CASE=loan_default VERSION=2
+clear-rollback: install
+	$(BIN)/python -m platform_assets clear-rollback --use-case $(USE_CASE) --version $(VERSION)
+
+# What supervisord runs for each use case's endpoint (router, model and feature servers) and since when.
+serving-status: install
+	@for conf in $(PLATFORM_HOME)/serving/*/supervisor/supervisord.conf; do \
+		[ -f "$$conf" ] && echo "== $$conf" && $(BIN)/supervisorctl -c "$$conf" status; done; true
 
 # The tests generate their own days (2025-12 onward): the first day a demo recorded is not theirs.
 test: install

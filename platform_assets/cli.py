@@ -1,4 +1,5 @@
-"""Command line: generate sample data, show where state lives, list landed days, trace a prediction's lineage."""
+"""Command line: generate sample data, show where state lives, list landed days, trace a prediction's lineage,
+roll back a release and clear a rollback."""
 
 from __future__ import annotations
 
@@ -174,6 +175,27 @@ def _rollback(args: argparse.Namespace) -> int:
     return launch.main(["--job", f"{args.use_case}__rollback"])
 
 
+def _clear_rollback(args: argparse.Namespace) -> int:
+    """Clears a version's rollback mark: it, and retrained versions with its weights, may pass the gate again."""
+    import getpass
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from platform_assets.declared import use_case
+    from platform_assets.train.registry import clear_rollback
+
+    try:
+        name = use_case(args.use_case).model_name
+        record = clear_rollback(MlflowClient(settings.mlflow_tracking_uri()), name, args.version,
+                                args.by or getpass.getuser())
+    except (ValueError, MlflowException) as exc:  # an undeclared use case, a version not rolled back or unknown
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{name} version {args.version}: rollback cleared by {record}; it and identical weights face the gate again")
+    return 0
+
+
 def _loop(args: argparse.Namespace) -> int:
     """Runs a use case's closed-loop simulation on the state root (its ``platform_assets.use_cases.<name>.loop``)."""
     import importlib
@@ -256,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     back = commands.add_parser("rollback", help="serve the previous approved version again (and make it champion)")
     back.add_argument("--use-case", required=True, help="the declared use case")
     back.set_defaults(func=_rollback)
+    clear = commands.add_parser(
+        "clear-rollback", help="let a rolled-back version (and retrained identical weights) through the gate again")
+    clear.add_argument("--use-case", required=True, help="the declared use case")
+    clear.add_argument("--version", required=True, help="the rolled-back model version")
+    clear.add_argument("--by", help="who clears it (default: the login name)")
+    clear.set_defaults(func=_clear_rollback)
     lp = commands.add_parser("loop", help="simulate live days of traffic, drift and the platform's own retraining")
     lp.add_argument("--use-case", required=True, help="a use case that ships a simulation (e.g. its loop.py)")
     lp.add_argument("--history-days", type=int, default=35)

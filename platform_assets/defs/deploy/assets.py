@@ -135,13 +135,16 @@ def release_request(use_case: UseCase, state: PlatformState, feast: FeatureStore
 
 def build_rollback_job(use_case: UseCase) -> dg.JobDefinition:
     """``<use case>__rollback``: the version that served before returns to the stable endpoint (blue/green, smoke-tested),
-    and the registry's ``champion`` alias goes back to it, so that the next deployment does not bring back the bad one."""
+    and the registry's ``champion`` alias goes back to it, so that the next deployment does not bring back the bad one.
+
+    The bad version is marked rolled back (:func:`platform_assets.train.registry.mark_rolled_back`): the gate and
+    the champion asset refuse it, and any retrained version with identical weights, until a person clears it."""
 
     @dg.op(name=f"{use_case.name}__rollback_serving")
     def rollback_serving(context: dg.OpExecutionContext, state: PlatformState, mlflow_registry: MlflowRegistry,
                          deployer: Deployer, feast: FeatureStore) -> None:
         from platform_assets.deploy import release
-        from platform_assets.train.registry import CHAMPION, GATE_TAG
+        from platform_assets.train.registry import CHAMPION, GATE_TAG, mark_rolled_back
 
         client = mlflow_registry.client()
         try:
@@ -152,11 +155,13 @@ def build_rollback_job(use_case: UseCase) -> dg.JobDefinition:
             record = deployer.rollback(request, context.log.info)
         except release.ReleaseError as exc:
             raise dg.Failure(str(exc)) from None
+        # Marked before the alias moves: from here the gate refuses the version and any identical weights.
+        mark_rolled_back(client, use_case.model_name, bad, context.run_id)
         if client.get_model_version(use_case.model_name, back).tags.get(GATE_TAG) == "passed":
             client.set_registered_model_alias(use_case.model_name, CHAMPION, back)
-        client.set_model_version_tag(use_case.model_name, bad, "rolled_back", "true")
         context.log.info(f"{use_case.model_name}: version {bad} rolled back; version {back} serves "
-                         f"at {record['url']} and is the champion again")
+                         f"at {record['url']} and is the champion again; `python -m platform_assets clear-rollback "
+                         f"--use-case {use_case.name} --version {bad}` lets it (or its weights) through the gate again")
 
     @dg.job(name=f"{use_case.name}__rollback", description=build_rollback_job.__doc__.split("\n")[0])
     def rollback():

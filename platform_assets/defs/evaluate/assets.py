@@ -1,8 +1,9 @@
 """The evaluation: challenger and champion scored on one test set; the champion alias after the gate.
 
 The report measures; the blocking check ``eval_gate_passed`` (evaluate/checks.py) judges the
-report's own materialization against the gate's bounds; ``evaluate/champion`` moves the alias
-only for a version whose gate passed on its latest evaluation.
+report's own materialization against the gate's bounds and the rollback rule; ``evaluate/champion``
+moves the alias only for a version whose gate passed on its latest evaluation and that was not
+rolled back since (nor its weights, under another version number).
 """
 
 
@@ -45,6 +46,26 @@ def latest_evaluation(instance: dg.DagsterInstance, eval_report: dg.AssetKey) ->
     return event.asset_materialization.metadata["evaluation"].value, event.run_id
 
 
+def rollback_refusals(client, use_case: UseCase, version: str, evaluation: dict | None) -> list[str]:
+    """Why ``version`` may not become champion under the rollback rule (:mod:`platform_assets.evaluate.rollbacks`).
+
+    Its weights are known by the hash the evaluation recomputed from the stored weights file (when
+    ``evaluation`` scored this version as challenger) and by the ``weights_sha256`` training tagged it with.
+    """
+    from platform_assets.evaluate.rollbacks import rollback_reasons
+    from platform_assets.train.registration import WEIGHTS_TAG
+    from platform_assets.train.registry import rolled_back_versions
+
+    name = use_case.model_name
+    rolled_back = rolled_back_versions(client, name)
+    if not rolled_back:
+        return []
+    scored = (evaluation or {}).get("models", {}).get("challenger", {})
+    rehashed = scored.get("weights_sha256") if str(scored.get("version")) == str(version) else None
+    tagged = client.get_model_version(name, version).tags.get(WEIGHTS_TAG)
+    return rollback_reasons(version, [rehashed, tagged], rolled_back, use_case.name)
+
+
 def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     """``<use case>/evaluate/eval_report`` (the scores) and ``<use case>/evaluate/champion`` (the registry alias)."""
     keys = for_use_case(use_case)
@@ -64,6 +85,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
 
         from platform_assets.evaluate import plots
         from platform_assets.evaluate.report import render_markdown
+        from platform_assets.train.network import weights_sha256
         from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version, load_version
 
         client = mlflow_registry.client()
@@ -90,7 +112,8 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 continue
             bundle = load_version(client, name, version, out_dir / "models")
             models[role], probabilities[f"{role} v{version}"] = score_model(bundle, test, config, role == "challenger", use_case)
-            models[role]["version"] = version
+            # Rehashed from the stored weights file: what the rollback rule compares, whatever the tags say.
+            models[role].update(version=version, weights_sha256=weights_sha256(bundle.net))
 
         report = {
             "challenger_version": challenger_version,
@@ -119,7 +142,8 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             "challenger_version": challenger_version,
             "champion_version": champion_version,
             "test_rows": int(len(test)),
-            "models": {role: {k: m[k] for k in ("version", "metrics", "fairness")} for role, m in models.items()},
+            "models": {role: {k: m[k] for k in ("version", "weights_sha256", "metrics", "fairness")}
+                       for role, m in models.items()},
         }
         return dg.MaterializeResult(
             metadata={
@@ -148,10 +172,12 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         deps=[keys.eval_report],
         group_name=use_case.name,
         kinds={"mlflow"},
-        description="The registry's champion alias, moved to the evaluated challenger once its gate passed.",
+        description="The registry's champion alias, moved to the evaluated challenger once its gate passed "
+                    "(never to a rolled-back model, until a person clears its rollback).",
     )
     def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
-        """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation.
+        """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation
+        and neither the version nor its weights were rolled back since (uncleared).
 
         In the same run the blocking gate check skips this asset when it fails; run on its own (or by
         automation in a later run), it reads the gate's verdict from the version's tags.
@@ -165,6 +191,11 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         client = mlflow_registry.client()
         name = use_case.model_name
         version = evaluation["challenger_version"]
+        # Read now, not from the gate's verdict: a version passed before it (or its weights) was rolled back.
+        refusals = rollback_refusals(client, use_case, version, evaluation)
+        if refusals:
+            raise dg.Failure(f"refusing to make {name} version {version} champion: " + "; ".join(
+                r.removeprefix("FAIL: ") for r in refusals))
         tags = client.get_model_version(name, version).tags
         if tags.get(GATE_TAG) != "passed" or tags.get(GATE_EVALUATION_TAG) != evaluation_run:
             raise dg.Failure(

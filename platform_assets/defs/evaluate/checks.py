@@ -5,7 +5,7 @@ stops the champion alias and the deployment in the same run."""
 import dagster as dg
 
 from platform_assets.declarations import UseCase
-from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation
+from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation, rollback_refusals
 from platform_assets.evaluate.metrics import stale_reasons
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry
@@ -42,7 +42,8 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         asset=keys.eval_report,
         blocking=True,
         description="The challenger passed the gate (quality floor, no regression, fairness bounds) on the "
-                    "scores the latest evaluation recorded; its verdict is tagged on the model version.",
+                    "scores the latest evaluation recorded, and neither it nor its weights were rolled back "
+                    "(uncleared); its verdict is tagged on the model version.",
     )
     def eval_gate_passed(
         context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
@@ -63,9 +64,10 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
             champion_now = None
         models = evaluation["models"]
         decision = decide(models["challenger"], models.get("champion"), **gate_bounds(config, use_case))
-        reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons]
-        passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
         version = evaluation["challenger_version"]
+        reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons,
+                   *rollback_refusals(client, use_case, version, evaluation)]
+        passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
         client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "failed")
         client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
         context.log.info("\n".join(reasons))
