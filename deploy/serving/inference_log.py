@@ -4,7 +4,9 @@ Plain Python (the serving environment imports it). Each worker process appends
 to its own files, ``<dir>/day=YYYY-MM-DD/<host>-<pid>-<YYYYMMDDHH>.jsonl``: the
 day is the UTC day of the row's event time (the application's time, which is
 how monitoring partitions the log), the hour the server's wall-clock hour, so
-files stay small and workers never interleave. A lock serialises the threads of
+files stay small and workers never interleave. A row whose event time is not a
+time, or is after the moment it is served (beyond clock skew), goes to the file
+of the served day instead (see :func:`file_day`). A lock serialises the threads of
 one worker; each request's lines go out in one ``write`` per file, flushed to the
 operating system before the response is returned.
 
@@ -29,6 +31,9 @@ from pathlib import Path
 import orjson
 
 HOST = socket.gethostname().replace("/", "_")
+# How far after its serving an event may be and still name its file's day: the clock skew the server
+# accepts in a caller's event time (payload.CLOCK_SKEW_S); monitoring reads with the same allowance.
+CLOCK_SKEW = dt.timedelta(seconds=300)
 # Strict JSON (a NaN is an error, not a token), compact.
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
@@ -70,6 +75,27 @@ def encode_rows(rows: int, same: dict, each: dict) -> list[str]:
         columns.append(_encoded_column(list(values)))
     template = "{" + ",".join(pieces) + "}"
     return [template % row for row in zip(*columns)] if columns else [template] * rows
+
+
+def file_day(event_ts, served_at: dt.datetime) -> str:
+    """The day folder of a row: the UTC day of its event, or of ``served_at`` when the event is not a time
+    or is after ``served_at`` by more than :data:`CLOCK_SKEW`.
+
+    The event's day stays the rule: a backfill, or a row scored just after midnight, belongs to
+    the day it happened, and monitoring partitions by it. But an event after it was served (an
+    application dated tomorrow, or 9999-12-31) names a partition that does not exist yet, or
+    ever: a folder for it would hold rows no ingestion counts, and a text that is not a time
+    would name any folder at all (``../``). In the served day's file such a row is read,
+    rejected with its reason and counted like any other bad line.
+    """
+    served = served_at.astimezone(dt.timezone.utc).replace(tzinfo=None) if served_at.tzinfo else served_at
+    try:
+        moment = dt.datetime.fromisoformat(str(event_ts))
+    except ValueError:
+        return served.date().isoformat()
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return (moment if moment <= served + CLOCK_SKEW else served).date().isoformat()
 
 
 class InferenceLogError(RuntimeError):
@@ -114,7 +140,8 @@ class InferenceLog:
         except (TypeError, ValueError) as exc:
             raise InferenceLogError(f"could not encode the inference log records: {exc}") from exc
         events = each.get("event_ts") or [same["event_ts"]] * rows
-        days = [str(event)[:10] for event in events]
+        day_of = {event: file_day(event, served_at) for event in set(map(str, events))}
+        days = [day_of[str(event)] for event in events]
         by_path: dict[Path, list[str]] = {}
         if len(set(days)) == 1:
             by_path[self.path_for(days[0], served_at)] = lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from platform_assets.declarations import UseCase
@@ -30,6 +31,24 @@ def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> 
 
 
 
+def partition_problem(day: str, first: str, last: str | None) -> str | None:
+    """Why the day a file is named for is not one of the daily partitions ``first``..``last``; ``None`` when it is.
+
+    A day after ``last`` (today) may become one: a file is never dropped for it, only not ingested yet.
+    """
+    try:
+        is_day = dt.date.fromisoformat(day).isoformat() == day
+    except ValueError:
+        is_day = False
+    if not is_day:
+        return "not a day (YYYY-MM-DD)"
+    if day < first:
+        return f"before the first partition {first}"
+    if last is None or day > last:  # None: the first partition is still to come
+        return f"after today's partition {last}" if last else "after today: no partition has come yet"
+    return None
+
+
 def settled_days(now: dict[str, str], previous: dict[str, str], ingested: dict[str, str]) -> list[str]:
     """Days whose log files look the same as on the last tick and differ from what was ingested.
 
@@ -51,8 +70,15 @@ def file_signatures(days: list[str], files_of) -> dict[str, str]:
     """
     out = {}
     for day in days:
-        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files_of(day)]
-        out[day] = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        parts = []
+        for path in files_of(day):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since it was listed: the next tick sees the change
+                continue
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        # A name's bytes as they are, even those that are not UTF-8.
+        out[day] = hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return out
 
 

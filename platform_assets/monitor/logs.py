@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_v
 # Every line carries these too, null where the request had none: the use case's ids
 # (:meth:`~platform_assets.declarations.UseCase.id_columns`; none when a request sent every model input).
 NULLABLE = ("latency_ms",)
+# How far after its serving an event may be: the clock skew the server accepts (deploy/serving/payload.py).
+CLOCK_SKEW = dt.timedelta(seconds=300)
 # What the server writes as ``feature_source`` (``deploy/serving/PlatformModel.py``): "online", a caller's row
 # completed by the server (real callers); "request", every model input sent (a smoke test, a backfill).
 FEATURE_SOURCES = ("online", "request")
@@ -66,44 +69,143 @@ def _reject(path: str, line: int, reason: str, day: str) -> dict:
     return {"_source_file": path, "_source_line": line, "reason": reason, "_partition": day}
 
 
-def read_log_file(path: Path, day: str, id_columns: dict[str, str]) -> LogFile:
-    """Parses one log file; a line that is not a whole, well-formed record of ``day`` is rejected.
+def unstorable(text: str) -> str | None:
+    """Why a warehouse cannot store ``text`` (a lone surrogate: no UTF-8 encoding exists); ``None`` when it can.
+
+    JSON allows it (``"\\ud800"``), Python decodes it, DuckDB refuses the whole batch that holds it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a lone surrogate {text[exc.start]!r} at character {exc.start}, text a warehouse cannot store"
+    return None
+
+
+def storable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode written as escapes: for file names and reasons that quote input."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# Lone surrogates reach a record only through a JSON escape \uD800-\uDFFF (the line itself is strict UTF-8).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _unstorable_field(record: dict) -> str | None:
+    """The first field of ``record`` (name or any value within) that a warehouse cannot store, with why."""
+    for key, value in record.items():
+        if why := unstorable(key):
+            return f"field name {storable(key)!r}: {why}"
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str) and (why := unstorable(item)):
+                return f"{storable(key)}: {why}"
+            if isinstance(item, dict):
+                pending += [*item.keys(), *item.values()]
+            elif isinstance(item, list):
+                pending += item
+    return None
+
+
+def _time(value) -> dt.datetime | None:
+    """A logged ISO time as a naive UTC time (an offset converted); ``None`` when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON's true is no number
+
+
+def _parse(raw: bytes, number: int) -> tuple[object, str | None]:
+    """A line's JSON value, or why it is not one (naming the column where the text goes wrong)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+    try:
+        return json.loads(text.removeprefix("\ufeff") if number == 1 else text), None
+    except json.JSONDecodeError as exc:
+        return None, f"not a JSON record ({exc.msg} at column {exc.colno})"
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, nesting past the stack
+        return None, f"not a JSON record ({type(exc).__name__}: {str(exc)[:80]})"
+
+
+def _problem(record, raw: bytes, day: str, id_columns: dict[str, str], today: dt.date) -> str | None:
+    """Why a parsed line is not a whole, storable record of ``day``; ``None`` when it is.
+
+    Normalises ``record``'s times in place (naive UTC ``datetime``) when it is kept.
+    """
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    missing = [k for k in REQUIRED if record.get(k) is None] + [k for k in (*id_columns, *NULLABLE) if k not in record]
+    if missing:
+        return f"missing {missing}"
+    if _SURROGATE_ESCAPE.search(raw) and (why := _unstorable_field(record)):
+        return why
+    if record["feature_source"] not in FEATURE_SOURCES:
+        return f"feature_source {record['feature_source']!r} is not one of {list(FEATURE_SOURCES)}"
+    event, served = _time(record["event_ts"]), _time(record["served_at"])
+    for column, moment in (("event_ts", event), ("served_at", served)):
+        if moment is None:
+            return f"{column}: {storable(repr(record[column]))[:60]} is not an ISO time"
+    if served.date() > today:
+        return f"served_at: {record['served_at']!r} is after today ({today})"
+    if event > served + CLOCK_SKEW:
+        return f"event_ts: {record['event_ts']!r} is after it was served ({record['served_at']!r})"
+    if event.date().isoformat() != day:
+        return f"event_ts {record['event_ts']!r} is not of the file's day {day}"
+    if not (_number(record["row"]) and isinstance(record["row"], int) and 0 <= record["row"] < 2**63):
+        return f"row: {record['row']!r} is not a row number"
+    for column in ("probability", *([] if record["latency_ms"] is None else ["latency_ms"])):
+        if not _number(record[column]):
+            return f"{column}: {storable(repr(record[column]))[:60]} is not a number"
+    for column in (c for c, kind in id_columns.items() if kind == "int"):
+        value = record[column]
+        if value is not None and not (_number(value) and -2**63 <= value < 2**63 and float(value).is_integer()):
+            return f"{column}: {storable(repr(value))[:60]} is not a 64-bit integer id"
+    record["event_ts"], record["served_at"] = event, served
+    return None
+
+
+def read_log_file(path: Path, day: str, id_columns: dict[str, str], today: dt.date | None = None) -> LogFile:
+    """Parses one log file; a line that is not a whole, well-formed, storable record of ``day`` is rejected.
 
     Args:
         path: The file.
         day: Its day.
         id_columns: The use case's id columns (column -> "str" or "int"), present on every line.
+        today: The day of the ingestion (default: today, UTC): nothing can have been served after it.
 
     Returns:
         The file's hash and line count (from its bytes), its records (one row per
         line, with ``_source_file``, ``_source_line`` and ``_partition``) and the
-        rejected lines with their reasons (a torn last line after a crash, a
-        record without a required field or with an unknown ``feature_source``,
-        or one whose event is not of ``day``).
+        rejected lines with their reasons, each naming the field or column where
+        the line goes wrong: a torn last line after a crash, bytes that are not
+        UTF-8, text a warehouse cannot store (a lone surrogate), a record without
+        a required field or with an unknown ``feature_source``, a time that is not
+        one, an event after it was served (beyond clock skew) or served after today, or an
+        event not of ``day``.
     """
     data = Path(path).read_bytes()
+    today = today or dt.datetime.now(dt.timezone.utc).date()
     records, rejected = [], []
-    name = str(path)
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            rejected.append(_reject(name, number, f"not a JSON record ({exc.msg if hasattr(exc, 'msg') else exc})", day))
-            continue
-        if not isinstance(record, dict):
-            rejected.append(_reject(name, number, f"not a JSON object but {type(record).__name__}", day))
-            continue
-        missing = [k for k in REQUIRED if record.get(k) is None] + [
-            k for k in (*id_columns, *NULLABLE) if k not in record]
-        if missing:
-            rejected.append(_reject(name, number, f"missing {missing}", day))
-            continue
-        if record["feature_source"] not in FEATURE_SOURCES:
-            rejected.append(_reject(name, number, f"feature_source {record['feature_source']!r} is not one of "
-                                                  f"{list(FEATURE_SOURCES)}", day))
-            continue
-        if str(record["event_ts"])[:10] != day:
-            rejected.append(_reject(name, number, f"event_ts {record['event_ts']!r} is not of the file's day {day}", day))
+    name = storable(str(path))
+    # Split on newlines alone, as count_lines counts them (bytes.splitlines would also split on a lone \r).
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        record, why = _parse(raw, number)
+        if why is None:
+            why = _problem(record, raw, day, id_columns, today)
+        if why is not None:
+            rejected.append(_reject(name, number, why, day))
             continue
         record.update(_source_file=name, _source_line=number, _partition=day)
         records.append(record)
@@ -113,8 +215,8 @@ def read_log_file(path: Path, day: str, id_columns: dict[str, str]) -> LogFile:
         text = [c for c, kind in id_columns.items() if kind == "str"]
         for column in ("request_id", "model_name", "feature_source", *text):
             rows[column] = rows[column].astype("string")
-        rows["served_at"] = pd.to_datetime(rows["served_at"], utc=True, format="ISO8601").dt.tz_localize(None)
-        rows["event_ts"] = pd.to_datetime(rows["event_ts"], format="ISO8601")
+        rows["served_at"] = pd.to_datetime(rows["served_at"])
+        rows["event_ts"] = pd.to_datetime(rows["event_ts"])
         rows["model_version"] = rows["model_version"].astype(str)
         for column in (c for c, kind in id_columns.items() if kind == "int"):
             rows[column] = pd.array(rows[column], dtype="Int64")
@@ -127,8 +229,8 @@ def add_missing_columns(con, table: str, frame: pd.DataFrame) -> None:
     con.register("_new_columns", frame.head(0))
     try:
         for name, kind, *_ in con.execute("DESCRIBE _new_columns").fetchall():
-            if name not in have:
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+            if name not in have:  # a field name is the logger's text: quoted as an identifier, quotes doubled
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name.replace(chr(34), chr(34) * 2)}" {kind}')
     finally:
         con.unregister("_new_columns")
 
@@ -196,7 +298,7 @@ def unchanged_since_ingestion(con, inference_dir: Path, day: str, schema: str) -
         return False
     recorded = dict(con.execute(f"SELECT path, sha256 FROM {schema}.inference_log_files WHERE _partition = ?",
                                 [day]).fetchall())
-    current = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in day_files(inference_dir, day)}
+    current = {storable(str(p)): hashlib.sha256(p.read_bytes()).hexdigest() for p in day_files(inference_dir, day)}
     return bool(current) and recorded == current
 
 

@@ -11,6 +11,7 @@ day) is rejected, never overwrites the first.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import io
@@ -21,8 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import Source, UseCase
+from platform_assets.monitor.logs import storable
 
 FILE_PATTERN = re.compile(r"^outcomes_(\d{4}-\d{2}-\d{2})\.csv$")
+# A byte that is not UTF-8, as ``surrogateescape`` decodes it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -67,8 +71,40 @@ def outcome_columns(source: Source) -> tuple[str, str, str]:
     return source.key, source.label, source.label_time
 
 
+def _iso_day(text: str) -> str:
+    """The day of an ISO time as ``YYYY-MM-DD`` ("" when ``text`` is not one)."""
+    try:
+        return dt.datetime.fromisoformat(text).date().isoformat()
+    except ValueError:
+        return ""
+
+
+def _data_rows(data: bytes) -> tuple[list[str], list[tuple[list[str], str]]]:
+    """The header and the data rows of a CSV file's bytes, each row with why its shape or text is bad ("" when not).
+
+    Bytes that are not UTF-8 are kept as escapes (``surrogateescape``) to be named, not to fail the file;
+    blank lines are not rows (as :func:`count_rows` counts).
+    """
+    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    records = (r for r in csv.reader(io.StringIO(text, newline="")) if r and (len(r) > 1 or r[0].strip()))
+    header = next(records, [])
+    rows = []
+    for fields in records:
+        why = "" if len(fields) == len(header) else f"row: {len(fields)} fields where the header has {len(header)}"
+        for column, value in zip(header, fields):
+            if not why and (escaped := _ESCAPED_BYTE.search(value)):
+                why = (f"{storable(column)}: not UTF-8 text (byte 0x{ord(escaped.group()) - 0xDC00:02x} at character "
+                       f"{escaped.start() + 1})")
+        rows.append(((fields + [""] * len(header))[: len(header)], why))
+    return header, rows
+
+
 def read_outcome_file(path: Path, day: str, source: Source) -> OutcomeFile:
     """Parses and checks one outcome file of ``day`` for ``source``.
+
+    A row is rejected with its reason (``column: why``): a field count other than the
+    header's, bytes that are not UTF-8, a missing key, a label not 0 or 1, a label time
+    that is not one or is after ``day``, a second outcome for a key.
 
     Raises:
         ValueError: When the file lacks a required column (names the file and the columns).
@@ -76,23 +112,28 @@ def read_outcome_file(path: Path, day: str, source: Source) -> OutcomeFile:
     columns = outcome_columns(source)
     key_column, label_column, time_column = columns
     data = Path(path).read_bytes()
-    name = str(path)
-    table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, skip_blank_lines=True)
-    missing = [c for c in columns if c not in table.columns]
+    name = storable(str(path))
+    header, parsed = _data_rows(data)
+    missing = [c for c in columns if c not in header]
     if missing:
         raise ValueError(f"{name}: missing columns {missing} (an outcome file has {list(columns)})")
+    # A repeated header name: the first column of that name counts.
+    unique = [c if c not in header[:i] else f"{c}.{i}" for i, c in enumerate(header)]
+    table = pd.DataFrame([fields for fields, _ in parsed], columns=unique, dtype=object).astype(str)
     table = table.assign(_source_row=range(1, len(table) + 1))
     ends = pd.Timestamp(day) + pd.Timedelta(days=1)
     label_ts = pd.to_datetime(table[time_column].str.strip(), errors="coerce", format="mixed", utc=True)
     label_ts = label_ts.dt.tz_localize(None)
     key = table[key_column].str.strip()
     label = table[label_column].str.strip()
-    reasons = pd.Series("", index=table.index)
+    reasons = pd.Series([f"; {why}" if why else "" for _, why in parsed], index=table.index, dtype=object)
     reasons[key == ""] += f"; {key_column}: missing"
-    reasons[~label.isin(["0", "1"])] += f"; {label_column}: " + label[~label.isin(["0", "1"])].str.slice(0, 40).radd(
-        "not 0 or 1: ")
-    reasons[label_ts.isna()] += f"; {time_column}: not a timestamp"
-    reasons[label_ts >= ends] += f"; {time_column}: after the file's day {day}"
+    not_binary = ~label.isin(["0", "1"])
+    reasons[not_binary] += f"; {label_column}: " + label[not_binary].map(storable).str.slice(0, 40).radd("not 0 or 1: ")
+    # A time past pandas' range (9999-12-31) is still a time, and after the day.
+    late = label_ts.isna() & table[time_column].str.strip().map(lambda text: _iso_day(text) > day)
+    reasons[label_ts.isna() & ~late] += f"; {time_column}: not a timestamp"
+    reasons[(label_ts >= ends) | late] += f"; {time_column}: after the file's day {day}"
     duplicate = key.duplicated() & (key != "")
     first_row = table.groupby(key)["_source_row"].transform("min")
     reasons[duplicate] += f"; {key_column}: a second outcome in this file (first at row " + first_row[

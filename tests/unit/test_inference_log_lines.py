@@ -57,3 +57,38 @@ def test_rows_of_two_event_days_go_to_two_files_and_nothing_is_lost(tmp_path):
     with pytest.raises(inference_log.InferenceLogError):
         log.write(1, {"request_id": "b", "event_ts": "2026-12-01T00:00:00"}, {"x": [math.nan]}, served)
     assert sum(len(f.read_text().splitlines()) for f in files) == 3  # the failed write added nothing
+
+
+def test_a_row_dated_after_the_day_it_is_served_or_not_dated_goes_to_the_served_days_file_and_is_rejected_there(tmp_path):
+    import datetime as dt
+
+    from platform_assets.monitor import logs
+
+    log = inference_log.InferenceLog(tmp_path)
+    served = dt.datetime(2026, 12, 1, 10, tzinfo=dt.timezone.utc)
+    events = ["2026-11-30T23:00:00", "2026-12-01T10:30:00", "9999-12-31T00:00:00", "../../escape",
+              "2026-12-01T01:00:00", "2026-12-01T10:04:00"]  # the last within the clock skew: kept
+    same = {"request_id": "q", "served_at": served.isoformat(), "model_name": "m", "model_version": "1",
+            "feature_source": "online", "latency_ms": 1.0}
+    each = {"row": list(range(6)), "event_ts": events, "application_id": ["a", "b", "c", "d", "\ud800x", "f"],
+            "applicant_id": [1, 2, 3, 4, 5, 6], "probability": [0.5] * 6}
+    log.write(6, same, each, served)
+    folders = sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.jsonl"))
+    assert folders == ["day=2026-11-30", "day=2026-12-01"]  # never a day not yet come, never a path from the text
+    found = logs.read_log_file(logs.day_files(tmp_path, "2026-12-01")[0], "2026-12-01",
+                               {"application_id": "str", "applicant_id": "int"}, today=dt.date(2026, 12, 1))
+    assert found.lines == 5 and found.rows["row"].tolist() == [5]
+    assert [r["reason"].split(":")[0] for r in found.rejected] == ["event_ts", "event_ts", "event_ts", "application_id"]
+    assert "after it was served ('2026-12-01T10:00:00+00:00')" in found.rejected[1]["reason"]
+    assert "'../../escape' is not an ISO time" in found.rejected[2]["reason"]
+    assert "lone surrogate" in found.rejected[3]["reason"]
+
+
+def test_an_event_just_after_midnight_within_the_clock_skew_keeps_its_own_day():
+    import datetime as dt
+
+    served = dt.datetime(2026, 12, 1, 23, 58, tzinfo=dt.timezone.utc)
+    assert inference_log.file_day("2026-12-02T00:02:00", served) == "2026-12-02"
+    assert inference_log.file_day("2026-12-02T00:04:00+01:00", served) == "2026-12-01"  # 23:04 UTC
+    assert inference_log.file_day("2026-12-02T00:10:00", served) == "2026-12-01"  # beyond it: the served day
+    assert inference_log.file_day(None, served) == "2026-12-01"

@@ -123,3 +123,87 @@ def test_a_day_ingested_from_the_same_files_is_known_and_a_changed_file_is_not(t
     with open(day_dir / "h-1-2026100110.jsonl", "a") as f:
         f.write(json.dumps({**line, "request_id": "r2"}) + "\n")
     assert not logs.unchanged_since_ingestion(con, tmp_path, "2026-10-01", "monitor")  # grew since: ingest again
+
+
+def test_lines_of_days_that_are_not_partitions_or_with_text_a_warehouse_cannot_store_are_rejected_and_counted(tmp_path):
+    import datetime as dt
+
+    import duckdb
+
+    path = tmp_path / "day=2026-10-20" / "h-1-2026112310.jsonl"
+    path.parent.mkdir()
+    lines = [
+        _line("a"),
+        _line("tomorrow", event_ts="2026-11-24T09:00:00"),  # served 2026-11-23: an event after it
+        _line("far", event_ts="9999-12-31T00:00:00"),
+        _line("early", event_ts="2024-06-01T00:00:00"),  # before the partitions' start, in a good day's file
+        _line("surrogate", application_id="\ud800x"),  # json.dumps writes the escape \ud800
+        _line("bytes", region="north").replace('"north"', '"n\udcffrth"'),  # a byte 0xff that is not UTF-8
+        _line("served later", served_at="2026-11-24T00:00:00+00:00"),  # served after today (2026-11-23)
+        _line("bad time", event_ts="2026-10-20 at noon"),
+        _line("bad row", row="0"),
+        _line("bad id", applicant_id="seven"),
+        _line("nul", region="x\x00y"),  # DuckDB stores NUL: kept
+        _line("skew", event_ts="2026-10-20T10:04:00", served_at="2026-10-20T10:00:00+00:00",
+              applicant_id=7.0),  # within the clock skew the server accepts; an id an older server wrote as 7.0
+        _line("b"),
+    ]
+    assert "\\ud800x" in lines[4]
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+    found = logs.read_log_file(path, "2026-10-20", LOAN_IDS, today=dt.date(2026, 11, 23))
+    assert found.lines == 13 == len(found.rows) + len(found.rejected)
+    assert found.rows["request_id"].tolist() == ["a", "nul", "skew", "b"]
+    reasons = {r["_source_line"]: r["reason"] for r in found.rejected}
+    assert reasons == {
+        2: "event_ts: '2026-11-24T09:00:00' is after it was served ('2026-11-23T10:00:00+00:00')",
+        3: "event_ts: '9999-12-31T00:00:00' is after it was served ('2026-11-23T10:00:00+00:00')",
+        4: "event_ts '2024-06-01T00:00:00' is not of the file's day 2026-10-20",
+        5: "application_id: a lone surrogate '\\ud800' at character 0, text a warehouse cannot store",
+        6: f"not UTF-8 text: byte 0xff at column {lines[5].index(chr(0xDCFF)) + 1}",
+        7: "served_at: '2026-11-24T00:00:00+00:00' is after today (2026-11-23)",
+        8: "event_ts: '2026-10-20 at noon' is not an ISO time",
+        9: "row: '0' is not a row number",
+        10: "applicant_id: 'seven' is not a 64-bit integer id",
+    }
+    con = duckdb.connect()
+    counts = logs.write_day(con, "2026-10-20", [found], dt.datetime(2026, 11, 23), "monitor")
+    assert counts == {"lines": 13, "rows": 4, "rejected": 9}
+    assert con.execute("SELECT region FROM monitor.inference_log WHERE request_id = 'nul'").fetchone()[0] == "x\x00y"
+    assert con.execute("SELECT count(*) FROM monitor.inference_log_rejects WHERE reason LIKE '%surrogate%'"
+                       ).fetchone()[0] == 1
+
+
+def test_a_file_named_for_a_day_after_it_was_served_has_every_line_rejected_once_that_day_comes(tmp_path):
+    import datetime as dt
+
+    # An older server filed a row dated tomorrow under tomorrow's day: once that day is a partition, it is read.
+    path = tmp_path / "day=2026-11-24" / "h-1-2026112310.jsonl"
+    path.parent.mkdir()
+    path.write_text(_line("t", day="2026-11-24") + "\n")
+    found = logs.read_log_file(path, "2026-11-24", LOAN_IDS, today=dt.date(2026, 11, 24))
+    assert len(found.rows) == 0 and found.lines == 1
+    assert found.rejected[0]["reason"] == "event_ts: '2026-11-24T10:00:00' is after it was served ('2026-11-23T10:00:00+00:00')"
+
+
+def test_a_field_name_with_a_quote_becomes_a_column_not_sql(tmp_path):
+    import datetime as dt
+
+    import duckdb
+
+    con = duckdb.connect()
+    for number, extra in enumerate([{}, {'x"); DROP TABLE monitor.inference_log; --': 1.0}]):
+        path = tmp_path / f"h-{number}.jsonl"
+        path.write_text(_line(f"r{number}", **extra) + "\n")
+        found = logs.read_log_file(path, "2026-10-20", LOAN_IDS, today=dt.date(2026, 11, 23))
+        logs.write_day(con, "2026-10-20", [found], dt.datetime(2026, 11, 23), "monitor")
+    assert con.execute("SELECT count(*) FROM monitor.inference_log").fetchone()[0] == 1
+
+
+def test_a_files_day_is_a_partition_only_when_it_is_a_day_from_the_first_through_today():
+    from platform_assets.monitor.arrivals import partition_problem
+
+    assert partition_problem("2026-10-20", "2025-01-01", "2026-12-02") is None
+    assert partition_problem("2026-12-03", "2025-01-01", "2026-12-02") == "after today's partition 2026-12-02"
+    assert partition_problem("2024-12-31", "2025-01-01", "2026-12-02") == "before the first partition 2025-01-01"
+    for name in ("9999-12-31x", "20261020", "2026-13-45", "garbage", "\udcff"):
+        assert partition_problem(name, "2025-01-01", "2026-12-02") == "not a day (YYYY-MM-DD)"

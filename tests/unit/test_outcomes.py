@@ -88,3 +88,28 @@ def test_an_application_may_come_without_its_outcome_but_not_with_half_of_it():
     assert len(result.valid) == len(df) - 1 and result.valid["is_default"].isna().sum() == 10
     assert result.quarantined["_quarantine_reasons"].tolist() == ["row: outcome_and_its_time_together"]
     assert pd.api.types.is_integer_dtype(result.valid["is_default"])
+
+
+def test_rows_a_warehouse_cannot_store_or_dated_after_the_file_are_rejected_and_the_rest_kept(tmp_path):
+    data = (b"application_id,is_default,label_ts\n"
+            b"a1,1,2026-10-02T09:00:00\n"
+            b"a\xff2,0,2026-10-02T10:00:00\n"  # a byte that is not UTF-8
+            b"a3,1,2099-01-01T00:00:00\n"  # known in 2099
+            b"a4,1,9999-12-31T23:59:59\n"
+            b"a5,0,2026-10-02T10:00:00,extra\n"
+            b"a\x006,1,2026-10-02T11:00:00\n"  # NUL: DuckDB stores it, kept as it is
+            b"a7,\xed\xa0\x80,2026-10-02T11:00:00\n")  # an encoded lone surrogate: not UTF-8 either
+    path = tmp_path / "outcomes_2026-10-02.csv"
+    path.write_bytes(data)
+    read = outcomes.read_outcome_file(path, "2026-10-02", SOURCE)
+    assert read.rows == 7 == len(read.outcomes) + len(read.rejected)
+    assert read.outcomes["application_id"].tolist() == ["a1", "a\x006"]
+    reasons = {r["_source_row"]: r["reason"] for r in read.rejected}
+    assert reasons[2] == "application_id: not UTF-8 text (byte 0xff at character 2)"
+    assert reasons[3] == reasons[4] == "label_ts: after the file's day 2026-10-02"
+    assert reasons[5] == "row: 4 fields where the header has 3"
+    assert reasons[7].startswith("is_default: not UTF-8 text (byte 0xed at character 1); is_default: not 0 or 1: \\udced")
+    con = duckdb.connect()
+    counts = outcomes.write_day(con, "2026-10-02", [read], dt.datetime(2026, 10, 3), SOURCE, "monitor")
+    assert counts == {"rows": 7, "outcomes": 2, "rejected": 5}
+    assert con.execute("SELECT count(*) FROM monitor.outcome_rejects").fetchone()[0] == 5

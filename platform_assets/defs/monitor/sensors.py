@@ -14,7 +14,9 @@ from platform_assets import alerts
 from platform_assets.automation import interval_s, retrain_cron
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
-from platform_assets.monitor.arrivals import day_signatures, new_labels_since, outcome_day_signatures, settled_days
+from platform_assets.monitor.arrivals import (
+    day_signatures, new_labels_since, outcome_day_signatures, partition_problem, settled_days)
+from platform_assets.monitor.logs import storable
 from platform_assets.monitor.retrain import decide_retrain
 from platform_assets.resources import PlatformState, Warehouse
 
@@ -34,33 +36,54 @@ def _metadata_values(event) -> dict:
 
 
 def settled_day_requests(context: dg.SensorEvaluationContext, now: dict[str, str], what: str, run_key_prefix: str,
-                         held=None) -> list[dg.RunRequest]:
+                         held=None, files_of=None) -> list[dg.RunRequest]:
     """One run request per day whose files changed and settled; the cursor records what was asked for.
+
+    A day that is not a daily partition (after today, before the first, or a name that is
+    not a day) is never requested: Dagster would fail the whole tick, every tick, and no
+    other day would be ingested. It is logged as a warning naming its files once per change
+    of them, kept in the cursor under ``not_partitions`` (for :func:`skip_reason`) and left
+    pending: a day after today is requested once it has come.
 
     Args:
         now: Day -> signature of its files this tick.
         what: What the files are, for the log (``inference log``, ``outcome file``).
         run_key_prefix: Starts each run key; the day and its signature follow.
         held: Optional ``day -> bool``: the warehouse already holds the day from these files (no run).
+        files_of: Optional ``day -> paths``: named in the warning about a day that is not a partition.
     """
     from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 
     cursor = json.loads(context.cursor) if context.cursor else {}
     ingested = cursor.setdefault("ingested", {})
-    first = DAILY_PARTITIONS.start.strftime("%Y-%m-%d")
+    first, last = DAILY_PARTITIONS.start.strftime("%Y-%m-%d"), DAILY_PARTITIONS.get_last_partition_key()
+    warned, refused = cursor.get("not_partitions", {}), {}
     requests = []
     for day in settled_days(now, cursor.get("seen", {}), ingested):
-        if day < first:
-            context.log.warning(f"{what} of {day} is before the first partition {first}: not ingested")
+        if why := partition_problem(day, first, last):
+            refused[day] = {"why": why, "signature": now[day]}
+            if warned.get(day, {}).get("signature") != now[day]:
+                names = [storable(str(p)) for p in files_of(day)] if files_of else []
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                context.log.warning(f"{what} of {storable(day)} not ingested: {why}" + (f": {shown}" if names else ""))
             continue
         if held is not None and day not in ingested and held(day):
             context.log.info(f"{what} of {day} is already ingested from these files: skipped")
         else:
             requests.append(dg.RunRequest(run_key=f"{run_key_prefix}{day}:{now[day]}", partition_key=day))
         ingested[day] = now[day]
-    cursor["seen"] = now
+    cursor["seen"], cursor["not_partitions"] = now, refused
     context.update_cursor(json.dumps(cursor))
     return requests
+
+
+def skip_reason(context: dg.SensorEvaluationContext, nothing: str) -> dg.SkipReason:
+    """``nothing``, followed by the settled days left out for not being partitions (from the cursor): on every tick."""
+    refused = (json.loads(context.cursor) if context.cursor else {}).get("not_partitions", {})
+    if refused:
+        nothing += "; not partitions, not ingested: " + ", ".join(
+            f"{storable(day)} ({entry['why']})" for day, entry in sorted(refused.items()))
+    return dg.SkipReason(nothing)
 
 
 @dg.run_failure_sensor(
@@ -216,7 +239,7 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
         """
         from pathlib import Path
 
-        from platform_assets.monitor.logs import unchanged_since_ingestion
+        from platform_assets.monitor.logs import day_files, unchanged_since_ingestion
 
         def held(day: str) -> bool:
             if not Path(warehouse.database).exists():
@@ -228,9 +251,10 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
             except TimeoutError:
                 return False  # busy: ingest (a day's ingestion replaces the day, so a repeat is harmless)
 
-        requests = settled_day_requests(context, day_signatures(state.paths.of(use_case.name).inference), "inference log",
-                                        f"{use_case.name}:", held)
-        return requests or dg.SkipReason("no settled new log files")
+        inference = state.paths.of(use_case.name).inference
+        requests = settled_day_requests(context, day_signatures(inference), "inference log", f"{use_case.name}:", held,
+                                        lambda day: day_files(inference, day))
+        return requests or skip_reason(context, "no settled new log files")
 
 
     @dg.sensor(
@@ -242,9 +266,12 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
     )
     def outcome_files(context: dg.SensorEvaluationContext, state: PlatformState):
         """Requests ``outcome_days`` for a day whose outcome file is new or changed and settled (same on two ticks)."""
-        requests = settled_day_requests(context, outcome_day_signatures(state.paths.of(use_case.name).outcomes), "outcome file",
-                                        f"{use_case.name}:outcomes:")
-        return requests or dg.SkipReason("no settled new outcome files")
+        from platform_assets.monitor.outcomes import day_files
+
+        folder = state.paths.of(use_case.name).outcomes
+        requests = settled_day_requests(context, outcome_day_signatures(folder), "outcome file",
+                                        f"{use_case.name}:outcomes:", files_of=lambda day: day_files(folder, day))
+        return requests or skip_reason(context, "no settled new outcome files")
 
 
     jobs, sensors = [retrain_job, inference_days_job], [retrain_on_drift, retrain_on_new_labels, inference_log_files]
