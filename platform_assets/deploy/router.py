@@ -1,10 +1,7 @@
-"""The stable endpoint of a use case's model: a small HTTP router in front of its model servers.
+"""The stable endpoint of a use case's model: an HTTP router in front of its model servers.
 
-Plain Python (one ``uvloop`` event loop, ``httptools`` parsing, keep-alive connections
-both ways: its cost per request is a small share of the model server's), run as its own process
-(``python -m platform_assets.deploy.router --routes FILE --port P``). Callers always
-talk to the router's port; a release starts the new version on a free port beside
-the old one and, once it is healthy and smoke-tested, switches the route:
+Callers always talk to the router's port; a release starts the new version on a free
+port beside the old one and, once it is healthy and smoke-tested, switches the route:
 
 - ``stable``: the version that answers callers;
 - ``canary`` with ``canary_weight``: a version that answers that share of requests;
@@ -15,30 +12,84 @@ the old one and, once it is healthy and smoke-tested, switches the route:
 The routes live in a JSON file, read at start and on ``POST /-/routes/reload``
 (which answers the routes now in force); ``GET /-/routes`` also reports the
 requests in flight per upstream, so that a release drains the old version before
-stopping it. A request in flight keeps its upstream connection across a switch:
-none is dropped. An upstream that cannot be reached is a 502 naming it.
+stopping it. Both answer only on the admin port, bound to 127.0.0.1: the
+prediction port neither shows nor changes routes. A request in flight keeps its
+upstream across a switch. An upstream that cannot be reached is a 502 naming it,
+one slower than ``--timeout`` a 504.
+
+HTTP both ways is aiohttp's (its parser, keep-alive, pipelining, chunked bodies,
+client connection pool), not hand-written: a router that parses and forwards HTTP
+itself got ``Expect: 100-continue`` wrong and handed answers to the wrong callers.
+The router reads each request whole (at most 64 MiB), answers an ``Expect`` itself
+and sends the upstream a plain request with a ``Content-Length``; the aiohttp client
+never takes a 1xx for an answer. Every answer carries ``X-Request-Id``: the caller's
+if it is a sane token, else a new one, also sent upstream.
+
+Run as its own process::
+
+    python -m platform_assets.deploy.router --routes FILE --host H --port P --admin-port A
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
-import socket
-import urllib.parse
+import re
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httptools
+import aiohttp
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
+from yarl import URL
 
 ADMIN_PATH = "/-/routes"
 PREDICT_PATH = "/api/v1.0/predictions"
 # Mirrored requests waiting for the shadow beyond this are dropped (and counted): the shadow never slows callers.
 MAX_SHADOW_BACKLOG = 1000
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+IDLE_TIMEOUT_S = 30.0  # an idle client connection is closed after this
+# An upstream connection idle this long is not reused: the model server closes kept-alive ones after 5 s.
+IDLE_UPSTREAM_S = 4.0
+
+# Not forwarded either way: they describe one connection, not the request (RFC 9110 7.6.1), or the router
+# sets them itself; X-Platform-Traffic marks the platform's own smoke tests and no caller may send it.
+_HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+    "Content-Length", "Host", "Expect", "X-Request-Id", "X-Platform-Traffic"))
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _error(status: int, reason: str, info: str, close: bool = False) -> web.Response:
+    """An answer of the router itself, in the model server's error shape; ``close``: then the connection."""
+    answer = web.json_response({"status": {"code": status, "info": info, "reason": reason, "status": 1}},
+                               status=status)
+    if close:
+        answer.force_close()
+    return answer
+
+
+async def _send(request: web.BaseRequest, answer: web.StreamResponse, request_id: str) -> None:
+    """Sends ``answer`` now, rather than when the handler returns it."""
+    answer.headers["X-Request-Id"] = request_id
+    await answer.prepare(request)
+    await answer.write_eof()
+
+
+def _forwarded(headers) -> CIMultiDict:
+    """``headers`` less hop-by-hop ones, including those the ``Connection`` header names."""
+    drop = _HOP_BY_HOP
+    if "Connection" in headers:
+        drop = drop | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in drop])
 
 
 @dataclass(frozen=True)
@@ -76,176 +127,89 @@ class Routes:
         return self.stable
 
 
-_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection",
-               b"content-length", b"host"}
-IDLE_TIMEOUT_S = 30.0  # an idle client connection is closed after this
-# An upstream connection idle this long is not reused: the model server closes kept-alive ones after 5 s.
-IDLE_UPSTREAM_S = 4.0
-MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+class _Connection(RequestHandler):
+    """aiohttp's server connection plus what it lacks for slow and half-closed clients.
 
+    - aiohttp closes a connection only when it has waited ``keepalive_timeout`` (30 s) for a
+      whole head, so a slow client holds it that long per request: here a head must be whole
+      within ``read_timeout_s`` of its first byte, else 408. The body has the rest of that time
+      (:meth:`Router._read`); time queued behind a pipelined request does not count.
+    - aiohttp closes the connection on a client's EOF, dropping the answers owed to a client
+      that sent whole requests and then shut its side: here they are sent, then it closes.
+    """
 
-class BadRequest(ValueError):
-    """A request the router cannot read (answered 400 and the connection closed)."""
+    def __init__(self, manager: web.Server, *, read_timeout_s: float, **kwargs):
+        super().__init__(manager, **kwargs)
+        self.read_timeout_s = read_timeout_s
+        self._head_started = 0.0  # when the first byte of the head being read arrived
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_took: deque[float] = deque()  # how long each parsed request took to send its head
+        self._body = None  # the body stream of the latest request parsed: bytes after its end are a head
+        self._eof = False
 
-
-class _Message:
-    """One parsed HTTP message (request or response): start, header fields (lower-case names), body."""
-
-    __slots__ = ("url", "reason", "fields", "body", "size", "method", "status", "keep_alive")
-
-    def __init__(self):
-        self.url, self.reason, self.fields, self.body, self.size = b"", b"", [], [], 0
-
-
-class _Parsing:
-    """httptools callbacks collecting messages into ``self.complete``; limits on head and body size."""
-
-    def _reset_parsing(self) -> None:
-        self.message: _Message | None = None
-        self.head_bytes = 0
-        self.complete: list[_Message] = []
-
-    def on_message_begin(self) -> None:
-        self.message, self.head_bytes = _Message(), 0
-
-    def on_url(self, url: bytes) -> None:
-        self.message.url += url
-        self._count(len(url))
-
-    def on_status(self, reason: bytes) -> None:
-        self.message.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.message.fields.append((name.lower(), value))
-        self._count(len(name) + len(value))
-
-    def _count(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > MAX_HEAD_BYTES:
-            raise BadRequest(f"message head over {MAX_HEAD_BYTES} bytes")
-
-    def on_body(self, body: bytes) -> None:
-        message = self.message
-        message.size += len(body)
-        if message.size > MAX_BODY_BYTES:
-            raise BadRequest(f"body of over {MAX_BODY_BYTES} bytes")
-        message.body.append(body)
-
-    def on_message_complete(self) -> None:
-        message, self.message = self.message, None
-        message.keep_alive = self.parser.should_keep_alive()
-        if isinstance(self.parser, httptools.HttpRequestParser):
-            message.method = self.parser.get_method()
-        else:
-            message.status = self.parser.get_status_code()
-        self.complete.append(message)
-
-
-class _UpstreamConnection(_Parsing, asyncio.Protocol):
-    """One keep-alive connection to a model server: one request at a time."""
-
-    def __init__(self):
-        self._reset_parsing()
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport = None
-        self.waiter: asyncio.Future | None = None
-        self.answered = False  # bytes of the current answer arrived
-        self.closed = False
-        self.idle_since = 0.0
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _idle(self) -> bool:
+        """Whether no request is being answered or waits to be (aiohttp waits for the next one)."""
+        return self._body is None or (self._waiter is not None and not self._waiter.done())
 
     def data_received(self, data: bytes) -> None:
-        self.answered = True
-        try:
-            self.parser.feed_data(data)
-        except (httptools.HttpParserError, BadRequest) as exc:
-            self._fail(ConnectionError(f"unreadable answer from the model server: {exc}"))
+        if data and self._head_timer is None and (self._body is None or self._body.is_eof()):
+            self._head_started = self._loop.time()
+            self._head_timer = self._loop.call_later(self.read_timeout_s, self._head_too_slow)
+        parsed = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > parsed:
+            took = self._loop.time() - self._head_started if self._head_timer is not None else 0.0
+            self._head_took.extend([took] + [0.0] * (len(self._messages) - parsed - 1))
+            self._body = self._messages[-1][1]
+            self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        """Answers 408 and closes; while an earlier request is answered, closes after that answer."""
+        self._head_timer = None
+        if self.transport is None:
             return
-        if self.complete and self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.complete.pop(0))
+        if not self._idle():
+            self.close()  # no answer may interleave with the one being written
+            return
+        body = json.dumps({"error": f"no whole request head within {self.read_timeout_s} s"}).encode()
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.force_close()
 
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        self._fail(ConnectionError("the model server closed the connection"))
+    def eof_received(self) -> bool:
+        """The client shut its side: True keeps ours open while answers are owed (asyncio closes on False)."""
+        self._eof = True
+        return not self._idle()
 
-    def _fail(self, error: BaseException) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
+    async def _handle_request(self, request, start_time, request_handler):
+        """aiohttp's handling of one request, told how long its head took; closes after a half-closed client's last."""
+        request["head_took"] = self._head_took.popleft() if self._head_took else 0.0
+        answered = await super()._handle_request(request, start_time, request_handler)
+        if self._eof and not self._messages:
+            self.close()
+        return answered
 
-    def send(self, data: bytes) -> asyncio.Future:
-        self.answered, self.complete = False, []
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return self.waiter
-
-
-class _Upstream:
-    """Idle keep-alive connections to one upstream."""
-
-    def __init__(self, url: str):
-        parsed = urllib.parse.urlsplit(url)
-        self.host, self.port, self.netloc = parsed.hostname, parsed.port, parsed.netloc.encode()
-        self.idle: list[_UpstreamConnection] = []
-
-    def _idle_connection(self, now: float) -> _UpstreamConnection | None:
-        """The most recently used idle connection that the upstream has not closed yet, if any."""
-        while self.idle:
-            connection = self.idle.pop()
-            if now - connection.idle_since < IDLE_UPSTREAM_S and not connection.closed:
-                return connection
-            connection.transport.close()
-        return None
-
-    async def exchange(self, head: bytes, body: bytes, timeout_s: float) -> _Message:
-        """Sends one request; returns the answer. A kept-alive connection the upstream closed
-        while idle is replaced once by a new one (the request never reached the upstream)."""
-        loop = asyncio.get_running_loop()
-        for attempt in range(2):
-            connection = self._idle_connection(loop.time()) if attempt == 0 else None
-            reused = connection is not None
-            if connection is None:
-                _, connection = await asyncio.wait_for(
-                    loop.create_connection(_UpstreamConnection, self.host, self.port), timeout_s)
-            waiter = connection.send(head + body)
-            timer = loop.call_later(timeout_s, lambda c=connection: c._fail(
-                asyncio.TimeoutError(f"no answer within {timeout_s} s")))
-            try:
-                answer = await waiter
-            except ConnectionError:
-                if reused and attempt == 0 and not connection.answered:
-                    continue
-                raise
-            finally:
-                timer.cancel()
-            if answer.keep_alive and not connection.closed:
-                connection.idle_since = loop.time()
-                self.idle.append(connection)
-            else:
-                connection.transport.close()
-            return answer
-        raise ConnectionError("unreachable")
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
 
 
-class RouterState:
-    """The routes in force, requests in flight per upstream, and what the shadow was sent."""
+class Router:
+    """The routes in force, requests in flight per upstream, what the shadow was sent, and the handlers."""
 
-    def __init__(self, routes_path: Path, timeout_s: float = 30.0):
+    def __init__(self, routes_path: Path, timeout_s: float = 30.0, read_timeout_s: float = 10.0):
         self.routes_path = Path(routes_path)
         self.routes = Routes.read(self.routes_path)
-        self.timeout_s = timeout_s
-        self.upstreams: dict[str, _Upstream] = {}
+        self.timeout_s, self.read_timeout_s = timeout_s, read_timeout_s
         self.in_flight: Counter = Counter()
         self.served: Counter = Counter()
         self.shadow: Counter = Counter()
+        self.session: aiohttp.ClientSession | None = None
 
     def reload(self) -> Routes:
         """Reads the routes file again; the next request follows it."""
@@ -253,30 +217,115 @@ class RouterState:
         return self.routes
 
     def status(self) -> dict:
+        """The routes in force, requests in flight and served per upstream, and the shadow's counters."""
         return {"routes": asdict(self.routes), "in_flight": dict(+self.in_flight), "served": dict(self.served),
                 "shadow": dict(self.shadow)}
 
-    async def forward(self, url: str, method: bytes, target: bytes, fields: list, body: bytes) -> _Message:
-        upstream = self.upstreams.get(url) or self.upstreams.setdefault(url, _Upstream(url))
-        head = b"".join([method, b" ", target, b" HTTP/1.1\r\nHost: ", upstream.netloc, b"\r\n",
-                         *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
-                         b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n"])
+    async def admin(self, request: web.BaseRequest) -> web.Response:
+        """``GET /-/routes`` and ``POST /-/routes/reload`` (admin port only)."""
+        if request.path == ADMIN_PATH and request.method in ("GET", "HEAD"):
+            return web.json_response(self.status())
+        if request.path == ADMIN_PATH + "/reload" and request.method == "POST":
+            try:
+                self.reload()
+            except (OSError, ValueError, TypeError) as exc:
+                return web.json_response({"error": f"routes not reloaded: {exc}"}, status=500)
+            return web.json_response(self.status())
+        return web.json_response({"error": f"no admin route {request.method} {request.path}"}, status=404)
+
+    async def predict(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Any request on the prediction port: read whole, forwarded to the upstream the routes pick."""
+        given = request.headers.get("X-Request-Id", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        answer = await self._answer(request, request_id)
+        if not answer.prepared:
+            answer.headers["X-Request-Id"] = request_id
+        return answer
+
+    async def _answer(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
+        if request.rel_url.path.startswith(ADMIN_PATH):
+            return _error(404, "NOT_FOUND", "routes are not served on this port")
+        # aiohttp bounds each head line and the number of fields: a head can still reach about 1 MiB.
+        if len(request.raw_path) + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > MAX_HEAD_BYTES:
+            return _error(431, "HEAD_TOO_LARGE", f"a request head is at most {MAX_HEAD_BYTES} bytes", True)
+        body = await self._read(request, request_id)
+        if isinstance(body, web.StreamResponse):
+            return body
+        routes, headers = self.routes, _forwarded(request.headers)
+        headers["X-Request-Id"] = request_id
+        upstream = routes.pick()
+        try:
+            status, reason, answer_headers, answer_body = await self._forward(
+                upstream, request.method, request.rel_url.raw_path_qs, headers, body)
+        except asyncio.TimeoutError:
+            return _error(504, "UPSTREAM_TIMEOUT", f"model server {upstream} did not answer within {self.timeout_s} s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return _error(502, "UPSTREAM_UNAVAILABLE", f"model server {upstream} unreachable: {exc!r}")
+        answer = web.Response(status=status, reason=reason, headers=_forwarded(answer_headers), body=answer_body)
+        if (routes.shadow and status == 200 and request.method == "POST" and body
+                and request.rel_url.path.startswith(PREDICT_PATH)):
+            try:  # the caller has the answer before the shadow gets its copy
+                await _send(request, answer, request_id)
+            except ConnectionError:
+                return answer  # the caller went away: aiohttp closes the connection
+            self._mirror(routes.shadow, request.rel_url.raw_path_qs, headers, body, answer_body)
+        return answer
+
+    async def _read(self, request: web.BaseRequest, request_id: str) -> bytes | web.StreamResponse:
+        """The whole request body, or the router's answer when it cannot have it (413, 417, 408, 400)."""
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _error(413, "REQUEST_TOO_LARGE", f"a body is at most {MAX_BODY_BYTES} bytes", True)
+        expect = request.headers.get("Expect")
+        if expect is not None:  # answered here, never forwarded: only the router reads the caller's body
+            if expect.lower() != "100-continue":
+                return _error(417, "EXPECTATION_FAILED", f"unknown Expect: {expect}", True)
+            if request.version >= aiohttp.HttpVersion11:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s - request.get("head_took", 0.0)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await request.read()
+        except TimeoutError:
+            answer = _error(408, "REQUEST_TIMEOUT", f"the request was not sent whole within {self.read_timeout_s} s")
+            with contextlib.suppress(ConnectionError):
+                await _send(request, answer, request_id)
+            request.protocol.force_close()  # rather than aiohttp reading the rest of a slow body for 10 s more
+            return answer
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "REQUEST_TOO_LARGE", f"a body is at most {MAX_BODY_BYTES} bytes", True)
+        except aiohttp.ClientPayloadError as exc:
+            return _error(400, "BAD_REQUEST_BODY", f"unreadable request body: {exc}", True)
+
+    async def _forward(self, url: str, method: str, target: str, headers: CIMultiDict, body: bytes) -> tuple:
+        """Sends one request to ``url``; returns the answer's status, reason, headers and body.
+
+        A kept-alive connection that the upstream closes just as it is reused fails before any answer;
+        aiohttp resends only idempotent requests then, the router resends any request once.
+        """
         self.in_flight[url] += 1
         try:
-            return await upstream.exchange(head, body, self.timeout_s)
+            for attempt in (1, 2):
+                try:
+                    async with self.session.request(method, URL(url.rstrip("/") + target, encoded=True),
+                                                    headers=headers, data=body) as answer:
+                        return answer.status, answer.reason, answer.headers, await answer.read()
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    if attempt == 2 or isinstance(exc, aiohttp.ClientConnectorError):
+                        raise
         finally:
             self.in_flight[url] -= 1
             self.served[url] += 1
 
-    def mirror(self, url: str, target: bytes, fields: list, body: bytes, answer: bytes) -> None:
+    def _mirror(self, url: str, target: str, headers: CIMultiDict, body: bytes, answer: bytes) -> None:
         """Sends a copy of a prediction request to the shadow, under the request id of the stable answer."""
         if self.shadow["pending"] >= MAX_SHADOW_BACKLOG:
             self.shadow["dropped"] += 1
             return
         self.shadow["pending"] += 1
-        asyncio.get_running_loop().create_task(self._send_shadow(url, target, fields, body, answer))
+        asyncio.get_running_loop().create_task(self._send_shadow(url, target, headers, body, answer))
 
-    async def _send_shadow(self, url: str, target: bytes, fields: list, body: bytes, answer: bytes) -> None:
+    async def _send_shadow(self, url: str, target: str, headers: CIMultiDict, body: bytes, answer: bytes) -> None:
         outcome = "failed"
         try:
             request = json.loads(body)
@@ -284,144 +333,56 @@ class RouterState:
             if isinstance(request, dict):
                 meta = request.get("meta") if isinstance(request.get("meta"), dict) else {}
                 request["meta"] = {**meta, "puid": puid}
-            answer = await self.forward(url, b"POST", target, fields, json.dumps(request).encode())
-            outcome = "answered" if answer.status == 200 else f"status_{answer.status}"
-        except (OSError, ValueError, asyncio.TimeoutError):
+            status, *_ = await self._forward(url, "POST", target, headers, json.dumps(request).encode())
+            outcome = "answered" if status == 200 else f"status_{status}"
+        except (aiohttp.ClientError, OSError, ValueError, AttributeError, asyncio.TimeoutError):
             pass
         finally:
             self.shadow["pending"] -= 1
             self.shadow[outcome] += 1
 
+    async def serve(self, host: str, port: int, admin_port: int) -> None:
+        """Serves predictions on ``host:port`` and the admin routes on ``127.0.0.1:admin_port``, for ever."""
+        loop = asyncio.get_running_loop()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_UPSTREAM_S),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s), auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # a cookie one upstream answer sets must not reach other callers
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"))
 
-def _response(status: int, reason: bytes, fields, body: bytes, keep_alive: bool) -> bytes:
-    return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, reason or b"OK"),
-                     *(n + b": " + v + b"\r\n" for n, v in fields if n not in _HOP_BY_HOP),
-                     b"Content-Length: %d\r\n" % len(body),
-                     b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n", body])
+        def server(handler) -> web.Server:
+            return web.Server(handler, request_factory=lambda *args: web.BaseRequest(
+                *args, loop=loop, client_max_size=MAX_BODY_BYTES))
 
-
-def _json_response(code: int, reason: str, value: dict, keep_alive: bool) -> bytes:
-    return _response(code, reason.encode(), [(b"content-type", b"application/json")], json.dumps(value).encode(),
-                     keep_alive)
-
-
-class _ClientConnection(_Parsing, asyncio.Protocol):
-    """One caller's connection: requests parsed as they arrive, answered in order."""
-
-    def __init__(self, state: "RouterState"):
-        self._reset_parsing()
-        self.state = state
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
-        self.pending: list[_Message] = []
-        self.busy = False
-        self.closing = False
-        self.timer = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._idle()
-
-    def connection_lost(self, exc) -> None:
-        self.closing = True
-        if self.timer is not None:
-            self.timer.cancel()
-
-    def _idle(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._close_if_idle)
-
-    def _close_if_idle(self) -> None:
-        if not self.busy and not self.pending and self.message is None:
-            self.close()
-
-    def close(self) -> None:
-        self.closing = True
-        self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
+        predict, admin = server(self.predict), server(self.admin)
+        options = dict(loop=loop, read_timeout_s=self.read_timeout_s, keepalive_timeout=IDLE_TIMEOUT_S,
+                       access_log=None, auto_decompress=False)
+        servers = [await loop.create_server(lambda: _Connection(predict, **options), host, port, backlog=1024,
+                                            reuse_address=True),
+                   await loop.create_server(lambda: _Connection(admin, **options), "127.0.0.1", admin_port,
+                                            reuse_address=True)]
+        print(f"router on {host}:{port} (admin on 127.0.0.1:{admin_port}) -> {self.routes}", flush=True)
         try:
-            self.parser.feed_data(data)
-        except (httptools.HttpParserError, BadRequest) as exc:
-            cause = exc.__context__ if isinstance(exc.__context__, BadRequest) else exc
-            self.transport.write(_json_response(400, "Bad Request", {"error": f"unreadable request: {cause}"}, False))
-            self.close()
-            return
-        self.pending.extend(self.complete)
-        self.complete.clear()
-        if self.pending and not self.busy:
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._answer_all())
-
-    async def _answer_all(self) -> None:
-        try:
-            while self.pending and not self.closing:
-                request = self.pending.pop(0)
-                try:
-                    answer = await self._answer(request)
-                except Exception as exc:  # noqa: BLE001 - a router bug must not leave the caller waiting
-                    answer = _json_response(500, "Internal Server Error", {"error": f"router failed: {exc!r}"}, False)
-                    request.keep_alive = False
-                if self.closing:  # the caller went away meanwhile
-                    return
-                self.transport.write(answer)
-                if not request.keep_alive:
-                    self.close()
+            await asyncio.gather(*(s.serve_forever() for s in servers))
         finally:
-            self.busy = False
-            if not self.closing:
-                self._idle()
-
-    async def _answer(self, request: _Message) -> bytes:
-        state, path, keep_alive = self.state, request.url.decode("latin-1"), request.keep_alive
-        if path.startswith(ADMIN_PATH):
-            if request.method == b"POST" and path == ADMIN_PATH + "/reload":
-                try:
-                    state.reload()
-                except (OSError, ValueError, TypeError) as exc:
-                    return _json_response(500, "Internal Server Error", {"error": f"routes not reloaded: {exc}"},
-                                          keep_alive)
-            return _json_response(200, "OK", state.status(), keep_alive)
-        routes = state.routes
-        upstream = routes.pick()
-        body = b"".join(request.body)
-        try:
-            answer = await state.forward(upstream, request.method, request.url, request.fields, body)
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            message = {"status": {"code": 502, "info": f"model server {upstream} unreachable: {exc!r}",
-                                  "reason": "UPSTREAM_UNAVAILABLE", "status": 1}}
-            return _json_response(502, "Bad Gateway", message, keep_alive)
-        answer_body = b"".join(answer.body)
-        if (routes.shadow and request.method == b"POST" and path.startswith(PREDICT_PATH) and body
-                and answer.status == 200):
-            state.mirror(routes.shadow, request.url, request.fields, body, answer_body)
-        return _response(answer.status, answer.reason, answer.fields, answer_body, keep_alive)
-
-
-async def _serve(state: RouterState, host: str, port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(lambda: _ClientConnection(state), host, port,
-                                                            backlog=512, reuse_address=True)
-    print(f"router on {host}:{port} -> {state.routes}", flush=True)
-    async with server:
-        await server.serve_forever()
+            await self.session.close()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The router's command line: ``--routes FILE --host H --port P --admin-port A [--timeout S]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--routes", required=True, help="the routes file (JSON)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the prediction port's address")
+    parser.add_argument("--port", type=int, required=True, help="the prediction port (the stable endpoint)")
+    parser.add_argument("--admin-port", type=int, required=True, help="the admin port, on 127.0.0.1 only")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds an upstream has to answer")
+    parser.add_argument("--read-timeout", type=float, default=10.0,
+                        help="seconds a caller has to send a whole request, head and body")
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(_serve(RouterState(Path(args.routes), args.timeout), args.host, args.port))
+    uvloop.run(Router(Path(args.routes), args.timeout, args.read_timeout).serve(args.host, args.port,
+                                                                                   args.admin_port))
     return 0
 
 
