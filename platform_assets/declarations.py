@@ -11,10 +11,11 @@ the generic stages read these objects and name no dataset of their own.
 from __future__ import annotations
 
 import importlib
+import operator
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable, Mapping
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FILE_SUFFIXES = ("parquet", "csv", "jsonl")
@@ -33,6 +34,71 @@ def import_object(path: str, where: str):
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise DeclarationError(f"{where}: cannot import {path!r}: {exc}") from exc
+
+
+def _number(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """The bounds of one column's valid values, in plain Python: the one home of these numbers.
+
+    The source's pandera schema builds its fields from them (``pa.Field(**rule.checks())``),
+    so the validation stage quarantines what breaks them; the model server checks a
+    caller's values against the same rules (the serving environment has no pandera).
+
+    Attributes:
+        whole: Whole numbers only (an integer column: the schema's dtype says it too).
+        ge, gt, le, lt: Inclusive and exclusive bounds.
+        isin: The allowed values.
+    """
+
+    whole: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: tuple | None = None
+
+    def checks(self) -> dict:
+        """The keyword arguments of ``pandera.Field`` that check these bounds (``whole`` is the dtype's)."""
+        found = {name: getattr(self, name) for name in ("ge", "gt", "le", "lt") if getattr(self, name) is not None}
+        return {**found, "isin": list(self.isin)} if self.isin is not None else found
+
+    def broken(self, column: str, value: Any) -> str | None:
+        """The rule ``value`` breaks, as people read it (``income > 0``); ``None`` when it keeps every one."""
+        if self.isin is not None and value not in self.isin:
+            return f"{column} in {list(self.isin)}"
+        # Python compares ints and floats exactly, so a huge integer is judged as it is; NaN keeps no bound.
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.whole and not (number and (isinstance(value, int) or value.is_integer())):
+            return f"{column} is a whole number"
+        for name, sign, keeps in (("ge", ">=", operator.ge), ("gt", ">", operator.gt),
+                                  ("le", "<=", operator.le), ("lt", "<", operator.lt)):
+            bound = getattr(self, name)
+            if bound is not None and not (number and keeps(value, bound)):
+                return f"{column} {sign} {_number(bound)}"
+        return None
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A rule across a row's columns: ``check(*columns)`` is true where a row keeps it, for
+    pandas Series (the schema's dataframe check), numpy arrays (the model server) or numbers alike."""
+
+    name: str
+    columns: tuple[str, ...]
+    check: Callable
+    text: str  # the rule as people read it: "loan_amount <= 10 * |income|"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The bounds of a source's valid rows: column -> :class:`FieldRule`, and the rules across columns."""
+
+    fields: Mapping[str, FieldRule]
+    rows: tuple[RowRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +121,9 @@ class Source:
         positive_label, negative_label: The label's two values in the files (``"yes"``/``"no"``),
             if they are not already 1/0 or true/false: validation writes them as 1/0 and
             quarantines a row whose label is neither.
+        rules: ``module:attribute`` of the :class:`Rules` of a valid row (plain Python: the model
+            server imports it), which the schema's fields are built from; ``None`` if the schema
+            declares its bounds itself (the server then checks types only).
     """
 
     name: str
@@ -70,6 +139,7 @@ class Source:
     landing_folder: str = ""
     positive_label: str | None = None
     negative_label: str | None = None
+    rules: str | None = None
 
     def __post_init__(self):
         if not NAME.match(self.name):
@@ -119,6 +189,15 @@ class Source:
         """The pandera ``DataFrameModel`` class (imported on first use: pandera is not cheap)."""
         return import_object(self.schema, f"source {self.name}: schema")
 
+    def declared_rules(self) -> Rules | None:
+        """The :class:`Rules` of a valid row (imported on first use), or ``None`` when none are declared."""
+        if self.rules is None:
+            return None
+        rules = import_object(self.rules, f"source {self.name}: rules")
+        if not isinstance(rules, Rules):
+            raise DeclarationError(f"source {self.name}: rules {self.rules!r} is a {type(rules).__name__}, not Rules")
+        return rules
+
     @cached_property
     def columns(self) -> tuple[str, ...]:
         """The columns of a landing file, in the schema's order."""
@@ -128,6 +207,9 @@ class Source:
         """Raises :class:`DeclarationError` when a declared column is not in the schema."""
         named = {"key": [self.key], "event_time": [self.event_time], "label": [self.label],
                  "label_time": [self.label_time], "pii": list(self.pii), "protected": list(self.protected)}
+        rules = self.declared_rules()
+        if rules is not None:
+            named["rules"] = [*rules.fields, *(c for rule in rules.rows for c in rule.columns)]
         for field_name, columns in named.items():
             missing = [c for c in columns if c is not None and c not in self.columns]
             if missing:

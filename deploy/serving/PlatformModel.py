@@ -12,7 +12,14 @@ model inputs the row does not carry are the use case's request features
 when the module names an ``ONLINE_ENTITY``, that entity's online features from the
 Feast feature server (``FEATURE_SERVER_URL``). A request without the key must carry
 every model input (the deployment's own checks send those); it is scored as it is.
-Each scored row is appended to the inference log (``INFERENCE_LOG_DIR``) before the answer.
+Either form is held to the source's declared rules (the bounds its validation
+quarantines rows by); a caller's row also to the ids and event times the platform
+stores and partitions.
+
+Each scored row is appended to the inference log (``INFERENCE_LOG_DIR``) before the
+answer; the platform's own smoke traffic (``X-Platform-Traffic: smoke``, which the
+server puts in :data:`payload.traffic`) to ``INFERENCE_LOG_DIR/smoke`` instead, which
+monitoring never reads.
 """
 
 import datetime as dt
@@ -30,7 +37,13 @@ from inference_log import InferenceLog, InferenceLogError
 from online_features import FeatureLookupError, OnlineFeatures
 from platform_assets.declarations import use_case_from_dict
 from platform_assets.declared import use_case as declared_use_case
+from platform_assets.ingest.partitions import partitions_start
 from platform_assets.train.network import BUNDLE_FILE, WEIGHTS_FILE, load_bundle
+
+# Seldon's reasons of a 503: the server's dependencies failed, not the caller's data (Seldon's default,
+# MICROSERVICE_BAD_DATA, would blame the caller).
+FEATURES_UNAVAILABLE = "FEATURES_UNAVAILABLE"
+INFERENCE_LOG_UNAVAILABLE = "INFERENCE_LOG_UNAVAILABLE"
 
 
 @dataclass
@@ -67,9 +80,13 @@ class PlatformModel:
         self.use_case = (use_case_from_dict(json.loads(declaration), "USE_CASE_DECLARATION") if declaration
                          else declared_use_case(os.environ.get("USE_CASE") or None))
         self.features = self.use_case.request_features_module()
+        self.rules = self.use_case.source.declared_rules()
+        start = dt.date.fromisoformat(partitions_start())
+        self._earliest = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp()
         self._bundle = None
         log_dir = os.environ.get("INFERENCE_LOG_DIR")
         self._log = InferenceLog(log_dir) if log_dir else None
+        self._smoke_log = InferenceLog(Path(log_dir) / "smoke") if log_dir else None
         url = os.environ.get("FEATURE_SERVER_URL")
         timeout = float(os.environ.get("FEATURE_LOOKUP_TIMEOUT_S", "2"))
         in_flight = int(os.environ.get("FEATURE_LOOKUP_IN_FLIGHT", "1"))  # 0: no coalescing (online_features)
@@ -97,31 +114,31 @@ class PlatformModel:
 
         Raises:
             SeldonMicroserviceException: 400 for a caller mistake; 503 when the feature server or
-                the inference log failed (nothing is answered that was not logged).
+                the inference log failed (nothing is answered that was not logged), with a reason
+                (:data:`FEATURES_UNAVAILABLE`, :data:`INFERENCE_LOG_UNAVAILABLE`) that names it.
         """
         from seldon_core.flask_utils import SeldonMicroserviceException
         from seldon_core.utils import construct_response_json
 
         received, started = time.time(), time.perf_counter()
         try:
-            meta = request.get("meta") if isinstance(request, dict) else None
-            if meta is not None and not isinstance(meta, dict):
-                raise payload.RequestError(f"'meta' must be an object, got {type(meta).__name__}")
-            puid = (meta or {}).get("puid")
-            request_id = puid if isinstance(puid, str) and puid.strip() else uuid.uuid4().hex
+            request_id = payload.request_id(request) or uuid.uuid4().hex
             scored = self.score_request(request, received)
         except payload.RequestError as exc:
             raise SeldonMicroserviceException(str(exc), status_code=400) from None
         except FeatureLookupError as exc:
-            raise SeldonMicroserviceException(f"online features unavailable: {exc}", status_code=503) from None
-        if self._log is not None:
+            raise SeldonMicroserviceException(f"online features unavailable: {exc}", status_code=503,
+                                              reason=FEATURES_UNAVAILABLE) from None
+        log = self._smoke_log if payload.traffic.get() == payload.SMOKE_TRAFFIC else self._log
+        if log is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
             served_at = dt.datetime.now(dt.timezone.utc)
             try:
                 same, each = self.log_fields(request_id, scored, served_at, latency_ms)
-                self._log.write(len(scored.times), same, each, served_at)
+                log.write(len(scored.times), same, each, served_at)
             except InferenceLogError as exc:
-                raise SeldonMicroserviceException(f"prediction not answered: {exc}", status_code=503) from None
+                raise SeldonMicroserviceException(f"prediction not answered: {exc}", status_code=503,
+                                                  reason=INFERENCE_LOG_UNAVAILABLE) from None
         kept = {"puid": request_id}
         return construct_response_json(
             self, False, {"data": {}, "meta": kept}, scored.probabilities.reshape(-1, 1), kept
@@ -146,8 +163,10 @@ class PlatformModel:
             scored = self._row_columns(message, pre.numeric, categories, received_at)
         else:
             try:
-                columns = payload.model_columns(message, pre.numeric, categories)
+                columns = payload.model_columns(message, pre.numeric, categories, self.rules)
             except payload.RequestError as exc:
+                if all(c in names for c in [*pre.numeric, *categories]):
+                    raise  # a bad value: the other form would not help
                 raise payload.RequestError(
                     f"{exc}; or send the row's own fields with its {self.use_case.source.key}"
                 ) from None
@@ -168,7 +187,7 @@ class PlatformModel:
         own = [c for c in numeric if c not in computed]
         own += [c for c in getattr(self.features, "NEEDS", ()) if c not in own]
         columns, ids, times = payload.row_columns(message, own, categories, received_at, self.id_columns(),
-                                                  self.use_case.source.event_time)
+                                                  self.use_case.source.event_time, self.rules, self._earliest)
         if computed:
             online = {}
             if self._online_entity:

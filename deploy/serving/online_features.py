@@ -12,6 +12,12 @@ one POST for all their entities. A request never reads features fetched before i
 arrived (its POST starts after it joined), an idle server sends each request's POST at
 once, and a busy one asks the feature server a few times per round trip instead of
 once per request: the feature server's fixed cost per call is most of a lookup's cost.
+
+One request's ids never fail another's lookup: the model server checks ids before
+they get here (:mod:`payload`), and should the feature server still refuse a
+coalesced POST with an error answer, each of its requests asks again alone, so
+that only the request whose ids it refuses fails. A timeout or a dead connection
+is the feature server's state, not an id's: it fails the batch as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ from urllib.parse import urlsplit
 
 
 class FeatureLookupError(RuntimeError):
-    """The feature server did not answer usefully: not the caller's mistake (HTTP 503)."""
+    """The feature server did not answer usefully: not the caller's mistake (HTTP 503).
+
+    Attributes:
+        refused: The feature server answered with an error status (it read the request and
+            refused it), rather than not answering at all.
+    """
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 class _Batch:
@@ -32,6 +47,7 @@ class _Batch:
 
     def __init__(self):
         self.ids: set = set()
+        self.requests = 0  # lookups that joined
         self.done = threading.Event()
         self.found: dict | None = None
         self.error: FeatureLookupError | None = None
@@ -72,9 +88,10 @@ class OnlineFeatures:
         An id the store has never seen gets its features as the server answers them (``None``).
 
         Raises:
-            FeatureLookupError: On a timeout, a refused connection, an error status or an
-                answer of the wrong shape (for every request of a coalesced POST), or an
-                answer that leaves out one of these ids.
+            FeatureLookupError: On a timeout, a refused connection or an answer of the wrong
+                shape (for every request of a coalesced POST), an error status for this lookup's
+                own ids (a refused coalesced POST is asked again per lookup), or an answer that
+                leaves out one of these ids.
         """
         unique = sorted(set(ids))
         if self.max_in_flight is None:
@@ -95,6 +112,7 @@ class OnlineFeatures:
             if leader:
                 batch = self._pending[key] = _Batch()
             batch.ids.update(unique)
+            batch.requests += 1
             if leader:
                 while self._in_flight >= self.max_in_flight:
                     self._slots.wait()
@@ -117,8 +135,24 @@ class OnlineFeatures:
             if not batch.done.wait(bound):
                 raise FeatureLookupError(f"feature server {self.url} did not answer a coalesced lookup in {bound:g} s")
         if batch.error is not None:
+            if batch.error.refused and batch.requests > 1:
+                # Possibly another request's ids: ask again for this request's own (see the module).
+                return self._alone(service, entity, unique)
             raise batch.error
         return batch.found
+
+    def _alone(self, service: str, entity: str, unique: list) -> dict:
+        """One POST for this lookup's ids only, in a slot of its own."""
+        with self._slots:
+            while self._in_flight >= self.max_in_flight:
+                self._slots.wait()
+            self._in_flight += 1
+        try:
+            return self._fetch(service, entity, unique)
+        finally:
+            with self._slots:
+                self._in_flight -= 1
+                self._slots.notify()
 
     def _fetch(self, service: str, entity: str, unique: list) -> dict:
         """One POST for ``unique`` ids: ``{id: {feature: value}}`` as answered."""
@@ -166,7 +200,7 @@ class OnlineFeatures:
                 raise FeatureLookupError(f"feature server {self.url} did not answer: {type(exc).__name__}: {exc}") from None
         if status != 200:
             raise FeatureLookupError(f"feature server {self.url} answered HTTP {status}: "
-                                     f"{data[:300].decode(errors='replace')}")
+                                     f"{data[:300].decode(errors='replace')}", refused=True)
         try:
             return json.loads(data)
         except ValueError as exc:

@@ -13,7 +13,14 @@ Seldon's contract and cuts that path:
   answer encoded as Seldon's ``jsonify`` does, a ``SeldonMicroserviceException``
   answered with its status and ``to_dict()`` as Seldon's error handler does;
 - every other request (health, metadata, feedback, form or query-string payloads,
-  CORS, unknown paths) goes to Seldon's Flask app itself as a WSGI call, unchanged.
+  CORS, unknown paths) goes to Seldon's Flask app itself as a WSGI call, unchanged;
+- a prediction body that is neither JSON nor a form (another or no ``Content-Type``), a
+  form without Seldon's ``json`` field, and a body that is not UTF-8 JSON (or nests it
+  deeper than orjson's limit) are answered 400 saying what is wrong.
+
+The ``X-Platform-Traffic`` header (``smoke``: the platform's own smoke tests and checks;
+the router never forwards it from callers) is put in :data:`payload.traffic` while the
+model scores, on either path, so that the model logs that traffic apart.
 
 Connections cost nothing while idle and are closed after ``keepalive`` seconds of
 silence; a request has ``read_timeout_s`` for its head and body together (a body that
@@ -40,13 +47,18 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from urllib.parse import parse_qs
 
 import httptools
 import orjson
 from gunicorn.workers.base import Worker
 
+import payload
+
 logger = logging.getLogger("model_server.worker")
 PREDICT_PATHS = frozenset({b"/api/v1.0/predictions", b"/api/v0.1/predictions", b"/predict"})
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})  # Seldon's `json` field
+_TRAFFIC = payload.TRAFFIC_HEADER.encode()
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -69,6 +81,17 @@ def _has_nonfinite(value) -> bool:
 
         return not bool(np.isfinite(value).all())
     return False
+
+
+def _not_a_payload(content_type: bytes, body: bytes) -> str | None:
+    """Why a prediction body that is not sent as JSON cannot be one; ``None`` for Seldon's forms."""
+    if content_type not in FORM_TYPES:
+        sent = f"Content-Type {content_type.decode('latin-1')!r}" if content_type else "no Content-Type"
+        return f"the request has {sent}: send the JSON body with Content-Type: application/json"
+    if content_type == b"application/x-www-form-urlencoded" and b"json" not in parse_qs(body):
+        return ("the request is a form (Content-Type application/x-www-form-urlencoded) without a 'json' field: "
+                "send the JSON body with Content-Type: application/json")
+    return None
 
 
 def _head(status: int, headers: list[tuple[str, str]], length: int, keep_alive: bool) -> bytes:
@@ -141,13 +164,25 @@ class SeldonProtocolWorker(Worker):
     def answer(self, request: _Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """(status, headers, body) of one request (runs on the loop, or on a scoring thread)."""
         path, _, query = request.url.partition(b"?")
-        fields = request.headers
-        content_type = next((v for n, v in fields if n == b"content-type"), b"").split(b";")[0].strip().lower()
-        if (self._fast and request.method == b"POST" and path in PREDICT_PATHS and not query
-                and (content_type == b"application/json" or content_type.endswith(b"+json"))
-                and not any(n == b"origin" for n, _ in fields)):
-            return self._predict(b"".join(request.body))
-        return self._wsgi(request, path, query)
+        content_type, origin, traffic = b"", False, None
+        for name, value in request.headers:
+            if name == b"content-type":
+                content_type = value.split(b";")[0].strip().lower()
+            elif name == b"origin":
+                origin = True
+            elif name == _TRAFFIC:
+                traffic = value.decode("latin-1").strip().lower()
+        token = payload.traffic.set(traffic)
+        try:
+            if self._fast and request.method == b"POST" and path in PREDICT_PATHS and not query and not origin:
+                if content_type == b"application/json" or content_type.endswith(b"+json"):
+                    return self._predict(b"".join(request.body))
+                refused = _not_a_payload(content_type, b"".join(request.body))
+                if refused is not None:
+                    return 400, [("Content-Type", "application/json")], _seldon_error(refused, 400)
+            return self._wsgi(request, path, query)
+        finally:
+            payload.traffic.reset(token)
 
     def _predict(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """Seldon's ``Predict`` route without Flask: same dispatch, same JSON, same errors."""
@@ -157,12 +192,9 @@ class SeldonProtocolWorker(Worker):
         headers = [("Content-Type", "application/json")]
         try:
             try:
-                message = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                try:  # NaN and Infinity are not JSON, but Python's parser reads them: the model names the field
-                    message = json.loads(body)
-                except ValueError:
-                    raise SeldonMicroserviceException("Can't find JSON in data") from None  # Seldon's words
+                message = payload.decode_json(body)
+            except payload.RequestError as error:
+                raise SeldonMicroserviceException(str(error), status_code=400) from None
             response = seldon_core.seldon_methods.predict(self.user_model, message, self.seldon_metrics)
         except SeldonMicroserviceException as error:
             logger.error("%s", error.to_dict())

@@ -1,13 +1,19 @@
 """The model server under faults: slow clients cannot stall it, it listens on loopback, bad requests get 400.
 
 One real server (``deploy/serving/model_server.py`` from the serving environment)
-for the whole module, with short timeouts so that the tests see them expire.
+for the whole module, with short timeouts so that the tests see them expire; a second
+one that looks features up from a stand-in feature server and logs what it answers.
 """
 
+import datetime as dt
+import glob
 import json
 import os
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +216,43 @@ def _rows_text(*rows_text: str, names=NAMES) -> str:
 
 
 GOOD_TEXT = json.dumps(GOOD_ROW)
+# A caller's row form: the row's own fields with its ids and time (this bundle's inputs, and what the
+# loan-default request features need); the module's server has no feature server to complete it.
+ROW_NAMES = ["application_id", "applicant_id", "application_ts", *NAMES, "loan_amount", "term_months"]
+AN_HOUR_AGO = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).replace(tzinfo=None).isoformat()
+ROW_GOOD = ["app-1", 17, AN_HOUR_AGO, *GOOD_ROW, 12000.0, 36]
+
+
+def _caller_row(**changes):
+    return [changes.get(name, value) for name, value in zip(ROW_NAMES, ROW_GOOD)]
+
+
+def _caller_body(**changes) -> str:
+    return _body([_caller_row(**changes)], ROW_NAMES)
+
+
+TOMORROW = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).replace(tzinfo=None).isoformat()
+# Requests the platform's own schema rejects (the declared bounds the validation stage quarantines rows by).
+SCHEMA_VIOLATIONS = {
+    "negative income": (_caller_body(income=-5.0), ["row 0, column 'income': -5.0 violates income > 0"]),
+    "negative loan amount": (_caller_body(loan_amount=-1.0), ["loan_amount > 0"]),
+    "7-month term": (_caller_body(term_months=7), ["row 0, column 'term_months': 7 violates term_months in [36, 60]"]),
+    "debt_to_income 5": (_body([_row(debt_to_income=5)]), ["row 0, column 'debt_to_income': 5 violates "
+                                                            "debt_to_income <= 1"]),
+    "loan of 1e38": (_caller_body(loan_amount=1e38), ["violate loan_within_income_multiple"]),
+    "year 1": (_caller_body(application_ts="0001-01-01T00:00:00"), ["application_ts >= 2025-01-01"]),
+    "year 9999": (_caller_body(application_ts="9999-01-01T00:00:00"), ["application_ts <= now + 300 s"]),
+    "tomorrow": (_caller_body(application_ts=TOMORROW), ["not in the future"]),
+    "applicant_id beyond int64": (_caller_body(applicant_id=2**63), ["9223372036854775808 violates",
+                                                                     "signed 64-bit"]),
+    "lone surrogate id": (_caller_body(application_id="\ud800x"), ["column 'application_id'", "lone surrogate"]),
+    "lone surrogate request id": (_body([GOOD_ROW])[:-1] + ', "meta": {"puid": "\\udfff"}}', ["'meta.puid'",
+                                                                                              "lone surrogate"]),
+    "deeply nested JSON": ("[" * 100_000 + "]" * 100_000, ["nests JSON deeper than 1024 levels"]),
+    "deep value": (_rows_text('[%s, 0.3, 2, "north"]' % ("[" * 1000 + "]" * 1000)),
+                   ["row 0, column 'income': expected a number, got array [[[...]]]"]),
+    "non-UTF-8 body": (_body([GOOD_ROW]).encode().replace(b"north", b"nor\xffth"), ["not UTF-8 text (byte 0xff"]),
+}
 BAD_REQUESTS = {
     "missing column": (_body([GOOD_ROW[:3]], NAMES[:3]), ["'region'", "lacks"]),
     "misspelled column": (_body([GOOD_ROW], ["incme", *NAMES[1:]]), ["'income'", "'incme'"]),
@@ -239,6 +282,7 @@ BAD_REQUESTS = {
     "repeated name": (_body([GOOD_ROW], ["income", "income", "open_loans", "region"]), ["repeats ['income']"]),
     "tensor instead of ndarray": ('{"data": {"names": ["income"], "tensor": {"shape": [1], "values": [1]}}}', ["'tensor'"]),
     "meta not an object": (_body([GOOD_ROW])[:-1] + ', "meta": "x"}', ["'meta'"]),
+    **SCHEMA_VIOLATIONS,
 }
 
 
@@ -331,3 +375,118 @@ def test_pipelined_requests_are_answered_in_order_by_a_worker_scoring_on_threads
         assert requests.get(process.url + "/api/v1.0/metadata", timeout=5).status_code == 200
     finally:
         stop_model_server(record_path)
+
+
+def test_a_body_not_sent_as_json_gets_400_saying_what_is_wrong(server):
+    record, _ = server
+    url, body = record["url"] + PREDICT_PATH, _body([GOOD_ROW])
+    for headers, expected in (({"Content-Type": "text/plain"}, "Content-Type 'text/plain'"),
+                              ({}, "no Content-Type"),
+                              ({"Content-Type": "application/x-www-form-urlencoded"}, "without a 'json' field")):
+        response = requests.post(url, data=body.encode(), headers=headers, timeout=10)
+        assert response.status_code == 400, (headers, response.text)
+        assert expected in _strict_json(response.text)["status"]["info"]
+    form = requests.post(url, data={"json": body}, timeout=10)  # Seldon's own form payload still answers
+    assert form.status_code == 200, form.text
+
+
+def test_a_failed_lookup_answers_503_without_blaming_the_caller(server):
+    """This server has no feature server: a valid caller's row cannot be completed (not the caller's fault)."""
+    record, _ = server
+    response = requests.post(record["url"] + PREDICT_PATH, data=_caller_body(),
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 503, response.text
+    status = _strict_json(response.text)["status"]
+    assert status["reason"] == "FEATURES_UNAVAILABLE" and "FEATURE_SERVER_URL" in status["info"]
+
+
+class _FeatureServer:
+    """A stand-in for Feast's feature server; it fails a whole POST on an id its store cannot hold, as Feast does."""
+
+    def __init__(self):
+        self.seen: list[int] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                ids = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["entities"]["applicant_id"]
+                owner.seen.extend(ids)
+                if any(not 0 <= i < 2**63 for i in ids):
+                    status, out = 500, b'"Value out of range"'
+                else:
+                    status, out = 200, json.dumps({
+                        "metadata": {"feature_names": ["applicant_id", "recent_application_ts", "recent_loan_amounts"]},
+                        "results": [{"values": ids}, {"values": [[] for _ in ids]}, {"values": [[] for _ in ids]}],
+                    }).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def lookup_server(server, tmp_path_factory):
+    """A server that looks features up (coalesced, several requests per worker at once) and logs its answers."""
+    record, _ = server
+    tmp = tmp_path_factory.mktemp("lookups")
+    features = _FeatureServer()
+    record_path = tmp / "server.json"
+    process = start_model_server(
+        python=SERVING_PYTHON, model_dir=Path(record["model_dir"]), use_case="loan_default", model_name="m",
+        model_version="7", http_port=free_port(), workdir=tmp, log_path=tmp / "server.log", record_path=record_path,
+        feature_server_url=features.url, inference_log_dir=tmp / "inference", threads=8)
+    try:
+        wait_until_healthy(process, timeout_s=90.0)
+        yield process.url, tmp / "inference", features
+    finally:
+        stop_model_server(record_path)
+        features.httpd.shutdown()
+
+
+def test_bad_ids_among_concurrent_lookups_fail_only_their_own_requests(lookup_server):
+    """320 requests at once, 20 with an id beyond 64 bits: each valid one is answered 200, each bad one 400."""
+    url, _, features = lookup_server
+    bad = set(range(7, 320, 16))
+    bodies = [_caller_body(application_id=f"c-{k}", applicant_id=2**63 + k if k in bad else 100 + k % 40)
+              for k in range(320)]
+    local = threading.local()
+
+    def send(body):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return local.session.post(url + PREDICT_PATH, data=body, headers={"Content-Type": "application/json"}, timeout=30)
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(send, bodies))
+    statuses = {k: answer.status_code for k, answer in enumerate(answers)}
+    assert {k: s for k, s in statuses.items() if k not in bad and s != 200} == {}, answers[0].text
+    assert all(statuses[k] == 400 and "signed 64-bit" in answers[k].json()["status"]["info"] for k in bad)
+    assert features.seen and max(features.seen) < 2**63  # refused at the door: never looked up
+
+
+def _logged(directory: Path) -> dict[str, dict]:
+    return {json.loads(line)["request_id"]: json.loads(line)
+            for path in glob.glob(str(directory / "day=*" / "*.jsonl")) for line in Path(path).read_text().splitlines()}
+
+
+def test_smoke_traffic_is_logged_apart_from_callers(lookup_server):
+    url, log_dir, _ = lookup_server
+    for puid, headers in (("smoke-1", {"X-Platform-Traffic": "smoke"}), ("caller-1", {})):
+        body = _body([_caller_row(application_id=puid)], ROW_NAMES)[:-1] + f', "meta": {{"puid": "{puid}"}}}}'
+        response = requests.post(url + PREDICT_PATH, data=body, timeout=10,
+                                 headers={"Content-Type": "application/json", **headers})
+        assert response.status_code == 200, response.text
+    production, smoke = _logged(log_dir), _logged(log_dir / "smoke")
+    assert "smoke-1" in smoke and "smoke-1" not in production
+    assert "caller-1" in production and "caller-1" not in smoke
+    assert smoke["smoke-1"]["application_id"] == "smoke-1"  # the same record, in its own folder
+    assert set(smoke["smoke-1"]) == set(production["caller-1"])

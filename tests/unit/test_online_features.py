@@ -103,8 +103,11 @@ def test_a_slow_feature_server_times_out_once_and_an_error_status_is_reported_wi
 
 
 @contextlib.contextmanager
-def _feature_server(delay_s=0.05, fail_posts=(), leave_out=()):
-    """Answers ``n_prior = 10 * id`` per id after ``delay_s``: ``(url, posts)``, each POST's start time and ids."""
+def _feature_server(delay_s=0.05, fail_posts=(), leave_out=(), refuse_ids=()):
+    """Answers ``n_prior = 10 * id`` per id after ``delay_s``: ``(url, posts)``, each POST's start time and ids.
+
+    POSTs numbered in ``fail_posts`` (or ``"all"``), and those holding one of ``refuse_ids``, are answered 500.
+    """
     posts, lock = [], threading.Lock()
 
     class Handler(_Handler):
@@ -114,8 +117,10 @@ def _feature_server(delay_s=0.05, fail_posts=(), leave_out=()):
                 number = len(posts)
                 posts.append((time.monotonic(), ids))
             time.sleep(delay_s)
-            if number in fail_posts:
+            if fail_posts == "all" or number in fail_posts:
                 return self.answer(500, b'{"detail": "online store is locked"}')
+            if set(ids) & set(refuse_ids):  # as Feast answers an id its store cannot read
+                return self.answer(500, b'{"detail": "Value out of range"}')
             kept = [i for i in ids if i not in leave_out]
             self.answer(200, json.dumps({"metadata": {"feature_names": ["applicant_id", "n_prior"]},
                                          "results": [{"values": kept}, {"values": [10 * i for i in kept]}]}).encode())
@@ -176,20 +181,49 @@ def test_without_coalescing_every_lookup_posts_on_its_own():
         module.OnlineFeatures("http://127.0.0.1:1", max_in_flight=0)
 
 
-def test_a_failed_coalesced_post_fails_each_of_its_lookups_and_the_next_ones_succeed():
+def test_a_refused_coalesced_post_is_asked_again_per_lookup_and_fails_only_the_lookup_at_fault():
+    """One caller's id that the feature server refuses never fails the lookups it was coalesced with."""
     module = _online_features_module()
-    with _feature_server(delay_s=0.05, fail_posts={1}) as (url, posts):
+    with _feature_server(delay_s=0.02, refuse_ids={666}) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
+        id_lists = [[k] for k in range(40)]
+        poisoned = {5, 17, 29}
+        for k in poisoned:
+            id_lists[k] = [k, 666]
+        results = _concurrent_lookups(client, id_lists)
+        assert any(666 in ids and len(ids) > 2 for _, ids in posts)  # the bad id did share a POST
+        for k, (_, answer) in enumerate(results):
+            if k in poisoned:
+                assert isinstance(answer, module.FeatureLookupError) and "Value out of range" in str(answer)
+            else:
+                assert answer == {k: {"n_prior": 10 * k}}, (k, answer)
+
+
+def test_a_feature_server_refusing_every_post_fails_every_lookup_and_the_next_ones_succeed():
+    module = _online_features_module()
+    with _feature_server(delay_s=0.02, fail_posts="all") as (url, posts):
         client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
         results = _concurrent_lookups(client, [[k] for k in range(12)])
-        failed = {k for k, (_, answer) in enumerate(results) if isinstance(answer, Exception)}
-        assert failed and len(failed) < 12
-        assert {k for k in failed if k in posts[1][1]} == failed  # exactly the lookups of the failed POST
-        for k, (_, answer) in enumerate(results):
-            if k in failed:
-                assert isinstance(answer, module.FeatureLookupError) and "answered HTTP 500" in str(answer)
-            else:
-                assert answer == {k: {"n_prior": 10 * k}}
+        for _, answer in results:
+            assert isinstance(answer, module.FeatureLookupError) and "answered HTTP 500" in str(answer)
+        assert len(posts) <= 2 * 12  # at most the batch's POST and one of its own per lookup
+    with _feature_server(delay_s=0.02, fail_posts={0}) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=5, max_in_flight=1)
+        with pytest.raises(module.FeatureLookupError, match="answered HTTP 500"):  # alone: not asked again
+            client.lookup("loan_default_online", "applicant_id", [3])
         assert client.lookup("loan_default_online", "applicant_id", [7]) == {7: {"n_prior": 70}}
+        assert len(posts) == 2
+
+
+def test_a_coalesced_post_that_times_out_fails_its_lookups_without_asking_again():
+    """No answer is the feature server's state, not an id's: the batch is not split into more waits."""
+    module = _online_features_module()
+    with _feature_server(delay_s=0.6) as (url, posts):
+        client = module.OnlineFeatures(url, timeout_s=0.3, max_in_flight=1)
+        results = _concurrent_lookups(client, [[k] for k in range(6)])
+        for _, answer in results:
+            assert isinstance(answer, module.FeatureLookupError) and "did not answer" in str(answer)
+        assert len(posts) <= 3  # one per batch, never one per lookup
 
 
 def test_an_id_left_out_fails_only_the_lookups_that_asked_for_it():

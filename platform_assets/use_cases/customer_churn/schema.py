@@ -6,10 +6,15 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-PLANS = ("basic", "standard", "premium")
-PAYMENT_METHODS = ("card", "bank_debit", "invoice")
-GENDERS = ("female", "male", "nonbinary")
+# The levels are imported by name here too (the generator reads them from the schema).
+from platform_assets.use_cases.customer_churn.bounds import GENDERS, PAYMENT_METHODS, PLANS, RULES  # noqa: F401
+
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _bounded(column: str) -> pa.Field:
+    """The column's field with its declared bounds (``bounds.RULES``: the model server reads the same)."""
+    return pa.Field(**RULES.fields[column].checks())
 
 
 class SubscriptionSchema(pa.DataFrameModel):
@@ -18,13 +23,13 @@ class SubscriptionSchema(pa.DataFrameModel):
     subscription_id: Series[str] = pa.Field(nullable=False)
     contact_email: Series[str] = pa.Field(nullable=False)
     snapshot_ts: Series[pa.DateTime] = pa.Field(nullable=False)
-    tenure_months: Series[int] = pa.Field(ge=0, le=600)
-    monthly_charges: Series[float] = pa.Field(gt=0, le=10_000)
-    support_calls_90d: Series[int] = pa.Field(ge=0)
-    plan: Series[str] = pa.Field(isin=list(PLANS))
-    payment_method: Series[str] = pa.Field(isin=list(PAYMENT_METHODS))
-    gender: Series[str] = pa.Field(isin=list(GENDERS))
-    churned: Series[int] = pa.Field(isin=[0, 1])
+    tenure_months: Series[int] = _bounded("tenure_months")
+    monthly_charges: Series[float] = _bounded("monthly_charges")
+    support_calls_90d: Series[int] = _bounded("support_calls_90d")
+    plan: Series[str] = _bounded("plan")
+    payment_method: Series[str] = _bounded("payment_method")
+    gender: Series[str] = _bounded("gender")
+    churned: Series[int] = _bounded("churned")
 
     @pa.check("contact_email", name="valid_email")
     def valid_email(cls, email):  # noqa: N805
