@@ -167,7 +167,8 @@ class LocalDeployer(Deployer):
             self._spec(request, request.version, request.bundle_dir), request.serving_dir, host=self.host,
             port=self.http_port + request.port_offset, role=request.role, canary_weight=request.canary_weight,
             smoke_test=lambda url: release.smoke_test_against_bundle(url, request.bundle_dir, request.smoke_rows,
-                                                                     request.version), log=log)
+                                                                     request.version, use_case=request.use_case),
+            log=log)
 
     def previous_version(self, request) -> str:  # noqa: D102
         from platform_assets.deploy import release
@@ -182,7 +183,7 @@ class LocalDeployer(Deployer):
             self._spec(request, previous["version"], previous["bundle"]), request.serving_dir, host=self.host,
             port=self.http_port + request.port_offset, rollback=True, log=log,
             smoke_test=lambda url: release.smoke_test_against_bundle(url, previous["bundle"], request.smoke_rows,
-                                                                     previous["version"]))
+                                                                     previous["version"], use_case=request.use_case))
 
 
 class KubernetesDeployer(Deployer):

@@ -18,7 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from platform_assets.deploy.processes import free_port, is_alive, spawn_recorded, stop_recorded, wait_until_answers
+from platform_assets.deploy.processes import (
+    Launch,
+    free_port,
+    is_alive,
+    spawn_recorded,
+    stop_recorded,
+    wait_until_answers,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_PATH = "/health"
@@ -72,9 +79,33 @@ def start_feature_server(
     Returns:
         The started (not yet ready) server: see :func:`wait_until_ready`.
     """
+    stop_feature_server(record_path)
+    launch = feature_server_launch(repo_path=repo_path, state_root=state_root, port=port, feast=feast,
+                                   workers=workers, run_dir=Path(record_path).parent / "run")
+    command = launch.command
+    if watch_pid is not None:
+        command = [sys.executable, "-m", "platform_assets.deploy.feature_server", "--watch", str(watch_pid),
+                   "--", *command]
+    process = spawn_recorded(command, cwd=launch.cwd, env=launch.env, log_path=log_path, record_path=record_path,
+                             url=launch.url, watch_pid=watch_pid, **launch.fields)
+    return FeatureServerProcess(process.pid, launch.url, launch.fields["port"], Path(log_path))
+
+
+def feature_server_launch(*, repo_path: Path, state_root: Path, port: int | None = None, feast: Path | None = None,
+                          workers: int = 2, run_dir: Path | None = None) -> Launch:
+    """How to run ``feast serve`` on the repository: command, environment, directory and URL.
+
+    Args:
+        repo_path: The Feast repository (``feature_repo/``).
+        state_root: ``PLATFORM_HOME`` of the registry and online store it serves.
+        port: HTTP port on 127.0.0.1; default: a free one.
+        feast: The ``feast`` script; default: the running environment's.
+        workers: ``feast serve`` worker processes (gunicorn).
+        run_dir: A private folder for gunicorn's control socket; without it gunicorn puts it in
+            ``~/.gunicorn/``, one socket for every server of the user on the machine.
+    """
     if workers < 1:
         raise ValueError(f"feature server workers must be at least 1, got {workers}")
-    stop_feature_server(record_path)
     port = port or free_port()
     script = Path(feast or feast_executable())
     if not script.exists():
@@ -84,17 +115,13 @@ def start_feature_server(
     # restart on a loaded machine outlasts the model server's lookup deadline (bursts of 503s).
     command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                "--max-requests", "0", "--no-access-log", "--registry_ttl_sec", "5"]
-    if watch_pid is not None:
-        command = [sys.executable, "-m", "platform_assets.deploy.feature_server", "--watch", str(watch_pid),
-                   "--", *command]
     env = {**os.environ, "PLATFORM_HOME": str(Path(state_root).resolve()),
            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    log_path = Path(log_path)
-    url = f"http://127.0.0.1:{port}"
-    process = spawn_recorded(command, cwd=Path(repo_path), env=env, log_path=log_path, record_path=record_path,
-                             url=url, port=port, repo_path=str(repo_path), state_root=env["PLATFORM_HOME"],
-                             watch_pid=watch_pid)
-    return FeatureServerProcess(process.pid, url, port, log_path)
+    if run_dir is not None:  # gunicorn reads XDG_RUNTIME_DIR for its control socket (feast serve has no flag)
+        Path(run_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        env["XDG_RUNTIME_DIR"] = str(Path(run_dir).resolve())
+    return Launch(command, env, Path(repo_path), f"http://127.0.0.1:{port}",
+                  {"port": port, "repo_path": str(repo_path), "state_root": env["PLATFORM_HOME"]})
 
 
 def wait_until_ready(server: FeatureServerProcess, timeout_s: float = 90.0) -> float:

@@ -16,7 +16,20 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to run a server: its command, environment and working directory, the URL it answers on,
+    and what its record says of it (ports, what it serves)."""
+
+    command: list[str]
+    env: dict
+    cwd: Path
+    url: str
+    fields: dict = field(default_factory=dict)
 
 
 def free_port() -> int:

@@ -9,11 +9,13 @@ version is stopped, the old one keeps serving and :class:`ReleaseError` says why
 A shadow (a copy of live traffic, answers logged, never returned) or a canary (a
 share of traffic) is started the same way and added to the routes.
 
-Everything a release runs is recorded under the use case's serving folder:
-``router.json`` (the router process), ``routes.json`` (where requests go),
-``backends/<role>-<version>-<id>.json`` and ``...feature.json`` (each running
-version's two servers) and ``release.json`` (what serves in which role, and the
-versions that served before, for a rollback). :func:`stop_serving` stops them all.
+Everything a release runs is supervised (:mod:`platform_assets.deploy.supervision`):
+one ``supervisord`` per serving folder runs the router (program group ``router``) and
+each version's model server and feature server (group ``<role>-<version>-<id>``), and
+starts any of them again within seconds when it dies. The serving folder holds
+``router.json`` (the router's URLs), ``routes.json`` (where requests go) and
+``release.json`` (what serves in which role, and the versions that served before, for
+a rollback). :func:`stop_serving` stops them all.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from typing import Callable
 
 from platform_assets.deploy import feature_server as features
 from platform_assets.deploy import serving
-from platform_assets.deploy.processes import read_record, spawn_recorded, stop_recorded, wait_until_answers
+from platform_assets.deploy.processes import free_port, read_record, stop_recorded
 from platform_assets.deploy.router import ADMIN_PATH, Routes
+from platform_assets.deploy.supervision import Program, SupervisionError, Supervisor
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ROUTER_RECORD, ROUTES_FILE, RELEASE_FILE, BACKENDS = "router.json", "routes.json", "release.json", "backends"
+ROUTER_GROUP = "router"
 _ROUTER_MARKERS = (b"platform_assets.deploy.router",)
 ROLES = ("stable", "canary", "shadow")
 
@@ -48,17 +52,27 @@ class NothingApplied(ReleaseError):
 
 @dataclass(frozen=True)
 class Backend:
-    """One running version: its model server and the feature server it reads."""
+    """One running version: its model server and the feature server it reads, a supervised group.
+
+    ``pid`` and ``feature_server_pid`` are the processes first started; supervisord replaces
+    a process that dies (``Supervisor.pid`` gives the current one).
+    """
 
     role: str
     version: str
     url: str
     pid: int
     bundle: str
-    record: str
+    group: str
     feature_server_url: str
     feature_server_pid: int
-    feature_record: str
+
+    @classmethod
+    def of(cls, record: dict) -> "Backend":
+        """The backend of a release record's entry (fields of older records ignored)."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in record.items() if k in known},
+                   **{k: "" for k in ("group",) if k not in record})
 
 
 @dataclass(frozen=True)
@@ -103,58 +117,75 @@ class ReleaseRequest:
 
 
 def start_backend(spec: BackendSpec, serving_dir: Path, role: str = "stable") -> Backend:
-    """Starts ``spec``'s model server and its feature server on free loopback ports and waits until both answer.
+    """Starts ``spec``'s model server and its feature server, supervised, on free loopback ports,
+    and waits until both answer.
 
     Raises:
         ReleaseError: If either does not come up (both are stopped again; the message has the log's tail).
     """
     serving_dir = Path(serving_dir)
     name = f"{role}-{spec.version}-{uuid.uuid4().hex[:8]}"
-    record = serving_dir / BACKENDS / f"{name}.json"
-    feature_record = serving_dir / BACKENDS / f"{name}.feature.json"
-    http_port = serving.free_port()
-    feature_port = serving.free_port()
+    http_port = free_port()
+    feature_port = free_port()
     while feature_port == http_port:
-        feature_port = serving.free_port()
+        feature_port = free_port()
     inference_log_dir = Path(spec.inference_log_dir) / "shadow" if role == "shadow" else Path(spec.inference_log_dir)
+    supervisor = Supervisor(serving_dir)
+    model_log, feature_log = serving_dir / "logs" / f"{name}.log", serving_dir / "logs" / f"{name}.feature.log"
     try:
-        process = serving.start_model_server(
+        model = serving.model_server_launch(
             python=spec.python, model_dir=spec.bundle, use_case=spec.use_case, declaration=spec.declaration,
             model_name=spec.model_name, model_version=spec.version, http_port=http_port,
-            log_path=serving_dir / "logs" / f"{name}.log", record_path=record,
             feature_server_url=f"http://127.0.0.1:{feature_port}" if spec.feature_repo else None,
             inference_log_dir=inference_log_dir,
             workers=spec.workers, feature_lookup_timeout_s=spec.feature_lookup_timeout_s, role=role,
             threads=spec.lookup_threads if spec.feature_repo else 1, lookups_in_flight=spec.lookups_in_flight,
         )
+        programs = [Program("model", model.command, model.env, model.cwd, model_log)]
         feature = None
-        if spec.feature_repo:  # it lives as long as the model server it feeds (it watches its pid)
-            feature = features.start_feature_server(
-                repo_path=Path(spec.feature_repo), state_root=Path(spec.state_root),
-                log_path=serving_dir / "logs" / f"{name}.feature.log", record_path=feature_record,
-                port=feature_port, watch_pid=process.pid, workers=spec.feature_server_workers,
-            )
-        serving.wait_until_healthy(process, timeout_s=spec.start_timeout_s)
+        if spec.feature_repo:
+            feature = features.feature_server_launch(
+                repo_path=Path(spec.feature_repo), state_root=Path(spec.state_root), port=feature_port,
+                workers=spec.feature_server_workers, run_dir=serving_dir / "run" / name)
+            programs.append(Program("feature", feature.command, feature.env, feature.cwd, feature_log))
+        supervisor.add(name, programs)
+        supervisor.wait_until_answers(model.url + serving.HEALTH_PATH, name, "model", log_path=model_log,
+                                      timeout_s=spec.start_timeout_s, what=f"model server {spec.version}")
         if feature:
-            features.wait_until_ready(feature, timeout_s=spec.start_timeout_s)
+            supervisor.wait_until_answers(feature.url + features.HEALTH_PATH, name, "feature", log_path=feature_log,
+                                          timeout_s=spec.start_timeout_s, what=f"feature server of {spec.version}")
+        pids = (supervisor.pid(name, "model"), supervisor.pid(name, "feature") if feature else 0)
     except (OSError, RuntimeError) as exc:
-        _stop_files(record, feature_record)
+        supervisor.remove(name)
         raise ReleaseError(f"version {spec.version} did not start ({role}): {exc}") from None
-    return Backend(role, str(spec.version), process.url, process.pid, str(spec.bundle), str(record),
-                   feature.url if feature else "", feature.pid if feature else 0, str(feature_record))
+    return Backend(role, str(spec.version), model.url, pids[0], str(spec.bundle), name,
+                   feature.url if feature else "", pids[1])
 
 
 def _stop_orphans(serving_dir: Path, current: dict) -> None:
-    """Stops recorded versions the release record does not name (left by a release that was killed midway)."""
-    known = {current[role]["record"] for role in ROLES if current.get(role)}
-    for record in (serving_dir / BACKENDS).glob("*.json"):
-        if not record.name.endswith(".feature.json") and str(record) not in known:
-            _stop_files(record, record.with_name(record.stem + ".feature.json"))
+    """Stops supervised versions the release record does not name (left by a release that was killed midway),
+    and servers of a release made before supervision (record files under ``backends/``)."""
+    known = {current[role].get("group") for role in ROLES if current.get(role)}
+    supervisor = Supervisor(serving_dir)
+    for conf in (supervisor.dir / "programs").glob("*.conf"):
+        if conf.stem != ROUTER_GROUP and conf.stem not in known:
+            supervisor.remove(conf.stem)
+    for record in (Path(serving_dir) / BACKENDS).glob("*.json"):
+        if record.name.endswith(".feature.json"):
+            features.stop_feature_server(record)
+        else:
+            serving.stop_model_server(record)
 
 
-def smoke_test_against_bundle(url: str, bundle_dir: Path, rows, version: str, tolerance: float = 1e-5) -> str | None:
+def smoke_test_against_bundle(url: str, bundle_dir: Path, rows, version: str, tolerance: float = 1e-5,
+                              use_case=None) -> str | None:
     """``None`` when the server at ``url`` answers ``rows`` (a DataFrame with the model's inputs) as the bundle
-    does offline, to ``tolerance``, tagged with ``version``; else what differed."""
+    does offline, to ``tolerance``, tagged with ``version``; else what differed.
+
+    With ``use_case`` (one that looks features up online), the rows are also sent as callers send them
+    (:func:`warm_lookups`), so the version's feature lookups are warm before it gets any traffic.
+    Every request is marked as the platform's own (``smoke``): none lands in the production log.
+    """
     import numpy as np
 
     from platform_assets.train.network import load_bundle
@@ -163,7 +194,8 @@ def smoke_test_against_bundle(url: str, bundle_dir: Path, rows, version: str, to
     if not len(rows):
         return "no rows to smoke-test with"
     try:
-        served, meta = serving.predict_over_http(url, rows[bundle.preprocessor.input_names].to_dict("records"))
+        served, meta = serving.predict_over_http(url, rows[bundle.preprocessor.input_names].to_dict("records"),
+                                                 platform_traffic="smoke")
     except (OSError, RuntimeError, ValueError) as exc:
         return f"the server did not answer: {exc}"
     offline = bundle.predict_proba(rows)
@@ -173,17 +205,63 @@ def smoke_test_against_bundle(url: str, bundle_dir: Path, rows, version: str, to
         return f"served predictions differ from the bundle's by up to {difference:.3g} (> {tolerance:g})"
     if answered != str(version):
         return f"answers are tagged version {answered}, not {version}"
+    if use_case is not None:
+        return warm_lookups(url, rows, use_case, version, bundle.preprocessor)
     return None
 
 
-def _stop_files(record: Path | str, feature_record: Path | str) -> None:
-    serving.stop_model_server(Path(record))
-    features.stop_feature_server(Path(feature_record))
+def caller_rows(rows, use_case, preprocessor) -> list[dict]:
+    """``rows`` as a caller sends them: ids and the row's own fields, without the features the server
+    looks up and computes (the use case's request features)."""
+    module = use_case.request_features_module()
+    computed = set(getattr(module, "COMPUTED", ()))
+    own = [c for c in preprocessor.numeric if c not in computed]
+    own += [c for c in getattr(module, "NEEDS", ()) if c not in own]
+    columns = [*use_case.id_columns(), *own, *preprocessor.categorical]
+    missing = [c for c in columns if c not in rows.columns]
+    if missing:
+        raise KeyError(f"the smoke rows lack {missing}")
+    return rows[columns].to_dict("records")
 
 
-def stop_backend(backend: Backend) -> None:
-    """Stops a version's model server and feature server, and removes their records."""
-    _stop_files(backend.record, backend.feature_record)
+def warm_lookups(url: str, rows, use_case, version: str, preprocessor, callers: int = 8) -> str | None:
+    """``None`` when the server at ``url`` answers each of ``rows``, sent as a caller would (ids and own
+    fields, one row a request, ``callers`` at once, so that every worker of the model server and of its
+    feature server answers some), with a finite probability tagged ``version``; else what was wrong.
+
+    Use cases without online features have nothing to warm.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    module = use_case.request_features_module()
+    if module is None or not getattr(module, "ONLINE_ENTITY", None):
+        return None
+    try:
+        requests_ = caller_rows(rows, use_case, preprocessor)
+    except KeyError as exc:
+        return f"cannot send the rows as callers do: {exc}"
+
+    def one(row: dict) -> str | None:
+        try:
+            served, meta = serving.predict_over_http(url, [row], platform_traffic="smoke")
+        except (OSError, RuntimeError, ValueError) as exc:
+            return f"a request with ids only ({use_case.source.key} {row.get(use_case.source.key)!r}) failed: {exc}"
+        answered = str((meta.get("tags") or {}).get("model_version"))
+        if answered != str(version):
+            return f"answers through the feature lookup are tagged version {answered}, not {version}"
+        if not 0.0 <= served[0] <= 1.0:
+            return f"a request through the feature lookup got {served[0]}, not a probability"
+        return None
+
+    with ThreadPoolExecutor(callers) as pool:
+        problems = [p for p in pool.map(one, requests_) if p]
+    return f"{len(problems)} of {len(requests_)} lookups: {problems[0]}" if problems else None
+
+
+def stop_backend(serving_dir: Path, backend: Backend) -> None:
+    """Stops a version's model server and feature server (their whole process groups)."""
+    if backend.group:
+        Supervisor(serving_dir).remove(backend.group)
 
 
 def read_release(serving_dir: Path) -> dict:
@@ -215,70 +293,87 @@ def _write_release(serving_dir: Path, release: dict) -> None:
     os.replace(tmp, path)
 
 
-def _router_status(url: str, reload: bool = False, timeout_s: float = 5.0) -> dict:
+def _router_status(admin_url: str, reload: bool = False, timeout_s: float = 5.0) -> dict:
     import requests
 
     call = requests.post if reload else requests.get
-    response = call(url + ADMIN_PATH + ("/reload" if reload else ""), timeout=timeout_s)
+    response = call(admin_url + ADMIN_PATH + ("/reload" if reload else ""), timeout=timeout_s)
     if response.status_code != 200:
-        raise ReleaseError(f"router {url} did not take the routes: HTTP {response.status_code} {response.text[:500]}")
+        raise ReleaseError(f"router {admin_url} did not take the routes: HTTP {response.status_code} "
+                           f"{response.text[:500]}")
     return response.json()
 
 
 def router_url(serving_dir: Path) -> str | None:
-    """The URL of the use case's running router, if one runs."""
+    """The URL of the use case's running router (the stable endpoint), if one runs."""
     record = read_record(Path(serving_dir) / ROUTER_RECORD)
-    if not record:
+    supervisor = Supervisor(serving_dir)
+    if not record or "admin_url" not in record or not supervisor.running():
         return None
-    from platform_assets.deploy.processes import group_alive
+    try:
+        state = supervisor.info(ROUTER_GROUP, "router")["statename"]
+    except SupervisionError:
+        return None
+    return record["url"] if state in ("RUNNING", "STARTING", "BACKOFF") else None
 
-    return record["url"] if group_alive(record["pid"]) else None
 
-
-def ensure_router(serving_dir: Path, host: str, port: int, timeout_s: float = 30.0) -> str:
-    """The router on ``host:port`` (the stable endpoint), started on the routes file if it is not running."""
+def ensure_router(serving_dir: Path, host: str, port: int, timeout_s: float = 30.0) -> tuple[str, str]:
+    """The router on ``host:port`` (the stable endpoint), started supervised on the routes file if it is not
+    running; returns its URL and the URL of its admin port (loopback only)."""
     serving_dir = Path(serving_dir)
     record = read_record(serving_dir / ROUTER_RECORD)
     url = f"http://{serving.client_host(host)}:{port}"
     if record and record.get("url") == url and router_url(serving_dir):
-        return url
+        return url, record["admin_url"]
+    Supervisor(serving_dir).remove(ROUTER_GROUP)
+    # A router or model server of a release before supervision held the stable port: hand the port over.
     stop_recorded(serving_dir / ROUTER_RECORD, _ROUTER_MARKERS, "router")
-    # A model server of a release before routers held the stable port itself: hand the port over.
-    _stop_files(serving_dir / "server.json", serving_dir / "feature_server.json")
+    serving.stop_model_server(serving_dir / "server.json")
+    features.stop_feature_server(serving_dir / "feature_server.json")
     serving.port_is_free(host, port)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
-    process = spawn_recorded(
-        [sys.executable, "-m", "platform_assets.deploy.router", "--routes", str(serving_dir / ROUTES_FILE),
-         "--host", host, "--port", str(port)],
-        cwd=PROJECT_ROOT, env=env, log_path=serving_dir / "logs" / "router.log",
-        record_path=serving_dir / ROUTER_RECORD, url=url, port=port, host=host)
-    wait_until_answers(url + ADMIN_PATH, pid=process.pid, log_path=serving_dir / "logs" / "router.log",
-                       timeout_s=timeout_s, what="router")
-    return url
+    admin_port = free_port()
+    admin_url = f"http://127.0.0.1:{admin_port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    command = [sys.executable, "-m", "platform_assets.deploy.router", "--routes", str(serving_dir / ROUTES_FILE),
+               "--host", host, "--port", str(port), "--admin-port", str(admin_port)]
+    supervisor = Supervisor(serving_dir)
+    log_path = serving_dir / "logs" / "router.log"
+    supervisor.add(ROUTER_GROUP, [Program("router", command, env, PROJECT_ROOT, log_path)])
+    (serving_dir / ROUTER_RECORD).write_text(json.dumps(
+        {"url": url, "admin_url": admin_url, "host": host, "port": port, "admin_port": admin_port}, indent=2))
+    try:
+        supervisor.wait_until_answers(admin_url + ADMIN_PATH, ROUTER_GROUP, "router", log_path=log_path,
+                                      timeout_s=timeout_s, what="router")
+    except SupervisionError as exc:
+        supervisor.remove(ROUTER_GROUP)
+        raise ReleaseError(str(exc)) from None
+    return url, admin_url
 
 
-def _drain(url: str, upstream: str, timeout_s: float) -> None:
+def _drain(admin_url: str, upstream: str, timeout_s: float) -> None:
     """Waits until the router has no request in flight to ``upstream`` (or ``timeout_s`` passed)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _router_status(url).get("in_flight", {}).get(upstream):
+        if not _router_status(admin_url).get("in_flight", {}).get(upstream):
             return
         time.sleep(0.05)
 
 
-def apply_routes(serving_dir: Path, routes: Routes, host: str, port: int) -> str:
-    """Writes ``routes`` and makes the router follow them (starting it if needed); returns the stable URL.
+def apply_routes(serving_dir: Path, routes: Routes, host: str, port: int) -> tuple[str, str]:
+    """Writes ``routes`` and makes the router follow them (starting it if needed); returns the stable URL
+    and the router's admin URL.
 
     Raises:
         ReleaseError: If the router does not report the new routes in force.
     """
     serving_dir = Path(serving_dir)
     routes.write(serving_dir / ROUTES_FILE)
-    url = ensure_router(serving_dir, host, port)
-    now = _router_status(url, reload=True)["routes"]
+    url, admin_url = ensure_router(serving_dir, host, port)
+    now = _router_status(admin_url, reload=True)["routes"]
     if now != asdict(routes):
         raise ReleaseError(f"router {url} reports routes {now}, not {asdict(routes)}")
-    return url
+    return url, admin_url
 
 
 def _routes_of(release: dict) -> Routes:
@@ -315,7 +410,7 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
     serving_before = current["stable"]["version"] if current["stable"] else "none"
     problem = smoke_test(new.url)
     if problem:
-        stop_backend(new)
+        stop_backend(serving_dir, new)
         raise ReleaseError(f"version {spec.version} failed its smoke test: {problem}; "
                            f"version {serving_before} keeps serving")
     replaced = current[role]
@@ -335,9 +430,9 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
         if updated[other] in retired:
             updated[other] = None
     try:
-        url = apply_routes(serving_dir, _routes_of(updated), host, port)
+        url, admin_url = apply_routes(serving_dir, _routes_of(updated), host, port)
     except (OSError, RuntimeError) as exc:
-        stop_backend(new)
+        stop_backend(serving_dir, new)
         if current["stable"]:
             apply_routes(serving_dir, _routes_of(current), host, port)
         raise ReleaseError(f"version {spec.version} not switched to: {exc}; version {serving_before} keeps serving")
@@ -345,8 +440,8 @@ def release(spec: BackendSpec, serving_dir: Path, *, host: str, port: int,
     log(f"{role}: version {spec.version} at {new.url} behind {url}"
         + (f" (replacing version {replaced['version']})" if replaced else ""))
     for gone in [replaced, *retired] if replaced else retired:
-        _drain(url, gone["url"], drain_timeout_s)
-        stop_backend(Backend(**gone))
+        _drain(admin_url, gone["url"], drain_timeout_s)
+        stop_backend(serving_dir, Backend.of(gone))
         if gone is not replaced:
             log(f"{gone['role']}: version {gone['version']} stopped (it is the stable version now)")
     return {**updated, "url": url}
@@ -364,20 +459,26 @@ def end_role(serving_dir: Path, role: str, *, host: str, port: int, promote: boo
         stable = current["stable"]
         updated["stable"] = {**ending, "role": "stable"}
         updated["history"] = [*current["history"], {k: stable[k] for k in ("version", "bundle")}]
-    url = apply_routes(serving_dir, _routes_of(updated), host, port)
+    url, admin_url = apply_routes(serving_dir, _routes_of(updated), host, port)
     _write_release(serving_dir, updated)
     gone = current["stable"] if promote else ending
-    _drain(url, gone["url"], 30.0)
-    stop_backend(Backend(**gone))
+    _drain(admin_url, gone["url"], 30.0)
+    stop_backend(serving_dir, Backend.of(gone))
     return {**updated, "url": url}
 
 
 def stop_serving(serving_dir: Path) -> list[str]:
-    """Stops the router and every recorded version (and a pre-router server); returns what was running."""
+    """Stops the router and every version (and servers of releases made before supervision); returns what was
+    running."""
     serving_dir = Path(serving_dir)
+    supervisor = Supervisor(serving_dir)
     stopped = []
+    if supervisor.running():
+        groups = sorted(conf.stem for conf in (supervisor.dir / "programs").glob("*.conf"))
+        stopped += ["router" if g == ROUTER_GROUP else f"version {g}" for g in groups]
+    supervisor.shutdown()
     if stop_recorded(serving_dir / ROUTER_RECORD, _ROUTER_MARKERS, "router"):
-        stopped.append("router")
+        stopped.append("router (unsupervised)")
     for record in sorted((serving_dir / BACKENDS).glob("*.json")):
         if record.name.endswith(".feature.json"):
             if features.stop_feature_server(record):
@@ -389,4 +490,5 @@ def stop_serving(serving_dir: Path) -> list[str]:
     if features.stop_feature_server(serving_dir / "feature_server.json"):
         stopped.append("feature server (pre-router)")
     (serving_dir / RELEASE_FILE).unlink(missing_ok=True)
+    (serving_dir / ROUTER_RECORD).unlink(missing_ok=True)
     return stopped

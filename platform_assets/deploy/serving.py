@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from platform_assets.deploy.processes import free_port, spawn_recorded, stop_recorded, wait_until_answers
+from platform_assets.deploy.processes import Launch, free_port, spawn_recorded, stop_recorded, wait_until_answers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CLASS = "PlatformModel"
@@ -90,14 +90,33 @@ def client_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def start_model_server(
+def start_model_server(*, log_path: Path, record_path: Path, **settings) -> ServerProcess:
+    """Starts ``model_server.py PlatformModel`` on its own (not supervised), replacing a running one.
+
+    Args:
+        log_path: Server output is appended here.
+        record_path: Where the running server is recorded (JSON; :func:`stop_model_server` reads it).
+        settings: The arguments of :func:`model_server_launch`.
+
+    Returns:
+        The started (not yet healthy) server: see :func:`wait_until_healthy`.
+    """
+    stop_model_server(record_path)
+    launch = model_server_launch(**settings)
+    process = spawn_recorded(launch.command, cwd=launch.cwd, env=launch.env, log_path=log_path,
+                             record_path=record_path, url=launch.url, **launch.fields)
+    return ServerProcess(process.pid, launch.url, launch.fields["http_port"], launch.fields["model_version"],
+                         Path(log_path))
+
+
+def model_server_launch(
     *, python: Path, model_dir: Path, use_case: str, model_name: str, model_version: str, http_port: int,
-    log_path: Path, record_path: Path, workdir: Path | None = None, host: str = DEFAULT_HOST,
+    workdir: Path | None = None, host: str = DEFAULT_HOST,
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
     declaration: dict | None = None, role: str | None = None, threads: int = 1, lookups_in_flight: int = 1,
-) -> ServerProcess:
-    """Starts ``model_server.py PlatformModel`` on ``model_dir``, replacing a running one.
+) -> Launch:
+    """How to run ``model_server.py PlatformModel`` on ``model_dir``: command, environment, directory, URL.
 
     Args:
         python: The serving environment's interpreter.
@@ -108,9 +127,7 @@ def start_model_server(
         role: The release role (``stable``, ``canary``, ``shadow``) its inference log records, if any.
         model_name: Registered model name (returned with every prediction).
         model_version: Registered model version (returned with every prediction).
-        http_port: REST port.
-        log_path: Server output is appended here.
-        record_path: Where the running server is recorded (JSON; :func:`stop_model_server` reads it).
+        http_port: REST port (checked free now).
         workdir: The server's working directory; default ``deploy/serving``. The
             model class is importable from any directory (it is on ``PYTHONPATH``).
         host: Address the REST and metrics ports listen on: loopback by default;
@@ -128,15 +145,12 @@ def start_model_server(
             arrive meanwhile are coalesced into one POST (``deploy/serving/online_features.py``).
             0: every request posts on its own.
 
-    Returns:
-        The started (not yet healthy) server: see :func:`wait_until_healthy`.
-
     Raises:
         FileNotFoundError: If the serving environment is missing (run ``make install``).
+        OSError: If ``http_port`` is taken.
     """
     if not Path(python).exists():
         raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
-    stop_model_server(record_path)
     port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
     env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "USE_CASE": use_case, "MODEL_NAME": model_name,
@@ -165,15 +179,10 @@ def start_model_server(
                "--read-timeout", str(read_timeout_s), "--log-level", "WARNING"]
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
-    log_path = Path(log_path)
-    url = f"http://{client_host(host)}:{http_port}"
-    process = spawn_recorded(
-        command, cwd=cwd, env=env, log_path=log_path, record_path=record_path, url=url, host=host,
-        http_port=http_port, metrics_port=metrics_port, model_name=model_name, model_version=str(model_version),
-        model_dir=env["MODEL_DIR"], feature_server_url=feature_server_url,
-        inference_log_dir=str(inference_log_dir) if inference_log_dir else None,
-    )
-    return ServerProcess(process.pid, url, http_port, str(model_version), log_path)
+    return Launch(command, env, cwd, f"http://{client_host(host)}:{http_port}", {
+        "host": host, "http_port": http_port, "metrics_port": metrics_port, "model_name": model_name,
+        "model_version": str(model_version), "model_dir": env["MODEL_DIR"], "feature_server_url": feature_server_url,
+        "inference_log_dir": str(inference_log_dir) if inference_log_dir else None})
 
 
 def wait_until_healthy(server: ServerProcess, timeout_s: float = 60.0) -> float:
@@ -205,10 +214,18 @@ def _plain(value):
     return value
 
 
-def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0) -> tuple[list[float], dict]:
+# Sent with the platform's own requests to a model server (smoke tests, checks): the server logs
+# them apart from callers' traffic (``<inference log>/smoke/``), and the router drops it from callers.
+PLATFORM_TRAFFIC_HEADER = "X-Platform-Traffic"
+
+
+def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0,
+                      platform_traffic: str | None = None) -> tuple[list[float], dict]:
     """Scores ``rows`` (column -> value) on the server at ``url``.
 
-    Sends ``{"data": {"names": [...], "ndarray": [[...], ...]}}`` to ``/api/v1.0/predictions``.
+    Sends ``{"data": {"names": [...], "ndarray": [[...], ...]}}`` to ``/api/v1.0/predictions``;
+    with ``platform_traffic`` (e.g. ``smoke``), marked as the platform's own traffic, which the
+    server keeps out of the production inference log.
 
     Returns:
         The probabilities of default, one float per row, and the response's ``meta``
@@ -229,7 +246,8 @@ def predict_over_http(url: str, rows: list[dict], timeout_s: float = 30.0) -> tu
     except KeyError as exc:
         raise ValueError(f"every row needs the first row's columns {names}; one lacks {exc}") from None
     payload = {"data": {"names": names, "ndarray": ndarray}}
-    response = requests.post(url + PREDICT_PATH, json=payload, timeout=timeout_s)
+    headers = {PLATFORM_TRAFFIC_HEADER: platform_traffic} if platform_traffic else None
+    response = requests.post(url + PREDICT_PATH, json=payload, timeout=timeout_s, headers=headers)
     if response.status_code != 200:
         raise ModelServerError(url, response.status_code, response.text)
     body = json.loads(response.text, parse_constant=_no_constant)

@@ -69,6 +69,16 @@ def _release(served, rows, version, smoke_bundle=None, **kwargs):
         smoke_test=lambda url: release.smoke_test_against_bundle(url, bundle, rows, version), log=print, **kwargs)
 
 
+def _supervised_versions(served):
+    """The groups of versions supervisord runs for the serving folder (the router aside)."""
+    programs = served["serving"] / "supervisor" / "programs"
+    return sorted(p.stem for p in programs.glob("*.conf") if p.stem != release.ROUTER_GROUP)
+
+
+def _admin_url(served):
+    return read_record(served["serving"] / release.ROUTER_RECORD)["admin_url"]
+
+
 def _message(rows, puid=None):
     body = {"data": {"names": NUMERIC + CATEGORICAL,
                      "ndarray": [[float(r.income), float(r.debt_to_income), int(r.open_loans), r.region]
@@ -111,7 +121,7 @@ def test_callers_see_no_failure_while_a_new_version_takes_over(served, rows):
     assert all(v == "2" for t, _, v in answers if t > switched + 0.1)  # after the switch only the new answers
     assert second["stable"]["version"] == "2" and [h["version"] for h in second["history"]] == ["1"]
     assert not group_alive(first["stable"]["pid"])  # the old version was drained and stopped
-    assert len(list((served["serving"] / release.BACKENDS).glob("*.json"))) == 1  # no orphan record
+    assert _supervised_versions(served) == [second["stable"]["group"]]  # nothing else left running
 
 
 def test_connections_the_model_server_closed_while_idle_cost_callers_nothing(served, rows):
@@ -151,8 +161,7 @@ def test_a_version_failing_its_smoke_test_never_serves_and_the_old_one_stays(ser
     assert after == before
     answer = requests.post(served["url"] + "/api/v1.0/predictions", json=_message(rows.head(2)), timeout=10).json()
     assert answer["meta"]["tags"]["model_version"] == "2"
-    records = list((served["serving"] / release.BACKENDS).glob("*.json"))
-    assert [read_record(r)["model_version"] for r in records] == ["2"]  # version 3 was stopped
+    assert _supervised_versions(served) == [before["stable"]["group"]]  # version 3 was stopped
 
 
 def test_a_shadow_gets_every_request_logged_under_its_id_and_callers_see_only_the_stable_answer(served, rows):
@@ -168,7 +177,7 @@ def test_a_shadow_gets_every_request_logged_under_its_id_and_callers_see_only_th
     assert seen == {"2"}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        status = requests.get(served["url"] + "/-/routes", timeout=5).json()
+        status = requests.get(_admin_url(served) + "/-/routes", timeout=5).json()
         if status["shadow"].get("answered", 0) >= len(puids) + 0 and not status["shadow"].get("pending"):
             break
         time.sleep(0.2)
@@ -201,11 +210,16 @@ def test_a_rollback_returns_the_version_that_served_before(served, rows):
 
 
 def test_stopping_serving_leaves_no_process_and_no_record(served, rows):
+    from platform_assets.deploy.supervision import Supervisor
+
     state = release.read_release(served["serving"])
-    router = read_record(served["serving"] / release.ROUTER_RECORD)
+    supervisor = Supervisor(served["serving"])
+    router_pid, supervisord_pid = supervisor.pid(release.ROUTER_GROUP, "router"), supervisor.running()["pid"]
+    admin = _admin_url(served)
     stopped = release.stop_serving(served["serving"])
-    assert "router" in stopped and not group_alive(router["pid"]) and not group_alive(state["stable"]["pid"])
-    assert not list((served["serving"] / release.BACKENDS).glob("*.json"))
+    assert "router" in stopped and not group_alive(router_pid) and not group_alive(state["stable"]["pid"])
+    assert not group_alive(supervisord_pid) and not _supervised_versions(served)
     assert release.read_release(served["serving"])["stable"] is None
-    with pytest.raises(requests.ConnectionError):
-        requests.get(served["url"] + "/-/routes", timeout=2)
+    for url in (served["url"], admin):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url + "/-/routes", timeout=2)

@@ -1,0 +1,183 @@
+"""A dead server comes back by itself: kill -9 of the model server or the router under load.
+
+Real model servers behind the real router, supervised by supervisord. Callers keep
+sending requests through the stable endpoint; after each kill the service must be
+back within 15 s, with no process of the killed one left over, and no caller ever
+gets an answer that is not its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import torch
+
+from platform_assets.declarations import use_case_to_dict
+from platform_assets.deploy import release
+from platform_assets.deploy.processes import free_port, group_alive
+from platform_assets.deploy.supervision import Program, Supervisor
+from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
+from tests.conftest import SERVING_PYTHON, loan
+
+NUMERIC, CATEGORICAL = ["income", "debt_to_income", "open_loans"], ["region"]
+BACK_WITHIN_S = 15.0
+
+
+def _members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def test_the_rest_of_a_killed_programs_group_is_reaped_and_the_program_restarted(tmp_path):
+    """A program whose main process dies leaves no helper behind (they would hold its port) and runs again."""
+    supervisor = Supervisor(tmp_path / "serving")
+    port = free_port()
+    code = ("import http.server, os, time\n"
+            "if os.fork() == 0:\n    time.sleep(600)\n"  # a helper in the program's process group
+            f"http.server.ThreadingHTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)"
+            ".serve_forever()")
+    try:
+        supervisor.add("web", [Program("server", [sys.executable, "-c", code], dict(os.environ), tmp_path,
+                                       tmp_path / "server.log")])
+        url = f"http://127.0.0.1:{port}/"
+        supervisor.wait_until_answers(url, "web", "server", log_path=tmp_path / "server.log", timeout_s=20, what="web")
+        first = supervisor.pid("web", "server")
+        assert len(_members(first)) == 2
+        os.kill(first, signal.SIGKILL)
+        supervisor.wait_until_answers(url, "web", "server", log_path=tmp_path / "server.log", timeout_s=20, what="web",
+                                      restarts_allowed=True)
+        deadline = time.monotonic() + 5
+        while _members(first) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _members(first) == []  # the helper was killed with its group
+        second = supervisor.pid("web", "server")
+        assert second != first and len(_members(second)) == 2
+    finally:
+        supervisor.shutdown()
+    assert not group_alive(second) and _members(second) == []
+
+
+pytestmark_serving = pytest.mark.skipif(not SERVING_PYTHON.exists(),
+                                        reason=f"serving environment missing at {SERVING_PYTHON}: run `make install`")
+
+
+@pytest.fixture(scope="module")
+def rows():
+    rng = np.random.default_rng(2)
+    return pd.DataFrame({"income": rng.lognormal(10.9, 0.4, 20), "debt_to_income": rng.uniform(0, 1, 20),
+                         "open_loans": rng.integers(0, 6, 20), "region": rng.choice(["north", "south", "east"], 20)})
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory, rows):
+    """Version 1 released behind the router on a free port; everything stopped after."""
+    tmp = tmp_path_factory.mktemp("supervised")
+    torch.manual_seed(1)
+    pre = Preprocessor(numeric=NUMERIC, categorical=CATEGORICAL).fit(rows)
+    ModelBundle(TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
+                {"model_name": "loan-default", "model_version": "1"}).save(tmp / "v1")
+    spec = release.BackendSpec(
+        python=SERVING_PYTHON, bundle=tmp / "v1", use_case="loan_default", declaration=use_case_to_dict(loan()),
+        model_name="loan-default", version="1", feature_repo=None, state_root=tmp,
+        inference_log_dir=tmp / "inference", workers=2)
+    port = free_port()
+    record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port, log=print,
+                             smoke_test=lambda url: release.smoke_test_against_bundle(url, tmp / "v1", rows, "1"))
+    yield {"dir": tmp / "serving", "url": record["url"], "group": record["stable"]["group"]}
+    release.stop_serving(tmp / "serving")
+
+
+def _message(rows, puid):
+    return {"data": {"names": NUMERIC + CATEGORICAL,
+                     "ndarray": [[float(r.income), float(r.debt_to_income), int(r.open_loans), r.region]
+                                 for r in rows.itertuples()]},
+            "meta": {"puid": puid}}
+
+
+def _outage_under_load(url: str, rows, kill) -> dict:
+    """Runs 4 callers against ``url``, calls ``kill`` once they are going, and measures the outage."""
+    answers, stop = [], threading.Event()
+
+    def caller():
+        with requests.Session() as session:
+            while not stop.is_set():
+                puid = uuid.uuid4().hex
+                try:
+                    response = session.post(url + "/api/v1.0/predictions", json=_message(rows.head(2), puid),
+                                            timeout=10)
+                    own = response.json()["meta"]["puid"] == puid if response.status_code == 200 else None
+                    answers.append((time.monotonic(), response.status_code, own))
+                except (requests.RequestException, ValueError) as exc:
+                    answers.append((time.monotonic(), type(exc).__name__, None))
+                    time.sleep(0.05)
+
+    callers = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in callers:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        kill()
+        deadline = killed_at + BACK_WITHIN_S + 5
+        while time.monotonic() < deadline:
+            failed_since = [a for a in answers if a[0] > killed_at and a[1] != 200]
+            recent = [a for a in answers if a[0] > time.monotonic() - 1.0]
+            if failed_since and recent and all(a[1] == 200 for a in recent):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join()
+    after = [a for a in answers if a[0] > killed_at]
+    failed = [a for a in after if a[1] != 200]
+    back = min((a[0] for a in after if a[1] == 200 and a[0] > max((f[0] for f in failed), default=0)),
+               default=None)
+    return {"answers": answers, "failed": failed, "outage_s": (back - killed_at) if back else None,
+            "wrong": [a for a in answers if a[2] is False]}
+
+
+@pytestmark_serving
+def test_a_killed_model_server_is_back_within_seconds_with_no_orphan(serving, rows):
+    supervisor = Supervisor(serving["dir"])
+    before = supervisor.pid(serving["group"], "model")
+    helpers = _members(before)
+    assert len(helpers) >= 3  # gunicorn master, its workers, Seldon's metrics helpers
+    found = _outage_under_load(serving["url"], rows, lambda: os.kill(before, signal.SIGKILL))
+    print(f"model server killed: outage {found['outage_s']:.2f} s, {len(found['failed'])} failed requests")
+    assert found["outage_s"] is not None and found["outage_s"] < BACK_WITHIN_S
+    assert not found["wrong"]
+    assert _members(before) == []  # nothing of the killed server is left
+    after = supervisor.pid(serving["group"], "model")
+    assert after != before and len(_members(after)) >= 3
+
+
+@pytestmark_serving
+def test_a_killed_router_is_back_within_seconds(serving, rows):
+    supervisor = Supervisor(serving["dir"])
+    before = supervisor.pid(release.ROUTER_GROUP, "router")
+    found = _outage_under_load(serving["url"], rows, lambda: os.kill(before, signal.SIGKILL))
+    print(f"router killed: outage {found['outage_s']:.2f} s, {len(found['failed'])} failed requests")
+    assert found["outage_s"] is not None and found["outage_s"] < BACK_WITHIN_S
+    assert not found["wrong"]
+    assert _members(before) == [] and supervisor.pid(release.ROUTER_GROUP, "router") != before
+    assert release.router_url(serving["dir"]) == serving["url"]
