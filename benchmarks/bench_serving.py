@@ -8,7 +8,9 @@ Prints a table and writes benchmarks/out/serving.json.
   as :mod:`platform_assets.deploy.release` starts it;
 - ``backend``: the same Seldon server asked directly (what the router costs);
 - ``bare``: one Python process (``ThreadingHTTPServer``) parsing the same JSON and
-  running the same bundle's ``predict_proba``, without checks or logging.
+  running the same bundle's ``predict_proba``, without checks or logging;
+- ``uvicorn`` (``inputs`` scenario): what a user would write instead: a bare ASGI endpoint
+  under uvicorn with 2 workers, uvloop and httptools, the same JSON and forward pass.
 
 Each is asked ``--requests`` requests of 1 row and of 100 rows (``--batch-sizes``)
 by ``--concurrency`` client threads on keep-alive connections, in interleaved
@@ -145,6 +147,49 @@ def bare_server(port: int, bundle_dir: Path, lookup_url: str | None = None) -> N
     server.daemon_threads = True
     print(f"bare endpoint on {port} (OMP_NUM_THREADS={torch_threads})", flush=True)
     server.serve_forever()
+
+
+def uvicorn_app():
+    """The ``uvicorn`` target (``--factory``): a bare ASGI endpoint with the bundle of ``BENCH_BUNDLE``."""
+    import numpy as np
+
+    from platform_assets.train.network import load_bundle
+
+    bundle = load_bundle(Path(os.environ["BENCH_BUNDLE"]))
+    categorical = set(bundle.preprocessor.categorical)
+    headers = [(b"content-type", b"application/json")]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        if scope["method"] == "GET":
+            answer = b'{"status": "ok"}'
+        else:
+            data = json.loads(body)["data"]
+            columns = {name: np.array([row[i] for row in data["ndarray"]], dtype=object if name in categorical
+                                      else np.float64) for i, name in enumerate(data["names"])}
+            probabilities = bundle.predict_proba(columns)
+            answer = json.dumps({"data": {"ndarray": [[float(p)] for p in probabilities]},
+                                 "meta": {"tags": {"model_version": "1"}}}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+def start_uvicorn(port: int, bundle_dir: Path, workers: int) -> subprocess.Popen:
+    """``uvicorn --factory bench_serving:uvicorn_app`` with ``workers`` workers, uvloop and httptools."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "bench_serving:uvicorn_app", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT / "benchmarks", start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "BENCH_BUNDLE": str(bundle_dir),
+             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])})
 
 
 def load(url: str, body: bytes, requests: int, concurrency: int) -> dict:
@@ -284,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     for scenario, spec, bare_bundle, bodies in scenarios:
         port, bare_port = free_port(), free_port()
-        serving_dir, bare = tmp / f"serving_{scenario}", None
+        serving_dir, bare, uvicorn = tmp / f"serving_{scenario}", None, None
         try:
             record = release.release(spec, serving_dir, host="127.0.0.1", port=port,
                                      smoke_test=lambda url: None, log=lambda m: None)
@@ -297,9 +342,15 @@ def main(argv: list[str] | None = None) -> int:
                                what="bare")
             targets = {"served": record["url"], "backend": record["stable"]["url"],
                        "bare": f"http://127.0.0.1:{bare_port}"}
+            if scenario == "inputs":
+                uvicorn_port = free_port()
+                uvicorn = start_uvicorn(uvicorn_port, bare_bundle, args.workers)
+                wait_until_answers(f"http://127.0.0.1:{uvicorn_port}/", pid=uvicorn.pid, log_path=None,
+                                   timeout_s=60, what="uvicorn")
+                targets["uvicorn"] = f"http://127.0.0.1:{uvicorn_port}"
             for batch in [int(b) for b in args.batch_sizes.split(",")]:
                 served_body, bare_body = bodies(batch)
-                body_of = {"served": served_body, "backend": served_body, "bare": bare_body}
+                body_of = {"served": served_body, "backend": served_body, "bare": bare_body, "uvicorn": bare_body}
                 for name, url in targets.items():  # warm-up: the first requests load the model in each worker
                     load(url, body_of[name], 200, args.concurrency)
                 for round_ in range(args.pairs):
@@ -310,27 +361,36 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(result)
         finally:
             release.stop_serving(serving_dir)
-            if bare is not None:
-                terminate_process_group(bare.pid)
+            for process in (bare, uvicorn):
+                if process is not None:
+                    terminate_process_group(process.pid)
 
     summary = []
     for scenario, batch in sorted({(r["scenario"], r["batch"]) for r in results}, key=lambda k: (k[0] != "inputs", k)):
         medians = {}
-        for name in ("served", "backend", "bare"):
+        for name in ("served", "backend", "bare", "uvicorn"):
             mine = [r for r in results if r["batch"] == batch and r["target"] == name and r["scenario"] == scenario]
-            medians[name] = {k: statistics.median(r[k] for r in mine) for k in ("throughput_rps", "p50_ms", "p99_ms")}
-            medians[name]["errors"] = sum(r["errors"] for r in mine)
+            if mine:
+                medians[name] = {k: statistics.median(r[k] for r in mine) for k in ("throughput_rps", "p50_ms", "p99_ms")}
+                medians[name]["errors"] = sum(r["errors"] for r in mine)
         for name in ("served", "backend"):
-            summary.append({"scenario": scenario, "batch": batch, "target": name, **medians[name], "bare": medians["bare"],
-                            "throughput_ratio": round(medians[name]["throughput_rps"] / medians["bare"]["throughput_rps"], 2),
-                            "p50_ratio": round(medians[name]["p50_ms"] / medians["bare"]["p50_ms"], 2),
-                            "p99_ratio": round(medians[name]["p99_ms"] / medians["bare"]["p99_ms"], 2)})
+            for reference in ("bare", "uvicorn"):
+                if reference not in medians:
+                    continue
+                mine, ref = medians[name], medians[reference]
+                summary.append({"scenario": scenario, "batch": batch, "target": name, **mine, "against": reference,
+                                "reference": ref,
+                                "throughput_ratio": round(mine["throughput_rps"] / ref["throughput_rps"], 2),
+                                "p50_ratio": round(mine["p50_ms"] / ref["p50_ms"], 2),
+                                "p99_ratio": round(mine["p99_ms"] / ref["p99_ms"], 2)})
     print(f"\n{'scenario':>8} {'batch':>5} {'target':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} | "
-          f"{'bare req/s':>10} {'bare p50':>8} {'bare p99':>8} | {'thr x':>5} {'p50 x':>5} {'p99 x':>5}")
+          f"{'against':>8} {'req/s':>8} {'p50':>8} {'p99':>8} | {'thr x':>5} {'p50 x':>5} {'p99 x':>5}")
     for s in summary:
-        print(f"{s['scenario']:>8} {s['batch']:>5} {s['target']:>8} {s['throughput_rps']:>8.0f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} "
-              f"{s['errors']:>6} | {s['bare']['throughput_rps']:>10.0f} {s['bare']['p50_ms']:>8.1f} "
-              f"{s['bare']['p99_ms']:>8.1f} | {s['throughput_ratio']:>5} {s['p50_ratio']:>5} {s['p99_ratio']:>5}")
+        ref = s["reference"]
+        print(f"{s['scenario']:>8} {s['batch']:>5} {s['target']:>8} {s['throughput_rps']:>8.0f} {s['p50_ms']:>8.1f} "
+              f"{s['p99_ms']:>8.1f} {s['errors']:>6} | {s['against']:>8} {ref['throughput_rps']:>8.0f} "
+              f"{ref['p50_ms']:>8.1f} {ref['p99_ms']:>8.1f} | {s['throughput_ratio']:>5} {s['p50_ratio']:>5} "
+              f"{s['p99_ratio']:>5}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "serving.json").write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -88,6 +88,24 @@ def _stop_serving(_: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_serving(_: argparse.Namespace) -> int:
+    """Starts each use case's supervisord again where it is not running (after its own death or a reboot):
+    it starts the router and the versions the last release left configured, on their ports."""
+    from platform_assets.declared import use_cases
+    from platform_assets.deploy.supervision import Supervisor
+
+    for use_case in use_cases():
+        supervisor = Supervisor(settings.paths().of(use_case.name).serving)
+        if not any((supervisor.dir / "programs").glob("*.conf")):
+            print(f"{use_case.name}: nothing was serving")
+            continue
+        running = supervisor.running()
+        supervisor.ensure()
+        print(f"{use_case.name}: supervisord {'was running' if running else 'started again'}; "
+              f"`supervisorctl -c {supervisor.dir / 'supervisord.conf'} status` shows its programs")
+    return 0
+
+
 def _use_cases(_: argparse.Namespace) -> int:
     from platform_assets.declared import use_cases
 
@@ -251,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("where", help="print where to look: UIs, reports, endpoint").set_defaults(func=_where)
     commands.add_parser("stop-serving", help="stop every use case's model and feature servers").set_defaults(
         func=_stop_serving)
+    commands.add_parser("resume-serving", help="start serving again after a reboot or a dead supervisord").set_defaults(
+        func=_resume_serving)
     commands.add_parser("use-cases", help="print the declared use cases' names, one per line").set_defaults(
         func=_use_cases)
     infer = commands.add_parser("infer-schema", help="propose a pandera model from a sample file, for review")

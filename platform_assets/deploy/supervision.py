@@ -105,11 +105,15 @@ class Supervisor:
         return None
 
     def ensure(self, timeout_s: float = 30.0):
-        """The XML-RPC interface of the running supervisord, started first if needed."""
+        """The XML-RPC interface of the running supervisord, started first if needed.
+
+        A supervisord started anew (after its own death, or a reboot) starts every program still
+        configured here again, on its ports; what the dead one left running is stopped first.
+        """
         record = self.running()
         if record:
             return self._proxy(record)
-        self.shutdown()  # a supervisord that no longer answers
+        self._stop_leftovers()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "programs").mkdir(exist_ok=True)
         logs = self.serving_dir / "logs"
@@ -149,23 +153,35 @@ class Supervisor:
         raise SupervisionError(f"supervisord did not answer in {timeout_s} s; log tail:\n"
                                f"{log_tail(logs / 'supervisord.log')}")
 
+    def _stop_leftovers(self) -> None:
+        """Stops a supervisord that no longer answers, and the programs it ran (by the pids they wrote at start,
+        each checked against its command line, so that a recycled pid is never hit)."""
+        from platform_assets.deploy.processes import terminate_process_group
+
+        record = read_record(self.record_path)
+        if record and record.get("pid") and group_alive(record["pid"]):
+            terminate_process_group(record["pid"])
+        for pid_file in (self.dir / "programs").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                pid = int(pid_file.read_text())
+                command = json.loads(pid_file.with_suffix(".json").read_text())["command"]
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:len(command)] == \
+                        [c.encode() for c in command]:
+                    terminate_process_group(pid)
+
     def shutdown(self) -> bool:
-        """Stops every program (SIGTERM to each group, SIGKILL after the grace) and supervisord.
+        """Stops every program (SIGTERM to each group, SIGKILL after the grace) and supervisord, and forgets
+        the programs; programs a dead supervisord left running are stopped too.
 
         Returns:
             Whether a supervisord was running.
         """
         record = read_record(self.record_path)
-        if not record:
-            return False
-        pid = record.get("pid")
-        running = bool(pid) and group_alive(pid)
+        running = bool(record and record.get("pid") and group_alive(record["pid"]))
         if running:
             with contextlib.suppress(OSError, xmlrpc.client.Error):
                 self._proxy(record).stopAllProcesses(True)
-            from platform_assets.deploy.processes import terminate_process_group
-
-            terminate_process_group(pid)
+        self._stop_leftovers()
         self.record_path.unlink(missing_ok=True)
         for conf in (self.dir / "programs").glob("*"):
             conf.unlink()

@@ -23,7 +23,7 @@ import torch
 
 from platform_assets.declarations import use_case_to_dict
 from platform_assets.deploy import release
-from platform_assets.deploy.processes import free_port, group_alive
+from platform_assets.deploy.processes import free_port
 from platform_assets.deploy.supervision import Program, Supervisor
 from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
 from tests.conftest import SERVING_PYTHON, loan
@@ -72,7 +72,27 @@ def test_the_rest_of_a_killed_programs_group_is_reaped_and_the_program_restarted
         assert second != first and len(_members(second)) == 2
     finally:
         supervisor.shutdown()
-    assert not group_alive(second) and _members(second) == []
+    assert _members(second) == []  # (zombies aside: reparented ones wait for init to reap them)
+
+
+def test_a_supervisord_started_again_stops_what_the_dead_one_left_and_runs_its_programs_again(tmp_path):
+    """After supervisord itself is killed (or the machine rebooted), ``ensure`` brings the same programs back."""
+    supervisor = Supervisor(tmp_path / "serving")
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    url, log = f"http://127.0.0.1:{port}/", tmp_path / "server.log"
+    try:
+        supervisor.add("web", [Program("server", command, dict(os.environ), tmp_path, log)])
+        supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
+        first, supervisord = supervisor.pid("web", "server"), supervisor.running()["pid"]
+        os.kill(supervisord, signal.SIGKILL)
+        time.sleep(0.5)
+        assert supervisor.running() is None and _members(first)  # nothing supervises the server now
+        supervisor.ensure()
+        supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
+        assert _members(first) == [] and supervisor.pid("web", "server") != first
+    finally:
+        supervisor.shutdown()
 
 
 pytestmark_serving = pytest.mark.skipif(not SERVING_PYTHON.exists(),
