@@ -19,6 +19,10 @@ from typing import Any, Callable, Mapping
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FILE_SUFFIXES = ("parquet", "csv", "jsonl")
+# How far after "now" a caller's event time may be (clocks differ): the server refuses later ones at
+# the door, the inference log files a line by its event's day within it, and monitoring reads with
+# the same allowance. One value for the three (the serving environment imports this module too).
+CLOCK_SKEW_S = 300.0
 
 
 class DeclarationError(ValueError):

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import orjson
 
+from platform_assets.declarations import CLOCK_SKEW_S
+
 HOST = socket.gethostname().replace("/", "_")
 # How far after its serving an event may be and still name its file's day: the clock skew the server
-# accepts in a caller's event time (payload.CLOCK_SKEW_S); monitoring reads with the same allowance.
-CLOCK_SKEW = dt.timedelta(seconds=300)
+# accepts in a caller's event time; monitoring reads with the same allowance.
+CLOCK_SKEW = dt.timedelta(seconds=CLOCK_SKEW_S)
 # Strict JSON (a NaN is an error, not a token), compact.
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 

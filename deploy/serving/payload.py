@@ -29,15 +29,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import orjson
 
+from platform_assets.declarations import CLOCK_SKEW_S
+
 MAX_LISTED = 10  # errors listed in one message: enough to fix a batch, short enough to read
 MAX_VALUE_CHARS = 40  # a caller's value is echoed at most this long
 EXAMPLE = '{"data": {"names": ["col", ...], "ndarray": [[value, ...], ...]}}'
 MAX_JSON_DEPTH = 1024  # orjson's own nesting limit; Python's parser would exhaust the stack past it
 MAX_ID_CHARS = 256  # a string id (a key, a request id) longer than this is not an id: refused, never logged
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # integer ids are stored as BIGINT (DuckDB, Feast's Int64)
-# A caller's clock may run ahead of the server's: an event time up to this far past the moment the
+# A caller's clock may run ahead of the server's: an event time up to CLOCK_SKEW_S past the moment the
 # request arrived is taken as a time of now; beyond it the time is in the future and refused.
-CLOCK_SKEW_S = 300.0
 
 # The request's traffic: the server sets it from the X-Platform-Traffic header before the model scores
 # (``SMOKE_TRAFFIC`` for the platform's own smoke tests and checks, which the router never forwards).

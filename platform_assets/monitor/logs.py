@@ -17,14 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from platform_assets.declarations import CLOCK_SKEW_S
+
 # Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
 REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "feature_source",
             "probability")
 # Every line carries these too, null where the request had none: the use case's ids
 # (:meth:`~platform_assets.declarations.UseCase.id_columns`; none when a request sent every model input).
 NULLABLE = ("latency_ms",)
-# How far after its serving an event may be: the clock skew the server accepts (deploy/serving/payload.py).
-CLOCK_SKEW = dt.timedelta(seconds=300)
+# How far after its serving an event may be: the clock skew the server accepts.
+CLOCK_SKEW = dt.timedelta(seconds=CLOCK_SKEW_S)
 # What the server writes as ``feature_source`` (``deploy/serving/PlatformModel.py``): "online", a caller's row
 # completed by the server (real callers); "request", every model input sent (a smoke test, a backfill).
 FEATURE_SOURCES = ("online", "request")
