@@ -129,7 +129,8 @@ class PlatformModel:
         except FeatureLookupError as exc:
             raise SeldonMicroserviceException(f"online features unavailable: {exc}", status_code=503,
                                               reason=FEATURES_UNAVAILABLE) from None
-        log = self._smoke_log if payload.traffic.get() == payload.SMOKE_TRAFFIC else self._log
+        # Any mark of the platform's own traffic (smoke tests, checks) keeps it out of the production log.
+        log = self._smoke_log if payload.traffic.get() else self._log
         if log is not None:
             latency_ms = (time.perf_counter() - started) * 1000.0
             served_at = dt.datetime.now(dt.timezone.utc)

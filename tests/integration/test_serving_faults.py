@@ -480,7 +480,8 @@ def _logged(directory: Path) -> dict[str, dict]:
 
 def test_smoke_traffic_is_logged_apart_from_callers(lookup_server):
     url, log_dir, _ = lookup_server
-    for puid, headers in (("smoke-1", {"X-Platform-Traffic": "smoke"}), ("caller-1", {})):
+    for puid, headers in (("smoke-1", {"X-Platform-Traffic": "smoke"}), ("caller-1", {}),
+                          ("check-1", {"X-Platform-Traffic": "check"})):
         body = _body([_caller_row(application_id=puid)], ROW_NAMES)[:-1] + f', "meta": {{"puid": "{puid}"}}}}'
         response = requests.post(url + PREDICT_PATH, data=body, timeout=10,
                                  headers={"Content-Type": "application/json", **headers})
@@ -488,5 +489,6 @@ def test_smoke_traffic_is_logged_apart_from_callers(lookup_server):
     production, smoke = _logged(log_dir), _logged(log_dir / "smoke")
     assert "smoke-1" in smoke and "smoke-1" not in production
     assert "caller-1" in production and "caller-1" not in smoke
+    assert "check-1" in smoke and "check-1" not in production  # any mark of the platform's own traffic
     assert smoke["smoke-1"]["application_id"] == "smoke-1"  # the same record, in its own folder
     assert set(smoke["smoke-1"]) == set(production["caller-1"])

@@ -47,7 +47,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         rows = test[bundle.preprocessor.input_names].to_dict("records")
         # Straight to the serving version, marked as the platform's own traffic: a check's requests never
         # land in the production inference log (the router would drop the mark from a caller).
-        served, meta = predict_over_http(record.get("backend_url") or record["url"], rows, platform_traffic="check")
+        served, meta = predict_over_http(record.get("backend_url") or record["url"], rows, platform_traffic="smoke")
         offline = bundle.predict_proba(test)
         max_diff = float(np.max(np.abs(np.asarray(served) - offline))) if len(rows) else 0.0
         version = meta.get("tags", {}).get("model_version")
