@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -157,22 +158,37 @@ def log_tail(log_path: Path | None, lines: int = 40) -> str:
     return "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until_answers(url: str, *, pid: int, log_path: Path | None, timeout_s: float, what: str) -> float:
-    """Polls ``GET url`` until it answers 200 while process ``pid`` lives; returns the seconds waited.
+def poll_until_answers(url: str, *, failed: Callable[[], str | None], log_path: Path | None, timeout_s: float,
+                       what: str, error: type[Exception] = RuntimeError) -> float:
+    """Polls ``GET url`` until it answers 200; returns the seconds waited.
+
+    Args:
+        failed: Called before each poll: what went wrong with the server (it exited...), else ``None``.
 
     Raises:
-        RuntimeError: If the process exited or ``timeout_s`` passed; includes the log's tail.
+        error: When ``failed`` says so or ``timeout_s`` passed; includes the log's tail.
     """
     import requests
 
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if not is_alive(pid):
-            raise RuntimeError(f"{what} (pid {pid}) exited while starting; log tail:\n{log_tail(log_path)}")
+        problem = failed()
+        if problem:
+            raise error(f"{what} {problem}; log tail:\n{log_tail(log_path)}")
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return time.monotonic() - start
         except requests.RequestException:
             pass
         time.sleep(0.25)
-    raise RuntimeError(f"{what} at {url} not ready after {timeout_s} s; log tail:\n{log_tail(log_path)}")
+    raise error(f"{what} at {url} not ready after {timeout_s} s; log tail:\n{log_tail(log_path)}")
+
+
+def wait_until_answers(url: str, *, pid: int, log_path: Path | None, timeout_s: float, what: str) -> float:
+    """Polls ``GET url`` until it answers 200 while process ``pid`` lives; returns the seconds waited.
+
+    Raises:
+        RuntimeError: If the process exited or ``timeout_s`` passed; includes the log's tail.
+    """
+    return poll_until_answers(url, failed=lambda: None if is_alive(pid) else f"(pid {pid}) exited while starting",
+                              log_path=log_path, timeout_s=timeout_s, what=what)

@@ -35,7 +35,14 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
-from platform_assets.deploy.processes import free_port, group_alive, log_tail, read_record, spawn_detached
+from platform_assets.deploy.processes import (
+    free_port,
+    group_alive,
+    log_tail,
+    poll_until_answers,
+    read_record,
+    spawn_detached,
+)
 
 SUPERVISOR_DIR = "supervisor"
 RECORD = "supervisord.json"
@@ -269,23 +276,20 @@ class Supervisor:
             SupervisionError: If the program exited (or supervisord gave up on it) before it answered,
                 or ``timeout_s`` passed; with the log's tail.
         """
-        import requests
+        first_pid = None
 
-        start, first_pid = time.monotonic(), None
-        while time.monotonic() - start < timeout_s:
+        def failed() -> str | None:
+            nonlocal first_pid
             info = self.info(group, name)
             state, pid = info["statename"], info["pid"]
             first_pid = first_pid or pid
             exited = state in ("BACKOFF", "EXITED") or (pid and pid != first_pid)
             if state in ("FATAL", "STOPPED") or (exited and not restarts_allowed):
-                raise SupervisionError(f"{what} exited before it answered ({state}); log tail:\n{log_tail(log_path)}")
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return time.monotonic() - start
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        raise SupervisionError(f"{what} at {url} not ready after {timeout_s} s; log tail:\n{log_tail(log_path)}")
+                return f"exited before it answered ({state})"
+            return None
+
+        return poll_until_answers(url, failed=failed, log_path=log_path, timeout_s=timeout_s, what=what,
+                                  error=SupervisionError)
 
 
 # --- the two helpers supervisord runs -------------------------------------------------------------
