@@ -45,6 +45,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # integer ids are stored as BIGINT (
 TRAFFIC_HEADER = "x-platform-traffic"
 SMOKE_TRAFFIC = "smoke"
 traffic: ContextVar[str | None] = ContextVar("platform_traffic", default=None)
+# The X-Request-Id the router gives every request: the request id of a request without ``meta.puid``,
+# so that the id a caller got back from the router is the one its rows are logged under.
+REQUEST_ID_HEADER = "x-request-id"
+header_request_id: ContextVar[str | None] = ContextVar("header_request_id", default=None)
 
 _short = reprlib.Repr()
 _short.maxlevel, _short.maxlist, _short.maxdict, _short.maxstring = 2, 4, 4, MAX_VALUE_CHARS
@@ -131,7 +135,8 @@ def text_problem(text: str, column: str) -> str | None:
 
 
 def request_id(message: Any) -> str | None:
-    """The caller's request id, ``meta.puid``, checked as an id; ``None`` when none was sent.
+    """The caller's request id, ``meta.puid``, checked as an id; else the request's ``X-Request-Id``
+    (:data:`header_request_id`) if it is a sane token; ``None`` when neither was sent.
 
     Raises:
         RequestError: If ``meta`` is not an object, or the id is not text the log can hold.
@@ -141,7 +146,9 @@ def request_id(message: Any) -> str | None:
         raise RequestError(f"'meta' must be an object, got {_kind(meta)}")
     puid = (meta or {}).get("puid")
     if not isinstance(puid, str) or not puid.strip():
-        return None
+        header = header_request_id.get()
+        return header if header and len(header) <= 128 and header.isascii() and header.isprintable() \
+            and " " not in header else None
     problem = text_problem(puid, "meta.puid")
     if problem:
         raise RequestError(f"'meta.puid': {_show(puid)} violates {problem}")

@@ -59,6 +59,7 @@ logger = logging.getLogger("model_server.worker")
 PREDICT_PATHS = frozenset({b"/api/v1.0/predictions", b"/api/v0.1/predictions", b"/predict"})
 FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})  # Seldon's `json` field
 _TRAFFIC = payload.TRAFFIC_HEADER.encode()
+_REQUEST_ID = payload.REQUEST_ID_HEADER.encode()
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -164,7 +165,7 @@ class SeldonProtocolWorker(Worker):
     def answer(self, request: _Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """(status, headers, body) of one request (runs on the loop, or on a scoring thread)."""
         path, _, query = request.url.partition(b"?")
-        content_type, origin, traffic = b"", False, None
+        content_type, origin, traffic, request_id = b"", False, None, None
         for name, value in request.headers:
             if name == b"content-type":
                 content_type = value.split(b";")[0].strip().lower()
@@ -172,7 +173,9 @@ class SeldonProtocolWorker(Worker):
                 origin = True
             elif name == _TRAFFIC:
                 traffic = value.decode("latin-1").strip().lower()
-        token = payload.traffic.set(traffic)
+            elif name == _REQUEST_ID:
+                request_id = value.decode("latin-1").strip()
+        token, id_token = payload.traffic.set(traffic), payload.header_request_id.set(request_id)
         try:
             if self._fast and request.method == b"POST" and path in PREDICT_PATHS and not query and not origin:
                 if content_type == b"application/json" or content_type.endswith(b"+json"):
@@ -183,6 +186,7 @@ class SeldonProtocolWorker(Worker):
             return self._wsgi(request, path, query)
         finally:
             payload.traffic.reset(token)
+            payload.header_request_id.reset(id_token)
 
     def _predict(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """Seldon's ``Predict`` route without Flask: same dispatch, same JSON, same errors."""

@@ -139,6 +139,19 @@ def test_connections_the_model_server_closed_while_idle_cost_callers_nothing(ser
     assert set(burst()) == {200}
 
 
+def test_the_routers_request_id_is_the_id_the_rows_are_logged_under(served, rows):
+    """A request without ``meta.puid`` is logged under the X-Request-Id the router answers with."""
+    answer = requests.post(served["url"] + "/api/v1.0/predictions", json=_message(rows.head(2)), timeout=10)
+    request_id = answer.headers["X-Request-Id"]
+    assert answer.status_code == 200 and answer.json()["meta"]["puid"] == request_id
+    lines = [json.loads(line) for f in (served["tmp"] / "inference").glob("day=*/*.jsonl")
+             for line in f.read_text().splitlines()]
+    assert [line["row"] for line in lines if line["request_id"] == request_id] == [0, 1]
+    own = requests.post(served["url"] + "/api/v1.0/predictions", json=_message(rows.head(1), "caller-id-7"),
+                        headers={"X-Request-Id": "other-id"}, timeout=10)
+    assert own.json()["meta"]["puid"] == "caller-id-7"  # the caller's own meta.puid comes first
+
+
 def test_caller_mistakes_still_get_400_naming_the_field_through_the_stable_endpoint(served, rows):
     message = _message(rows.head(2))
     message["data"]["ndarray"][1][0] = "lots"  # text in a number column
