@@ -175,6 +175,38 @@ def _problem(record, raw: bytes, day: str, id_columns: dict[str, str], today: dt
     return None
 
 
+_KIND_ORDER = ("number", "text", "boolean")  # a tie for the most common kind of a field goes to the first
+
+
+def _kind(value) -> str | None:
+    """The JSON kind of a logged value (``None`` for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if _number(value):
+        return "number"
+    return "text" if isinstance(value, str) else "array or object"
+
+
+def _odd_kinds(records: list[dict], known: set[str]) -> dict[int, str]:
+    """Lines (index -> reason) whose value of a model-input field is of another JSON kind than the file's other
+    lines have for it (a number where the rest have text, say), or is an array or object: a column holds one kind.
+    """
+    fields = {k for record in records for k in record if k not in known}
+    odd: dict[int, str] = {}
+    for field in sorted(fields):
+        kinds = [_kind(record.get(field)) for record in records]
+        counts = {k: kinds.count(k) for k in _KIND_ORDER}
+        usual = max(_KIND_ORDER, key=lambda k: (counts[k], -_KIND_ORDER.index(k)))
+        for i, kind in enumerate(kinds):
+            if kind is not None and kind != usual and i not in odd:
+                shown = storable(repr(records[i][field]))[:60]
+                odd[i] = (f"{field}: {kind} {shown} is not a logged value" if kind == "array or object" else
+                          f"{field}: {kind} {shown} where the file's other lines have a {usual}")
+    return odd
+
+
 def read_log_file(path: Path, day: str, id_columns: dict[str, str], today: dt.date | None = None) -> LogFile:
     """Parses one log file; a line that is not a whole, well-formed, storable record of ``day`` is rejected.
 
@@ -191,8 +223,8 @@ def read_log_file(path: Path, day: str, id_columns: dict[str, str], today: dt.da
         the line goes wrong: a torn last line after a crash, bytes that are not
         UTF-8, text a warehouse cannot store (a lone surrogate), a record without
         a required field or with an unknown ``feature_source``, a time that is not
-        one, an event after it was served (beyond clock skew) or served after today, or an
-        event not of ``day``.
+        one, an event after it was served (beyond clock skew) or served after today, an
+        event not of ``day``, or a model input of another JSON kind than in the file's other lines.
     """
     data = Path(path).read_bytes()
     today = today or dt.datetime.now(dt.timezone.utc).date()
@@ -211,6 +243,10 @@ def read_log_file(path: Path, day: str, id_columns: dict[str, str], today: dt.da
             continue
         record.update(_source_file=name, _source_line=number, _partition=day)
         records.append(record)
+    odd = _odd_kinds(records, {*log_fields(id_columns), "role", "_source_file", "_source_line", "_partition"})
+    rejected += [_reject(name, records[i]["_source_line"], why, day) for i, why in odd.items()]
+    rejected.sort(key=lambda r: r["_source_line"])
+    records = [r for i, r in enumerate(records) if i not in odd]
     rows = pd.DataFrame.from_records(records)
     if len(rows):
         # Text columns typed as text even when every value of a file is null (a smoke test has no ids).
@@ -237,6 +273,33 @@ def add_missing_columns(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("_new_columns")
 
 
+_NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "DECIMAL")
+
+
+def fit_to_table(con, table: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """``rows`` less the ones a numeric column of ``table`` cannot hold (text where it holds numbers), and those
+    rows as rejects naming the column: a day's file cannot make the whole day's ingestion fail."""
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    bad = pd.Series(False, index=rows.index)
+    reasons = pd.Series("", index=rows.index)
+    for column in rows.columns:
+        kind = types.get(column, "")
+        if not kind.startswith(_NUMERIC_TYPES) or rows[column].dtype.kind in "biuf":
+            continue
+        values = rows[column]
+        clash = values.notna() & ~values.map(_number)
+        reasons[clash & ~bad] = [f"{column}: {storable(repr(v))[:60]} where the warehouse holds numbers ({kind})"
+                                 for v in values[clash & ~bad]]
+        bad |= clash
+    rejects = [_reject(f, int(n), why, p) for f, n, why, p in
+               zip(rows.loc[bad, "_source_file"], rows.loc[bad, "_source_line"], reasons[bad], rows.loc[bad, "_partition"])]
+    kept = rows[~bad].copy()
+    for column in kept.columns:  # what is left of a clashing column is numbers now
+        if types.get(column, "").startswith(_NUMERIC_TYPES) and kept[column].dtype == object:
+            kept[column] = pd.to_numeric(kept[column])
+    return kept, rejects
+
+
 def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime, schema: str) -> dict[str, int]:
     """Replaces ``day``'s rows, rejected lines and file records in the ``monitor`` tables (one transaction).
 
@@ -255,19 +318,25 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime, sch
     kept = [f.rows for f in files if len(f.rows)]
     # A day whose every line was rejected still records its files and rejects.
     rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
-    rejected = pd.DataFrame([r for f in files for r in f.rejected],
-                            columns=["_source_file", "_source_line", "reason", "_partition"])
-    listing = pd.DataFrame(
-        [{"path": f.path, "sha256": f.sha256, "lines": f.lines, "rows": len(f.rows), "rejected": len(f.rejected),
-          "_partition": day, "ingested_at": ingested_at} for f in files],
-        columns=["path", "sha256", "lines", "rows", "rejected", "_partition", "ingested_at"],
-    )
+    rejects = [r for f in files for r in f.rejected]
     con.execute("BEGIN TRANSACTION")
     try:
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
         if "inference_log" in tables:
             con.execute(f"DELETE FROM {schema}.inference_log WHERE _partition = ?", [day])
+            if len(rows):
+                rows, clashing = fit_to_table(con, f"{schema}.inference_log", rows)
+                rejects += clashing
+        rejected = pd.DataFrame(rejects, columns=["_source_file", "_source_line", "reason", "_partition"])
+        kept_of = rows["_source_file"].value_counts() if len(rows) else pd.Series(dtype=int)
+        rejected_of = rejected["_source_file"].value_counts()
+        listing = pd.DataFrame(
+            [{"path": f.path, "sha256": f.sha256, "lines": f.lines, "rows": int(kept_of.get(f.path, 0)),
+              "rejected": int(rejected_of.get(f.path, 0)), "_partition": day, "ingested_at": ingested_at}
+             for f in files],
+            columns=["path", "sha256", "lines", "rows", "rejected", "_partition", "ingested_at"],
+        )
         if len(rows):
             con.register("_rows", rows)
             if "inference_log" not in tables:

@@ -207,3 +207,40 @@ def test_a_files_day_is_a_partition_only_when_it_is_a_day_from_the_first_through
     assert partition_problem("2024-12-31", "2025-01-01", "2026-12-02") == "before the first partition 2025-01-01"
     for name in ("9999-12-31x", "20261020", "2026-13-45", "garbage", "\udcff"):
         assert partition_problem(name, "2025-01-01", "2026-12-02") == "not a day (YYYY-MM-DD)"
+
+
+def test_a_model_input_of_another_kind_is_rejected_naming_the_field_and_the_day_still_ingests(tmp_path):
+    """Text where the other lines (or the warehouse) hold numbers, or an array, is a rejected line, not a failed day."""
+    import datetime as dt
+
+    import duckdb
+
+    today = dt.date(2026, 11, 23)
+    con = duckdb.connect()
+    first = tmp_path / "h-1.jsonl"
+    first.write_text("\n".join([_line("a"), _line("b", income="abc"), _line("c", income=[1, 2]), _line("d")]) + "\n")
+    found = logs.read_log_file(first, "2026-10-20", LOAN_IDS, today=today)
+    assert found.rows["request_id"].tolist() == ["a", "d"]
+    reasons = {r["_source_line"]: r["reason"] for r in found.rejected}
+    assert reasons[2] == "income: text 'abc' where the file's other lines have a number"
+    assert reasons[3].startswith("income: array or object [1, 2] is not a logged value")
+    assert logs.write_day(con, "2026-10-20", [found], dt.datetime(2026, 11, 23), "monitor") == \
+        {"lines": 4, "rows": 2, "rejected": 2}
+    # A later day's file holds text throughout where the warehouse already holds numbers: those lines are
+    # rejected, the rest of the day is kept, and lines = rows + rejected still holds.
+    second = tmp_path / "h-2.jsonl"
+    second.write_text("\n".join([_line("e", day="2026-10-21", income="lots"),
+                                 _line("f", day="2026-10-21", income="many")]) + "\n")
+    third = tmp_path / "h-3.jsonl"
+    third.write_text(_line("g", day="2026-10-21") + "\n")
+    files = [logs.read_log_file(p, "2026-10-21", LOAN_IDS, today=today) for p in (second, third)]
+    assert logs.write_day(con, "2026-10-21", files, dt.datetime(2026, 11, 23), "monitor") == \
+        {"lines": 3, "rows": 1, "rejected": 2}
+    assert con.execute("SELECT request_id FROM monitor.inference_log WHERE _partition = '2026-10-21'").fetchall() == \
+        [("g",)]
+    recorded = con.execute("SELECT reason FROM monitor.inference_log_rejects WHERE _partition = '2026-10-21' "
+                           "ORDER BY _source_line").fetchall()
+    assert recorded == [("income: 'lots' where the warehouse holds numbers (DOUBLE)",),
+                        ("income: 'many' where the warehouse holds numbers (DOUBLE)",)]
+    assert con.execute("SELECT sum(rows), sum(rejected) FROM monitor.inference_log_files "
+                       "WHERE _partition = '2026-10-21'").fetchone() == (1, 2)
