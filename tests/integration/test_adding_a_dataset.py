@@ -154,7 +154,9 @@ def third_dataset(tmp_path_factory):
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
     from dagster.components.testing import create_defs_folder_sandbox
 
+    from platform_assets.deploy.processes import free_port
     from platform_assets.deploy.release import stop_serving
+    from platform_assets.resources import LocalDeployer
     from platform_assets.traffic import send_requests
 
     tmp = tmp_path_factory.mktemp("third_dataset")
@@ -200,7 +202,10 @@ def third_dataset(tmp_path_factory):
         (defs_path / "defs.yaml").write_text(DECLARATION)
         with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, declared):
             use_case = component.use_case()
-            defs = definitions.build_definitions(definitions.embedded_resources(root, declared=[use_case]), declared)
+            # A free stable port: a demo's endpoints may serve on the default ports meanwhile.
+            resources = {**definitions.embedded_resources(root, declared=[use_case]),
+                         "deployer": LocalDeployer(http_port=free_port())}
+            defs = definitions.build_definitions(resources, declared)
         # Step 6: the runs, as `make demo` does them for the shipped use cases.
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
             def run(job, **kwargs):

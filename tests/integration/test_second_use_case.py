@@ -25,7 +25,9 @@ def churn_served(tmp_path_factory):
     """30 days of snapshots ingested, features built, a model trained, gated and served, one day of traffic."""
     if not SERVING_PYTHON.exists():
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
+    from platform_assets.deploy.processes import free_port
     from platform_assets.deploy.release import stop_serving
+    from platform_assets.resources import LocalDeployer
     from platform_assets.deploy.serving import predict_over_http
     from platform_assets.train.registry import CHAMPION, alias_version
     from platform_assets.traffic import request_fields, send_requests
@@ -39,7 +41,9 @@ def churn_served(tmp_path_factory):
         mp.setenv("PLATFORM_HOME", str(root))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         (root / "dagster_home").mkdir()
-        defs = definitions.build_definitions(definitions.embedded_resources(root))
+        # A free stable port: a demo's endpoints may serve on the default ports meanwhile.
+        resources = {**definitions.embedded_resources(root), "deployer": LocalDeployer(http_port=free_port())}
+        defs = definitions.build_definitions(resources)
         with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
             def run(job, **kwargs):
                 return defs.resolve_job_def(f"{CHURN}__{job}").execute_in_process(
