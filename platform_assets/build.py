@@ -56,6 +56,7 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     from platform_assets.defs.deploy.assets import (
         build_batch_predictions_asset, build_deployment_asset, build_rollback_job)
     from platform_assets.defs.deploy.checks import build_deployment_checks
+    from platform_assets.defs.deploy.sensors import build_serving_watch_sensor
     from platform_assets.defs.evaluate.assets import build_evaluation_assets
     from platform_assets.defs.evaluate.checks import build_evaluation_checks
     from platform_assets.defs.features.assets import build_feature_assets
@@ -89,6 +90,6 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
         assets=[a.map_asset_specs(automate) for a in assets],
         asset_checks=checks,
         jobs=[*use_case_jobs(use_case), build_rollback_job(use_case), *jobs],
-        sensors=[build_landing_sensor(use_case), *sensors],
+        sensors=[build_landing_sensor(use_case), build_serving_watch_sensor(use_case), *sensors],
         schedules=schedules,
     )

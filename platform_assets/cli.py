@@ -96,7 +96,7 @@ def _resume_serving(_: argparse.Namespace) -> int:
 
     for use_case in use_cases():
         supervisor = Supervisor(settings.paths().of(use_case.name).serving)
-        if not any((supervisor.dir / "programs").glob("*.conf")):
+        if not supervisor.configured():
             print(f"{use_case.name}: nothing was serving")
             continue
         running = supervisor.running()

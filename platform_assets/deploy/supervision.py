@@ -99,6 +99,10 @@ class Supervisor:
         url = f"http://platform:{record['password']}@127.0.0.1:{record['port']}/RPC2"
         return xmlrpc.client.ServerProxy(url).supervisor
 
+    def configured(self) -> bool:
+        """Whether programs are configured here (something was released and not stopped since)."""
+        return any((self.dir / "programs").glob("*.conf"))
+
     def running(self) -> dict | None:
         """The record of a running supervisord that answers, else ``None``."""
         record = read_record(self.record_path)

@@ -201,3 +201,39 @@ def test_a_killed_router_is_back_within_seconds(serving, rows):
     assert not found["wrong"]
     assert _members(before) == [] and supervisor.pid(release.ROUTER_GROUP, "router") != before
     assert release.router_url(serving["dir"]) == serving["url"]
+
+
+def test_the_watch_sensor_starts_a_dead_supervisord_again_and_otherwise_only_reports(tmp_path):
+    """``<use case>__serving_supervised`` brings the endpoint back after supervisord's own death (no re-release)."""
+    import dagster as dg
+
+    from platform_assets import settings
+    from platform_assets.resources import PlatformState
+    from tests.conftest import loan_definitions
+
+    (sensor,) = [s for s in loan_definitions().sensors if s.name == "loan_default__serving_supervised"]
+    state = PlatformState(root=str(tmp_path))
+
+    def tick():
+        with dg.instance_for_test() as instance:
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, resources={"state": state}))
+
+    assert "nothing is served" in tick().skip_message
+    supervisor = Supervisor(settings.paths(tmp_path).of("loan_default").serving)
+    port = free_port()
+    url, log = f"http://127.0.0.1:{port}/", tmp_path / "server.log"
+    try:
+        supervisor.add("web", [Program("server", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                                  str(port)], dict(os.environ), tmp_path, log)])
+        supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
+        assert "supervisord runs" in tick().skip_message
+        first = supervisor.pid("web", "server")
+        os.kill(supervisor.running()["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+        assert "started again" in tick().skip_message
+        supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
+        assert supervisor.pid("web", "server") != first and _members(first) == []
+        assert "supervisord runs" in tick().skip_message
+    finally:
+        supervisor.shutdown()
+    assert "nothing is served" in tick().skip_message
