@@ -14,8 +14,10 @@ The routes live in a JSON file, read at start and on ``POST /-/routes/reload``
 requests in flight per upstream, so that a release drains the old version before
 stopping it. Both answer only on the admin port, bound to 127.0.0.1: the
 prediction port neither shows nor changes routes. A request in flight keeps its
-upstream across a switch. An upstream that cannot be reached is a 502 naming it,
-one slower than ``--timeout`` a 504.
+upstream across a switch. A request whose upstream refuses the connection (a model
+server being restarted by its supervisor) waits for it, trying again every 0.1 s, up to
+``--unreachable-wait`` (10 s), then gets a 502 naming it; one slower than ``--timeout``
+a 504.
 
 HTTP both ways is aiohttp's (its parser, keep-alive, pipelining, chunked bodies,
 client connection pool), not hand-written: a router that parses and forwards HTTP
@@ -59,6 +61,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 IDLE_TIMEOUT_S = 30.0  # an idle client connection is closed after this
 # An upstream connection idle this long is not reused: the model server closes kept-alive ones after 5 s.
 IDLE_UPSTREAM_S = 4.0
+# How often a request waiting for an upstream that refused the connection tries again.
+UNREACHABLE_POLL_S = 0.1
 
 # Not forwarded either way: they describe one connection, not the request (RFC 9110 7.6.1), or the router
 # sets them itself; X-Platform-Traffic marks the platform's own smoke tests and no caller may send it.
@@ -202,11 +206,13 @@ class _Connection(RequestHandler):
 class Router:
     """The routes in force, requests in flight per upstream, what the shadow was sent, and the handlers."""
 
-    def __init__(self, routes_path: Path, timeout_s: float = 30.0, read_timeout_s: float = 10.0):
+    def __init__(self, routes_path: Path, timeout_s: float = 30.0, read_timeout_s: float = 10.0,
+                 unreachable_wait_s: float = 10.0):
         self.routes_path = Path(routes_path)
         self.routes = Routes.read(self.routes_path)
-        self.timeout_s, self.read_timeout_s = timeout_s, read_timeout_s
+        self.timeout_s, self.read_timeout_s, self.unreachable_wait_s = timeout_s, read_timeout_s, unreachable_wait_s
         self.in_flight: Counter = Counter()
+        self.waited: Counter = Counter()  # tries again of requests whose upstream refused the connection
         self.served: Counter = Counter()
         self.shadow: Counter = Counter()
         self.session: aiohttp.ClientSession | None = None
@@ -219,7 +225,7 @@ class Router:
     def status(self) -> dict:
         """The routes in force, requests in flight and served per upstream, and the shadow's counters."""
         return {"routes": asdict(self.routes), "in_flight": dict(+self.in_flight), "served": dict(self.served),
-                "shadow": dict(self.shadow)}
+                "shadow": dict(self.shadow), "waited": dict(self.waited)}
 
     async def admin(self, request: web.BaseRequest) -> web.Response:
         """``GET /-/routes`` and ``POST /-/routes/reload`` (admin port only)."""
@@ -253,14 +259,26 @@ class Router:
             return body
         routes, headers = self.routes, _forwarded(request.headers)
         headers["X-Request-Id"] = request_id
-        upstream = routes.pick()
-        try:
-            status, reason, answer_headers, answer_body = await self._forward(
-                upstream, request.method, request.rel_url.raw_path_qs, headers, body)
-        except asyncio.TimeoutError:
-            return _error(504, "UPSTREAM_TIMEOUT", f"model server {upstream} did not answer within {self.timeout_s} s")
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return _error(502, "UPSTREAM_UNAVAILABLE", f"model server {upstream} unreachable: {exc!r}")
+        upstream, loop, give_up = routes.pick(), asyncio.get_running_loop(), None
+        while True:
+            try:
+                status, reason, answer_headers, answer_body = await self._forward(
+                    upstream, request.method, request.rel_url.raw_path_qs, headers, body)
+                break
+            except asyncio.TimeoutError:
+                return _error(504, "UPSTREAM_TIMEOUT",
+                              f"model server {upstream} did not answer within {self.timeout_s} s")
+            except aiohttp.ClientConnectorError as exc:
+                # Not connected: the request never left. A server that died is started again by its
+                # supervisor within seconds: the caller waits for it (bounded) rather than getting a 502.
+                give_up = give_up or loop.time() + self.unreachable_wait_s
+                if loop.time() >= give_up:
+                    return _error(502, "UPSTREAM_UNAVAILABLE", f"model server {upstream} unreachable: {exc!r}")
+                self.waited["unreachable"] += 1
+                await asyncio.sleep(UNREACHABLE_POLL_S)
+                upstream = self.routes.pick()  # the routes may have changed meanwhile
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                return _error(502, "UPSTREAM_UNAVAILABLE", f"model server {upstream} unreachable: {exc!r}")
         answer = web.Response(status=status, reason=reason, headers=_forwarded(answer_headers), body=answer_body)
         if (routes.shadow and status == 200 and request.method == "POST" and body
                 and request.rel_url.path.startswith(PREDICT_PATH)):
@@ -378,11 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds an upstream has to answer")
     parser.add_argument("--read-timeout", type=float, default=10.0,
                         help="seconds a caller has to send a whole request, head and body")
+    parser.add_argument("--unreachable-wait", type=float, default=10.0,
+                        help="seconds a request waits for an upstream that refuses connections (one being "
+                             "restarted) before it is answered 502")
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(Router(Path(args.routes), args.timeout, args.read_timeout).serve(args.host, args.port,
-                                                                                   args.admin_port))
+    router = Router(Path(args.routes), args.timeout, args.read_timeout, args.unreachable_wait)
+    uvloop.run(router.serve(args.host, args.port, args.admin_port))
     return 0
 
 

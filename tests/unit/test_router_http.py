@@ -40,8 +40,8 @@ UPSTREAM_TIMEOUT_S = 3.0  # the router's --timeout here (30 s by default)
 class StandIn:
     """A stand-in model server on its own event loop in a thread; remembers what reached it."""
 
-    def __init__(self, name: str):
-        self.name, self.port = name, free_port()
+    def __init__(self, name: str, port: int | None = None):
+        self.name, self.port = name, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.seen: deque = deque(maxlen=2000)  # (method, path, headers, body length) of recent requests
         self.headers_seen: Counter = Counter()  # lower-case header names, over all requests
@@ -408,7 +408,7 @@ def test_a_caller_cannot_send_platform_traffic_headers_upstream(router, upstream
 def test_routes_answer_on_the_admin_port_only(router, upstreams):
     status = requests.get(router["admin"] + ADMIN_PATH, timeout=5).json()
     assert status["routes"] == {"stable": upstreams[0].url, "canary": None, "canary_weight": 0.0, "shadow": None}
-    assert set(status) == {"routes", "in_flight", "served", "shadow"} and status["served"][upstreams[0].url] > 0
+    assert set(status) == {"routes", "in_flight", "served", "shadow", "waited"} and status["served"][upstreams[0].url] > 0
     for call in (requests.get, requests.post):
         for path in (ADMIN_PATH, ADMIN_PATH + "/reload"):
             answer = call(router["url"] + path, timeout=5)
@@ -445,9 +445,11 @@ def test_reload_switches_the_upstream_and_a_request_in_flight_keeps_going(upstre
 
 def test_an_unreachable_upstream_is_502_and_a_slow_one_504(upstreams, tmp_path):
     nobody = f"http://127.0.0.1:{free_port()}"
-    router = start_router(Routes(stable=nobody), tmp_path)
+    router = start_router(Routes(stable=nobody), tmp_path, "--unreachable-wait", "1.0")
     try:
+        started = time.monotonic()
         answer = requests.post(router["url"] + PREDICT_PATH, json=message(), timeout=10)
+        assert 1.0 <= time.monotonic() - started < 5.0  # it waited for the upstream, then gave up
         assert answer.status_code == 502 and answer.json()["status"]["reason"] == "UPSTREAM_UNAVAILABLE"
         assert answer.json()["status"]["info"].startswith(f"model server {nobody} unreachable: ")
         Routes(stable=upstreams[0].url).write(router["routes"])
@@ -458,6 +460,28 @@ def test_an_unreachable_upstream_is_502_and_a_slow_one_504(upstreams, tmp_path):
             "reason": "UPSTREAM_TIMEOUT", "status": 1}
     finally:
         stop_router(router)
+
+
+def test_a_request_waits_for_an_upstream_that_comes_back_instead_of_failing(tmp_path):
+    """While a model server is being restarted (connections refused), callers wait rather than get a 502."""
+    port = free_port()
+    router = start_router(Routes(stable=f"http://127.0.0.1:{port}"), tmp_path)
+    late = None
+    try:
+        timer = threading.Timer(1.5, lambda: started.append(StandIn("late", port=port)))
+        started: list = []
+        timer.start()
+        begun = time.monotonic()
+        answer = requests.post(router["url"] + PREDICT_PATH, json=message(puid="waited-1"), timeout=15)
+        waited = time.monotonic() - begun
+        late = started[0] if started else None
+        assert answer.status_code == 200 and answer.json()["meta"]["puid"] == "waited-1"
+        assert 1.0 < waited < 10.0
+        assert requests.get(router["admin"] + ADMIN_PATH, timeout=5).json()["waited"]["unreachable"] > 0
+    finally:
+        stop_router(router)
+        if late is not None:
+            late.stop()
 
 
 def test_a_shadow_gets_a_copy_under_the_stable_answers_puid_after_the_caller(upstreams, tmp_path):
