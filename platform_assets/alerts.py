@@ -13,7 +13,7 @@ import logging
 import os
 
 WEBHOOK_ENV = "PLATFORM_ALERT_WEBHOOK_URL"
-KINDS = ("drift", "quality", "retrain_requested", "gate_failed", "deployment_failed", "run_failed")
+KINDS = ("drift", "quality", "retrain_requested", "gate_failed", "deployment_failed", "run_failed", "serving_down")
 logger = logging.getLogger("platform.alerts")
 
 

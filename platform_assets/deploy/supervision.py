@@ -68,6 +68,7 @@ class Program:
     env: dict
     cwd: Path
     log_path: Path
+    start_retries: int = START_RETRIES
 
 
 def _program(group: str, name: str) -> str:
@@ -220,7 +221,7 @@ class Supervisor:
             sections += [
                 f"[program:{_program(group, program.name)}]", f"command={' '.join(_quote(a) for a in command)}",
                 f"directory={program.cwd}", "autostart=true", "autorestart=true",
-                f"startsecs={START_SECONDS}", f"startretries={START_RETRIES}",
+                f"startsecs={START_SECONDS}", f"startretries={program.start_retries}",
                 "stopasgroup=true", "killasgroup=true", f"stopwaitsecs={STOP_WAIT_S}",
                 "redirect_stderr=true", f"stdout_logfile={program.log_path}",
                 f"stdout_logfile_maxbytes={LOG_BYTES}", "stdout_logfile_backups=1", "",
@@ -263,6 +264,14 @@ class Supervisor:
             return self._proxy(record).getProcessInfo(f"{group}:{_program(group, name)}")
         except xmlrpc.client.Fault as fault:
             raise SupervisionError(f"{group}:{name} is not supervised: {fault.faultString}") from None
+
+    def given_up(self) -> list[str]:
+        """The programs supervisord gave up on (FATAL: they died at every start), as ``group:program``."""
+        record = self.running()
+        if not record:
+            return []
+        return sorted(f"{p['group']}:{p['name']}" for p in self._proxy(record).getAllProcessInfo()
+                      if p["statename"] == "FATAL")
 
     def pid(self, group: str, name: str) -> int:
         """The pid of the program's running process (0 when it is not running)."""

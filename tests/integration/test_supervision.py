@@ -245,3 +245,35 @@ def test_the_watch_sensor_starts_a_dead_supervisord_again_and_otherwise_only_rep
     finally:
         supervisor.shutdown()
     assert "nothing is served" in tick().skip_message
+
+
+def test_the_watch_sensor_alerts_once_on_a_program_that_dies_at_every_start(tmp_path, caplog):
+    import logging
+
+    import dagster as dg
+
+    from platform_assets import settings
+    from platform_assets.resources import PlatformState
+    from tests.conftest import loan_definitions
+
+    (sensor,) = [s for s in loan_definitions().sensors if s.name == "loan_default__serving_supervised"]
+    state = PlatformState(root=str(tmp_path))
+    supervisor = Supervisor(settings.paths(tmp_path).of("loan_default").serving)
+    try:
+        supervisor.add("broken", [Program("model", [sys.executable, "-c", "raise SystemExit('no bundle')"],
+                                          dict(os.environ), tmp_path, tmp_path / "broken.log", start_retries=1)])
+        deadline = time.monotonic() + 30
+        while supervisor.info("broken", "model")["statename"] != "FATAL" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert supervisor.given_up() == ["broken:broken-model"]
+        cursor, alerts = None, []
+        with caplog.at_level(logging.WARNING, logger="platform.alerts"), dg.instance_for_test() as instance:
+            for _ in range(2):
+                result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                                      resources={"state": state}))
+                cursor = result.cursor
+                assert "gave up on broken:broken-model" in result.skip_message
+        alerts = [r.getMessage() for r in caplog.records if '"serving_down"' in r.getMessage()]
+        assert len(alerts) == 1 and "died at every start" in alerts[0]
+    finally:
+        supervisor.shutdown()

@@ -15,7 +15,9 @@ def build_serving_watch_sensor(use_case: UseCase) -> dg.SensorDefinition:
     itself when it is killed or the machine reboots. While the Dagster daemon runs, this sensor does:
     the programs the last release configured start again on their ports (what the dead supervisord
     left running is stopped first). A folder with no supervised program (nothing released, ``make
-    stop-serving``, or the Kubernetes target) has nothing to watch. It launches no run.
+    stop-serving``, or the Kubernetes target) has nothing to watch. A program supervisord gave up on
+    (it died at every start: a broken bundle or environment) is alerted (``serving_down``), once.
+    It launches no run.
     """
 
     @dg.sensor(
@@ -27,10 +29,21 @@ def build_serving_watch_sensor(use_case: UseCase) -> dg.SensorDefinition:
     def serving_supervised(context: dg.SensorEvaluationContext, state: PlatformState):
         from platform_assets.deploy.supervision import SupervisionError, Supervisor
 
+        from platform_assets.alerts import alert
+
         supervisor = Supervisor(state.paths.of(use_case.name).serving)
         if not supervisor.configured():
+            context.update_cursor(None)
             return dg.SkipReason("nothing is served from this machine (no supervised program)")
         if supervisor.running():
+            given_up = supervisor.given_up()
+            if given_up and ",".join(given_up) != (context.cursor or ""):  # alerted once per change
+                alert("serving_down", f"{use_case.name}: {', '.join(given_up)} died at every start and is no longer "
+                      f"restarted; read its log under {supervisor.serving_dir / 'logs'}, fix the cause and "
+                      "release again", use_case=use_case.name, programs=given_up)
+            context.update_cursor(",".join(given_up) or None)
+            if given_up:
+                return dg.SkipReason(f"supervisord gave up on {', '.join(given_up)} (it died at every start)")
             return dg.SkipReason("supervisord runs; it restarts any server of the endpoint that dies")
         try:
             supervisor.ensure()
