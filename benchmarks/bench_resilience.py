@@ -40,20 +40,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def _members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                found.append(int(entry))
-    return found
-
-
 class Callers:
     """``n`` threads sending one caller row each request on keep-alive connections, answers recorded."""
 
@@ -144,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from platform_assets import settings
     from platform_assets.declared import use_case
     from platform_assets.deploy import release
-    from platform_assets.deploy.processes import free_port
+    from platform_assets.deploy.processes import free_port, group_members
     from platform_assets.deploy.serving import _plain
     from platform_assets.deploy.supervision import Supervisor
     from platform_assets.train.network import load_bundle
@@ -205,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     if restarted and time.monotonic() - min(a[1] for a in restarted) > 1.0:
                         break
                     time.sleep(0.1)
-            left = _members(pid)
+            left = group_members(pid)
             results.append({"case": f"kill -9 {what} (8 callers)", **callers.summary(killed),
                             "orphans_left": len(left), "restarted": supervisor.pid(g, name) not in (0, pid)})
             print(results[-1], flush=True)

@@ -70,6 +70,23 @@ def group_alive(pid: int) -> bool:
     return is_alive(pid) or _signal_reaches(os.killpg, pid)
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, from ``/proc`` (empty without it).
+
+    Unlike :func:`group_alive`, a zombie left for init to reap does not count.
+    """
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
 def terminate_process_group(pid: int, grace_s: float = 5.0) -> None:
     """SIGTERM to the process group ``pid``, SIGKILL after ``grace_s`` seconds; returns once it is gone."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):

@@ -23,27 +23,13 @@ import torch
 
 from platform_assets.declarations import use_case_to_dict
 from platform_assets.deploy import release
-from platform_assets.deploy.processes import free_port
+from platform_assets.deploy.processes import free_port, group_members
 from platform_assets.deploy.supervision import Program, Supervisor
 from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
 from tests.conftest import SERVING_PYTHON, loan
 
 NUMERIC, CATEGORICAL = ["income", "debt_to_income", "open_loans"], ["region"]
 BACK_WITHIN_S = 15.0
-
-
-def _members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
 
 
 def test_the_rest_of_a_killed_programs_group_is_reaped_and_the_program_restarted(tmp_path):
@@ -60,19 +46,19 @@ def test_the_rest_of_a_killed_programs_group_is_reaped_and_the_program_restarted
         url = f"http://127.0.0.1:{port}/"
         supervisor.wait_until_answers(url, "web", "server", log_path=tmp_path / "server.log", timeout_s=20, what="web")
         first = supervisor.pid("web", "server")
-        assert len(_members(first)) == 2
+        assert len(group_members(first)) == 2
         os.kill(first, signal.SIGKILL)
         supervisor.wait_until_answers(url, "web", "server", log_path=tmp_path / "server.log", timeout_s=20, what="web",
                                       restarts_allowed=True)
         deadline = time.monotonic() + 5
-        while _members(first) and time.monotonic() < deadline:
+        while group_members(first) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _members(first) == []  # the helper was killed with its group
+        assert group_members(first) == []  # the helper was killed with its group
         second = supervisor.pid("web", "server")
-        assert second != first and len(_members(second)) == 2
+        assert second != first and len(group_members(second)) == 2
     finally:
         supervisor.shutdown()
-    assert _members(second) == []  # (zombies aside: reparented ones wait for init to reap them)
+    assert group_members(second) == []  # (zombies aside: reparented ones wait for init to reap them)
 
 
 def test_a_supervisord_started_again_stops_what_the_dead_one_left_and_runs_its_programs_again(tmp_path):
@@ -87,10 +73,10 @@ def test_a_supervisord_started_again_stops_what_the_dead_one_left_and_runs_its_p
         first, supervisord = supervisor.pid("web", "server"), supervisor.running()["pid"]
         os.kill(supervisord, signal.SIGKILL)
         time.sleep(0.5)
-        assert supervisor.running() is None and _members(first)  # nothing supervises the server now
+        assert supervisor.running() is None and group_members(first)  # nothing supervises the server now
         supervisor.ensure()
         supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
-        assert _members(first) == [] and supervisor.pid("web", "server") != first
+        assert group_members(first) == [] and supervisor.pid("web", "server") != first
     finally:
         supervisor.shutdown()
 
@@ -186,16 +172,16 @@ def _outage_under_load(url: str, rows, kill, new_pid) -> dict:
 def test_a_killed_model_server_is_back_within_seconds_with_no_orphan(serving, rows):
     supervisor = Supervisor(serving["dir"])
     before = supervisor.pid(serving["group"], "model")
-    helpers = _members(before)
+    helpers = group_members(before)
     assert len(helpers) >= 3  # gunicorn master, its workers, Seldon's metrics helpers
     found = _outage_under_load(serving["url"], rows, lambda: os.kill(before, signal.SIGKILL),
                                lambda: supervisor.pid(serving["group"], "model") not in (0, before))
     print(f"model server killed: no answer for {found['outage_s']:.2f} s, {len(found['failed'])} failed requests")
     assert found["outage_s"] is not None and found["outage_s"] < BACK_WITHIN_S
     assert not found["wrong"]
-    assert _members(before) == []  # nothing of the killed server is left
+    assert group_members(before) == []  # nothing of the killed server is left
     after = supervisor.pid(serving["group"], "model")
-    assert after != before and len(_members(after)) >= 3
+    assert after != before and len(group_members(after)) >= 3
 
 
 @pytestmark_serving
@@ -207,7 +193,7 @@ def test_a_killed_router_is_back_within_seconds(serving, rows):
     print(f"router killed: no answer for {found['outage_s']:.2f} s, {len(found['failed'])} failed requests")
     assert found["outage_s"] is not None and found["outage_s"] < BACK_WITHIN_S
     assert not found["wrong"]
-    assert _members(before) == [] and supervisor.pid(release.ROUTER_GROUP, "router") != before
+    assert group_members(before) == [] and supervisor.pid(release.ROUTER_GROUP, "router") != before
     assert release.router_url(serving["dir"]) == serving["url"]
 
 
@@ -240,7 +226,7 @@ def test_the_watch_sensor_starts_a_dead_supervisord_again_and_otherwise_only_rep
         time.sleep(0.5)
         assert "started again" in tick().skip_message
         supervisor.wait_until_answers(url, "web", "server", log_path=log, timeout_s=20, what="web")
-        assert supervisor.pid("web", "server") != first and _members(first) == []
+        assert supervisor.pid("web", "server") != first and group_members(first) == []
         assert "supervisord runs" in tick().skip_message
     finally:
         supervisor.shutdown()
