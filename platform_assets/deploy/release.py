@@ -259,9 +259,13 @@ def warm_lookups(url: str, rows, use_case, version: str, preprocessor, callers: 
 
 
 def stop_backend(serving_dir: Path, backend: Backend) -> None:
-    """Stops a version's model server and feature server (their whole process groups)."""
+    """Stops a version's model server and feature server (their whole process groups); supervisord too when
+    nothing is left for it to run (a first release that failed)."""
+    supervisor = Supervisor(serving_dir)
     if backend.group:
-        Supervisor(serving_dir).remove(backend.group)
+        supervisor.remove(backend.group)
+    if not supervisor.configured():
+        supervisor.shutdown()
 
 
 def read_release(serving_dir: Path) -> dict:

@@ -53,8 +53,8 @@ def churn_served(tmp_path_factory):
             results = {"ingest_days": run("ingest_days", tags=day_range_tags(start.isoformat(), last)),
                        "features_to_serving": run("features_to_serving")}
             paths = settings.paths(root).of(CHURN)
-            deployment = json.loads((paths.serving / "deployment.json").read_text())
             try:
+                deployment = json.loads((paths.serving / "deployment.json").read_text())
                 with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
                     today = con.execute("SELECT * FROM validated.subscriptions WHERE _partition = ?", [last]).df()
                 traffic = send_requests(deployment["url"], today, declared.source, concurrency=4)

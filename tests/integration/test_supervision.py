@@ -107,7 +107,7 @@ def serving(tmp_path_factory, rows):
     port = free_port()
     record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port, log=print,
                              smoke_test=lambda url: release.smoke_test_against_bundle(url, tmp / "v1", rows, "1"))
-    yield {"dir": tmp / "serving", "url": record["url"], "group": record["stable"]["group"]}
+    yield {"dir": tmp / "serving", "url": record["url"], "group": record["stable"]["group"], "spec": spec}
     release.stop_serving(tmp / "serving")
 
 
@@ -263,3 +263,14 @@ def test_the_watch_sensor_alerts_once_on_a_program_that_dies_at_every_start(tmp_
         assert len(alerts) == 1 and "died at every start" in alerts[0]
     finally:
         supervisor.shutdown()
+
+
+@pytestmark_serving
+def test_a_first_release_that_fails_leaves_no_supervisord_behind(serving, tmp_path):
+    """Nothing served before and the new version failed: nothing is left running in the serving folder."""
+    supervisor = Supervisor(tmp_path / "serving")
+    with pytest.raises(release.ReleaseError, match="failed its smoke test: planted"):
+        release.release(serving["spec"], tmp_path / "serving", host="127.0.0.1", port=free_port(), log=print,
+                        smoke_test=lambda url: "planted")
+    assert supervisor.running() is None and not supervisor.configured()
+    assert not (tmp_path / "serving" / "supervisor" / "supervisord.json").exists()
