@@ -70,9 +70,9 @@ class Backend:
     @classmethod
     def of(cls, record: dict) -> "Backend":
         """The backend of a release record's entry (fields of older records ignored)."""
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in record.items() if k in known},
-                   **{k: "" for k in ("group",) if k not in record})
+        fields = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        fields.setdefault("group", "")  # a release made before supervision: nothing supervised to stop
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
