@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,17 @@ from platform_assets.train.network import BUNDLE_FILE, WEIGHTS_FILE, load_bundle
 # MICROSERVICE_BAD_DATA, would blame the caller).
 FEATURES_UNAVAILABLE = "FEATURES_UNAVAILABLE"
 INFERENCE_LOG_UNAVAILABLE = "INFERENCE_LOG_UNAVAILABLE"
+
+
+def _iso_utc(epoch_s: float) -> str:
+    """An event time as the log writes it: ISO 8601, UTC, without an offset."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def _floats(values) -> list[float]:
+    """A numeric input column as Python floats (the columns are float64 arrays; computed ones may be lists)."""
+    return values.tolist() if isinstance(values, np.ndarray) and values.dtype == np.float64 \
+        else np.asarray(values, dtype=np.float64).tolist()
 
 
 @dataclass
@@ -80,6 +90,7 @@ class PlatformModel:
         self.use_case = (use_case_from_dict(json.loads(declaration), "USE_CASE_DECLARATION") if declaration
                          else declared_use_case(os.environ.get("USE_CASE") or None))
         self.features = self.use_case.request_features_module()
+        self._ids = {column: (kind, True) for column, kind in self.use_case.id_columns().items()}
         self.rules = self.use_case.source.declared_rules()
         start = dt.date.fromisoformat(partitions_start())
         self._earliest = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp()
@@ -103,7 +114,7 @@ class PlatformModel:
 
     def id_columns(self) -> dict:
         """Id column -> (kind, required) of a caller's row: the source key, and the online entity if any."""
-        return {column: (kind, True) for column, kind in self.use_case.id_columns().items()}
+        return dict(self._ids)
 
     def predict_raw(self, request):
         """Scores a Seldon JSON request; a caller mistake is HTTP 400 naming the field and rows.
@@ -122,7 +133,7 @@ class PlatformModel:
 
         received, started = time.time(), time.perf_counter()
         try:
-            request_id = payload.request_id(request) or uuid.uuid4().hex
+            request_id = payload.request_id(request) or os.urandom(16).hex()
             scored = self.score_request(request, received)
         except payload.RequestError as exc:
             raise SeldonMicroserviceException(str(exc), status_code=400) from None
@@ -171,10 +182,10 @@ class PlatformModel:
                 raise payload.RequestError(
                     f"{exc}; or send the row's own fields with its {self.use_case.source.key}"
                 ) from None
-            scored = Scored(None, columns, "request", {c: [None] * len(rows) for c in self.id_columns()},
+            scored = Scored(None, columns, "request", {c: [None] * len(rows) for c in self._ids},
                             [received_at] * len(rows))
         columns = scored.columns
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported as a 400, not a warning
+        with payload.quiet_numpy():  # overflow is reported as a 400, not a warning
             encoded = pre.transform(columns)
             payload.check_encoded(encoded, pre.numeric, columns)
             probabilities = self._bundle.predict_encoded(encoded)
@@ -187,7 +198,7 @@ class PlatformModel:
         computed = set(getattr(self.features, "COMPUTED", ())) if self.features else set()
         own = [c for c in numeric if c not in computed]
         own += [c for c in getattr(self.features, "NEEDS", ()) if c not in own]
-        columns, ids, times = payload.row_columns(message, own, categories, received_at, self.id_columns(),
+        columns, ids, times = payload.row_columns(message, own, categories, received_at, self._ids,
                                                   self.use_case.source.event_time, self.rules, self._earliest)
         if computed:
             online = {}
@@ -218,14 +229,14 @@ class PlatformModel:
         events: dict[float, str] = {}  # the rows of a request mostly share one time
         for when in scored.times:
             if when not in events:
-                events[when] = dt.datetime.fromtimestamp(when, dt.timezone.utc).replace(tzinfo=None).isoformat()
+                events[when] = _iso_utc(when)
         rows = len(scored.times)
         same = {"request_id": request_id, "served_at": served_at.isoformat(), "model_name": self._name,
                 "model_version": self._version, "feature_source": scored.source,
                 **({"role": self._role} if self._role else {}), "latency_ms": round(latency_ms, 3)}
         each = {"row": list(range(rows)), "event_ts": [events[when] for when in scored.times],
                 **{column: list(values) for column, values in scored.ids.items()}}
-        each.update({c: np.asarray(scored.columns[c], dtype=np.float64).tolist() for c in pre.numeric})
+        each.update({c: _floats(scored.columns[c]) for c in pre.numeric})
         each.update({c: [str(v) for v in scored.columns[c]] for c in pre.categorical})
         each["probability"] = scored.probabilities.reshape(-1).tolist()
         return same, each
