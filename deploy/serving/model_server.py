@@ -31,7 +31,7 @@ import os
 import sys
 from functools import partial
 
-from seldon_worker import SeldonProtocolWorker
+from seldon_worker import STABLE_CONTROL, SeldonProtocolWorker
 
 logger = logging.getLogger("model_server")
 WORKER_CLASS = f"{SeldonProtocolWorker.__module__}.{SeldonProtocolWorker.__qualname__}"
@@ -164,6 +164,7 @@ def serve_metrics(seldon_metrics, args: argparse.Namespace) -> None:
     from seldon_core.wrapper import get_metrics_microservice
 
     app = get_metrics_microservice(seldon_metrics)
+    os.environ.pop(STABLE_CONTROL, None)  # its workers answer metrics only: never the stable port
     StandaloneApplication(app, options=rest_options(args, args.metrics_port, 1, 2)).run()
 
 

@@ -26,7 +26,14 @@ Connections cost nothing while idle and are closed after ``keepalive`` seconds o
 silence; a request has ``read_timeout_s`` for its head and body together (a body that
 did not arrive in time is answered 408, a head that did not is closed); an answer the
 client does not read within as long closes the connection. Bodies over the limit are
-refused (413) before they are read, bodies without a length (chunked) with 411.
+refused (413): before they are read when they declare a length, as they arrive when
+chunked; a request head over 64 KiB is refused with 431.
+
+While the routes send every request to this version, the router hands the worker the
+stable port's listening socket (``platform_assets/deploy/handoff.py``): callers'
+connections are then accepted here without a proxy hop, treated as the router treats
+them (``X-Platform-Traffic`` ignored, an ``X-Request-Id`` on every answer), and closed
+after their next answer once the router takes the port back.
 
 ``threads`` 1 (the default) scores each request on the event loop, one at a time per
 worker: the model is CPU-bound and the GIL serialises threads anyway (seldon-core#3332).
@@ -42,6 +49,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections import deque
@@ -61,6 +69,10 @@ FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-d
 _TRAFFIC = payload.TRAFFIC_HEADER.encode()
 _REQUEST_ID = payload.REQUEST_ID_HEADER.encode()
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
+_SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+MAX_HEAD_BYTES = 64 * 1024  # as the router: a longer request line and headers are answered 431
+# Set by the deployment: the router's control socket and this server's URL in the routes (handoff.py).
+STABLE_CONTROL, UPSTREAM_URL = "SERVING_STABLE_CONTROL", "SERVING_UPSTREAM_URL"
 
 
 def _seldon_error(message: str, status: int) -> bytes:
@@ -141,6 +153,15 @@ class SeldonProtocolWorker(Worker):
             loop.add_signal_handler(sig, stopping.set)
         servers = [await loop.create_server(lambda: _Connection(self, loop), sock=listener.sock, backlog=self.cfg.backlog)
                    for listener in self.sockets]
+        handoff = None
+        if os.environ.get(STABLE_CONTROL) and os.environ.get(UPSTREAM_URL):
+            from platform_assets.deploy.handoff import WorkerHandoff
+
+            def serve_stable(sock):
+                return loop.create_server(lambda: _Connection(self, loop, handoff), sock=sock, backlog=self.cfg.backlog)
+
+            handoff = WorkerHandoff(loop, os.environ[STABLE_CONTROL], os.environ[UPSTREAM_URL], serve_stable)
+            handoff.start()
         parent = self.ppid
         while self.alive and not stopping.is_set():
             self.notify()
@@ -152,6 +173,8 @@ class SeldonProtocolWorker(Worker):
             except asyncio.TimeoutError:
                 pass
         self.alive = False
+        if handoff is not None:
+            handoff.close()  # the router accepts the stable port's connections again
         for server in servers:
             server.close()  # no new connections; requests being scored finish
         deadline = loop.time() + self.cfg.graceful_timeout
@@ -162,8 +185,12 @@ class SeldonProtocolWorker(Worker):
             connection.close()
 
     # --- requests -------------------------------------------------------------------------
-    def answer(self, request: _Request) -> tuple[int, list[tuple[str, str]], bytes]:
-        """(status, headers, body) of one request (runs on the loop, or on a scoring thread)."""
+    def answer(self, request: _Request, stable: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers, body) of one request (runs on the loop, or on a scoring thread).
+
+        ``stable``: a caller's request on the stable port (handed over by the router): as the router
+        does, its ``X-Platform-Traffic`` is ignored and its answer carries ``X-Request-Id``.
+        """
         path, _, query = request.url.partition(b"?")
         content_type, origin, traffic, request_id = b"", False, None, None
         for name, value in request.headers:
@@ -174,19 +201,29 @@ class SeldonProtocolWorker(Worker):
             elif name == _TRAFFIC:
                 traffic = value.decode("latin-1").strip().lower()
             elif name == _REQUEST_ID:
-                request_id = value.decode("latin-1").strip()
+                request_id = value.strip()
+        if stable:
+            traffic = None
+            request_id = request_id if request_id and _SANE_REQUEST_ID.fullmatch(request_id) else None
+            request_id = request_id.decode("ascii") if request_id else os.urandom(16).hex()
+        elif request_id is not None:
+            request_id = request_id.decode("latin-1")
         token, id_token = payload.traffic.set(traffic), payload.header_request_id.set(request_id)
         try:
-            if self._fast and request.method == b"POST" and path in PREDICT_PATHS and not query and not origin:
-                if content_type == b"application/json" or content_type.endswith(b"+json"):
-                    return self._predict(b"".join(request.body))
-                refused = _not_a_payload(content_type, b"".join(request.body))
-                if refused is not None:
-                    return 400, [("Content-Type", "application/json")], _seldon_error(refused, 400)
-            return self._wsgi(request, path, query)
+            status, headers, body = self._route(request, path, query, content_type, origin)
         finally:
             payload.traffic.reset(token)
             payload.header_request_id.reset(id_token)
+        return status, [*headers, ("X-Request-Id", request_id)] if stable else headers, body
+
+    def _route(self, request: _Request, path: bytes, query: bytes, content_type: bytes, origin: bool):
+        if self._fast and request.method == b"POST" and path in PREDICT_PATHS and not query and not origin:
+            if content_type == b"application/json" or content_type.endswith(b"+json"):
+                return self._predict(b"".join(request.body))
+            refused = _not_a_payload(content_type, b"".join(request.body))
+            if refused is not None:
+                return 400, [("Content-Type", "application/json")], _seldon_error(refused, 400)
+        return self._wsgi(request, path, query)
 
     def _predict(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """Seldon's ``Predict`` route without Flask: same dispatch, same JSON, same errors."""
@@ -254,8 +291,9 @@ class SeldonProtocolWorker(Worker):
 class _Connection(asyncio.Protocol):
     """One client connection: parsing, deadlines, in-order answers."""
 
-    def __init__(self, worker: SeldonProtocolWorker, loop: asyncio.AbstractEventLoop):
+    def __init__(self, worker: SeldonProtocolWorker, loop: asyncio.AbstractEventLoop, stable=None):
         self.worker, self.loop = worker, loop
+        self.stable = stable  # the WorkerHandoff when a caller's connection on the stable port
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
         self.request: _Request | None = None  # being received
@@ -265,11 +303,14 @@ class _Connection(asyncio.Protocol):
         self.timer = None
         self.headers_done = False
         self.refusal: tuple[int, str] | None = None
+        self.head_bytes = self.body_bytes = 0
 
     # asyncio callbacks
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.worker._connections.add(self)
+        if self.stable is not None:
+            self.stable.opened()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             import socket
@@ -284,6 +325,8 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self._disarm()
         self.worker._connections.discard(self)
+        if self.stable is not None:
+            self.stable.closed()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -311,13 +354,22 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.request, self.headers_done = _Request(), False
+        self.head_bytes = self.body_bytes = 0
         self._arm(self.worker.read_timeout_s, self._request_expired)
 
     def on_url(self, url: bytes) -> None:
         self.request.url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.request.headers.append((name.lower(), value))
+        self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self.refusal = (431, f"431 Request Header Fields Too Large: a request head is at most {MAX_HEAD_BYTES} bytes")
+            raise ValueError(self.refusal[1])  # stops the parser
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -327,11 +379,7 @@ class _Connection(asyncio.Protocol):
         fields = dict(request.headers)
         length = fields.get(b"content-length")
         limit = self.worker.max_body_bytes
-        if length is None and b"chunked" in fields.get(b"transfer-encoding", b"").lower():
-            # A chunked body has no size to check before it is read whole into memory.
-            self.refusal = (411, "411 Length Required: send the body with a Content-Length "
-                                 "(chunked bodies are not accepted)")
-        elif length is not None and length.isdigit() and int(length) > limit:
+        if length is not None and length.isdigit() and int(length) > limit:
             self.refusal = (413, f"413 Request Entity Too Large: request body of {int(length)} bytes; "
                                  f"the limit is {limit}")
         if self.refusal is not None:
@@ -340,6 +388,11 @@ class _Connection(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > self.worker.max_body_bytes:  # a chunked body, counted as it arrives
+            self.refusal = (413, f"413 Request Entity Too Large: a request body is at most "
+                                 f"{self.worker.max_body_bytes} bytes")
+            raise ValueError(self.refusal[1])
         self.request.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -371,7 +424,7 @@ class _Connection(asyncio.Protocol):
     def _answer(self, request: _Request):
         self.busy = True
         try:
-            return self.worker.answer(request)
+            return self.worker.answer(request, self.stable is not None)
         except Exception as error:  # noqa: BLE001 - the app itself failed: a 500, the connection lives on
             logger.exception("request failed")
             return 500, [("Content-Type", "application/json")], _seldon_error(f"{type(error).__name__}: {error}", 500)
@@ -380,7 +433,8 @@ class _Connection(asyncio.Protocol):
                 self.busy = False
 
     def _send(self, request: _Request, status: int, headers, body: bytes) -> None:
-        keep_alive = request.keep_alive and self.worker.alive
+        # A worker told to stop serving the stable port closes its callers' connections after their answer.
+        keep_alive = request.keep_alive and self.worker.alive and not (self.stable and self.stable.draining)
         self.transport.write(_head(status, headers, len(body), keep_alive) + body)
         if not keep_alive:
             self.close()

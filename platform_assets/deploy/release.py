@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from platform_assets.deploy import feature_server as features
+from platform_assets.deploy import handoff
 from platform_assets.deploy import serving
 from platform_assets.deploy.processes import free_port, read_record, stop_recorded
 from platform_assets.deploy.router import ADMIN_PATH, Routes
@@ -140,6 +141,7 @@ def start_backend(spec: BackendSpec, serving_dir: Path, role: str = "stable") ->
             inference_log_dir=inference_log_dir,
             workers=spec.workers, feature_lookup_timeout_s=spec.feature_lookup_timeout_s, role=role,
             threads=spec.lookup_threads if spec.feature_repo else 1, lookups_in_flight=spec.lookups_in_flight,
+            stable_control=handoff.control_path(serving_dir),
         )
         programs = [Program("model", model.command, model.env, model.cwd, model_log)]
         feature = None
@@ -340,7 +342,8 @@ def ensure_router(serving_dir: Path, host: str, port: int, timeout_s: float = 30
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     command = [sys.executable, "-m", "platform_assets.deploy.router", "--routes", str(serving_dir / ROUTES_FILE),
-               "--host", host, "--port", str(port), "--admin-port", str(admin_port)]
+               "--host", host, "--port", str(port), "--admin-port", str(admin_port),
+               "--control", str(handoff.control_path(serving_dir))]
     supervisor = Supervisor(serving_dir)
     log_path = serving_dir / "logs" / "router.log"
     supervisor.add(ROUTER_GROUP, [Program("router", command, env, PROJECT_ROOT, log_path)])

@@ -52,6 +52,8 @@ from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 from yarl import URL
 
+from platform_assets.deploy.handoff import RouterHandoff
+
 ADMIN_PATH = "/-/routes"
 PREDICT_PATH = "/api/v1.0/predictions"
 # Mirrored requests waiting for the shadow beyond this are dropped (and counted): the shadow never slows callers.
@@ -63,6 +65,8 @@ IDLE_TIMEOUT_S = 30.0  # an idle client connection is closed after this
 IDLE_UPSTREAM_S = 4.0
 # How often a request waiting for an upstream that refused the connection tries again.
 UNREACHABLE_POLL_S = 0.1
+# A restarted router whose port the stable version's workers hold waits this long for them to give it back.
+HANDBACK_WAIT_S = 10.0
 
 # Not forwarded either way: they describe one connection, not the request (RFC 9110 7.6.1), or the router
 # sets them itself; X-Platform-Traffic marks the platform's own smoke tests and no caller may send it.
@@ -216,16 +220,33 @@ class Router:
         self.served: Counter = Counter()
         self.shadow: Counter = Counter()
         self.session: aiohttp.ClientSession | None = None
+        self.handoff: RouterHandoff | None = None
 
     def reload(self) -> Routes:
-        """Reads the routes file again; the next request follows it."""
+        """Reads the routes file again; the next request follows it (and, see :mod:`handoff`, the stable
+        port's socket goes to the workers of a version that takes every request, or comes back)."""
         self.routes = Routes.read(self.routes_path)
+        if self.handoff is not None:
+            self.handoff.direct(self.direct_upstream())
         return self.routes
 
+    def direct_upstream(self) -> str | None:
+        """The upstream whose workers may accept the callers' connections themselves: the stable one
+        while no canary and no shadow share its traffic."""
+        routes = self.routes
+        return routes.stable if not routes.shadow and not (routes.canary and routes.canary_weight > 0) else None
+
     def status(self) -> dict:
-        """The routes in force, requests in flight and served per upstream, and the shadow's counters."""
-        return {"routes": asdict(self.routes), "in_flight": dict(+self.in_flight), "served": dict(self.served),
-                "shadow": dict(self.shadow), "waited": dict(self.waited)}
+        """The routes in force, requests in flight per upstream (with the callers' connections its workers
+        hold, when they accept them), requests served through the router, and the shadow's counters."""
+        in_flight = Counter(self.in_flight)
+        if self.handoff is not None:
+            in_flight.update(self.handoff.connections())
+        found = {"routes": asdict(self.routes), "in_flight": dict(+in_flight), "served": dict(self.served),
+                 "shadow": dict(self.shadow), "waited": dict(self.waited)}
+        if self.handoff is not None:
+            found["handoff"] = self.handoff.status()
+        return found
 
     async def admin(self, request: web.BaseRequest) -> web.Response:
         """``GET /-/routes`` and ``POST /-/routes/reload`` (admin port only)."""
@@ -236,6 +257,10 @@ class Router:
                 self.reload()
             except (OSError, ValueError, TypeError) as exc:
                 return web.json_response({"error": f"routes not reloaded: {exc}"}, status=500)
+            # Answered once the port is where the routes say: a caller's next connection follows them.
+            if self.handoff is not None and not await self.handoff.settled(4.0):
+                return web.json_response({"error": "routes read, but the stable port's workers did not follow "
+                                                   "within 4 s", **self.status()}, status=500)
             return web.json_response(self.status())
         return web.json_response({"error": f"no admin route {request.method} {request.path}"}, status=404)
 
@@ -359,8 +384,9 @@ class Router:
             self.shadow["pending"] -= 1
             self.shadow[outcome] += 1
 
-    async def serve(self, host: str, port: int, admin_port: int) -> None:
-        """Serves predictions on ``host:port`` and the admin routes on ``127.0.0.1:admin_port``, for ever."""
+    async def serve(self, host: str, port: int, admin_port: int, control: Path | None = None) -> None:
+        """Serves predictions on ``host:port`` and the admin routes on ``127.0.0.1:admin_port``, for ever;
+        with ``control``, hands the prediction port to the stable version's workers (:mod:`handoff`)."""
         loop = asyncio.get_running_loop()
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=IDLE_UPSTREAM_S),
@@ -375,10 +401,18 @@ class Router:
         predict, admin = server(self.predict), server(self.admin)
         options = dict(loop=loop, read_timeout_s=self.read_timeout_s, keepalive_timeout=IDLE_TIMEOUT_S,
                        access_log=None, auto_decompress=False)
-        servers = [await loop.create_server(lambda: _Connection(predict, **options), host, port, backlog=1024,
-                                            reuse_address=True),
-                   await loop.create_server(lambda: _Connection(admin, **options), "127.0.0.1", admin_port,
+        servers = [await loop.create_server(lambda: _Connection(admin, **options), "127.0.0.1", admin_port,
                                             reuse_address=True)]
+        if control is None:
+            servers.append(await loop.create_server(lambda: _Connection(predict, **options), host, port,
+                                                    backlog=1024, reuse_address=True))
+        else:
+            def accept(sock):
+                return loop.create_server(lambda: _Connection(predict, **options), sock=sock, backlog=1024)
+
+            self.handoff = RouterHandoff(loop, control, accept, self.direct_upstream())
+            self.handoff.open_control()
+            await self.handoff.bind(host, port, HANDBACK_WAIT_S)
         print(f"router on {host}:{port} (admin on 127.0.0.1:{admin_port}) -> {self.routes}", flush=True)
         try:
             await asyncio.gather(*(s.serve_forever() for s in servers))
@@ -396,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds an upstream has to answer")
     parser.add_argument("--read-timeout", type=float, default=10.0,
                         help="seconds a caller has to send a whole request, head and body")
+    parser.add_argument("--control", help="a Unix socket to hand the prediction port to the stable version's "
+                        "workers over (see platform_assets/deploy/handoff.py); without it the router proxies every request")
     parser.add_argument("--unreachable-wait", type=float, default=10.0,
                         help="seconds a request waits for an upstream that refuses connections (one being "
                              "restarted) before it is answered 502")
@@ -403,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     router = Router(Path(args.routes), args.timeout, args.read_timeout, args.unreachable_wait)
-    uvloop.run(router.serve(args.host, args.port, args.admin_port))
+    uvloop.run(router.serve(args.host, args.port, args.admin_port, Path(args.control) if args.control else None))
     return 0
 
 

@@ -115,6 +115,7 @@ def model_server_launch(
     keepalive_s: int = 5, read_timeout_s: float = 10.0, feature_server_url: str | None = None,
     inference_log_dir: Path | None = None, workers: int = 2, feature_lookup_timeout_s: float = 2.0,
     declaration: dict | None = None, role: str | None = None, threads: int = 1, lookups_in_flight: int = 1,
+    stable_control: Path | None = None,
 ) -> Launch:
     """How to run ``model_server.py PlatformModel`` on ``model_dir``: command, environment, directory, URL.
 
@@ -144,6 +145,8 @@ def model_server_launch(
         lookups_in_flight: POSTs to the feature server at once per worker; the lookups that
             arrive meanwhile are coalesced into one POST (``deploy/serving/online_features.py``).
             0: every request posts on its own.
+        stable_control: The router's control socket (``platform_assets/deploy/handoff.py``): while the
+            routes send every request to this server, its workers accept the stable port's connections.
 
     Raises:
         FileNotFoundError: If the serving environment is missing (run ``make install``).
@@ -168,7 +171,9 @@ def model_server_launch(
     env["GUNICORN_THREADS"] = str(threads)
     env["FEATURE_LOOKUP_TIMEOUT_S"] = str(feature_lookup_timeout_s)
     env["FEATURE_LOOKUP_IN_FLIGHT"] = str(lookups_in_flight)
-    for name, value in (("FEATURE_SERVER_URL", feature_server_url), ("INFERENCE_LOG_DIR", inference_log_dir)):
+    url = f"http://{client_host(host)}:{http_port}"
+    for name, value in (("FEATURE_SERVER_URL", feature_server_url), ("INFERENCE_LOG_DIR", inference_log_dir),
+                        ("SERVING_STABLE_CONTROL", stable_control), ("SERVING_UPSTREAM_URL", stable_control and url)):
         if value:
             env[name] = str(value)
         else:
@@ -179,7 +184,7 @@ def model_server_launch(
                "--read-timeout", str(read_timeout_s), "--log-level", "WARNING"]
     cwd = Path(workdir) if workdir else SERVING_DIR
     cwd.mkdir(parents=True, exist_ok=True)
-    return Launch(command, env, cwd, f"http://{client_host(host)}:{http_port}", {
+    return Launch(command, env, cwd, url, {
         "host": host, "http_port": http_port, "metrics_port": metrics_port, "model_name": model_name,
         "model_version": str(model_version), "model_dir": env["MODEL_DIR"], "feature_server_url": feature_server_url,
         "inference_log_dir": str(inference_log_dir) if inference_log_dir else None})

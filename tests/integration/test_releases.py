@@ -86,9 +86,31 @@ def _message(rows, puid=None):
     return {**body, "meta": {"puid": puid}} if puid else body
 
 
+def _status(served):
+    return requests.get(_admin_url(served) + "/-/routes", timeout=5).json()
+
+
+def _assert_accepted_by(served, router: bool, workers: dict) -> None:
+    """That the router accepts the stable port's connections or not, and how many workers of each version do;
+    waited for up to 3 s: the workers take the port over as they connect."""
+    deadline = time.monotonic() + 3
+    while True:
+        handoff = _status(served)["handoff"]
+        if (handoff["router_accepts"], handoff["workers_serving"]) == (router, workers):
+            return
+        assert time.monotonic() < deadline, handoff
+        time.sleep(0.05)
+
+
 def test_callers_see_no_failure_while_a_new_version_takes_over(served, rows):
     first = _release(served, rows, "1")
     assert first["url"] == served["url"] and first["stable"]["version"] == "1"
+    # Every request goes to version 1: its two workers accept the callers' connections, with no proxy hop.
+    _assert_accepted_by(served, False, {first["stable"]["url"]: 2})
+    for _ in range(10):
+        answer = requests.post(served["url"] + "/api/v1.0/predictions", json=_message(rows.head(1)), timeout=10)
+        assert answer.status_code == 200 and answer.json()["meta"]["puid"] == answer.headers["X-Request-Id"]
+    assert _status(served)["served"] == {}  # the router forwarded none of them
     answers, stop = [], threading.Event()
 
     def caller():
@@ -121,6 +143,7 @@ def test_callers_see_no_failure_while_a_new_version_takes_over(served, rows):
     assert all(v == "2" for t, _, v in answers if t > switched + 0.1)  # after the switch only the new answers
     assert second["stable"]["version"] == "2" and [h["version"] for h in second["history"]] == ["1"]
     assert not group_alive(first["stable"]["pid"])  # the old version was drained and stopped
+    _assert_accepted_by(served, False, {second["stable"]["url"]: 2})
     assert _supervised_versions(served) == [second["stable"]["group"]]  # nothing else left running
 
 
@@ -180,6 +203,7 @@ def test_a_version_failing_its_smoke_test_never_serves_and_the_old_one_stays(ser
 def test_a_shadow_gets_every_request_logged_under_its_id_and_callers_see_only_the_stable_answer(served, rows):
     shadowed = _release(served, rows, "3", role="shadow")
     assert shadowed["shadow"]["version"] == "3" and shadowed["stable"]["version"] == "2"
+    _assert_accepted_by(served, True, {})  # the router took the port back to copy requests to the shadow
     puids = [uuid.uuid4().hex for _ in range(20)]
     seen = set()
     for puid in puids:
@@ -206,6 +230,7 @@ def test_a_shadow_gets_every_request_logged_under_its_id_and_callers_see_only_th
     assert any(abs(stable[k]["probability"] - shadow[k]["probability"]) > 1e-6 for k in stable)  # two models
     ended = release.end_role(served["serving"], "shadow", host="127.0.0.1", port=served["port"])
     assert ended["shadow"] is None and not group_alive(shadowed["shadow"]["pid"])
+    _assert_accepted_by(served, False, {ended["stable"]["url"]: 2})  # and handed it back
 
 
 def test_a_rollback_returns_the_version_that_served_before(served, rows):

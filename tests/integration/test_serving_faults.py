@@ -326,9 +326,16 @@ def test_other_http_mistakes_get_their_own_status_not_500(server):
     response = requests.post(base + PREDICT_PATH, data=too_big, headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert "limit" in _strict_json(response.text)["status"]["info"]
-    chunked = requests.post(base + PREDICT_PATH, data=iter([_body([GOOD_ROW]).encode()]),  # no length to check
+    # A chunked body is read as it arrives and counted against the same limit.
+    chunked = requests.post(base + PREDICT_PATH, data=iter([_body([GOOD_ROW]).encode()]),
                             headers={"Content-Type": "application/json"}, timeout=10)
-    assert chunked.status_code == 411, chunked.text
+    assert chunked.status_code == 200, chunked.text
+    chunks = (b"x" * (1024 * 1024) for _ in range(17))
+    too_big = requests.post(base + PREDICT_PATH, data=chunks, headers={"Content-Type": "application/json"}, timeout=30)
+    assert too_big.status_code == 413 and "at most" in _strict_json(too_big.text)["status"]["info"]
+    huge_head = requests.post(base + PREDICT_PATH, data=_body([GOOD_ROW]), timeout=10,
+                              headers={"Content-Type": "application/json", "X-Padding": "p" * (70 * 1024)})
+    assert huge_head.status_code == 431
 
 
 def _read_responses(sock: socket.socket, count: int, limit_s: float = 10.0) -> list[tuple[int, bytes]]:
