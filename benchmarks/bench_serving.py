@@ -3,9 +3,10 @@
 Run: `.venv/bin/python benchmarks/bench_serving.py [--requests 10000] [--concurrency 16] [--pairs 2]`.
 Prints a table and writes benchmarks/out/serving.json.
 
-- ``served``: the stable endpoint of a release (the router, then a Seldon Core
-  microservice with its gunicorn workers, strict request checks and the inference log),
-  as :mod:`platform_assets.deploy.release` starts it;
+- ``served``: the stable endpoint of a release, as :mod:`platform_assets.deploy.release`
+  starts it: with one version serving, the router has handed the port to the Seldon Core
+  microservice's gunicorn workers (``platform_assets/deploy/handoff.py``), which accept
+  callers' connections with strict request checks and the inference log;
 - ``backend``: the same Seldon server asked directly (what the router costs);
 - ``bare``: one Python process (``ThreadingHTTPServer``) parsing the same JSON and
   running the same bundle's ``predict_proba``, without checks or logging;

@@ -70,6 +70,30 @@ def loan():
     return use_case("loan_default")
 
 
+def release_tiny_loan_model(folder: Path, rows, seed: int = 1) -> tuple[dict, object, int]:
+    """Version 1 of a small loan-default network (fitted on ``rows``), released on a free port under
+    ``folder / "serving"`` with its smoke test; returns the release record, its spec and the port."""
+    import torch
+
+    from platform_assets.declarations import use_case_to_dict
+    from platform_assets.deploy import release
+    from platform_assets.deploy.processes import free_port
+    from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
+
+    torch.manual_seed(seed)
+    pre = Preprocessor(numeric=["income", "debt_to_income", "open_loans"], categorical=["region"]).fit(rows)
+    ModelBundle(TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
+                {"model_name": "loan-default", "model_version": "1"}).save(folder / "v1")
+    spec = release.BackendSpec(
+        python=SERVING_PYTHON, bundle=folder / "v1", use_case="loan_default", declaration=use_case_to_dict(loan()),
+        model_name="loan-default", version="1", feature_repo=None, state_root=folder,
+        inference_log_dir=folder / "inference", workers=2)
+    port = free_port()
+    record = release.release(spec, folder / "serving", host="127.0.0.1", port=port, log=print,
+                             smoke_test=lambda url: release.smoke_test_against_bundle(url, folder / "v1", rows, "1"))
+    return record, spec, port
+
+
 def loan_keys():
     """The asset keys of the loan-default use case."""
     from platform_assets.keys import for_use_case

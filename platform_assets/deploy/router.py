@@ -19,6 +19,11 @@ server being restarted by its supervisor) waits for it, trying again every 0.1 s
 ``--unreachable-wait`` (10 s), then gets a 502 naming it; one slower than ``--timeout``
 a 504.
 
+With ``--control`` (as releases start it), the router hands the prediction port's
+listening socket to the stable version's workers while no canary and no shadow share
+the traffic, and takes it back otherwise (:mod:`platform_assets.deploy.handoff`): the
+requests of that steady state cost no proxy hop.
+
 HTTP both ways is aiohttp's (its parser, keep-alive, pipelining, chunked bodies,
 client connection pool), not hand-written: a router that parses and forwards HTTP
 itself got ``Expect: 100-continue`` wrong and handed answers to the wrong callers.

@@ -21,15 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import torch
 
-from platform_assets.declarations import use_case_to_dict
 from platform_assets.deploy import release
-from platform_assets.deploy.processes import free_port, group_members, read_record
+from platform_assets.deploy.processes import group_members, read_record
 from platform_assets.deploy.supervision import Supervisor
-from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
-from tests.conftest import SERVING_PYTHON, loan
-from tests.unit.test_router_http import closed_within, post_head, read_answer
+from tests.conftest import SERVING_PYTHON, release_tiny_loan_model
+from tests.unit.test_router_http import closed_within, cross_talk, post_head, read_answer
 
 pytestmark = pytest.mark.skipif(not SERVING_PYTHON.exists(),
                                 reason=f"serving environment missing at {SERVING_PYTHON}: run `make install`")
@@ -44,17 +41,7 @@ def stable(tmp_path_factory):
     rng = np.random.default_rng(3)
     rows = pd.DataFrame({"income": rng.lognormal(10.9, 0.4, 20), "debt_to_income": rng.uniform(0, 1, 20),
                          "open_loans": rng.integers(0, 6, 20), "region": rng.choice(["north", "south", "east"], 20)})
-    torch.manual_seed(1)
-    pre = Preprocessor(numeric=NUMERIC, categorical=CATEGORICAL).fit(rows)
-    ModelBundle(TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
-                {"model_name": "loan-default", "model_version": "1"}).save(tmp / "v1")
-    spec = release.BackendSpec(
-        python=SERVING_PYTHON, bundle=tmp / "v1", use_case="loan_default", declaration=use_case_to_dict(loan()),
-        model_name="loan-default", version="1", feature_repo=None, state_root=tmp,
-        inference_log_dir=tmp / "inference", workers=2)
-    port = free_port()
-    record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port, log=print,
-                             smoke_test=lambda url: release.smoke_test_against_bundle(url, tmp / "v1", rows, "1"))
+    record, _, port = release_tiny_loan_model(tmp, rows, seed=1)
     admin = read_record(tmp / "serving" / release.ROUTER_RECORD)["admin_url"]
     found = {"dir": tmp / "serving", "url": record["url"], "port": port, "admin": admin, "tmp": tmp,
              "backend": record["stable"]["url"]}
@@ -154,36 +141,9 @@ def test_request_ids_and_platform_traffic_headers_as_the_router_treats_them(stab
 
 def test_no_caller_ever_receives_another_callers_answer(stable):
     """16 keep-alive callers, 10,000 requests, a tenth with Expect: 100-continue or a chunked body."""
-    callers, total = 16, 10_000
-    outcomes: Counter = Counter()
-    wrong: list = []
-
-    async def caller(index: int) -> None:
-        async with aiohttp.ClientSession(stable["url"], connector=aiohttp.TCPConnector(limit=1)) as session:
-            for n in range(index, total, callers):
-                puid, request_id = uuid.uuid4().hex, f"req-{n}"
-                kind = ("expect", "chunked")[n // 10 % 2] if n % 10 == 0 else "plain"
-                options = {"expect100": True} if kind == "expect" else {"chunked": True} if kind == "chunked" else {}
-                try:
-                    async with session.post(PREDICT, data=json.dumps(message(puid)).encode(), headers={
-                            "Content-Type": "application/json", "X-Request-Id": request_id}, **options) as answer:
-                        got = await answer.json()
-                        if answer.status != 200 or got["meta"]["puid"] != puid or \
-                                answer.headers["X-Request-Id"] != request_id:
-                            wrong.append((kind, puid, answer.status, got))
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    outcomes["error"] += 1
-                    wrong.append((kind, puid, repr(exc)))
-                outcomes[kind] += 1
-
-    async def all_callers() -> None:
-        await asyncio.gather(*(caller(i) for i in range(callers)))
-
-    started = time.monotonic()
-    asyncio.run(all_callers())
-    print(f"{total} requests in {time.monotonic() - started:.1f} s: {dict(outcomes)}")
+    outcomes, wrong = cross_talk(stable["url"], message)
     assert not wrong, wrong[:5]
-    assert outcomes["error"] == 0 and sum(outcomes.values()) == total
+    assert outcomes["error"] == 0 and sum(outcomes.values()) == 10_000
     assert _status(stable)["served"] == {}  # every one went to the workers straight
 
 

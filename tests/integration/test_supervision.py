@@ -19,14 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import torch
 
-from platform_assets.declarations import use_case_to_dict
 from platform_assets.deploy import release
 from platform_assets.deploy.processes import free_port, group_members
 from platform_assets.deploy.supervision import Program, Supervisor
-from platform_assets.train.network import ModelBundle, Preprocessor, TabularNet
-from tests.conftest import SERVING_PYTHON, loan
+from tests.conftest import SERVING_PYTHON, release_tiny_loan_model
 
 NUMERIC, CATEGORICAL = ["income", "debt_to_income", "open_loans"], ["region"]
 BACK_WITHIN_S = 15.0
@@ -96,17 +93,7 @@ def rows():
 def serving(tmp_path_factory, rows):
     """Version 1 released behind the router on a free port; everything stopped after."""
     tmp = tmp_path_factory.mktemp("supervised")
-    torch.manual_seed(1)
-    pre = Preprocessor(numeric=NUMERIC, categorical=CATEGORICAL).fit(rows)
-    ModelBundle(TabularNet(pre.output_dim, (8,), 0.0), pre, {"hidden": [8], "dropout": 0.0},
-                {"model_name": "loan-default", "model_version": "1"}).save(tmp / "v1")
-    spec = release.BackendSpec(
-        python=SERVING_PYTHON, bundle=tmp / "v1", use_case="loan_default", declaration=use_case_to_dict(loan()),
-        model_name="loan-default", version="1", feature_repo=None, state_root=tmp,
-        inference_log_dir=tmp / "inference", workers=2)
-    port = free_port()
-    record = release.release(spec, tmp / "serving", host="127.0.0.1", port=port, log=print,
-                             smoke_test=lambda url: release.smoke_test_against_bundle(url, tmp / "v1", rows, "1"))
+    record, spec, _ = release_tiny_loan_model(tmp, rows, seed=1)
     yield {"dir": tmp / "serving", "url": record["url"], "group": record["stable"]["group"], "spec": spec}
     release.stop_serving(tmp / "serving")
 

@@ -506,18 +506,22 @@ def test_a_shadow_gets_a_copy_under_the_stable_answers_puid_after_the_caller(ups
 # --- cross-talk --------------------------------------------------------------------------------------------
 
 
-def test_no_caller_ever_receives_another_callers_answer(router):
-    """16 keep-alive callers, 10,000 requests, a tenth with Expect: 100-continue or a chunked body."""
-    callers, total = 16, 10_000
+def cross_talk(url: str, message_of, callers: int = 16, total: int = 10_000) -> tuple[Counter, list]:
+    """``callers`` keep-alive callers send ``total`` requests to ``url``, a tenth with Expect: 100-continue
+    or a chunked body, each with its own ``meta.puid`` (``message_of(puid)``) and X-Request-Id.
+
+    Returns:
+        Requests by kind (and errors), and every answer that was not 200 with the request's own ids.
+    """
     outcomes: Counter = Counter()
     wrong: list = []
 
     async def caller(index: int) -> None:
         connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection per caller
-        async with aiohttp.ClientSession(router["url"], connector=connector) as session:
+        async with aiohttp.ClientSession(url, connector=connector) as session:
             for n in range(index, total, callers):
                 puid, request_id = uuid.uuid4().hex, f"req-{n}"
-                body = json.dumps(message(puid)).encode()
+                body = json.dumps(message_of(puid)).encode()
                 kind = ("expect", "chunked")[n // 10 % 2] if n % 10 == 0 else "plain"
                 options = {"expect100": True} if kind == "expect" else {"chunked": True} if kind == "chunked" else {}
                 try:
@@ -537,8 +541,13 @@ def test_no_caller_ever_receives_another_callers_answer(router):
 
     started = time.monotonic()
     asyncio.run(all_callers())
-    took = time.monotonic() - started
-    print(f"{total} requests from {callers} callers in {took:.1f} s: {dict(outcomes)}")
+    print(f"{total} requests from {callers} callers in {time.monotonic() - started:.1f} s: {dict(outcomes)}")
+    return outcomes, wrong
+
+
+def test_no_caller_ever_receives_another_callers_answer(router):
+    """16 keep-alive callers, 10,000 requests, a tenth with Expect: 100-continue or a chunked body."""
+    outcomes, wrong = cross_talk(router["url"], message)
     assert not wrong, wrong[:5]
-    assert outcomes["error"] == 0 and sum(outcomes.values()) == total
-    assert outcomes["expect"] == outcomes["chunked"] == total // 20
+    assert outcomes["error"] == 0 and sum(outcomes.values()) == 10_000
+    assert outcomes["expect"] == outcomes["chunked"] == 10_000 // 20
