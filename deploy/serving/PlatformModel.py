@@ -95,6 +95,7 @@ class PlatformModel:
         start = dt.date.fromisoformat(partitions_start())
         self._earliest = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp()
         self._bundle = None
+        self._request_path = None  # Seldon's, read at the first answer
         log_dir = os.environ.get("INFERENCE_LOG_DIR")
         self._log = InferenceLog(log_dir) if log_dir else None
         self._smoke_log = InferenceLog(Path(log_dir) / "smoke") if log_dir else None
@@ -129,7 +130,6 @@ class PlatformModel:
                 (:data:`FEATURES_UNAVAILABLE`, :data:`INFERENCE_LOG_UNAVAILABLE`) that names it.
         """
         from seldon_core.flask_utils import SeldonMicroserviceException
-        from seldon_core.utils import construct_response_json
 
         received, started = time.time(), time.perf_counter()
         try:
@@ -146,15 +146,28 @@ class PlatformModel:
             latency_ms = (time.perf_counter() - started) * 1000.0
             served_at = dt.datetime.now(dt.timezone.utc)
             try:
-                same, each = self.log_fields(request_id, scored, served_at, latency_ms)
-                log.write(len(scored.times), same, each, served_at)
+                if len(scored.times) == 1:  # most requests: one record, written as it is built
+                    log.write_record(self.log_record(request_id, scored, served_at, latency_ms), served_at)
+                else:
+                    same, each = self.log_fields(request_id, scored, served_at, latency_ms)
+                    log.write(len(scored.times), same, each, served_at)
             except InferenceLogError as exc:
                 raise SeldonMicroserviceException(f"prediction not answered: {exc}", status_code=503,
                                                   reason=INFERENCE_LOG_UNAVAILABLE) from None
-        kept = {"puid": request_id}
-        return construct_response_json(
-            self, False, {"data": {}, "meta": kept}, scored.probabilities.reshape(-1, 1), kept
-        )
+        return self.response(request_id, scored.probabilities)
+
+    def response(self, request_id: str, probabilities: np.ndarray) -> dict:
+        """Seldon's answer to a JSON request, as ``seldon_core.utils.construct_response_json`` builds it for
+        this model (one probability per row, ``meta.tags``, ``meta.puid``, Seldon's ``requestPath`` when its
+        container sets one), without its general path."""
+        if self._request_path is None:
+            from seldon_core.utils import get_request_path
+
+            self._request_path = get_request_path()
+        meta = {"tags": self.tags(), "puid": request_id}
+        if self._request_path:
+            meta["requestPath"] = dict(self._request_path)
+        return {"data": {"ndarray": probabilities.reshape(-1, 1).tolist(), "names": self.class_names()}, "meta": meta}
 
     def score(self, message):
         """Probabilities for the rows of a JSON request (see :meth:`score_request`)."""
@@ -175,7 +188,7 @@ class PlatformModel:
             scored = self._row_columns(message, pre.numeric, categories, received_at)
         else:
             try:
-                columns = payload.model_columns(message, pre.numeric, categories, self.rules)
+                columns = payload.checked_model_columns(names, rows, pre.numeric, categories, self.rules)
             except payload.RequestError as exc:
                 if all(c in names for c in [*pre.numeric, *categories]):
                     raise  # a bad value: the other form would not help
@@ -240,6 +253,23 @@ class PlatformModel:
         each.update({c: [str(v) for v in scored.columns[c]] for c in pre.categorical})
         each["probability"] = scored.probabilities.reshape(-1).tolist()
         return same, each
+
+    def log_record(self, request_id: str, scored: Scored, served_at: dt.datetime, latency_ms: float) -> dict:
+        """The inference-log record of a one-row request: the fields of :meth:`log_fields`, in its order."""
+        pre = self._bundle.preprocessor
+        record = {"request_id": request_id, "served_at": served_at.isoformat(), "model_name": self._name,
+                  "model_version": self._version, "feature_source": scored.source}
+        if self._role:
+            record["role"] = self._role
+        record.update(latency_ms=round(latency_ms, 3), row=0, event_ts=_iso_utc(scored.times[0]))
+        for column, values in scored.ids.items():
+            record[column] = values[0]
+        for column in pre.numeric:
+            record[column] = float(scored.columns[column][0])
+        for column in pre.categorical:
+            record[column] = str(scored.columns[column][0])
+        record["probability"] = float(scored.probabilities.reshape(-1)[0])
+        return record
 
     def class_names(self):
         """Name of the single output column (``data.names`` in the response)."""

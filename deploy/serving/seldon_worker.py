@@ -107,11 +107,14 @@ def _not_a_payload(content_type: bytes, body: bytes) -> str | None:
     return None
 
 
+_STATUS_LINES = {status: f"HTTP/1.1 {status} {phrase}\r\n".encode() for status, phrase in _REASONS.items()}
+
+
 def _head(status: int, headers: list[tuple[str, str]], length: int, keep_alive: bool) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    lines += [f"Content-Length: {length}", "Connection: keep-alive" if keep_alive else "Connection: close", "", ""]
-    return "\r\n".join(lines).encode("latin-1")
+    parts = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()]
+    parts += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+    parts.append(b"Content-Length: %d\r\nConnection: %s\r\n\r\n" % (length, b"keep-alive" if keep_alive else b"close"))
+    return b"".join(parts)
 
 
 class _Request:
@@ -227,8 +230,8 @@ class SeldonProtocolWorker(Worker):
 
     def _predict(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """Seldon's ``Predict`` route without Flask: same dispatch, same JSON, same errors."""
-        import seldon_core.seldon_methods
         from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.seldon_methods import predict
 
         headers = [("Content-Type", "application/json")]
         try:
@@ -236,7 +239,7 @@ class SeldonProtocolWorker(Worker):
                 message = payload.decode_json(body)
             except payload.RequestError as error:
                 raise SeldonMicroserviceException(str(error), status_code=400) from None
-            response = seldon_core.seldon_methods.predict(self.user_model, message, self.seldon_metrics)
+            response = predict(self.user_model, message, self.seldon_metrics)
         except SeldonMicroserviceException as error:
             logger.error("%s", error.to_dict())
             return error.status_code, headers, json.dumps(error.to_dict()).encode()
