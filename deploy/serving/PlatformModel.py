@@ -108,6 +108,8 @@ class PlatformModel:
         """Loads the network; Seldon calls this in each worker process, after forking."""
         if self._bundle is None:
             self._bundle = load_bundle(self.model_dir)
+            pre = self._bundle.preprocessor
+            self._categories = {c: pre.categories[c] for c in pre.categorical}
 
     @property
     def _online_entity(self) -> str | None:
@@ -181,8 +183,7 @@ class PlatformModel:
             FeatureLookupError: If the online features cannot be looked up.
         """
         self.load()  # Seldon swallows AttributeError from load(): load here so such an error surfaces.
-        pre = self._bundle.preprocessor
-        categories = {c: pre.categories[c] for c in pre.categorical}
+        pre, categories = self._bundle.preprocessor, self._categories
         names, rows = payload.names_and_rows(message)
         if self.use_case.source.key in names:
             scored = self._row_columns(message, pre.numeric, categories, received_at)
@@ -199,7 +200,7 @@ class PlatformModel:
                             [received_at] * len(rows))
         columns = scored.columns
         with payload.quiet_numpy():  # overflow is reported as a 400, not a warning
-            encoded = pre.transform(columns)
+            encoded = pre.transform_one(columns) if len(scored.times) == 1 else pre.transform(columns)
             payload.check_encoded(encoded, pre.numeric, columns)
             probabilities = self._bundle.predict_encoded(encoded)
         payload.check_output(probabilities)

@@ -80,6 +80,22 @@ class Preprocessor:
             parts.append(np.column_stack([values == level for level in levels]).astype(np.float64))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def transform_one(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """:meth:`transform` of columns holding one row: the same float32 matrix (float64 arithmetic,
+        then one cast), built without stacking columns: the model server's path for one-row requests.
+
+        Raises:
+            KeyError: If a required column is missing (names the column).
+        """
+        missing = [c for c in self.input_names if c not in columns]
+        if missing:
+            raise KeyError(f"input is missing columns {missing}; the model needs {self.input_names}")
+        row = [(float(columns[c][0]) - mean) / std for c, mean, std in zip(self.numeric, self.means, self.stds)]
+        for name in self.categorical:
+            value = str(columns[name][0])
+            row += [1.0 if value == level else 0.0 for level in self.categories[name]]
+        return np.array([row], dtype=np.float64).astype(np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         """Serialisable form, stored in ``bundle.json``."""
         return {

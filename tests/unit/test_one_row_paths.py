@@ -131,3 +131,26 @@ def test_one_row_log_records_and_answers_equal_the_general_ones(tmp_path):
     [written] = (tmp_path / "log").glob("day=*/*.jsonl")
     lines = [json.loads(text) for text in written.read_text().splitlines()]
     assert lines == [merged, merged]  # write_record and write put the same line in the same file
+
+
+def test_one_rows_encoding_equals_the_preprocessors_transform():
+    import numpy as np
+
+    from platform_assets.train.network import Preprocessor
+
+    rng = np.random.default_rng(5)
+    fitted = {"income": rng.lognormal(10.9, 0.4, 200), "open_loans": rng.integers(0, 6, 200),
+              "region": rng.choice(["north", "south", "east"], 200)}
+    pre = Preprocessor(numeric=["income", "open_loans"], categorical=["region"]).fit(fitted)
+    rows = [(float(rng.lognormal(10.9, 1.0)), int(rng.integers(0, 9)), str(rng.choice(["north", "east", "west"])))
+            for _ in range(300)]
+    rows += [(1e38, 0, "north"), (1e300, 3, "south"), (-0.0, 2**40, "nowhere"), (5e-324, 1, "east")]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for income, loans, region in rows:
+            columns = {"income": np.array([float(income)]), "open_loans": np.array([float(loans)]),
+                       "region": np.array([region], dtype=object)}
+            one, general = pre.transform_one(columns), pre.transform(columns)
+            assert one.dtype == general.dtype == np.float32 and one.shape == general.shape
+            assert np.array_equal(one, general, equal_nan=True), (income, loans, region)
+    with pytest.raises(KeyError, match="open_loans"):
+        pre.transform_one({"income": [1.0], "region": ["north"]})
