@@ -252,10 +252,14 @@ def online_mismatches(store: "feast.FeatureStore", expected: dict) -> pd.DataFra
         online = store.get_online_features(features=[f"{name}:{f}" for f in features],
                                            entity_rows=entities).to_dict() if entities else {}
         for feature in features:
-            for i, (off, on) in enumerate(zip(rows[feature], online.get(feature, []))):
-                if not _same(off, on):
+            answered = list(online.get(feature, []))
+            for i, off in enumerate(rows[feature]):
+                if i >= len(answered):  # a feature (or an entity) missing from the online answer differs
                     diffs.append({"view": name, "entity": entities[i], "feature": feature,
-                                  "offline": off, "online": on})
+                                  "offline": off, "online": "missing"})
+                elif not _same(off, answered[i]):
+                    diffs.append({"view": name, "entity": entities[i], "feature": feature,
+                                  "offline": off, "online": answered[i]})
     return pd.DataFrame(diffs, columns=["view", "entity", "feature", "offline", "online"])
 
 
@@ -294,33 +298,6 @@ def point_in_time_mismatches(store: "feast.FeatureStore", training: pd.DataFrame
             bad = [not _same(w, g) for w, g in zip(want, got)]
             differs |= pd.Series(np.array(bad) & judged, index=training.index)
     return int(differs.sum())
-
-
-def leakage_findings(training: pd.DataFrame, as_of: pd.Timestamp, features_not_as_of_row: int) -> dict[str, int]:
-    """Counts the ways the training set could see the future.
-
-    Args:
-        training: The training set (features, ``event_timestamp``, ``label_ts``, ``split``).
-        as_of: When the set was built (the newest row seen).
-        features_not_as_of_row: From :func:`point_in_time_mismatches`.
-
-    Returns:
-        ``features_not_as_of_row``: rows whose features differ from the values as
-        of their own time; ``labels_after_cutoff``: labels not yet known when the
-        set was built; ``splits_out_of_order``: validation or test rows older than
-        the newest row of an earlier split.
-    """
-    newest = training.groupby("split")["event_timestamp"].max()
-    order = [s for s in SPLITS if s in newest.index]
-    out_of_order = sum(
-        int((training.loc[training["split"] == later, "event_timestamp"] < newest[earlier]).sum())
-        for earlier, later in zip(order, order[1:])
-    )
-    return {
-        "features_not_as_of_row": int(features_not_as_of_row),
-        "labels_after_cutoff": int((training[LABEL_TIME] > as_of).sum()),
-        "splits_out_of_order": out_of_order,
-    }
 
 
 def freshness_findings(

@@ -121,15 +121,19 @@ def quality(labelled: pd.DataFrame, min_rows: int) -> dict:
 
     Returns:
         ``labelled_rows``, and ``roc_auc`` / ``brier`` (``None`` under ``min_rows``
-        labelled rows or with a single class: too few to judge).
+        labelled rows or with a single class: too few to judge), with ``base_rate`` (the share
+        of positive outcomes) and ``base_rate_brier``, the Brier score of always predicting it.
     """
     from platform_assets.evaluate.metrics import score
 
     rows = len(labelled)
     if rows < min_rows or labelled["outcome"].nunique() < 2:
-        return {"labelled_rows": rows, "roc_auc": None, "brier": None}
+        return {"labelled_rows": rows, "roc_auc": None, "brier": None, "base_rate": None, "base_rate_brier": None}
     scored = score(labelled["outcome"].to_numpy(), labelled["probability"].to_numpy())
-    return {"labelled_rows": rows, "roc_auc": scored["roc_auc"], "brier": scored["brier"]}
+    base_rate = float(labelled["outcome"].mean())
+    # The Brier score of always answering the window's base rate: a model that scores worse knows nothing.
+    return {"labelled_rows": rows, "roc_auc": scored["roc_auc"], "brier": scored["brier"],
+            "base_rate": base_rate, "base_rate_brier": base_rate * (1.0 - base_rate)}
 
 
 def daily_quality(labelled: pd.DataFrame, min_rows: int) -> dict[str, dict]:

@@ -7,13 +7,13 @@ from tests.conftest import PROJECT_ROOT
 
 USE_CASE = "loan_default"
 # Every asset of the loan-default use case that carries at least one check (the two others:
-# features/int_applicant_windows, an intermediate dbt model, and monitor/labelled_predictions).
+# features/int_applicant_windows, an intermediate dbt model, and quarantine/applications, whose rows the
+# validation checks count and search).
 CHECKED = {
     f"{USE_CASE}/{key}"
     for key in (
         "raw/applications",
         "validated/applications",
-        "quarantine/applications",
         "features/stg_applications",
         "features/fct_application_features",
         "features/fct_applicant_history",
@@ -26,11 +26,12 @@ CHECKED = {
         "deploy/deployment",
         "deploy/batch_predictions",
         "monitor/inference_log",
+        "monitor/labelled_predictions",
         "monitor/drift_report",
         "monitor/outcomes",
     )
 }
-UNCHECKED = {f"{USE_CASE}/features/int_applicant_windows", f"{USE_CASE}/monitor/labelled_predictions"}
+UNCHECKED = {f"{USE_CASE}/features/int_applicant_windows", f"{USE_CASE}/quarantine/applications"}
 
 
 def test_graph_shape_groups_and_checks():
@@ -87,3 +88,18 @@ def test_loading_the_code_location_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_champion_alias_is_audited_on_a_schedule_by_its_check_alone():
+    """A hand-moved alias is only seen by a check run after the move: a running schedule runs it alone."""
+    import dagster as dg
+
+    from platform_assets.definitions import defs
+
+    for use_case in ("loan_default", "customer_churn"):
+        schedule = defs.get_schedule_def(f"{use_case}__champion_audit_every_15_minutes")
+        assert schedule.cron_schedule == "*/15 * * * *"
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+        job = defs.resolve_job_def(schedule.job_name)
+        assert [n.name for n in job.graph.node_defs] == [
+            f"{use_case}__evaluate__champion_champion_passed_the_gate"]

@@ -19,6 +19,7 @@ import pytest
 from platform_assets import definitions, settings
 from platform_assets.defs.features import checks as feature_checks
 from platform_assets.features import feast_ops
+from platform_assets.defs.judging import judge
 from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_asset, loan_check, loan_keys, loan_paths, \
     write_sample_landing
 
@@ -108,8 +109,7 @@ def test_leakage_check_fails_when_a_later_value_reaches_a_row(built, restore):
     path = restore(loan_paths(root).training_set)
     training.loc[training["application_id"] == row["application_id"], "prior_applications_90d"] += 1.0
     training.to_parquet(path, index=False)
-    result = loan_check("training_set_has_no_leakage")(state=resources["state"], warehouse=resources["warehouse"],
-                                                        feast=resources["feast"])
+    result = judge(loan_check("training_set_has_no_leakage"), state=resources["state"], feast=resources["feast"])
     assert not result.passed
     assert result.metadata["features_not_as_of_row"].value == 1
 
@@ -124,12 +124,12 @@ def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built)
     changed = latest.assign(recent_loan_amounts=[[*amounts[:-1], float(np.nextafter(amounts[-1], np.inf))]])
     store.write_to_online_store("applicant_activity", changed)
     try:
-        result = loan_check("online_matches_offline")(config=config, feast=resources["feast"])
+        result = judge(loan_check("online_matches_offline"), config=config, feast=resources["feast"])
     finally:
         store.write_to_online_store("applicant_activity", latest)
     assert not result.passed
     assert result.metadata["mismatches"].value == 1
-    assert loan_check("online_matches_offline")(config=config, feast=resources["feast"]).passed
+    assert judge(loan_check("online_matches_offline"), config=config, feast=resources["feast"]).passed
 
 
 def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
@@ -163,7 +163,8 @@ def test_freshness_check_warns_when_newer_features_are_not_online(built, restore
     apps = pd.read_parquet(path)
     newer = apps.tail(1).assign(application_id="newer", event_timestamp=apps["event_timestamp"].max() + pd.Timedelta(hours=3))
     pd.concat([apps, newer]).to_parquet(path, index=False, coerce_timestamps="us")
-    result = loan_check("features_are_fresh")(
+    result = judge(
+        loan_check("features_are_fresh"),
         config=feature_checks.FeatureFreshnessConfig(), state=resources["state"], warehouse=resources["warehouse"],
         feast=resources["feast"],
     )

@@ -8,6 +8,7 @@ import pandas as pd
 
 from platform_assets import definitions, settings
 from platform_assets.defs.monitor import checks as monitor_checks
+from platform_assets.defs.judging import NotJudged, judge
 from tests.conftest import loan, loan_asset, loan_check, loan_keys, loan_paths
 
 LOAN = loan()
@@ -96,6 +97,26 @@ def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["dagster/row_count"].value == 4 and meta["unlabelled_rows"].value == 6
     assert meta["label_delay_days_p50"].value > 2.5
+    check = loan_check("labelled_predictions_are_served_rows_with_their_outcome")
+    assert judge(check, warehouse=resources["warehouse"]).passed
+    table = f"{LOAN.monitor_schema}.labelled_predictions"
+    plants = {  # a join that fans out, an outcome dated before the decision, a label that is not 0/1
+        "duplicated_rows": f"INSERT INTO {table} SELECT * FROM {table} LIMIT 1",
+        "labelled_before_served": f"UPDATE {table} SET label_ts = event_ts - INTERVAL 1 DAY "
+                                  f"WHERE request_id = (SELECT min(request_id) FROM {table})",
+        "outcomes_not_0_or_1": f"UPDATE {table} SET is_default = 2 WHERE request_id = (SELECT min(request_id) FROM {table})",
+    }
+    path = settings.paths(tmp_path).warehouse
+    for measure, sql in plants.items():
+        backup = path.read_bytes()
+        with duckdb.connect(str(path)) as con:
+            con.execute(sql)
+        found = judge(check, warehouse=resources["warehouse"])
+        assert not found.passed and found.metadata[measure].value == 1, (measure, found.metadata)
+        path.write_bytes(backup)
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"DELETE FROM {table}")
+    assert isinstance(judge(check, warehouse=resources["warehouse"]), NotJudged)
 
 
 def _checks_on_report(metadata):
@@ -103,22 +124,33 @@ def _checks_on_report(metadata):
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=loan_keys().drift_report,
                                                                     metadata=metadata))
         context = dg.build_asset_check_context(instance=instance)
-        drift = loan_check("drift_share_under_threshold")(context, monitor_checks.DriftThresholdConfig())
-        quality = loan_check("quality_above_bound")(context, monitor_checks.QualityBoundConfig())
+        drift = judge(loan_check("drift_share_under_threshold"), context, monitor_checks.DriftThresholdConfig())
+        quality = judge(loan_check("quality_above_bound"), context, monitor_checks.QualityBoundConfig())
     return drift, quality
 
 
+# A window where a fifth of the outcomes are positive: always answering 0.2 scores a Brier of 0.16.
+BASE = {"base_rate": 0.2, "base_rate_brier": 0.16, "labelled_rows": 900}
+
+
 def test_drift_and_quality_checks_judge_the_report_figures():
-    drift, quality = _checks_on_report({"drift_share": 0.1, "roc_auc": 0.81, "auc_drop": 0.01, "brier": 0.15,
-                                        "labelled_rows": 900})
-    assert drift.passed and quality.passed
+    drift, quality = _checks_on_report({"drift_share": 0.1, "roc_auc": 0.81, "auc_drop": 0.01, "brier": 0.12, **BASE})
+    assert drift.passed and quality.passed and quality.metadata["brier_bound"].value == 0.16
     drift, quality = _checks_on_report({"drift_share": 0.4, "drifted": "income", "roc_auc": 0.70,
-                                        "auc_drop": 0.11, "brier": 0.2, "labelled_rows": 900})
+                                        "auc_drop": 0.11, "brier": 0.12, **BASE})
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert not quality.passed and quality.metadata["auc_drop"].value == 0.11
-    # Too few outcomes to judge yet: passes, and says so.
-    _, quality = _checks_on_report({"drift_share": 0.0, "roc_auc": None, "labelled_rows": 12})
-    assert quality.passed and "too few" in quality.metadata["note"].value
+    # Ranking held, but the probabilities score worse than answering the base rate (0.2 under the old 0.25 bound).
+    _, quality = _checks_on_report({"drift_share": 0.0, "roc_auc": 0.80, "auc_drop": 0.02, "brier": 0.2, **BASE})
+    assert not quality.passed and quality.metadata["brier"].value == 0.2
+
+
+def test_drift_and_quality_checks_say_not_judged_with_nothing_to_judge():
+    """Too few outcomes, or too little traffic for a drift report: not judged, never passed."""
+    drift, quality = _checks_on_report({"drift_share": None, "drifted": "not enough traffic", "current_rows": 3,
+                                        "roc_auc": None, "labelled_rows": 12})
+    assert isinstance(drift, NotJudged) and "not enough traffic" in drift.why
+    assert isinstance(quality, NotJudged) and "12 labelled rows" in quality.why
 
 
 def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_one(tmp_path):
@@ -152,8 +184,9 @@ def test_skew_check_fails_on_a_served_value_that_differs_from_the_point_in_time_
 
     def check():
         context = dg.build_asset_check_context(instance=dg.DagsterInstance.ephemeral())
-        return loan_check("served_features_match_point_in_time")(
-            context, state=resources["state"], warehouse=resources["warehouse"], feast=resources["feast"])
+        return judge(loan_check("served_features_match_point_in_time", "monitor", "inference_log"), context,
+                     config=monitor_checks.SkewSampleConfig(), state=resources["state"],
+                     warehouse=resources["warehouse"], feast=resources["feast"])
 
     assert check().passed and check().metadata["requests_compared"].value == 3
     with duckdb.connect(str(settings.paths(tmp_path).warehouse)) as con:

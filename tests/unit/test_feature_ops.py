@@ -52,3 +52,33 @@ def test_freshness_findings_measure_lag_against_the_data_not_the_clock():
     found = feast_ops.freshness_findings(newest + dt.timedelta(hours=6), newest, {"a": T0}, now=newest)
     assert found["feature_lag_hours"] == 6.0 and found["online_lag_hours"] == 24.0
     assert feast_ops.freshness_findings(newest, newest, {"a": None}, now=newest)["online_lag_hours"] is None
+
+
+def test_only_labels_known_by_the_cutoff_take_part():
+    """The training set's own rule (once re-derived by its leakage check): an outcome known after ``as_of``
+    never trains."""
+    from platform_assets.declared import use_case
+
+    loan = use_case("loan_default")
+    t = pd.Timestamp("2026-01-10")
+    labelled = pd.DataFrame({
+        "application_id": ["a", "b", "c"], "applicant_id": [1, 2, 3],
+        "application_ts": [t - pd.Timedelta(days=5), t - pd.Timedelta(days=4), t - pd.Timedelta(days=3)],
+        "age_band": ["18-25"] * 3, "is_default": [0, 1, 0],
+        "label_ts": [t - pd.Timedelta(days=1), t, t + pd.Timedelta(seconds=1)]})
+    rows = feast_ops.entity_rows(labelled, t, loan)
+    assert rows["application_id"].tolist() == ["a", "b"] and (rows["label_ts"] <= t).all()
+
+
+def test_splits_follow_time_whatever_the_row_order():
+    """No validation or test row is older than the newest row of an earlier split."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    times = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10_000, 500), unit="min")
+    df = pd.DataFrame({"event_timestamp": times})
+    split = feast_ops.split_by_time(df, (0.7, 0.85))
+    newest = df.groupby(split)["event_timestamp"].max()
+    oldest = df.groupby(split)["event_timestamp"].min()
+    assert split.value_counts().to_dict() == {"train": 350, "validation": 75, "test": 75}
+    assert oldest["validation"] >= newest["train"] and oldest["test"] >= newest["validation"]

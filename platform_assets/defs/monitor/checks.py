@@ -7,6 +7,7 @@ from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 
 from platform_assets.defs.ingest.partitions import run_partition_keys
+from platform_assets.defs.judging import NotJudged, judged_check
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.defs.monitor.assets import TRAFFIC
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
@@ -35,6 +36,14 @@ def _latest_report(context, drift_report: dg.AssetKey) -> dict:
     return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
 
+class SkewSampleConfig(dg.Config):
+    """How many served requests per day the skew checks compare, and (after a feature build) how many of the
+    newest days with features."""
+
+    requests_per_day: int = 200
+    newest_days: int = 2
+
+
 class DriftThresholdConfig(dg.Config):
     """The share of drifted model inputs above which the check warns."""
 
@@ -42,10 +51,11 @@ class DriftThresholdConfig(dg.Config):
 
 
 class QualityBoundConfig(dg.Config):
-    """How far live quality may fall below the model's offline test figures."""
+    """How far live quality may fall below the model's offline test figures, and how its Brier score
+    must compare with the window's base-rate predictor (always answering the share of positives)."""
 
     max_auc_drop: float = 0.05
-    max_brier: float = 0.25
+    max_brier_vs_base_rate: float = 1.0
 
 
 def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
@@ -117,101 +127,187 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         )
 
 
-    @dg.asset_check(
-        asset=keys.inference_log,
-        description=(
-            "Served features equal the point-in-time features training uses for the same row (no skew): "
-            "compared for every logged request whose row has since landed."
-        ),
-    )
-    def served_features_match_point_in_time(
-        context: dg.AssetCheckExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
-    ) -> dg.AssetCheckResult:
-        """Retrieves the point-in-time features of each logged request's row (once it landed) and compares each one."""
+    def served_vs_point_in_time(state: PlatformState, warehouse: Warehouse, feast: FeatureStore,
+                                where: str, params: list, days: int | None, sample: int) -> dg.AssetCheckResult | NotJudged:
+        """Compares the features logged with served requests with Feast's point-in-time retrieval for their rows.
+
+        ``where``/``params`` select the log's days; ``days``: only the newest that many days whose rows have
+        features (``None``: all selected); ``sample``: at most that many requests per day (seeded).
+        """
+        import duckdb
+
         from platform_assets.features import feast_ops
         from platform_assets.monitor.skew import feature_mismatches
         from platform_assets.warehouse import table_names
 
         key = source.key
-        where, params = partition_filter(run_partition_keys(context))
+        # Only rows the feature store already holds can be compared: a day validated but not yet built by
+        # dbt and exported (automation may run that after the day's log) counts as not yet landed.
+        exported = [str(p) for p in (state.paths.feast / "data" / f"{mart}.parquet" for mart in use_case.marts)
+                    if p.exists()]
+        if not exported:
+            return NotJudged("no features exported yet")
+        with duckdb.connect() as local:
+            newest = local.execute(f"SELECT max(event_timestamp) FROM read_parquet({exported})").fetchone()[0]
         with warehouse.connect(read_only=True) as con:
-            if source.validated_table not in table_names(con):
-                return dg.AssetCheckResult(passed=True, metadata={"compared": 0, "note": "no validated rows yet"})
+            tables = table_names(con)
+            if source.validated_table not in tables or f"{schema}.inference_log" not in tables:
+                return NotJudged("no validated rows or no ingested inference log yet")
+            landed = (f"SELECT CAST(v.{key} AS VARCHAR) FROM {source.validated_table} v "
+                      f"WHERE v.{source.event_time} <= ?")
+            by_day = con.execute(
+                f"SELECT {PARTITION_COLUMN}, count(*) FROM {schema}.inference_log WHERE {TRAFFIC} AND {key} IS NOT NULL "
+                f"AND {where} AND CAST({key} AS VARCHAR) IN ({landed}) GROUP BY 1 ORDER BY 1 DESC",
+                [*params, newest]).fetchall()
+            chosen = [day for day, _ in (by_day[:days] if days else by_day)]
+            if not chosen:
+                return NotJudged("no served request whose row's features exist yet (a day's features are built "
+                                 "after its traffic)")
             served = con.execute(
-                f"SELECT * FROM {schema}.inference_log WHERE {TRAFFIC} AND {key} IS NOT NULL AND {where}",
-                params).df()
+                f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {PARTITION_COLUMN} ORDER BY hash(request_id, "
+                f"row)) AS _n FROM {schema}.inference_log WHERE {TRAFFIC} AND {key} IS NOT NULL AND "
+                f"{PARTITION_COLUMN} IN ({', '.join('?' * len(chosen))}) AND CAST({key} AS VARCHAR) IN ({landed})) "
+                "WHERE _n <= ?", [*chosen, newest, sample]).df()
             entities = con.execute(
                 f"SELECT {', '.join(dict.fromkeys(use_case.entity_keys))}, {source.event_time} AS event_timestamp "
-                f"FROM {source.validated_table} WHERE CAST({key} AS VARCHAR) IN "
-                f"(SELECT CAST({key} AS VARCHAR) FROM {schema}.inference_log WHERE {TRAFFIC} AND {where})", params).df()
-        # Only rows the feature store already holds can be compared: a day validated but not yet built by
-        # dbt and exported (automation runs that after the log) counts as not yet landed.
-        exported = [p for p in (state.paths.feast / "data" / f"{mart}.parquet" for mart in use_case.marts)
-                    if p.exists()]
-        newest = None
-        if exported:
-            import duckdb
-
-            with duckdb.connect() as local:
-                newest = local.execute(f"SELECT max(event_timestamp) FROM read_parquet({[str(p) for p in exported]})"
-                                       ).fetchone()[0]
-        entities = entities[entities["event_timestamp"] <= newest] if newest is not None else entities.iloc[:0]
-        offline = feast_ops.historical_features(feast.store(), entities, use_case) if len(entities) else entities
+                f"FROM {source.validated_table} WHERE CAST({key} AS VARCHAR) IN (SELECT UNNEST(?::VARCHAR[]))",
+                [served[key].astype(str).tolist()]).df()
+        offline = feast_ops.historical_features(feast.store(), entities, use_case)
         served[key], offline[key] = served[key].astype(str), offline[key].astype(str)
         features = [c for c in offline.columns if c in served.columns and c not in use_case.entity_keys
                     and not c.startswith("_") and c not in ("event_timestamp",)]
         mismatches = feature_mismatches(served, offline, features, key)
-        compared = int(served[key].isin(offline[key]).sum()) if len(served) else 0
+        compared = served[served[key].isin(offline[key])]
         return dg.AssetCheckResult(
-            passed=mismatches.empty,
+            passed=mismatches.empty and len(compared) == len(served),
             metadata={
-                "requests_compared": compared,
-                "requests_not_yet_landed": int(len(served) - compared),
+                "requests_compared": len(compared),
+                "requests_by_day": dg.MetadataValue.json(
+                    {str(d): int(n) for d, n in compared.groupby(PARTITION_COLUMN).size().items()}),
+                "requests_without_offline_row": int(len(served) - len(compared)),
                 "mismatching_requests": int(mismatches["request_id"].nunique()) if len(mismatches) else 0,
                 "features": ", ".join(sorted(mismatches["feature"].unique())) if len(mismatches) else "none",
                 "examples": dg.MetadataValue.md(mismatches.head(10).to_markdown(index=False) if len(mismatches) else "none"),
             },
         )
 
+    @judged_check(
+        asset=keys.inference_log,
+        description=(
+            "Served features equal the point-in-time features training uses for the same row (no skew): "
+            "a sample of the run's days' served requests whose rows' features exist; not judged while none has."
+        ),
+    )
+    def served_features_match_point_in_time(
+        context: dg.AssetCheckExecutionContext, config: SkewSampleConfig, state: PlatformState, warehouse: Warehouse,
+        feast: FeatureStore,
+    ) -> dg.AssetCheckResult | NotJudged:
+        """The run's days of the log, as they are ingested."""
+        where, params = partition_filter(run_partition_keys(context))
+        return served_vs_point_in_time(state, warehouse, feast, where, params, None, config.requests_per_day)
 
-    @dg.asset_check(asset=keys.drift_report, description="The share of drifted model inputs is under the threshold (warns).")
+    @judged_check(
+        asset=keys.feature_store,
+        name="served_features_match_point_in_time",
+        description=(
+            "Served features equal the point-in-time features training uses for the same row (no skew): a sample "
+            "of the served requests of the newest days whose features this build made; not judged while none."
+        ),
+    )
+    def served_features_of_new_days_match_point_in_time(
+        config: SkewSampleConfig, state: PlatformState, warehouse: Warehouse, feast: FeatureStore,
+    ) -> dg.AssetCheckResult | NotJudged:
+        """The newest days with features, once they are built: a day's traffic is logged before its rows land."""
+        return served_vs_point_in_time(state, warehouse, feast, "true", [], config.newest_days,
+                                       config.requests_per_day)
+
+
+    @judged_check(
+        asset=keys.labelled_predictions,
+        blocking=True,
+        description="Each labelled prediction is one served row of the log, once, with a 0/1 outcome known "
+                    "after it was served and by the newest event seen; not judged while no outcome is known.",
+    )
+    def labelled_predictions_are_served_rows_with_their_outcome(warehouse: Warehouse) -> dg.AssetCheckResult | NotJudged:
+        """Counts, in the warehouse, labelled rows that are duplicated, not in the log's traffic, labelled before
+        they were served, or whose outcome is not 0/1: a join that fans out or leaks would show here."""
+        table, label = f"{schema}.labelled_predictions", use_case.label
+        with warehouse.connect(read_only=True) as con:
+            from platform_assets.warehouse import table_names
+
+            if table not in table_names(con):
+                return NotJudged(f"{table} does not exist yet")
+            found = con.execute(f"""
+                SELECT (SELECT count(*) FROM {table}),
+                       (SELECT count(*) FROM (SELECT request_id, row FROM {table} GROUP BY 1, 2 HAVING count(*) > 1)),
+                       (SELECT count(*) FROM {table} AS lp WHERE NOT EXISTS (
+                           SELECT 1 FROM {schema}.inference_log AS log WHERE log.{TRAFFIC}
+                           AND log.request_id = lp.request_id AND log.row = lp.row)),
+                       (SELECT count(*) FROM {table} WHERE label_ts < event_ts),
+                       (SELECT count(*) FROM {table} WHERE {label} IS NULL OR {label} NOT IN (0, 1))
+                """).fetchone()
+        rows, duplicated, not_served, before, bad = (int(v) for v in found)
+        if rows == 0:
+            return NotJudged("no served prediction has a known outcome yet")
+        return dg.AssetCheckResult(
+            passed=duplicated == 0 and not_served == 0 and before == 0 and bad == 0,
+            metadata={"labelled_rows": rows, "duplicated_rows": duplicated, "rows_not_in_the_log": not_served,
+                      "labelled_before_served": before, "outcomes_not_0_or_1": bad},
+        )
+
+    @judged_check(asset=keys.drift_report,
+                  description="The share of drifted model inputs is under the threshold (warns); not judged "
+                              "without a drift report over enough traffic.")
     def drift_share_under_threshold(
         context: dg.AssetCheckExecutionContext, config: DriftThresholdConfig
-    ) -> dg.AssetCheckResult:
+    ) -> dg.AssetCheckResult | NotJudged:
         """Warns (does not block) when too many inputs drifted: a signal to retrain."""
         report = _latest_report(context, keys.drift_report)
         share = report.get("drift_share")
+        if share is None:
+            return NotJudged(f"the drift report has no drift share ({report.get('drifted') or 'no report yet'}; "
+                             f"{report.get('current_rows', 0)} current rows)")
         return dg.AssetCheckResult(
-            passed=share is None or share <= config.max_drift_share,
+            passed=share <= config.max_drift_share,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"drift_share": share, "drifted": report.get("drifted", "none"),
                       "prediction_drifted": report.get("prediction_drifted")},
         )
 
 
-    @dg.asset_check(
+    @judged_check(
         asset=keys.drift_report,
         blocking=True,
-        description="ROC AUC on labelled traffic within max_auc_drop of the model's test AUC, Brier under its bound.",
+        description="ROC AUC on labelled traffic within max_auc_drop of the model's test AUC, and a Brier score "
+                    "no worse than the window's base-rate predictor's; not judged with too few labelled rows.",
     )
-    def quality_above_bound(context: dg.AssetCheckExecutionContext, config: QualityBoundConfig) -> dg.AssetCheckResult:
+    def quality_above_bound(
+        context: dg.AssetCheckExecutionContext, config: QualityBoundConfig
+    ) -> dg.AssetCheckResult | NotJudged:
         """Fails when the served model's quality on traffic with known outcomes fell below the bound.
 
-        With too few labelled rows to judge (``roc_auc`` is null) it passes and says so:
-        outcomes arrive days after the traffic, and a model just deployed has none yet.
+        With too few labelled rows (``roc_auc`` is null) it is not judged: outcomes arrive days
+        after the traffic, and a model just deployed has none yet.
         """
         report = _latest_report(context, keys.drift_report)
         auc, drop, brier = report.get("roc_auc"), report.get("auc_drop"), report.get("brier")
         if auc is None:
-            return dg.AssetCheckResult(passed=True, metadata={"labelled_rows": report.get("labelled_rows"),
-                                                              "note": "too few labelled rows to judge"})
-        passed = (drop is None or drop <= config.max_auc_drop) and brier <= config.max_brier
+            return NotJudged(f"{report.get('labelled_rows', 0)} labelled rows in the window, too few (or of one "
+                             "outcome only) to score")
+        if report.get("base_rate_brier") is None:
+            return NotJudged("the drift report has no base rate to bound the Brier score by (a report of an older version)")
+        brier_bound = report["base_rate_brier"] * config.max_brier_vs_base_rate
+        reference_auc = report.get("reference_roc_auc")
         return dg.AssetCheckResult(
-            passed=passed,
-            metadata={"roc_auc": auc, "reference_roc_auc": report.get("reference_roc_auc"), "auc_drop": drop,
-                      "brier": brier, "labelled_rows": report.get("labelled_rows")},
+            # Without the model's recorded test AUC there is no drop to judge: the Brier bound still is.
+            passed=(drop is None or drop <= config.max_auc_drop) and brier <= brier_bound,
+            metadata={"roc_auc": auc, "reference_roc_auc": reference_auc,
+                      "auc_drop": drop if drop is not None else "not recorded",
+                      "brier": brier, "brier_bound": brier_bound, "base_rate": report.get("base_rate"),
+                      "labelled_rows": report.get("labelled_rows")},
         )
 
-    checks = [inference_log_lines_accounted_for, served_features_match_point_in_time, drift_share_under_threshold,
-              quality_above_bound]
+    checks = [inference_log_lines_accounted_for, served_features_match_point_in_time,
+              served_features_of_new_days_match_point_in_time, labelled_predictions_are_served_rows_with_their_outcome,
+              drift_share_under_threshold, quality_above_bound]
     return [*checks, outcome_rows_accounted_for] if source.label_time else checks
