@@ -58,7 +58,7 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     from platform_assets.defs.deploy.checks import build_deployment_checks
     from platform_assets.defs.deploy.sensors import build_serving_watch_sensor
     from platform_assets.defs.evaluate.assets import build_evaluation_assets
-    from platform_assets.defs.evaluate.checks import build_evaluation_checks
+    from platform_assets.defs.evaluate.checks import build_champion_audit, build_evaluation_checks
     from platform_assets.defs.features.assets import build_feature_assets
     from platform_assets.defs.features.checks import build_feature_checks
     from platform_assets.defs.features.dbt import build_dbt_assets
@@ -86,10 +86,11 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
               *build_model_checks(use_case), *build_evaluation_checks(use_case),
               *build_deployment_checks(use_case), batch_check, *build_monitor_checks(use_case)]
     jobs, sensors, schedules = build_monitor_automation(use_case)
+    audit_job, audit_schedule = build_champion_audit(use_case)
     return dg.Definitions(
         assets=[a.map_asset_specs(automate) for a in assets],
         asset_checks=checks,
-        jobs=[*use_case_jobs(use_case), build_rollback_job(use_case), *jobs],
+        jobs=[*use_case_jobs(use_case), build_rollback_job(use_case), *jobs, audit_job],
         sensors=[build_landing_sensor(use_case), build_serving_watch_sensor(use_case), *sensors],
-        schedules=schedules,
+        schedules=[*schedules, audit_schedule],
     )

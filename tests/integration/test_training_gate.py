@@ -306,13 +306,22 @@ def test_champion_check_fails_when_the_alias_is_moved_by_hand(platform, rejected
             dg.build_asset_check_context(instance=platform["instance"]),
             mlflow_registry=platform["resources"]["mlflow_registry"])
 
-    assert check().passed
+    def audit():  # what the champion audit schedule runs: the check alone, no asset materialized
+        key = dg.AssetCheckKey(KEYS.champion, "champion_passed_the_gate")
+        result = dg.materialize([loan_asset(*KEYS.champion.path[1:]), loan_check("champion_passed_the_gate")],
+                                selection=dg.AssetSelection.checks(key), resources=platform["resources"],
+                                instance=platform["instance"], raise_on_error=False)
+        assert not result.get_asset_materialization_events()
+        (evaluation,) = result.get_asset_check_evaluations()
+        return evaluation
+
+    assert check().passed and audit().passed
     client.set_registered_model_alias(NAME, CHAMPION, rejected)
     try:
-        moved = check()
+        moved, audited = check(), audit()
     finally:
         client.set_registered_model_alias(NAME, CHAMPION, champion)
-    assert not moved.passed
+    assert not moved.passed and not audited.passed
     assert moved.metadata["champion_version"].value == rejected and moved.metadata["gate"].value == "failed"
 
 

@@ -104,3 +104,26 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         )
 
     return [eval_gate_passed, champion_passed_the_gate]
+
+
+CHAMPION_AUDIT_CRON = "*/15 * * * *"
+
+
+def build_champion_audit(use_case: UseCase) -> tuple:
+    """``<use case>__champion_audit`` (a job) and its schedule: the champion check alone, every 15 minutes.
+
+    In the run that moves the alias the ``champion`` asset has already refused anything the check would
+    fail; the alias can also be moved by hand (MLflow's UI or API), and only a check run after that sees it.
+    """
+    keys = for_use_case(use_case)
+    job = dg.define_asset_job(
+        f"{use_case.name}__champion_audit",
+        selection=dg.AssetSelection.checks(dg.AssetCheckKey(keys.champion, "champion_passed_the_gate")),
+        description="Judges the registry's champion alias now: one moved by hand to an ungated version fails.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name=f"{use_case.name}__champion_audit_every_15_minutes", job=job, cron_schedule=CHAMPION_AUDIT_CRON,
+        execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+        tags={"platform/trigger": "audit"},
+    )
+    return job, schedule
