@@ -123,3 +123,56 @@ def test_a_subset_run_on_a_fresh_warehouse_skips_tests_that_read_models_not_buil
         "loan_default/features/stg_applications"}
     with duckdb.connect(str(settings.paths(tmp_path).warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM features.stg_applications").fetchone()[0] > 0
+
+
+def _dbt_test(root, target, *args) -> dict[str, str]:
+    """``dbt test`` as a user runs it (a failing test is not an error here): test name -> status
+    (``pass``, ``fail``, ``error``), read from its run results."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "PLATFORM_DUCKDB_PATH"}
+    env["PLATFORM_HOME"] = str(root)
+    subprocess.run([str(DBT), "test", "--target-path", str(target), *args], cwd=PROJECT_ROOT / "dbt", env=env,
+                   capture_output=True, text=True)
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[2]: r["status"] for r in results}
+
+
+def test_each_kind_of_dbt_test_fails_on_its_planted_fault(validated, tmp_path):
+    """On a copy of the built marts, one fault per kind of test: each named test fails, and no other."""
+    import shutil
+
+    root, _ = validated
+    _dbt(root, "build", "--select", "path:models/loan_default")
+    copy = tmp_path / "copy"
+    shutil.copytree(settings.paths(root).warehouse.parent, settings.paths(copy).warehouse.parent)
+    selection = ("--select", "path:models/loan_default", "path:tests")
+    clean = _dbt_test(copy, tmp_path / "target", *selection)
+    assert clean and set(clean.values()) == {"pass"}, clean
+    features, history = "features.fct_application_features", "features.fct_applicant_history"
+    with duckdb.connect(str(settings.paths(copy).warehouse)) as con:
+        ids = [r[0] for r in con.execute(
+            f"SELECT application_id FROM {history} WHERE prior_applications_30d > 0 ORDER BY 1 LIMIT 3").fetchall()]
+        con.execute(f"INSERT INTO {features} SELECT * FROM {features} WHERE application_id = ?", [ids[0]])  # unique
+        con.execute(f"UPDATE {features} SET region = 'atlantis' WHERE application_id = ?", [ids[1]])  # accepted_values
+        con.execute(f"UPDATE {features} SET loan_to_avg_prior_loan_365d = -1 WHERE application_id = ?", [ids[1]])
+        con.execute(f"UPDATE {features} SET loan_to_income = NULL WHERE application_id = ?", [ids[2]])  # not_null
+        con.execute(f"UPDATE {history} SET application_id = 'orphan' WHERE application_id = ?", [ids[2]])  # relationships
+        # More prior applications in 30 days than in 90 (bounded), and not the brute-force recount (the past).
+        con.execute(f"UPDATE {history} SET prior_applications_30d = prior_applications_90d + 1 WHERE application_id = ?",
+                    [ids[0]])
+        con.execute(f"UPDATE {history} SET prior_applications_90d = prior_applications_90d + 5, "
+                    "prior_applications_365d = prior_applications_365d + 5, prior_applications_30d = "
+                    "prior_applications_30d WHERE application_id = ?", [ids[1]])
+    found = _dbt_test(copy, tmp_path / "target", *selection)
+    failed = {name for name, status in found.items() if status == "fail"}
+    expected = {
+        "unique_fct_application_features_application_id",
+        "accepted_values_fct_application_features_region__north__south__east__west__central",
+        "non_negative_fct_application_features_loan_to_avg_prior_loan_365d",
+        "not_null_fct_application_features_loan_to_income",
+        "relationships_fct_applicant_history_application_id__application_id__ref_fct_application_features_",
+        "assert_history_counts_bounded",
+        "assert_history_sees_only_the_past",
+    }
+    assert failed == expected, found

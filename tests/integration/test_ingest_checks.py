@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from platform_assets import definitions, settings
-from tests.conftest import ingest_days, loan_check, write_sample_landing
+from tests.conftest import ingest_days, loan, loan_check, write_sample_landing
 
 
 def _checks(result) -> dict:
@@ -95,3 +95,21 @@ def test_files_read_whole_fails_on_a_missing_row_and_on_a_changed_file(ingested)
     target.write_bytes(target.read_bytes() + b"appended")
     differing = _run(loan_check("landing_files_read_whole"), resources).metadata["differing_files"].value
     assert "changed since it was read" in differing[str(target)]
+
+
+def test_latest_day_fresh_warns_on_a_stale_newest_day_and_holds_on_yesterday(ingested):
+    """The newest ingested day (2026-09-03) against the clock: weeks old warns; moved to yesterday, it holds."""
+    import datetime as dt
+
+    from platform_assets.defs.ingest.checks import FreshnessConfig
+
+    root, resources, _, _ = ingested
+    check = loan_check("latest_day_fresh")
+    stale = check(config=FreshnessConfig(), warehouse=resources["warehouse"])
+    assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
+    assert stale.metadata["latest_partition"].value == "2026-09-03"
+    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    _sql(root, f"UPDATE {loan().source.raw_table} SET _partition = ? "
+               "WHERE _partition = '2026-09-03'", [yesterday])
+    fresh = check(config=FreshnessConfig(), warehouse=resources["warehouse"])
+    assert fresh.passed and fresh.metadata["latest_partition"].value == yesterday
