@@ -58,9 +58,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Dagster's recorded data version of each upstream asset against the hash of the bytes training read, "
         "and the registered weights downloaded and re-hashed against the version's tag",
         "tests/integration/test_training_gate.py::test_lineage_check_fails_on_a_missing_data_version_and_on_other_bytes"),
+    "eval_gate_passed": (
+        "the scores the evaluation recorded, judged against the gate's bounds, with the registry's aliases and "
+        "rollbacks read now (a stale evaluation, a rolled-back version or its weights fail); it writes nothing",
+        "tests/integration/test_training_gate.py::test_gate_check_fails_on_an_evaluation_the_registry_moved_past"),
     "champion_passed_the_gate": (
-        "the registry's champion alias and its version's gate tags read now, and the evaluation run in Dagster; "
-        "run every 15 minutes on its own (the champion audit schedule)",
+        "the registry's champion alias read now, and the gate check's verdict on that version as Dagster recorded "
+        "it (not MLflow tags); run every 15 minutes on its own (the champion audit schedule)",
         "tests/integration/test_training_gate.py::test_champion_check_fails_when_the_alias_is_moved_by_hand"),
     "every_row_scored_once": (
         "the day's valid rows in the warehouse against the batch predictions, row by row",
@@ -103,7 +107,6 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 # Check name (or dbt test kind) -> what is still wrong with it (issue 22).
 PENDING: dict[str, str] = {
     "served_predictions_match_offline": "item 5: repeats the smoke test; never exercises the feature lookup",
-    "eval_gate_passed": "item 11: writes MLflow tags (a check must not write state)",
 }
 
 

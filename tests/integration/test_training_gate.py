@@ -239,7 +239,8 @@ def test_noisy_challenger_is_rejected_champion_kept_and_not_deployed(platform, r
     assert "FAIL: ROC AUC" in checks["eval_gate_passed"].metadata["reasons"].value
     challenger = alias_version(client, NAME, CHALLENGER)
     assert challenger == report["challenger_version"] != champion_before
-    assert client.get_model_version(NAME, challenger).tags[GATE_TAG] == "failed"
+    assert GATE_TAG not in client.get_model_version(NAME, challenger).tags  # the check judged; it wrote nothing
+    assert evaluate_assets.gate_verdict(platform["instance"], KEYS.eval_report, challenger) == "failed"
     assert alias_version(client, NAME, CHAMPION) == champion_before
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert not materialized & {KEYS.champion, KEYS.deployment}
@@ -257,13 +258,14 @@ def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(
     champion = alias_version(client, NAME, CHAMPION)
     # Someone points the champion alias at the rejected version by hand (e.g. in the MLflow UI).
     client.set_registered_model_alias(NAME, CHAMPION, rejected)
-    if gate is None:
-        client.delete_model_version_tag(NAME, rejected, GATE_TAG)
+    if gate is not None:  # (the gate check writes no tag: a "failed" one is set by hand)
+        client.set_model_version_tag(NAME, rejected, GATE_TAG, gate)
     try:
         result = platform["run"](KEYS.deployment)
     finally:
         client.set_registered_model_alias(NAME, CHAMPION, champion)
-        client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
+        if gate is not None:
+            client.delete_model_version_tag(NAME, rejected, GATE_TAG)
     assert not result.success
     assert not result.get_asset_materialization_events()
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -273,25 +275,25 @@ def test_deployment_in_a_separate_run_refuses_a_version_whose_gate_did_not_pass(
 
 
 def test_champion_alone_refuses_a_version_whose_gate_failed_or_was_passed_by_hand(platform, rejected_challenger):
-    """Run on its own, the champion asset reads the gate's verdict on the latest evaluation, nothing else."""
+    """Run on its own, the champion asset reads the gate check's verdict on the latest evaluation, as Dagster
+    recorded it: tags set by hand in MLflow (even naming the real evaluation) change nothing."""
     client = platform["client"]
     rejected = _metadata(rejected_challenger[0], loan_node("evaluate", "eval_report"))["challenger_version"]
     champion = alias_version(client, NAME, CHAMPION)
     failed = platform["run"](KEYS.champion)
-    # Someone sets the gate tag to "passed" by hand: it names no evaluation, so it is not the gate's verdict.
-    evaluation_run = client.get_model_version(NAME, rejected).tags[evaluate_assets.GATE_EVALUATION_TAG]
+    evaluation_run = evaluate_assets.latest_evaluation(platform["instance"], KEYS.eval_report)[1]
     client.set_model_version_tag(NAME, rejected, GATE_TAG, "passed")
-    client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, "by-hand")
+    client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, evaluation_run)
     try:
         by_hand = platform["run"](KEYS.champion)
     finally:
-        client.set_model_version_tag(NAME, rejected, GATE_TAG, "failed")
-        client.set_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG, evaluation_run)
-    for result, gate in ((failed, "failed"), (by_hand, "passed")):
+        client.delete_model_version_tag(NAME, rejected, GATE_TAG)
+        client.delete_model_version_tag(NAME, rejected, evaluate_assets.GATE_EVALUATION_TAG)
+    for result in (failed, by_hand):
         assert not result.success and not result.get_asset_materialization_events()
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        assert f"refusing to make {NAME} version {rejected} champion: its gate is {gate}" in \
-            failure.event_specific_data.error.message
+        assert f"refusing to make {NAME} version {rejected} champion: its gate is failed on the latest evaluation" \
+            in failure.event_specific_data.error.message
     assert alias_version(client, NAME, CHAMPION) == champion
 
 

@@ -70,16 +70,17 @@ class DeploymentConfig(dg.Config):
     max_brier_rise: float = 0.0
 
 
-def live_promotion(use_case: UseCase, paths, warehouse, client, config: DeploymentConfig) -> tuple[str, dict]:
+def live_promotion(use_case: UseCase, paths, warehouse, client, config: DeploymentConfig,
+                   instance: dg.DagsterInstance) -> tuple[str, dict]:
     """The shadow or canary version that may become stable on its live quality, and the comparison.
 
     Raises:
         dg.Failure: When none serves, it did not pass the offline gate (or was rolled back), too
             few of its answers are labelled yet, or it is worse live than the stable version.
     """
+    from platform_assets.defs.evaluate.assets import gate_verdict
     from platform_assets.deploy import live_quality, release
     from platform_assets.monitor.outcomes import labels_query
-    from platform_assets.train.registry import GATE_TAG
     from platform_assets.warehouse import table_names
 
     current = release.read_release(paths.serving)
@@ -89,9 +90,11 @@ def live_promotion(use_case: UseCase, paths, warehouse, client, config: Deployme
                          f"{paths.serving}: release the challenger with role 'shadow' first")
     stable, challenger = str(current["stable"]["version"]), str(current[role]["version"])
     tags = client.get_model_version(use_case.model_name, challenger).tags
-    if tags.get(GATE_TAG) != "passed":
+    # The gate check's own verdict, as Dagster recorded it (the check writes no tag; tags can be edited).
+    gate = gate_verdict(instance, for_use_case(use_case).eval_report, challenger)
+    if gate != "passed":
         raise dg.Failure(f"{role} version {challenger} did not pass the offline gate "
-                         f"(gate is {tags.get(GATE_TAG) or 'missing'}): not promoted; version {stable} keeps serving")
+                         f"(gate is {gate}): not promoted; version {stable} keeps serving")
     if tags.get("rolled_back") == "true":
         raise dg.Failure(f"{role} version {challenger} was rolled back before: not promoted automatically")
     ids, key = use_case.id_columns(), use_case.source.key
@@ -208,7 +211,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
                 raise dg.Failure(f"promote_on_live_quality releases as stable, not {config.role!r}")
             from platform_assets.train.registry import CHAMPION
 
-            version, live = live_promotion(use_case, paths, warehouse, client, config)
+            version, live = live_promotion(use_case, paths, warehouse, client, config, context.instance)
             context.log.info(live["reason"])
         elif config.role == "shadow":  # answers are never returned: the challenger need not have passed the gate
             version = alias_version(client, name, CHALLENGER)

@@ -46,6 +46,28 @@ def latest_evaluation(instance: dg.DagsterInstance, eval_report: dg.AssetKey) ->
     return event.asset_materialization.metadata["evaluation"].value, event.run_id
 
 
+GATE_CHECK = "eval_gate_passed"
+
+
+def gate_verdict(instance: dg.DagsterInstance, eval_report: dg.AssetKey, version: str,
+                 evaluation_run: str | None = None, history: int = 200) -> str:
+    """The gate check's verdict on ``version``, from Dagster's own record of the check's evaluations:
+    ``passed`` or ``failed`` (the newest judgement of it on ``evaluation_run``, or on any evaluation when
+    ``None``), ``missing`` when the check never judged it. MLflow tags, which anyone can edit, are not read.
+    """
+    key = dg.AssetCheckKey(eval_report, GATE_CHECK)
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=history):
+        event = record.event.dagster_event if record.event is not None else None
+        judged = event.event_specific_data if event is not None else None
+        if not isinstance(judged, dg.AssetCheckEvaluation):
+            continue  # planned, never evaluated
+        metadata = {k: getattr(v, "value", v) for k, v in judged.metadata.items()}
+        if str(metadata.get("model_version")) == str(version) and (
+                evaluation_run is None or metadata.get("evaluation_run") == evaluation_run):
+            return "passed" if judged.passed else "failed"
+    return "missing"
+
+
 def rollback_refusals(client, use_case: UseCase, version: str, evaluation: dict | None) -> list[str]:
     """Why ``version`` may not become champion under the rollback rule (:mod:`platform_assets.evaluate.rollbacks`).
 
@@ -180,7 +202,9 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         and neither the version nor its weights were rolled back since (uncleared).
 
         In the same run the blocking gate check skips this asset when it fails; run on its own (or by
-        automation in a later run), it reads the gate's verdict from the version's tags.
+        automation in a later run), it reads the gate check's verdict on that evaluation from Dagster's
+        record of it (:func:`gate_verdict`). It records the verdict on the version it promotes (tags
+        ``gate``, ``gate_evaluation``), which deployment and rollback read: the check writes nothing.
         """
         from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
 
@@ -196,12 +220,12 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         if refusals:
             raise dg.Failure(f"refusing to make {name} version {version} champion: " + "; ".join(
                 r.removeprefix("FAIL: ") for r in refusals))
-        tags = client.get_model_version(name, version).tags
-        if tags.get(GATE_TAG) != "passed" or tags.get(GATE_EVALUATION_TAG) != evaluation_run:
-            raise dg.Failure(
-                f"refusing to make {name} version {version} champion: its gate is {tags.get(GATE_TAG) or 'missing'} "
-                f"(judged on evaluation {tags.get(GATE_EVALUATION_TAG) or 'none'}, latest is {evaluation_run})"
-            )
+        verdict = gate_verdict(context.instance, keys.eval_report, version, evaluation_run)
+        if verdict != "passed":
+            raise dg.Failure(f"refusing to make {name} version {version} champion: its gate is {verdict} on the "
+                             f"latest evaluation ({evaluation_run})")
+        client.set_model_version_tag(name, version, GATE_TAG, "passed")
+        client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
         previous = alias_version(client, name, CHAMPION)
         client.set_registered_model_alias(name, CHAMPION, version)
         context.log.info(f"{name}: champion {previous or 'none'} -> {version}")

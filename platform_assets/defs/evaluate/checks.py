@@ -5,7 +5,7 @@ stops the champion alias and the deployment in the same run."""
 import dagster as dg
 
 from platform_assets.declarations import UseCase
-from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, latest_evaluation, rollback_refusals
+from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, gate_verdict, latest_evaluation, rollback_refusals
 from platform_assets.evaluate.metrics import stale_reasons
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry
@@ -43,14 +43,14 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         blocking=True,
         description="The challenger passed the gate (quality floor, no regression, fairness bounds) on the "
                     "scores the latest evaluation recorded, and neither it nor its weights were rolled back "
-                    "(uncleared); its verdict is tagged on the model version.",
+                    "(uncleared). It writes nothing: the champion asset records the verdict on the version it promotes.",
     )
     def eval_gate_passed(
         context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
     ) -> dg.AssetCheckResult:
         """Applies the gate's bounds to the latest ``eval_report`` materialization's scores."""
         from platform_assets.evaluate.metrics import decide
-        from platform_assets.train.registry import CHALLENGER, CHAMPION, GATE_TAG, alias_version
+        from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version
 
         latest = latest_evaluation(context.instance, keys.eval_report)
         if latest is None:
@@ -68,8 +68,6 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         reasons = [*stale_reasons(evaluation, challenger_now, champion_now), *decision.reasons,
                    *rollback_refusals(client, use_case, version, evaluation)]
         passed = decision.passed and not any(r.startswith("FAIL") for r in reasons)
-        client.set_model_version_tag(name, version, GATE_TAG, "passed" if passed else "failed")
-        client.set_model_version_tag(name, version, GATE_EVALUATION_TAG, evaluation_run)
         context.log.info("\n".join(reasons))
         return dg.AssetCheckResult(
             passed=passed,
@@ -81,26 +79,26 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
     @dg.asset_check(
         asset=keys.champion,
         blocking=True,
-        description="The registry's champion alias points at a version whose gate passed on a recorded evaluation "
-                    "(an alias moved by hand, in the MLflow UI or API, fails).",
+        description="The registry's champion alias points at a version the gate check passed, as Dagster recorded "
+                    "it (an alias moved by hand, in the MLflow UI or API, fails; tags set by hand do not help).",
     )
     def champion_passed_the_gate(context: dg.AssetCheckExecutionContext, mlflow_registry: MlflowRegistry) -> dg.AssetCheckResult:
-        """Reads the alias and the version's gate tags from the registry now, and the evaluation run from Dagster."""
-        from platform_assets.train.registry import CHAMPION, GATE_TAG, alias_version
+        """Reads the alias from the registry now, and the gate check's verdict on that version from Dagster."""
+        from platform_assets.train.registry import CHAMPION, alias_version
 
         client = mlflow_registry.client()
         name = use_case.model_name
         version = alias_version(client, name, CHAMPION)
         if version is None:
             return dg.AssetCheckResult(passed=False, metadata={"reason": f"{name} has no {CHAMPION!r} alias"})
-        tags = client.get_model_version(name, version).tags
-        evaluation_run = tags.get(GATE_EVALUATION_TAG)
-        recorded = bool(evaluation_run) and context.instance.get_run_by_id(evaluation_run) is not None
-        passed = tags.get(GATE_TAG) == "passed" and recorded
+        # The evaluation the champion asset promoted it on (its tag), else any judgement of the version.
+        evaluation_run = client.get_model_version(name, version).tags.get(GATE_EVALUATION_TAG)
+        verdict = gate_verdict(context.instance, keys.eval_report, version, evaluation_run)
+        if verdict == "missing" and evaluation_run:
+            verdict = gate_verdict(context.instance, keys.eval_report, version)
         return dg.AssetCheckResult(
-            passed=passed,
-            metadata={"champion_version": version, "gate": tags.get(GATE_TAG) or "missing",
-                      "evaluation_run": evaluation_run or "none", "evaluation_run_recorded": recorded},
+            passed=verdict == "passed",
+            metadata={"champion_version": version, "gate": verdict, "evaluation_run": evaluation_run or "none"},
         )
 
     return [eval_gate_passed, champion_passed_the_gate]
