@@ -74,6 +74,8 @@ def test_a_day_without_log_files_fails_visibly(tmp_path):
     with dg.instance_for_test() as instance:
         result = _materialize(resources, "2026-10-22", instance)
     assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no inference log files for 2026-10-22 under" in failure.event_specific_data.error.message
 
 
 def test_labelled_predictions_join_only_outcomes_known_by_now(tmp_path):

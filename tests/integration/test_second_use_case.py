@@ -99,6 +99,8 @@ def test_every_stage_of_the_second_use_case_runs_on_the_generic_assets(churn_ser
     failed = {job: [e.check_name for e in r.get_asset_check_evaluations() if not e.passed]
               for job, r in results.items()}
     assert all(r.success for r in results.values()), failed
+    # No check failed or warned in any of them (a warning does not fail a run: asserted here, not hidden).
+    assert failed == {job: [] for job in results}
     keys = for_use_case(use_case(CHURN))
     materialized = {e.asset_key for r in results.values() for e in r.get_asset_materialization_events()}
     assert {keys.raw, keys.validated, keys.quarantined, keys.feature("fct_subscription_features"),
