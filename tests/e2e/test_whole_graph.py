@@ -5,7 +5,6 @@ import json
 
 import dagster as dg
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -162,16 +161,6 @@ def test_model_beats_the_auc_bound_on_the_test_split(graph_run):
     assert challenger > 0.9 and challenger > champion + 0.1
 
 
-def test_served_prediction_equals_offline_prediction(graph_run):
-    _, _, _, paths = graph_run
-    deployment = json.loads((loan_paths(paths.root).serving / "deployment.json").read_text())
-    bundle = load_bundle(deployment["bundle"])
-    test = pd.read_parquet(loan_paths(paths.root).training_set).query("split == 'test'").head(100)
-    served, meta = predict_over_http(deployment["url"], test[bundle.preprocessor.input_names].to_dict("records"))
-    np.testing.assert_allclose(served, bundle.predict_proba(test), atol=1e-5, rtol=0)
-    assert meta["tags"]["model_version"] == deployment["model_version"]
-
-
 def test_every_answered_request_is_in_the_inference_log_once(graph_run):
     _, _, reports, paths = graph_run
     answered = {rid for r in reports for app, rid in r.traffic.request_ids.items() if app in r.traffic.probabilities}
@@ -282,3 +271,33 @@ def test_a_challenger_that_fails_the_gate_leaves_the_champion_serving(graph_run)
     _, meta = predict_over_http(before["url"], test[load_bundle(before["bundle"]).preprocessor.input_names]
                                 .to_dict("records"))
     assert meta["tags"]["model_version"] == before["model_version"]
+
+
+def test_served_predictions_check_goes_through_the_lookup_and_fails_on_a_stale_online_store(graph_run):
+    """The newest day's rows sent as callers send them equal their batch scores; an online history that
+    differs from what training sees (planted: every applicant's loans doubled online) turns the check red."""
+    from platform_assets.defs.deploy.checks import ServedCheckConfig
+    from platform_assets.defs.judging import judge
+    from tests.conftest import loan_check
+
+    instance, _, _, paths = graph_run
+    resources = definitions.embedded_resources(paths.root)
+
+    def check():
+        return judge(loan_check("served_predictions_match_offline"), dg.build_asset_check_context(instance=instance),
+                     config=ServedCheckConfig(), state=resources["state"], warehouse=resources["warehouse"],
+                     feast=resources["feast"])
+
+    clean = check()
+    assert clean.passed and clean.metadata["rows"].value == 50, clean.metadata
+    store = resources["feast"].store()
+    activity = pd.read_parquet(paths.feast / "data" / "fct_applicant_activity.parquet")
+    newest = activity.sort_values("event_timestamp").groupby("applicant_id").tail(1)
+    doubled = newest.assign(recent_loan_amounts=[[2 * a for a in amounts] for amounts in newest["recent_loan_amounts"]])
+    store.write_to_online_store("applicant_activity", doubled)
+    try:
+        stale = check()
+    finally:
+        store.write_to_online_store("applicant_activity", newest)
+    assert not stale.passed and stale.metadata["max_abs_difference"].value > 1e-3, stale.metadata
+    assert check().passed

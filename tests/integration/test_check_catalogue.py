@@ -69,6 +69,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "every_row_scored_once": (
         "the day's valid rows in the warehouse against the batch predictions, row by row",
         "tests/unit/test_batch_scoring.py::test_a_planted_gap_fails_the_check"),
+    "served_predictions_match_offline": (
+        "the newest day's rows sent with ids only (the server looks its features up online) against the batch "
+        "scores of the same rows from Feast's point-in-time join of the dbt marts",
+        "tests/e2e/test_whole_graph.py::"
+        "test_served_predictions_check_goes_through_the_lookup_and_fails_on_a_stale_online_store"),
     "served_features_match_sdk": (
         "the feature server's HTTP answer against the Feast SDK's online read for the same entities",
         "tests/unit/test_serving.py::test_served_features_that_differ_from_the_sdk_are_counted"),
@@ -106,7 +111,6 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 
 # Check name (or dbt test kind) -> what is still wrong with it (issue 22).
 PENDING: dict[str, str] = {
-    "served_predictions_match_offline": "item 5: repeats the smoke test; never exercises the feature lookup",
 }
 
 
