@@ -187,3 +187,26 @@ def loan_asset(*path: str):
     found = [a for a in loan_definitions().assets if key in a.keys]
     assert len(found) == 1, f"no assets definition of {key.to_user_string()}"
     return found[0]
+
+
+def check_states(instance, check_keys) -> dict[str, str]:
+    """The latest state of each asset check, as the UI shows it: ``passed``, ``failed``, ``warned``,
+    ``not judged`` (planned in a run that finished without a result: the check said why in the log), or
+    ``never run``."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    states = {}
+    for key in check_keys:
+        record = latest.get(key)
+        if record is None:
+            state = "never run"
+        elif record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            state = "not judged"
+        else:
+            judged = record.event.dagster_event.event_specific_data
+            state = "passed" if judged.passed else (
+                "warned" if judged.severity == dg.AssetCheckSeverity.WARN else "failed")
+        states[key.to_user_string()] = state
+    return states

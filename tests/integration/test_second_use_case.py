@@ -94,6 +94,17 @@ def churn_served(tmp_path_factory):
                    "promoted": promoted, "refused": refused}
 
 
+def test_the_state_of_every_check_after_the_graph_is_exactly_the_expected_one(churn_served):
+    """What the UI shows for each of the use case's checks once the whole graph ran: a state per check."""
+    from tests.conftest import check_states
+
+    keys = [k for k in definitions.defs.resolve_asset_graph().asset_check_keys if k.asset_key.path[0] == CHURN]
+    states = check_states(churn_served["instance"], keys)
+    # Its 28 checks (dbt tests included) all judged, all held: the skew check on the feature store too, on
+    # the second build, which came after the day's traffic.
+    assert len(states) == 28 and states == dict.fromkeys(states, "passed"), states
+
+
 def test_every_stage_of_the_second_use_case_runs_on_the_generic_assets(churn_served):
     results = churn_served["results"]
     failed = {job: [e.check_name for e in r.get_asset_check_evaluations() if not e.passed]
