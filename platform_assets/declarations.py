@@ -70,6 +70,23 @@ class FieldRule:
         found = {name: getattr(self, name) for name in ("ge", "gt", "le", "lt") if getattr(self, name) is not None}
         return {**found, "isin": list(self.isin)} if self.isin is not None else found
 
+    @cached_property
+    def _bounds(self) -> tuple:
+        """``(sign, comparison, bound)`` of each bound that is set."""
+        return tuple((sign, keeps, getattr(self, name)) for name, sign, keeps in (
+            ("ge", ">=", operator.ge), ("gt", ">", operator.gt), ("le", "<=", operator.le), ("lt", "<", operator.lt))
+            if getattr(self, name) is not None)
+
+    def keeps(self, value: Any) -> bool:
+        """Whether ``value`` keeps every rule: :meth:`broken` is ``None``, without building its message (the
+        model server asks it of every value of every request)."""
+        if self.isin is not None and value not in self.isin:
+            return False
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.whole and not (number and (isinstance(value, int) or value.is_integer())):
+            return False
+        return all(number and keep(value, bound) for _, keep, bound in self._bounds)
+
     def broken(self, column: str, value: Any) -> str | None:
         """The rule ``value`` breaks, as people read it (``income > 0``); ``None`` when it keeps every one."""
         if self.isin is not None and value not in self.isin:
@@ -78,10 +95,8 @@ class FieldRule:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.whole and not (number and (isinstance(value, int) or value.is_integer())):
             return f"{column} is a whole number"
-        for name, sign, keeps in (("ge", ">=", operator.ge), ("gt", ">", operator.gt),
-                                  ("le", "<=", operator.le), ("lt", "<", operator.lt)):
-            bound = getattr(self, name)
-            if bound is not None and not (number and keeps(value, bound)):
+        for sign, keeps, bound in self._bounds:
+            if not (number and keeps(value, bound)):
                 return f"{column} {sign} {_number(bound)}"
         return None
 

@@ -60,32 +60,13 @@ def _encoded_column(values: list) -> list[str]:
     return list(map(_encode, values))
 
 
-def _encode_one(same: dict, each: dict) -> str:
-    """The one line of a one-row request (the common case), in one orjson call: the same record as
-    ``_encode`` writes; ``_encode`` itself where orjson cannot (integers beyond 64 bits, lone surrogates).
+def encode_record(record: dict) -> bytes:
+    """One record's line (UTF-8, no newline): the same record as ``_encode`` writes, in one orjson call;
+    ``_encode`` itself where orjson cannot (integers beyond 64 bits, lone surrogates).
 
     Raises:
         ValueError: For a NaN or infinite float (orjson would write ``null``).
     """
-    record = {**same}
-    for key, values in each.items():
-        if len(values) != 1:
-            raise ValueError(f"field {key!r} has {len(values)} values for 1 rows")
-        record[key] = values[0]
-    return encode_record(record)
-
-
-def encode_record(record: dict) -> str:
-    """One record's line: the same text as ``_encode`` writes, in one orjson call where orjson can.
-
-    Raises:
-        ValueError: For a NaN or infinite float (orjson would write ``null``).
-    """
-    return _record_bytes(record).decode()
-
-
-def _record_bytes(record: dict) -> bytes:
-    """:func:`encode_record`, as UTF-8 bytes."""
     for value in record.values():
         if value.__class__ is float and not math.isfinite(value):
             raise ValueError("Out of range float values are not JSON compliant")
@@ -103,8 +84,11 @@ def encode_rows(rows: int, same: dict, each: dict) -> list[str]:
     Raises:
         ValueError: For a NaN or infinite float, or a column not ``rows`` long.
     """
-    if rows == 1:
-        return [_encode_one(same, each)]
+    if rows == 1:  # the common request: one orjson call
+        wrong = [key for key, values in each.items() if len(values) != 1]
+        if wrong:
+            raise ValueError(f"field {wrong[0]!r} has {len(each[wrong[0]])} values for 1 rows")
+        return [encode_record({**same, **{key: values[0] for key, values in each.items()}}).decode()]
     pieces = [(_encode(str(k)) + ":" + _encode(v)).replace("%", "%%") for k, v in same.items()]
     columns = []
     for key, values in each.items():
@@ -187,13 +171,10 @@ class InferenceLog:
         except (TypeError, ValueError) as exc:
             raise InferenceLogError(f"could not encode the inference log records: {exc}") from exc
         events = each.get("event_ts") or [same["event_ts"]] * rows
-        if rows == 1:
-            days = [file_day(events[0], served_at)]
-        else:
-            day_of = {event: file_day(event, served_at) for event in set(map(str, events))}
-            days = [day_of[str(event)] for event in events]
+        day_of = {event: file_day(event, served_at) for event in set(map(str, events))}
+        days = [day_of[str(event)] for event in events]
         by_path: dict[Path, list[str]] = {}
-        if rows == 1 or len(set(days)) == 1:
+        if len(set(days)) == 1:
             by_path[self.path_for(days[0], served_at)] = lines
         else:
             for day, line in zip(days, lines):
@@ -208,7 +189,7 @@ class InferenceLog:
             InferenceLogError: If it could not be encoded (a NaN) or written.
         """
         try:
-            line = _record_bytes(record) + b"\n"
+            line = encode_record(record) + b"\n"
         except (TypeError, ValueError) as exc:
             raise InferenceLogError(f"could not encode the inference log records: {exc}") from exc
         self._append({self.path_for(file_day(record["event_ts"], served_at), served_at): line})

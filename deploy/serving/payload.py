@@ -21,11 +21,10 @@ import datetime as dt
 import difflib
 import json
 import math
-import operator
 import reprlib
 from collections import Counter
 from contextvars import ContextVar
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import orjson
@@ -136,6 +135,11 @@ def text_problem(text: str, column: str) -> str | None:
     return None
 
 
+def sane_request_id(text: str) -> bool:
+    """Whether an ``X-Request-Id`` is a token to keep: 1 to 128 printable ASCII characters, no space."""
+    return 0 < len(text) <= 128 and text.isascii() and text.isprintable() and " " not in text
+
+
 def request_id(message: Any) -> str | None:
     """The caller's request id, ``meta.puid``, checked as an id; else the request's ``X-Request-Id``
     (:data:`header_request_id`) if it is a sane token; ``None`` when neither was sent.
@@ -149,8 +153,7 @@ def request_id(message: Any) -> str | None:
     puid = (meta or {}).get("puid")
     if not isinstance(puid, str) or not puid.strip():
         header = header_request_id.get()
-        return header if header and len(header) <= 128 and header.isascii() and header.isprintable() \
-            and " " not in header else None
+        return header if header is not None and sane_request_id(header) else None
     problem = text_problem(puid, "meta.puid")
     if problem:
         raise RequestError(f"'meta.puid': {_show(puid)} violates {problem}")
@@ -215,35 +218,6 @@ def _rule_errors(rules, column: str, values: Sequence, skip: set, errors: list[s
             errors.append(f"row {r}, column {column!r}: {_show(value)} violates {broken}")
 
 
-_KEEPERS: dict[int, tuple[Any, Callable[[Any], bool]]] = {}  # id(rule) -> (rule, its check)
-
-
-def _keeper(rule) -> Callable[[Any], bool]:
-    """Whether a value keeps every bound of a declared field rule: the same verdict as ``rule.broken``
-    being ``None``, without building its message (asked once per value of every request)."""
-    found = _KEEPERS.get(id(rule))
-    if found is None or found[0] is not rule:
-        found = _KEEPERS[id(rule)] = (rule, _compiled(rule))
-    return found[1]
-
-
-def _compiled(rule) -> Callable[[Any], bool]:
-    bounds = [(keeps, getattr(rule, name)) for name, keeps in (("ge", operator.ge), ("gt", operator.gt),
-                                                              ("le", operator.le), ("lt", operator.lt))
-              if getattr(rule, name) is not None]
-    isin, whole = rule.isin, rule.whole
-
-    def keeps(value) -> bool:
-        if isin is not None and value not in isin:
-            return False
-        number = value.__class__ is int or value.__class__ is float
-        if whole and not (number and (value.__class__ is int or value.is_integer())):
-            return False
-        return all(number and keep(value, bound) for keep, bound in bounds)
-
-    return keeps
-
-
 def _one_row(names: list, row: list, numeric: Sequence[str], categories: Mapping[str, Sequence[str]],
              rules) -> dict[str, np.ndarray] | None:
     """The columns of a one-row request whose every value is valid; ``None`` when any is not (then
@@ -259,13 +233,13 @@ def _one_row(names: list, row: list, numeric: Sequence[str], categories: Mapping
         except OverflowError:
             return None
         rule = fields.get(column)
-        if not math.isfinite(number) or rule is not None and not _keeper(rule)(value):
+        if not math.isfinite(number) or rule is not None and not rule.keeps(value):
             return None
         columns[column] = np.array([number])
     for column, levels in categories.items():
         value = row[names.index(column)]
         rule = fields.get(column)
-        if value is None or isinstance(value, (list, dict)) or rule is not None and not _keeper(rule)(value) \
+        if value is None or isinstance(value, (list, dict)) or rule is not None and not rule.keeps(value) \
                 or str(value) not in levels:
             return None
         columns[column] = np.array([value], dtype=object)

@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import sys
 from collections import deque
@@ -69,7 +68,6 @@ FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-d
 _TRAFFIC = payload.TRAFFIC_HEADER.encode()
 _REQUEST_ID = payload.REQUEST_ID_HEADER.encode()
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
-_SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 MAX_HEAD_BYTES = 64 * 1024  # as the router: a longer request line and headers are answered 431
 # Set by the deployment: the router's control socket and this server's URL in the routes (handoff.py).
 STABLE_CONTROL, UPSTREAM_URL = "SERVING_STABLE_CONTROL", "SERVING_UPSTREAM_URL"
@@ -204,13 +202,10 @@ class SeldonProtocolWorker(Worker):
             elif name == _TRAFFIC:
                 traffic = value.decode("latin-1").strip().lower()
             elif name == _REQUEST_ID:
-                request_id = value.strip()
-        if stable:
+                request_id = value.decode("latin-1").strip()
+        if stable:  # kept when sane, else made
             traffic = None
-            request_id = request_id if request_id and _SANE_REQUEST_ID.fullmatch(request_id) else None
-            request_id = request_id.decode("ascii") if request_id else os.urandom(16).hex()
-        elif request_id is not None:
-            request_id = request_id.decode("latin-1")
+            request_id = request_id if request_id and payload.sane_request_id(request_id) else os.urandom(16).hex()
         token, id_token = payload.traffic.set(traffic), payload.header_request_id.set(request_id)
         try:
             status, headers, body = self._route(request, path, query, content_type, origin)

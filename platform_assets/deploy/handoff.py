@@ -23,7 +23,7 @@ own user (``SO_PEERCRED``).
 
 Messages are JSON lines; a descriptor rides on the message it belongs to:
 
-- worker -> router: ``{"upstream": URL, "pid": N, "holding": bool}`` (the hello; with the
+- worker -> router: ``{"upstream": URL, "holding": bool}`` (the hello; with the
   socket when ``holding``), ``{"serving": bool}``, ``{"connections": N}`` (the callers'
   connections the worker has open on the stable port);
 - router -> worker: ``{"serve": true}`` with the socket, ``{"serve": false}``.
@@ -160,7 +160,7 @@ class WorkerHandoff:
                 else:
                     self.channel = Channel(sock, self.loop, self._message, lambda _c: None)
                     holding = self.listener is not None
-                    self.channel.send({"upstream": self.upstream, "pid": os.getpid(), "holding": holding,
+                    self.channel.send({"upstream": self.upstream, "holding": holding,
                                        "fd": holding, "connections": self.connections},
                                       self.listener.fileno() if holding else None)
             await asyncio.sleep(RECONNECT_S)
@@ -189,13 +189,17 @@ class WorkerHandoff:
         if self.channel is not None:
             self.channel.send({"serving": True})
 
-    def stop(self) -> None:
-        """Stops accepting on the stable port; its open connections close after their next answer."""
+    def _let_go(self) -> None:
+        """Stops accepting on the stable port and closes our copy of its socket (the router keeps its own)."""
         if self.server is not None:
             self.server.close()
         if self.listener is not None:
             self.listener.close()
         self.server = self.listener = None
+
+    def stop(self) -> None:
+        """Stops accepting on the stable port; its open connections close after their next answer."""
+        self._let_go()
         self.draining = True
         if self.channel is not None:
             self.channel.send({"serving": False, "connections": self.connections})
@@ -221,11 +225,7 @@ class WorkerHandoff:
         """The worker stops: no more accepting, no more reconnecting."""
         if self._task is not None:
             self._task.cancel()
-        if self.server is not None:
-            self.server.close()
-        if self.listener is not None:
-            self.listener.close()
-        self.server = self.listener = None
+        self._let_go()
         if self.channel is not None:
             self.channel.close()
 
@@ -233,10 +233,10 @@ class WorkerHandoff:
 class _Worker:
     """The router's view of one connected worker."""
 
-    __slots__ = ("channel", "upstream", "pid", "serving", "connections", "sent", "stopping")
+    __slots__ = ("channel", "upstream", "serving", "connections", "sent", "stopping")
 
     def __init__(self, channel: Channel):
-        self.channel, self.upstream, self.pid = channel, None, None
+        self.channel, self.upstream = channel, None
         self.serving, self.connections, self.sent, self.stopping = False, 0, False, False
 
 
@@ -311,7 +311,7 @@ class RouterHandoff:
                 os.close(fd)
             return
         if "upstream" in message:
-            worker.upstream, worker.pid = str(message["upstream"]), message.get("pid")
+            worker.upstream = str(message["upstream"])
             worker.serving = bool(message.get("holding"))
             if fd is not None:
                 if self._handed_back is not None and not self._handed_back.done():

@@ -335,3 +335,8 @@ def test_a_stale_online_store_on_a_live_day_turns_the_skew_check_red(graph_run):
     red = check()
     assert not red.passed and red.metadata["mismatching_requests"].value > 0, red.metadata
     assert "avg_prior_loan_amount_365d" in red.metadata["features"].value  # the loan sizes the model reads
+    # The same compare after a feature build (the newest days with features) sees it too.
+    after_build = judge(loan_check("served_features_match_point_in_time", "features", "feature_store"),
+                        config=SkewSampleConfig(), state=resources["state"], warehouse=resources["warehouse"],
+                        feast=resources["feast"])
+    assert not after_build.passed and day in after_build.metadata["requests_by_day"].value, after_build.metadata

@@ -26,7 +26,7 @@ from platform_assets.deploy import release
 from platform_assets.deploy.processes import group_members, read_record
 from platform_assets.deploy.supervision import Supervisor
 from tests.conftest import SERVING_PYTHON, release_tiny_loan_model
-from tests.unit.test_router_http import closed_within, cross_talk, post_head, read_answer
+from tests.unit.test_router_http import closed_within, cross_talk, pipelined, post_head, read_answer
 
 pytestmark = pytest.mark.skipif(not SERVING_PYTHON.exists(),
                                 reason=f"serving environment missing at {SERVING_PYTHON}: run `make install`")
@@ -84,10 +84,7 @@ def connect(stable, timeout: float = 10.0):
 def test_pipelining_http_1_0_connection_close_and_half_closed_clients(stable):
     puids = [uuid.uuid4().hex for _ in range(3)]
     with connect(stable) as sock:
-        sock.sendall(b"".join(raw_post(p) for p in puids))
-        stream = sock.makefile("rb")
-        answers = [read_answer(stream) for _ in puids]
-    assert [(s, json.loads(b)["meta"]["puid"]) for s, _, b in answers] == [(200, p) for p in puids]
+        assert pipelined(sock, [raw_post(p) for p in puids]) == [(200, p) for p in puids]
     for request in (raw_post("p10", version="1.0"), raw_post("pclose", "Connection: close")):
         with connect(stable) as sock:
             sock.sendall(request)
@@ -122,6 +119,28 @@ def test_expect_chunked_and_oversized_requests(stable):
             sock.sendall(raw_post("big", *fields))
             closed, received = closed_within(sock, 5)
         assert closed and received.split()[1] == b"431"
+
+
+def test_curl_sends_expect_itself_for_a_big_body_and_gets_its_answer_at_once(stable, tmp_path):
+    """Over 1 MB, curl asks ``Expect: 100-continue`` on its own; the worker answers 100, then the prediction."""
+    import shutil
+    import subprocess
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    big = tmp_path / "big.json"
+    body = message("curl-big")
+    body["data"]["ndarray"] *= 40_000
+    big.write_text(json.dumps(body))
+    assert big.stat().st_size > 1024 * 1024
+    started = time.monotonic()
+    done = subprocess.run([curl, "-sS", "-v", "-H", "Content-Type: application/json", "--data-binary", f"@{big}",
+                           stable["url"] + PREDICT], capture_output=True, timeout=30)
+    assert done.returncode == 0 and b"Expect: 100-continue" in done.stderr and b"< HTTP/1.1 100" in done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["meta"]["puid"] == "curl-big" and len(answer["data"]["ndarray"]) == 40_000
+    assert time.monotonic() - started < 10
 
 
 def test_request_ids_and_platform_traffic_headers_as_the_router_treats_them(stable):

@@ -187,13 +187,17 @@ def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
     return True, received
 
 
+def pipelined(sock: socket.socket, requests: list[bytes]) -> list[tuple[int, str]]:
+    """Sends ``requests`` in one write on ``sock``; each answer's status and ``meta.puid``, in order."""
+    sock.sendall(b"".join(requests))
+    stream = sock.makefile("rb")
+    return [(status, json.loads(body)["meta"]["puid"]) for status, _, body in (read_answer(stream) for _ in requests)]
+
+
 def test_pipelined_requests_in_one_write_are_answered_in_order(router):
     puids = [uuid.uuid4().hex for _ in range(3)]
     with connect(router) as sock:
-        sock.sendall(b"".join(raw_post(p) for p in puids))
-        stream = sock.makefile("rb")
-        answers = [read_answer(stream) for _ in puids]
-    assert [(s, json.loads(b)["meta"]["puid"]) for s, _, b in answers] == [(200, p) for p in puids]
+        assert pipelined(sock, [raw_post(p) for p in puids]) == [(200, p) for p in puids]
 
 
 def test_http_1_0_and_connection_close_get_their_answer_then_the_connection_closes(router):
