@@ -176,13 +176,22 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    from platform_assets.lineage import PredictionNotFound, format_trace, trace_request
+    from mlflow.exceptions import MlflowException
 
+    from platform_assets.lineage import PredictionNotFound, format_trace, trace_model, trace_request
+
+    if bool(args.request_id) == bool(args.model) or bool(args.model) != bool(args.version):
+        print("lineage: give a request id, or --model NAME --version N", file=sys.stderr)
+        return 2
     try:
-        print(format_trace(trace_request(settings.paths(), args.request_id)))
-    except PredictionNotFound as exc:
+        if args.model:
+            trace = trace_model(settings.paths(), args.model, args.version)
+        else:
+            trace = trace_request(settings.paths(), args.request_id)
+    except (PredictionNotFound, LookupError, MlflowException) as exc:
         print(exc, file=sys.stderr)
         return 1
+    print(format_trace(trace))
     return 0
 
 
@@ -293,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     lin = commands.add_parser(
         "lineage", help="trace a served prediction (its request id) back to its model, features and landing files"
     )
-    lin.add_argument("request_id", help="the request id the server answered with (meta.puid) and logged")
+    lin.add_argument("request_id", nargs="?", help="the request id the server answered with (meta.puid) and logged")
+    lin.add_argument("--model", help="instead of a request: a registered model's name (with --version)")
+    lin.add_argument("--version", help="the registered version of --model")
     lin.set_defaults(func=_lineage)
     back = commands.add_parser("rollback", help="serve the previous approved version again (and make it champion)")
     back.add_argument("--use-case", required=True, help="the declared use case")

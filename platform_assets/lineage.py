@@ -9,8 +9,13 @@
    training-set digest and the data versions of the assets it was trained from;
 3. Feast's registry gives the feature service, its views and the dbt models they
    are exported from; dbt's manifest the models those read;
-4. the warehouse gives the validated and raw partitions and the landing files,
-   with their content hashes, of the served row itself and of the training data.
+4. the warehouse gives the validated and raw partitions and the landing file,
+   with its content hash, of the served row itself;
+5. the version's run gives the files its training set was built from, as recorded
+   when it was built (window, landing and outcome files, their hashes then and the
+   rows each gave), each compared with the warehouse's listing now.
+
+``python -m platform_assets lineage --model <name> --version <n>`` gives parts 2, 3 and 5 of a version.
 
 Plain functions; every part says where it was read from, and a part that cannot
 be found says why instead of failing the whole trace.
@@ -18,7 +23,6 @@ be found says why instead of failing the whole trace.
 
 from __future__ import annotations
 
-import datetime as dt
 import glob
 import json
 import os
@@ -27,7 +31,6 @@ from pathlib import Path
 from platform_assets import settings
 from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
-from platform_assets.keys import for_use_case
 
 
 
@@ -105,13 +108,13 @@ def _plain(value):
     return value
 
 
-def _model_lineage(name: str, version: str, root: Path) -> dict:
-    """The registered version and its MLflow run's lineage tags."""
+def _model_lineage(name: str, version: str, paths: settings.StatePaths, use_case: UseCase) -> dict:
+    """The registered version, its MLflow run's lineage tags and the files its training set was built from."""
     import mlflow
 
     from platform_assets.train.tracking import DATA_VERSION_PREFIX
 
-    client = mlflow.MlflowClient(settings.mlflow_tracking_uri(root))
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri(paths.root))
     model_version = client.get_model_version(name, str(version))
     run = client.get_run(model_version.run_id)
     tags = run.data.tags
@@ -132,6 +135,7 @@ def _model_lineage(name: str, version: str, root: Path) -> dict:
             "mlflow_dataset_digests": [d.dataset.digest for d in run.inputs.dataset_inputs],
             "data_versions": {k[len(DATA_VERSION_PREFIX):]: v for k, v in tags.items() if k.startswith(DATA_VERSION_PREFIX)},
         },
+        "training_data": training_files(client, run.info.run_id, paths, use_case),
     }
 
 
@@ -180,59 +184,71 @@ def _upstream(parent_map: dict, model: str) -> list[str]:
     return sorted(p.split(".", 2)[-1] for p in seen)
 
 
-def _data_lineage(paths: settings.StatePaths, source, key: str | None, trained_until: str | None) -> dict:
-    """Partitions and landing files (with hashes) of the request's own row (by ``source.key``) and of the training data."""
-    out: dict = {}
+def _row_lineage(paths: settings.StatePaths, source, key: str | None) -> dict:
+    """The validated and raw partition and the landing file (with its hash) of the request's own row (``source.key``)."""
     if not paths.warehouse.exists():
-        return {"warehouse": f"not available (no {paths.warehouse})"}
+        return {"row": f"not available (no {paths.warehouse})"}
+    with _warehouse(paths) as con:
+        if not key or source.validated_table not in _tables(con):
+            return {}
+        row = con.execute(
+            f"SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM {source.validated_table} a "
+            f"LEFT JOIN {source.landing_files_table} f ON f.path = a._source_file "
+            f"WHERE CAST(a.{source.key} AS VARCHAR) = ?",
+            [str(key)],
+        ).fetchone()
+    return {"row": {"validated_partition": row[0], "raw_partition": row[0], "landing_file": row[1], "row": row[2],
+                    "file_sha256": row[3]}
+            if row else f"{source.key} {key!r} has not landed yet (no validated row)"}
+
+
+def _listed_now(paths: settings.StatePaths, use_case: UseCase) -> dict[tuple[str, str], str]:
+    """The sha256 the warehouse lists now for each landing file (role ``rows``) and outcome file (``labels``)."""
+    if not paths.warehouse.exists():
+        return {}
     with _warehouse(paths) as con:
         tables = _tables(con)
-        if key and source.validated_table in tables:
-            row = con.execute(
-                f"SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM {source.validated_table} a "
-                f"LEFT JOIN {source.landing_files_table} f ON f.path = a._source_file "
-                f"WHERE CAST(a.{source.key} AS VARCHAR) = ?",
-                [str(key)],
-            ).fetchone()
-            out["row"] = (
-                {"validated_partition": row[0], "raw_partition": row[0], "landing_file": row[1], "row": row[2],
-                 "file_sha256": row[3]}
-                if row else f"{source.key} {key!r} has not landed yet (no validated row)"
-            )
-        if trained_until and source.landing_files_table in tables:
-            files = con.execute(
-                f"SELECT _partition, path, sha256, rows FROM {source.landing_files_table} WHERE _partition <= ? "
-                "ORDER BY _partition",
-                [trained_until],
-            ).fetchall()
-            out["training_data"] = {
-                "validated_partitions": f"{files[0][0]}...{files[-1][0]}" if files else "none",
-                "landing_files": [{"partition": p, "path": f, "sha256": h, "rows": n} for p, f, h, n in files],
-            }
-    return out
+        listings = [(role, table) for role, table in (("rows", use_case.source.landing_files_table),
+                                                      ("labels", use_case.monitor_table("outcome_files")))
+                    if table in tables]
+        return {(role, path): sha for role, table in listings
+                for path, sha in con.execute(f"SELECT path, sha256 FROM {table}").fetchall()}
 
 
-def _trained_until(run_started_ms: int | None, root: Path, digest: str | None, use_case: UseCase) -> str | None:
-    """The last day of data the training set held: from its materialization in Dagster, else the run's day."""
+def training_files(client, run_id: str, paths: settings.StatePaths, use_case: UseCase) -> dict | str:
+    """The files a model version was trained on, as its training set recorded them when it was built.
+
+    Read from the version's MLflow run (``TRAINING_FILES_ARTIFACT``): the window, and each landing file
+    (role ``rows``) and outcome file (role ``labels``) with its partition, the sha256 it had when read and the
+    rows it gave. Each is compared with the warehouse's listing now: ``now`` says ``unchanged``, the hash of
+    the file that replaced it (a day ingested again), or that it is no longer listed.
+    """
+    import tempfile
+
+    from platform_assets.features.training_set import TRAINING_FILES_ARTIFACT
+
     try:
-        import dagster as dg
-
-        home = os.environ.get("DAGSTER_HOME") or str(settings.paths(root).dagster_home)
-        if Path(home, "dagster.yaml").exists() or Path(home).is_dir():
-            with dg.DagsterInstance.from_config(home) as instance:
-                records = instance.fetch_materializations(for_use_case(use_case).training_set, limit=100).records
-                for record in records:
-                    materialization = record.asset_materialization
-                    meta = materialization.metadata if materialization else {}
-                    if digest and getattr(meta.get("digest"), "value", None) == digest:
-                        as_of = getattr(meta.get("labels_known_as_of"), "value", None)
-                        if as_of:
-                            return str(as_of)[:10]
-    except Exception:  # noqa: BLE001 - no instance here: fall back to the run's time
-        pass
-    if run_started_ms:
-        return dt.datetime.fromtimestamp(run_started_ms / 1000, dt.timezone.utc).date().isoformat()
-    return None
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = json.loads(Path(client.download_artifacts(run_id, TRAINING_FILES_ARTIFACT, tmp)).read_text())
+    except Exception as exc:  # noqa: BLE001 - a run from before the files were recorded, or artifacts unreachable
+        return (f"not recorded: MLflow run {run_id} has no {TRAINING_FILES_ARTIFACT} "
+                f"({type(exc).__name__}: {str(exc)[:200]})")
+    now = _listed_now(paths, use_case)
+    files = manifest.get("files", [])
+    for f in files:
+        current = now.get((f["role"], f["path"]))
+        f["now"] = ("unchanged" if current == f["sha256"] else "no longer listed" if current is None
+                    else f"changed since: sha256 {current}")
+    partitions = sorted({f["partition"] for f in files if f["role"] == "rows" and f["partition"]})
+    return {
+        "recorded_in": f"MLflow run {run_id}, artifact {TRAINING_FILES_ARTIFACT}",
+        "since": manifest.get("since"),
+        "labels_known_as_of": manifest.get("labels_known_as_of"),
+        "rows": manifest.get("rows"),
+        "validated_partitions": f"{partitions[0]}...{partitions[-1]} ({len(partitions)} days)" if partitions else "none",
+        "landing_files": [f for f in files if f["role"] == "rows"],
+        "outcome_files": [f for f in files if f["role"] == "labels"],
+    }
 
 
 def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
@@ -242,8 +258,8 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
         ``request`` (what was asked and answered, and where it was logged),
         ``features_used`` and ``online_features`` (the values the server used),
         ``model``, ``mlflow_run``, ``training_set``, ``features`` (service, views,
-        dbt models), ``row`` and ``training_data`` (partitions and
-        landing files with hashes).
+        dbt models), ``row`` (the served row's landing file) and ``training_data``
+        (``training_files``: the window and the files with their hashes when it was built).
 
     Raises:
         PredictionNotFound: If the request id was never logged.
@@ -266,21 +282,25 @@ def trace_request(paths: settings.StatePaths, request_id: str) -> dict:
             else "none: the request carried every feature" for r in rows
         ],
     }
-    model = _model_lineage(first["model_name"], str(first["model_version"]), paths.root)
-    trace.update(model)
+    trace.update(_model_lineage(first["model_name"], str(first["model_version"]), paths, use_case))
     trace["features"] = _feature_lineage(paths.root, use_case)
-    run_started = None
-    try:
-        import mlflow
-
-        run_started = mlflow.MlflowClient(settings.mlflow_tracking_uri(paths.root)).get_run(
-            model["mlflow_run"]["run_id"]).info.start_time
-    except Exception:  # noqa: BLE001
-        pass
-    trained_until = _trained_until(run_started, paths.root, model["training_set"]["digest"], use_case)
-    source = use_case.source
-    trace.update(_data_lineage(paths, source, first.get(source.key), trained_until))
+    trace.update(_row_lineage(paths, use_case.source, first.get(use_case.source.key)))
     return trace
+
+
+def trace_model(paths: settings.StatePaths, name: str, version: str) -> dict:
+    """What a registered version was trained on: ``model``, ``mlflow_run``, ``training_set``, ``features`` and
+    ``training_data``, as ``trace_request`` gives them for a prediction it served.
+
+    Raises:
+        LookupError: If no declared use case registers ``name``.
+    """
+    use_case = next((u for u in use_cases() if u.model_name == name), None)
+    if use_case is None:
+        raise LookupError(f"no declared use case registers a model called {name!r} "
+                          f"(known: {', '.join(u.model_name for u in use_cases())})")
+    return {"use_case": use_case.name, **_model_lineage(name, str(version), paths, use_case),
+            "features": _feature_lineage(paths.root, use_case)}
 
 
 def format_trace(trace: dict) -> str:

@@ -162,17 +162,19 @@ def materialize_range(store: "feast.FeatureStore", start: dt.datetime, end: dt.d
     _release_ibis_backend()
 
 
-def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp, use_case: UseCase) -> pd.DataFrame:
+def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp, use_case: UseCase,
+                keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """Builds Feast's entity dataframe from the use case's labelled rows.
 
     Each row asks for the features as of its event time (the moment the
     decision was made). Only rows whose outcome is known by ``as_of`` (column
     ``label_ts``) take part, so the training set never holds labels from the future.
+    The columns ``keep`` stay too (the files rows came from, recorded and dropped before Feast sees them).
     """
     known = labelled[labelled[LABEL_TIME] <= as_of]
     rows = known.rename(columns={use_case.source.event_time: EVENT_TIMESTAMP})
     columns = list(dict.fromkeys([*use_case.entity_keys, EVENT_TIMESTAMP, use_case.protected_attribute,
-                                  use_case.label, LABEL_TIME]))
+                                  use_case.label, LABEL_TIME, *keep]))
     return rows[columns].sort_values([EVENT_TIMESTAMP, use_case.source.key]).reset_index(drop=True)
 
 

@@ -237,7 +237,22 @@ def test_a_served_prediction_traces_back_to_its_landing_file(graph_run):
     assert trace["mlflow_run"]["dagster_run_id"] and trace["training_set"]["digest"]
     assert trace["row"]["landing_file"].endswith(".parquet") and len(trace["row"]["file_sha256"]) == 64
     assert trace["request_features"][0]["prior_applications_365d"] >= 0
-    assert trace["training_data"]["landing_files"] and all(len(f["sha256"]) == 64 for f in trace["training_data"]["landing_files"])
+    # Version 1 trained on all history: the files it names hold exactly its training rows, each hash as read.
+    training = trace["training_data"]
+    assert training["since"] == "all" and sum(f["rows_used"] for f in training["landing_files"]) == training["rows"]
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        landed = dict(con.execute(f"SELECT path, sha256 FROM {loan().source.landing_files_table}").fetchall())
+    assert {f["path"]: f["sha256"] for f in training["landing_files"]}.items() <= landed.items()
+    # The retrained version names only the days of its window, and the outcome files its labels came from.
+    served_by_2 = next(r for r in reports if r.serving_version == "2")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PLATFORM_HOME", str(paths.root))
+        retrained = trace_request(paths, next(iter(served_by_2.traffic.request_ids.values())))
+    assert retrained["model"]["version"] == "2" and retrained["training_data"]["since"] == DRIFT_DAY
+    window = retrained["training_data"]
+    assert min(f["partition"] for f in window["landing_files"]) >= DRIFT_DAY
+    assert sum(f["rows_used"] for f in window["landing_files"]) == window["rows"] >= 1000
+    assert window["outcome_files"] and sum(f["rows_used"] for f in window["outcome_files"]) <= window["rows"]
     views = {v["view"] for v in trace["features"]["feature_views"]}
     assert {"application_features", "applicant_history", "applicant_activity"} <= views
 

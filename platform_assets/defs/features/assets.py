@@ -8,7 +8,8 @@ import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.features.training_set import labelled_rows_sql, training_window
+from platform_assets.features.training_set import LINEAGE_COLUMNS, files_table, files_trained_on, labelled_rows_sql, \
+    training_window, write_training_set
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 
@@ -102,17 +103,20 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
 
         from platform_assets.warehouse import table_names
 
-        with warehouse.connect(read_only=True) as con:
-            labelled = con.execute(labelled_rows_sql(use_case, use_case.monitor_table("outcomes") in table_names(con))).df()
-        as_of = labelled[use_case.source.event_time].max()
         previous = context.instance.get_latest_materialization_event(keys.training_set)
         previous_since = None
         if previous is not None and "since" in previous.asset_materialization.metadata:
             previous_since = previous.asset_materialization.metadata["since"].value
         since = training_window(config.since, previous_since if previous_since != "all" else None)
-        if since is not None:
-            labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
-        entities = feast_ops.entity_rows(labelled, as_of, use_case)
+        with warehouse.connect(read_only=True) as con:
+            labelled = con.execute(labelled_rows_sql(use_case, use_case.monitor_table("outcomes") in table_names(con))).df()
+            as_of = labelled[use_case.source.event_time].max()
+            if since is not None:
+                labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
+            entities = feast_ops.entity_rows(labelled, as_of, use_case, keep=LINEAGE_COLUMNS)
+            # Which files these rows and labels came from, with their hashes as read: recorded in the file.
+            files = files_trained_on(con, entities, use_case)
+        entities = entities.drop(columns=list(LINEAGE_COLUMNS))
         entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
         if since is not None and len(entities) < config.min_rows:
             raise ValueError(
@@ -123,10 +127,9 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
         df["split"] = feast_ops.split_by_time(df, cut)
         path = state.paths.of(use_case.name).training_set
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".training_set.parquet.tmp")
-        df.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        tmp.replace(path)
+        manifest = {"since": since or "all", "labels_known_as_of": pd.Timestamp(as_of).isoformat(), "rows": len(df),
+                    "files": files}
+        write_training_set(df, path, manifest)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         sizes = df["split"].value_counts().to_dict()
         context.log.info(f"training set {len(df)} rows as of {as_of}: {sizes}")
@@ -140,6 +143,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 "positive_rate": float(df[use_case.label].mean()),
                 "digest": digest,
                 "path": dg.MetadataValue.path(str(path)),
+                "files_trained_on": dg.MetadataValue.md(files_table(files)),
             },
         )
 

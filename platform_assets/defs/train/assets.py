@@ -10,6 +10,7 @@ from typing import Iterable
 import dagster as dg
 
 from platform_assets.declarations import UseCase
+from platform_assets.features.training_set import TRAINING_FILES_ARTIFACT, read_manifest
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.settings import PROJECT_ROOT
@@ -131,6 +132,10 @@ def _train_and_register(
         df, source=str(training_set), name="training_set", targets=use_case.label, digest=training_digest[:16]
     )
     mlflow_lib.log_input(dataset, context="training")
+    # The landing and outcome files these bytes were built from, with their hashes then (lineage reads it).
+    manifest = read_manifest(io.BytesIO(raw))
+    if manifest is not None:
+        mlflow_lib.log_dict(manifest, TRAINING_FILES_ARTIFACT)
 
     run_id = mlflow_lib.active_run().info.run_id
     version_tags = {"weights_sha256": result.weights_sha256, "dagster_run_id": context.run.run_id}
