@@ -1,15 +1,15 @@
 """Feast definitions of the customer-churn use case: its entity, the Parquet export of its dbt mart,
 its view and the model's feature service (platform_assets/defs/customer_churn/defs.yaml)."""
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, String
 
-_STATE_ROOT = Path(os.environ.get("PLATFORM_HOME") or Path(__file__).resolve().parent.parent / ".platform")
-DATA_DIR = _STATE_ROOT / "feast" / "data"
+from platform_assets import settings
+
+# The state layout decides where the exports are (platform_assets.settings; PLATFORM_HOME).
+DATA_DIR = settings.paths().feast_data
 
 # One monthly snapshot of a customer's subscription.
 subscription = Entity(

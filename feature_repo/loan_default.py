@@ -4,15 +4,15 @@ The sources are Parquet exports of the dbt marts, written by the platform's
 ``feature_store`` asset under ``$PLATFORM_HOME/feast/data``.
 """
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float64, String
 
-_STATE_ROOT = Path(os.environ.get("PLATFORM_HOME") or Path(__file__).resolve().parent.parent / ".platform")
-DATA_DIR = _STATE_ROOT / "feast" / "data"
+from platform_assets import settings
+
+# The state layout decides where the exports are (platform_assets.settings; PLATFORM_HOME).
+DATA_DIR = settings.paths().feast_data
 
 # One loan application; its features are known when it is made.
 application = Entity(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
+
+from platform_assets import config
 
 WEBHOOK_ENV = "PLATFORM_ALERT_WEBHOOK_URL"
 KINDS = ("drift", "quality", "retrain_requested", "gate_failed", "deployment_failed", "run_failed", "serving_down")
@@ -24,7 +25,7 @@ def alert(kind: str, message: str, timeout_s: float = 2.0, **fields) -> dict:
         The alert, with ``webhook`` = ``"sent"``, ``"failed: <reason>"`` or ``"not configured"``.
     """
     record = {"alert": kind, "message": message, "at": dt.datetime.now(dt.timezone.utc).isoformat(), **fields}
-    url = os.environ.get(WEBHOOK_ENV)
+    url = config.get(WEBHOOK_ENV)
     status = "not configured"
     if url:
         import requests

@@ -21,9 +21,9 @@ Tick intervals are configuration: ``PLATFORM_AUTOMATION_INTERVAL_S``.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
+
+from platform_assets import config
 
 from platform_assets.keys import UseCaseKeys
 
@@ -34,17 +34,17 @@ INTERVAL_ENV = "PLATFORM_AUTOMATION_INTERVAL_S"
 
 def retrain_cron() -> str:
     """When the model retrains at the latest (cron, UTC): weekly by default."""
-    return os.environ.get(RETRAIN_CRON_ENV, "0 3 * * 1")
+    return config.get(RETRAIN_CRON_ENV)
 
 
 def drift_cron() -> str:
     """When the drift report runs even without new traffic (cron, UTC): hourly by default."""
-    return os.environ.get(DRIFT_CRON_ENV, "0 * * * *")
+    return config.get(DRIFT_CRON_ENV)
 
 
 def interval_s(default: int = 30) -> int:
     """Seconds between ticks of the automation and platform sensors."""
-    return int(os.environ.get(INTERVAL_ENV, str(default)))
+    return config.get_int(INTERVAL_ENV) if config.is_set(INTERVAL_ENV) else default
 
 
 def after_updates() -> dg.AutomationCondition:

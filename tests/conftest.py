@@ -14,6 +14,19 @@ import pytest
 os.environ["PLATFORM_PARTITIONS_START"] = "2025-01-01"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A PII key long enough for the prod profile; a test value, not a secret.
+TEST_PII_KEY = "0123456789abcdef" * 2
+
+def prod_service_settings(root: Path, database: str = "test", redis_db: int = 0) -> dict[str, str]:
+    """The prod profile's service settings on this machine's PostgreSQL and Redis (every setting but the PII
+    key), with the shared store under ``root``."""
+    postgres = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    return {"PLATFORM_SHARED_STORE": str(root / "shared"), "DAGSTER_POSTGRES_URL": postgres,
+            "PLATFORM_WAREHOUSE_URL": postgres, "MLFLOW_TRACKING_URI": postgres.replace("postgresql:", "postgresql+psycopg2:"),
+            "FEAST_REGISTRY_URL": postgres.replace("postgresql:", "postgresql+psycopg:"),
+            "FEAST_REDIS_CONNECTION_STRING": f"127.0.0.1:6379,db={redis_db}"}
+
+
 SERVING_PYTHON = PROJECT_ROOT / ".venv-serving" / "bin" / "python"
 SHARED = PROJECT_ROOT.parent / "shared"
 SELDON_CRD = SHARED / "k8s-schemas" / "seldondeployments.machinelearning.seldon.io.v1.crd.yaml"

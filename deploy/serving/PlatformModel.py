@@ -34,6 +34,7 @@ import numpy as np
 import payload
 from inference_log import InferenceLog, InferenceLogError
 from online_features import FeatureLookupError, OnlineFeatures
+from platform_assets import config
 from platform_assets.declarations import use_case_from_dict
 from platform_assets.declared import use_case as declared_use_case
 from platform_assets.ingest.partitions import partitions_start
@@ -78,17 +79,17 @@ class PlatformModel:
             DeclarationError: If ``USE_CASE`` names no declared use case (or ``USE_CASE_DECLARATION``,
                 the declaration the deployment passes, cannot be read).
         """
-        self.model_dir = Path(model_dir or os.environ.get("MODEL_DIR", ""))
+        self.model_dir = Path(model_dir or config.get("MODEL_DIR") or "")
         missing = [f for f in (WEIGHTS_FILE, BUNDLE_FILE) if not (self.model_dir / f).is_file()]
         if missing:
             raise FileNotFoundError(f"model bundle {self.model_dir} (MODEL_DIR) has no {missing}")
         metadata = json.loads((self.model_dir / BUNDLE_FILE).read_text()).get("metadata", {})
-        self._name = os.environ.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
-        self._role = os.environ.get("SERVING_ROLE")  # stable, canary or shadow (a release's role), if any
-        self._version = os.environ.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
-        declaration = os.environ.get("USE_CASE_DECLARATION")
+        self._name = config.get("MODEL_NAME") or str(metadata.get("model_name", "unknown"))
+        self._role = config.get("SERVING_ROLE")  # stable, canary or shadow (a release's role), if any
+        self._version = config.get("MODEL_VERSION") or str(metadata.get("model_version", "unknown"))
+        declaration = config.get("USE_CASE_DECLARATION")
         self.use_case = (use_case_from_dict(json.loads(declaration), "USE_CASE_DECLARATION") if declaration
-                         else declared_use_case(os.environ.get("USE_CASE") or None))
+                         else declared_use_case(config.get("USE_CASE")))
         self.features = self.use_case.request_features_module()
         self._ids = {column: (kind, True) for column, kind in self.use_case.id_columns().items()}
         self.rules = self.use_case.source.declared_rules()
@@ -96,12 +97,12 @@ class PlatformModel:
         self._earliest = dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp()
         self._bundle = None
         self._request_path = None  # Seldon's, read at the first answer
-        log_dir = os.environ.get("INFERENCE_LOG_DIR")
+        log_dir = config.get("INFERENCE_LOG_DIR")
         self._log = InferenceLog(log_dir) if log_dir else None
         self._smoke_log = InferenceLog(Path(log_dir) / "smoke") if log_dir else None
-        url = os.environ.get("FEATURE_SERVER_URL")
-        timeout = float(os.environ.get("FEATURE_LOOKUP_TIMEOUT_S", "2"))
-        in_flight = int(os.environ.get("FEATURE_LOOKUP_IN_FLIGHT", "1"))  # 0: no coalescing (online_features)
+        url = config.get("FEATURE_SERVER_URL")
+        timeout = config.get_float("FEATURE_LOOKUP_TIMEOUT_S")
+        in_flight = config.get_int("FEATURE_LOOKUP_IN_FLIGHT")  # 0: no coalescing (online_features)
         self._online = OnlineFeatures(url, timeout, in_flight or None) if url else None
 
     def load(self):

@@ -31,6 +31,7 @@ import os
 import sys
 from functools import partial
 
+from platform_assets import config
 from seldon_worker import STABLE_CONTROL, SeldonProtocolWorker
 
 logger = logging.getLogger("model_server")
@@ -43,23 +44,23 @@ GRACEFUL_TIMEOUT_S = 5  # the platform sends SIGKILL 5 s after SIGTERM
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line, with defaults from the environment."""
-    env = os.environ.get
+    env = config.get
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("interface_name", help="model class: `Module` (module and class alike) or `module.Class`")
-    parser.add_argument("--host", default=env("SERVING_HOST", "127.0.0.1"),
+    parser.add_argument("--host", default=env("SERVING_HOST"),
                         help="address to listen on (0.0.0.0: every interface, e.g. inside a container)")
-    parser.add_argument("--http-port", type=int, default=int(env("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", "9000")))
-    parser.add_argument("--metrics-port", type=int, default=int(env("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", "6000")),
+    parser.add_argument("--http-port", type=int, default=int(env("PREDICTIVE_UNIT_HTTP_SERVICE_PORT")))
+    parser.add_argument("--metrics-port", type=int, default=int(env("PREDICTIVE_UNIT_METRICS_SERVICE_PORT")),
                         help="Seldon's Prometheus endpoint; 0 turns it off")
-    parser.add_argument("--workers", type=int, default=int(env("GUNICORN_WORKERS", "2")))
-    parser.add_argument("--threads", type=int, default=int(env("GUNICORN_THREADS", "1")),
+    parser.add_argument("--workers", type=int, default=int(env("GUNICORN_WORKERS")))
+    parser.add_argument("--threads", type=int, default=int(env("GUNICORN_THREADS")),
                         help="requests one worker scores at once (more than 1 for models that wait on I/O)")
-    parser.add_argument("--keepalive", type=int, default=int(env("GUNICORN_KEEPALIVE", "5")),
+    parser.add_argument("--keepalive", type=int, default=int(env("GUNICORN_KEEPALIVE")),
                         help="seconds an idle connection (new or kept alive) stays open")
-    parser.add_argument("--read-timeout", type=float, default=float(env("SERVING_READ_TIMEOUT_S", "10")),
+    parser.add_argument("--read-timeout", type=float, default=float(env("SERVING_READ_TIMEOUT_S")),
                         help="seconds a client has to send one whole request")
-    parser.add_argument("--max-body-mb", type=float, default=float(env("SERVING_MAX_BODY_MB", "16")))
-    parser.add_argument("--parameters", default=env("PREDICTIVE_UNIT_PARAMETERS", "[]"),
+    parser.add_argument("--max-body-mb", type=float, default=float(env("SERVING_MAX_BODY_MB")))
+    parser.add_argument("--parameters", default=env("PREDICTIVE_UNIT_PARAMETERS"),
                         help="Seldon model parameters (JSON list of {name, value, type})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
@@ -164,7 +165,7 @@ def serve_metrics(seldon_metrics, args: argparse.Namespace) -> None:
     from seldon_core.wrapper import get_metrics_microservice
 
     app = get_metrics_microservice(seldon_metrics)
-    os.environ.pop(STABLE_CONTROL, None)  # its workers answer metrics only: never the stable port
+    config.remove(STABLE_CONTROL)  # its workers answer metrics only: never the stable port
     StandaloneApplication(app, options=rest_options(args, args.metrics_port, 1, 2)).run()
 
 

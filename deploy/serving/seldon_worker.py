@@ -61,6 +61,7 @@ import orjson
 from gunicorn.workers.base import Worker
 
 import payload
+from platform_assets import config
 
 logger = logging.getLogger("model_server.worker")
 PREDICT_PATHS = frozenset({b"/api/v1.0/predictions", b"/api/v0.1/predictions", b"/predict"})
@@ -135,7 +136,7 @@ class SeldonProtocolWorker(Worker):
     def run(self) -> None:
         import uvloop
 
-        self._fast = os.environ.get("TRACING", "0") not in ("1", "true", "True")  # Seldon traces through Flask
+        self._fast = config.get("TRACING") not in ("1", "true", "True")  # Seldon traces through Flask
         threads = max(1, int(self.cfg.threads))
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="score") if threads > 1 else None
         self._connections: set[_Connection] = set()
@@ -155,13 +156,13 @@ class SeldonProtocolWorker(Worker):
         servers = [await loop.create_server(lambda: _Connection(self, loop), sock=listener.sock, backlog=self.cfg.backlog)
                    for listener in self.sockets]
         handoff = None
-        if os.environ.get(STABLE_CONTROL) and os.environ.get(UPSTREAM_URL):
+        if config.is_set(STABLE_CONTROL) and config.is_set(UPSTREAM_URL):
             from platform_assets.deploy.handoff import WorkerHandoff
 
             def serve_stable(sock):
                 return loop.create_server(lambda: _Connection(self, loop, handoff), sock=sock, backlog=self.cfg.backlog)
 
-            handoff = WorkerHandoff(loop, os.environ[STABLE_CONTROL], os.environ[UPSTREAM_URL], serve_stable)
+            handoff = WorkerHandoff(loop, config.get(STABLE_CONTROL), config.get(UPSTREAM_URL), serve_stable)
             handoff.start()
         parent = self.ppid
         while self.alive and not stopping.is_set():

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from platform_assets import config
 from platform_assets.deploy import feature_server as features
 from platform_assets.deploy import handoff
 from platform_assets.deploy import serving
@@ -339,8 +340,7 @@ def ensure_router(serving_dir: Path, host: str, port: int, timeout_s: float = 30
     serving.port_is_free(host, port)
     admin_port = free_port()
     admin_url = f"http://127.0.0.1:{admin_port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = config.child_environment((str(PROJECT_ROOT),))
     command = [sys.executable, "-m", "platform_assets.deploy.router", "--routes", str(serving_dir / ROUTES_FILE),
                "--host", host, "--port", str(port), "--admin-port", str(admin_port),
                "--control", str(handoff.control_path(serving_dir))]

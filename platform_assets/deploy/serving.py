@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from platform_assets import config
 from platform_assets.deploy.processes import Launch, free_port, spawn_recorded, stop_recorded, wait_until_answers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -156,8 +157,9 @@ def model_server_launch(
         raise FileNotFoundError(f"{python} not found: create the serving environment with `make install`")
     port_is_free(host, http_port)  # else a server of another state root would answer our health checks
     metrics_port = free_port()  # Seldon's default 6000 would clash between servers
-    env = {**os.environ, "MODEL_DIR": str(Path(model_dir).resolve()), "USE_CASE": use_case, "MODEL_NAME": model_name,
-           "MODEL_VERSION": str(model_version), "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)])}
+    env = config.child_environment(MODEL_DIR=str(Path(model_dir).resolve()), USE_CASE=use_case, MODEL_NAME=model_name,
+                                   MODEL_VERSION=str(model_version),
+                                   PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), str(SERVING_DIR)]))
     if role:
         env["SERVING_ROLE"] = role
     else:

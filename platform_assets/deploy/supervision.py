@@ -35,6 +35,7 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+from platform_assets import config
 from platform_assets.deploy.processes import (
     free_port,
     group_alive,
@@ -148,8 +149,7 @@ class Supervisor:
         path.touch(mode=0o600)
         path.write_text(conf)
         os.chmod(path, 0o600)  # the password
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p)}
+        env = config.child_environment((str(Path(__file__).resolve().parents[2]),))
         process = spawn_detached([str(python), "-m", "supervisor.supervisord", "-c", str(path)],
                                  self.dir, env, logs / "supervisord.out")
         record = {"pid": process.pid, "port": port, "password": password, "conf": str(path)}

@@ -19,10 +19,9 @@ definition is :data:`platform_assets.defs.ingest.partitions.DAILY_PARTITIONS`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
-from platform_assets import settings
+from platform_assets import config, settings
 
 PARTITIONS_START_ENV = "PLATFORM_PARTITIONS_START"
 PARTITIONS_START_FILE = "partitions_start"
@@ -36,7 +35,7 @@ def partitions_start(root: str | Path | None = None) -> str:
     Raises:
         ValueError: If the variable or the recorded file holds something other than a ``YYYY-MM-DD`` day.
     """
-    value = os.environ.get(PARTITIONS_START_ENV)
+    value = config.get(PARTITIONS_START_ENV)
     source = PARTITIONS_START_ENV
     recorded = settings.paths(root).root / PARTITIONS_START_FILE
     if not value and recorded.is_file():

@@ -6,15 +6,17 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, TEST_PII_KEY, prod_service_settings
 
 
 def _load(tmp_path, **env):
-    """Imports the code location in a fresh interpreter with exactly these PII settings."""
+    """Imports the code location in a fresh interpreter with exactly these PII settings (and, for prod, the
+    services' settings: loading connects to none of them)."""
     clean = {k: v for k, v in os.environ.items() if k not in ("PLATFORM_PROFILE", "PII_HMAC_KEY", "PII_SALT")}
+    services = prod_service_settings(tmp_path) if env.get("PLATFORM_PROFILE") == "prod" else {}
     return subprocess.run(
         [sys.executable, "-c", "import platform_assets.definitions"],
-        cwd=PROJECT_ROOT, env={**clean, "PLATFORM_HOME": str(tmp_path), **env},
+        cwd=PROJECT_ROOT, env={**clean, "PLATFORM_HOME": str(tmp_path), **services, **env},
         capture_output=True, text=True, timeout=120,
     )
 
@@ -27,7 +29,7 @@ def test_a_prod_profile_without_a_key_refuses_to_load(tmp_path, key):
 
 
 def test_a_prod_profile_with_a_key_loads_quietly(tmp_path):
-    done = _load(tmp_path, PLATFORM_PROFILE="prod", PII_HMAC_KEY="0123456789abcdef0123456789abcdef")
+    done = _load(tmp_path, PLATFORM_PROFILE="prod", PII_HMAC_KEY=TEST_PII_KEY)
     assert done.returncode == 0, done.stderr
     assert "PiiKeyWarning" not in done.stderr
 

@@ -10,6 +10,7 @@ import pytest
 
 from platform_assets import settings
 from platform_assets.validate.pii import MASKED_PATTERN, mask_pii
+from tests.conftest import TEST_PII_KEY
 
 
 def test_masking_is_consistent_keyed_and_keeps_gaps():
@@ -80,7 +81,7 @@ def test_another_profile_without_a_usable_key_refuses(env, key):
 
 def test_another_profile_with_a_key_reads_it_from_the_environment(env):
     env.setenv(settings.PROFILE_ENV, "prod")
-    env.setenv(settings.PII_KEY_ENV, "0123456789abcdef0123456789abcdef")
+    env.setenv(settings.PII_KEY_ENV, TEST_PII_KEY)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         setting = settings.pii_key_setting()
@@ -101,7 +102,7 @@ def test_the_resource_passes_the_key_as_an_environment_variable(env):
 
     from platform_assets.resources import PiiMasking
 
-    env.setenv(settings.PII_KEY_ENV, "0123456789abcdef0123456789abcdef")
+    env.setenv(settings.PII_KEY_ENV, TEST_PII_KEY)
     resource = PiiMasking.from_environment()
     assert isinstance(resource.key, dg.EnvVar) and resource.key_source == "configured"
     assert PiiMasking.development().key_source == "development"

@@ -101,7 +101,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
 
         from platform_assets.features import feast_ops
 
-        exported = [str(state.paths.feast / "data" / f"{mart}.parquet") for mart in use_case.marts]
+        exported = [str(state.paths.feast_data / f"{mart}.parquet") for mart in use_case.marts]
         source = use_case.source
         with warehouse.connect(read_only=True) as con:
             newest_source = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]

@@ -1,9 +1,10 @@
 """The landing sensor: settled new or changed landing files trigger ingestion and validation of their days."""
 
 import json
-import os
 
 import dagster as dg
+
+from platform_assets import config
 
 from platform_assets.automation import interval_s
 
@@ -46,9 +47,9 @@ def by_day(settled: dict[str, str], pending: set[str], source: Source) -> tuple[
 
 def max_attempts(log) -> int:
     """``PLATFORM_LANDING_MAX_ATTEMPTS``, or the default (with a warning) when it is not a positive number."""
-    value = os.environ.get(MAX_ATTEMPTS_ENV)
-    if value is None:
+    if not config.is_set(MAX_ATTEMPTS_ENV):
         return watch.DEFAULT_MAX_ATTEMPTS
+    value = config.get(MAX_ATTEMPTS_ENV)
     try:
         if int(value) > 0:
             return int(value)

@@ -10,11 +10,11 @@ training data (Evidently) and measures its quality on the labelled part.
 
 
 import datetime as dt
-import os
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
+from platform_assets.settings import mlflow_run_url
 from platform_assets.declarations import UseCase
 from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
@@ -42,12 +42,6 @@ class DriftConfig(dg.Config):
     min_labelled_rows: int = 200
     min_labelled_rows_per_day: int = 100
     seed: int = 0
-
-
-def mlflow_run_url(experiment_id: str, run_id: str) -> str:
-    """The MLflow UI page of a run (``MLFLOW_UI_URL``, default the local ``make mlflow-ui``)."""
-    ui = os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
-    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:

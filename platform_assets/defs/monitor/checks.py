@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from platform_assets import config
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 
@@ -47,14 +48,15 @@ class SkewSampleConfig(dg.Config):
 class DriftThresholdConfig(dg.Config):
     """The share of drifted model inputs above which the check warns."""
 
-    max_drift_share: float = 0.3
+    # One home with the drift sensor's retrain threshold.
+    max_drift_share: float = config.get_float("PLATFORM_RETRAIN_DRIFT_SHARE")
 
 
 class QualityBoundConfig(dg.Config):
     """How far live quality may fall below the model's offline test figures, and how its Brier score
     must compare with the window's base-rate predictor (always answering the share of positives)."""
 
-    max_auc_drop: float = 0.05
+    max_auc_drop: float = config.get_float("PLATFORM_RETRAIN_AUC_DROP")  # one home with the drift sensor's
     max_brier_vs_base_rate: float = 1.0
 
 
@@ -143,7 +145,7 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         key = source.key
         # Only rows the feature store already holds can be compared: a day validated but not yet built by
         # dbt and exported (automation may run that after the day's log) counts as not yet landed.
-        exported = [str(p) for p in (state.paths.feast / "data" / f"{mart}.parquet" for mart in use_case.marts)
+        exported = [str(p) for p in (state.paths.feast_data / f"{mart}.parquet" for mart in use_case.marts)
                     if p.exists()]
         if not exported:
             return NotJudged("no features exported yet")

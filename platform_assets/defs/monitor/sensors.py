@@ -6,11 +6,10 @@ default; intervals come from ``PLATFORM_AUTOMATION_INTERVAL_S``.
 """
 
 import json
-import os
 
 import dagster as dg
 
-from platform_assets import alerts
+from platform_assets import alerts, config
 from platform_assets.automation import interval_s, retrain_cron
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
@@ -26,10 +25,6 @@ RETRAIN_COOLDOWN_DAYS_ENV = "PLATFORM_RETRAIN_COOLDOWN_DAYS"
 RETRAIN_MIN_NEW_LABELS_ENV = "PLATFORM_RETRAIN_MIN_NEW_LABELS"
 RETRAIN_MIN_ROWS_SINCE_ENV = "PLATFORM_RETRAIN_MIN_ROWS_SINCE_DRIFT"
 # The op of features/training_set, for the run config that sets its window.
-def _float_env(name: str, default: float) -> float:
-    return float(os.environ.get(name, str(default)))
-
-
 def _metadata_values(event) -> dict:
     materialization = event.asset_materialization if event else None
     return {k: getattr(v, "value", v) for k, v in (materialization.metadata if materialization else {}).items()}
@@ -167,10 +162,10 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
         figures = _metadata_values(event)
         decision = decide_retrain(
             figures, state.get("last_request"),
-            drift_share=_float_env(RETRAIN_DRIFT_SHARE_ENV, 0.3),
-            auc_drop=_float_env(RETRAIN_AUC_DROP_ENV, 0.05),
-            cooldown_days=int(_float_env(RETRAIN_COOLDOWN_DAYS_ENV, 7)),
-            min_rows_since=int(_float_env(RETRAIN_MIN_ROWS_SINCE_ENV, 1000)),
+            drift_share=config.get_float(RETRAIN_DRIFT_SHARE_ENV),
+            auc_drop=config.get_float(RETRAIN_AUC_DROP_ENV),
+            cooldown_days=config.get_int(RETRAIN_COOLDOWN_DAYS_ENV),
+            min_rows_since=config.get_int(RETRAIN_MIN_ROWS_SINCE_ENV),
         )
         reason = decision.reason
         record = {"window_end": figures.get("window_end"), "model_version": figures.get("model_version"), "reason": reason,
@@ -208,7 +203,7 @@ def build_monitor_automation(use_case: UseCase) -> tuple[list, list, list]:
         """Counts the labels the current training set did not have; requests one retrain per training set."""
         event = context.instance.get_latest_materialization_event(keys.training_set)
         as_of = _metadata_values(event).get("labels_known_as_of") if event else None
-        threshold = int(_float_env(RETRAIN_MIN_NEW_LABELS_ENV, 5000))
+        threshold = config.get_int(RETRAIN_MIN_NEW_LABELS_ENV)
         from pathlib import Path
 
         if not Path(warehouse.database).exists():

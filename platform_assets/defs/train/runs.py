@@ -18,6 +18,8 @@ from typing import Iterator
 
 import dagster as dg
 
+from platform_assets import config
+
 DAGSTER_RUN_TAG = "dagster_run_id"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 # Where the model asset's run worker lives: a run left RUNNING by a worker that no longer exists is ended.
@@ -159,15 +161,6 @@ def bounded_http_retries(max_retries: int = 1, timeout_s: int = 10) -> Iterator[
     (minutes); a sensor must answer well within the daemon's tick. The variables
     are read on every request, so setting them here takes effect at once.
     """
-    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(names)
-    try:
+    with config.temporarily(MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(max_retries), MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1",
+                            MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s)):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
