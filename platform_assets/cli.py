@@ -49,15 +49,43 @@ def _record_first_landed_day(landing_url: str) -> None:
         print(f"daily partitions start on {days[0]} (recorded in {path}; {PARTITIONS_START_ENV} overrides it)")
 
 
+def _config(args: argparse.Namespace) -> int:
+    """Prints every setting's effective value (secrets masked) and where it came from; exits 1 when the profile
+    lacks a setting it needs."""
+    from platform_assets import config
+
+    if args.markdown:
+        print(config.markdown_table())
+        return 0
+    rows = config.effective()
+    width = max(len(r["name"]) for r in rows)
+    group = None
+    for row in rows:
+        if row["group"] != group:
+            group = row["group"]
+            print(f"# {group}")
+        value = "" if row["value"] is None else row["value"]
+        print(f"{row['name']:<{width}}  {value}  ({row['source']})")
+    missing = config.missing_for_profile()
+    if missing:
+        print(f"PLATFORM_PROFILE={config.profile()} needs: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _where(_: argparse.Namespace) -> int:
+    from platform_assets import config
     from platform_assets.declared import use_cases
+    from platform_assets.warehouse import profile_warehouse
 
     paths = settings.paths()
+    # The tracking URI may hold a password: prod names the variable instead.
+    tracking = "$MLFLOW_TRACKING_URI" if config.is_set("MLFLOW_TRACKING_URI") else settings.mlflow_tracking_uri()
     print(
         f"""State root ({settings.STATE_ROOT_ENV}): {paths.root}
   Dagster UI:        make ui            (dg dev -w workspace.yaml, http://127.0.0.1:3000)
-  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()} -p 5000)
-  Warehouse:         {paths.warehouse}
+  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {tracking} -p 5000)
+  Warehouse:         {profile_warehouse().where}
   Feast online store:{paths.feast / 'online_store.db'}"""
     )
     for use_case in use_cases():
@@ -131,13 +159,12 @@ def _infer_schema(args: argparse.Namespace) -> int:
 
 
 def _landing_days(args: argparse.Namespace) -> int:
-    import os
-
+    from platform_assets import config
     from platform_assets.declared import use_cases
     from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
     from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 
-    url = os.environ.get("LANDING_URL") or str(settings.paths().landing)
+    url = config.get("LANDING_URL") or str(settings.paths().landing)
     sources = {u.source for u in use_cases() if not args.use_case or u.name == args.use_case}
     if not sources:
         print(f"no use case {args.use_case!r} declared", file=sys.stderr)
@@ -153,17 +180,16 @@ def _landing_days(args: argparse.Namespace) -> int:
 
 def _traffic(args: argparse.Namespace) -> int:
     """Sends one validated day's rows to each deployed use case's server, as its callers would."""
-    import duckdb
-
     from platform_assets.declared import use_case, use_cases
     from platform_assets.traffic import send_requests
+    from platform_assets.warehouse import profile_warehouse
 
     paths = settings.paths()
     answered = True
     for declared in [use_case(args.use_case)] if args.use_case else use_cases():
         source, own = declared.source, paths.of(declared.name)
         deployment = json.loads((own.serving / "deployment.json").read_text())
-        with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        with profile_warehouse().connect(read_only=True) as con:
             day = args.day or con.execute(f"SELECT max(_partition) FROM {source.validated_table}").fetchone()[0]
             # The newest day replays without skew: the online store holds nothing after it.
             rows = con.execute(f"SELECT * FROM {source.validated_table} WHERE _partition = ?", [day]).df()
@@ -226,18 +252,19 @@ def _clear_rollback(args: argparse.Namespace) -> int:
 def _loop(args: argparse.Namespace) -> int:
     """Runs a use case's closed-loop simulation on the state root (its ``platform_assets.use_cases.<name>.loop``)."""
     import importlib
-    import os
 
+    from platform_assets import config
     from platform_assets.ingest.partitions import record_partitions_start
 
     config_args = dict(history_days=args.history_days, live_days=args.live_days, rows_per_day=args.rows_per_day,
                        drift_day=None if args.no_drift else args.drift_day, seed=args.seed,
                        label_delay_days=tuple(args.label_delay_days), concurrency=args.concurrency)
     start = dt.date.today() - dt.timedelta(days=args.history_days + args.live_days + 1)
-    if not os.environ.get("PLATFORM_PARTITIONS_START"):
+    if not config.is_set("PLATFORM_PARTITIONS_START"):
         record_partitions_start(start.isoformat())  # before the definitions load: their partitions start there
     # The loop shows drift-triggered retraining: retraining on label counts waits for more labels than it sends.
-    os.environ.setdefault("PLATFORM_RETRAIN_MIN_NEW_LABELS", str(10 * args.rows_per_day * args.live_days))
+    if not config.is_set("PLATFORM_RETRAIN_MIN_NEW_LABELS"):
+        config.export("PLATFORM_RETRAIN_MIN_NEW_LABELS", str(10 * args.rows_per_day * args.live_days))
     import dagster as dg
 
     from platform_assets import definitions
@@ -276,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--format", choices=["parquet", "csv"], help="file format (default: the generator's)")
     gen.set_defaults(func=_generate)
     commands.add_parser("where", help="print where to look: UIs, reports, endpoint").set_defaults(func=_where)
+    shown = commands.add_parser("config", help="print the effective configuration (secrets masked)")
+    shown.add_argument("--markdown", action="store_true", help="the table of docs/configuration.md")
+    shown.set_defaults(func=_config)
     commands.add_parser("stop-serving", help="stop every use case's model and feature servers").set_defaults(
         func=_stop_serving)
     commands.add_parser("resume-serving", help="start serving again after a reboot or a dead supervisord").set_defaults(

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from pathlib import Path
 
 from platform_assets import settings
 from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
+from platform_assets.warehouse import profile_warehouse, table_names
 
 
 
@@ -39,14 +39,12 @@ class PredictionNotFound(LookupError):
 
 
 def _warehouse(paths: settings.StatePaths):
-    import duckdb
+    """A read-only connection to the profile's warehouse (lock errors are the caller's to handle)."""
+    return profile_warehouse(paths.root).connect(read_only=True, lock_timeout_s=0)
 
-    return duckdb.connect(str(paths.warehouse), read_only=True)
 
-
-def _tables(con) -> set[str]:
-    rows = con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()
-    return {r[0] for r in rows}
+def _has_warehouse(paths: settings.StatePaths) -> bool:
+    return profile_warehouse(paths.root).exists()
 
 
 def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple[list[dict], str, UseCase]:
@@ -60,10 +58,10 @@ def find_logged_prediction(paths: settings.StatePaths, request_id: str) -> tuple
         PredictionNotFound: If none holds the request id.
     """
     declared = use_cases()
-    if paths.warehouse.exists():
+    if _has_warehouse(paths):
         try:
             with _warehouse(paths) as con:
-                tables = _tables(con)
+                tables = table_names(con)
                 for use_case in declared:
                     table = use_case.monitor_table("inference_log")
                     if table in tables:
@@ -118,14 +116,13 @@ def _model_lineage(name: str, version: str, paths: settings.StatePaths, use_case
     model_version = client.get_model_version(name, str(version))
     run = client.get_run(model_version.run_id)
     tags = run.data.tags
-    ui = os.environ.get("MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
     aliases = list(getattr(model_version, "aliases", []) or [])
     return {
         "model": {"name": name, "version": str(version), "aliases": aliases, "gate": model_version.tags.get("gate"),
                   "weights_sha256": model_version.tags.get("weights_sha256")},
         "mlflow_run": {
             "run_id": run.info.run_id,
-            "url": f"{ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}",
+            "url": settings.mlflow_run_url(run.info.experiment_id, run.info.run_id),
             "dagster_run_id": tags.get("dagster_run_id"),
             "git_commit": tags.get("git_commit"),
             "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test_")},
@@ -148,7 +145,7 @@ def _feature_lineage(root: Path, use_case: UseCase) -> dict:
     try:
         from feast import FeatureStore
 
-        store = FeatureStore(repo_path=str(settings.feature_repo_dir()))
+        store = FeatureStore(repo_path=str(settings.feature_repo_dir()), fs_yaml_file=settings.feature_store_yaml())
         views = []
         for service_name in (s for s in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE) if s):
             service = store.get_feature_service(service_name)
@@ -186,10 +183,10 @@ def _upstream(parent_map: dict, model: str) -> list[str]:
 
 def _row_lineage(paths: settings.StatePaths, source, key: str | None) -> dict:
     """The validated and raw partition and the landing file (with its hash) of the request's own row (``source.key``)."""
-    if not paths.warehouse.exists():
-        return {"row": f"not available (no {paths.warehouse})"}
+    if not _has_warehouse(paths):
+        return {"row": f"not available (no {profile_warehouse(paths.root).where})"}
     with _warehouse(paths) as con:
-        if not key or source.validated_table not in _tables(con):
+        if not key or source.validated_table not in table_names(con):
             return {}
         row = con.execute(
             f"SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM {source.validated_table} a "
@@ -204,10 +201,10 @@ def _row_lineage(paths: settings.StatePaths, source, key: str | None) -> dict:
 
 def _listed_now(paths: settings.StatePaths, use_case: UseCase) -> dict[tuple[str, str], str]:
     """The sha256 the warehouse lists now for each landing file (role ``rows``) and outcome file (``labels``)."""
-    if not paths.warehouse.exists():
+    if not _has_warehouse(paths):
         return {}
     with _warehouse(paths) as con:
-        tables = _tables(con)
+        tables = table_names(con)
         listings = [(role, table) for role, table in (("rows", use_case.source.landing_files_table),
                                                       ("labels", use_case.monitor_table("outcome_files")))
                     if table in tables]

@@ -9,12 +9,11 @@ inside methods so that loading the code location stays fast.
 from __future__ import annotations
 
 import abc
-import os
 from pathlib import Path
 
 import dagster as dg
 
-from platform_assets import settings
+from platform_assets import config, settings
 # Re-exported: stages import every resource from here.
 from platform_assets.warehouse import Warehouse  # noqa: F401
 
@@ -41,14 +40,17 @@ class FeatureStore(dg.ConfigurableResource):
 
     repo_path: str
     state_root: str
+    # The configuration file (default: the repository's feature_store.yaml); prod: feature_store.prod.yaml.
+    yaml_file: str = ""
 
     def store(self) -> "feast.FeatureStore":  # noqa: F821
         """Returns a ``feast.FeatureStore`` for the repository."""
-        # feature_store.yaml and the feature definitions read PLATFORM_HOME.
-        os.environ[settings.STATE_ROOT_ENV] = self.state_root
+        # The local feature_store.yaml and the feature definitions read PLATFORM_HOME (prod: the shared store).
+        if config.profile() == config.LOCAL_PROFILE:
+            config.export(settings.STATE_ROOT_ENV, self.state_root)
         from feast import FeatureStore as _FeatureStore
 
-        return _FeatureStore(repo_path=self.repo_path)
+        return _FeatureStore(repo_path=self.repo_path, fs_yaml_file=Path(self.yaml_file) if self.yaml_file else None)
 
 
 class MlflowRegistry(dg.ConfigurableResource):

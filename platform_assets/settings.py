@@ -13,12 +13,13 @@ secrets (``PII_HMAC_KEY``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from platform_assets import config
+from platform_assets.config import PROJECT_ROOT, ConfigurationError  # noqa: F401 - re-exported
+
 STATE_ROOT_ENV = "PLATFORM_HOME"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
@@ -27,20 +28,49 @@ FEATURE_REPO_ENV = "PLATFORM_FEATURE_REPO"
 
 def dbt_project_dir() -> Path:
     """The dbt project of every use case's models: ``$PLATFORM_DBT_PROJECT_DIR`` or ``<project>/dbt``."""
-    value = os.environ.get(DBT_PROJECT_ENV)
-    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "dbt"
+    return config.get_path(DBT_PROJECT_ENV)
 
 
 def feature_repo_dir() -> Path:
     """The Feast repository of every use case's views: ``$PLATFORM_FEATURE_REPO`` or ``<project>/feature_repo``."""
-    value = os.environ.get(FEATURE_REPO_ENV)
-    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "feature_repo"
+    return config.get_path(FEATURE_REPO_ENV)
 
 
 def state_root() -> Path:
-    """Returns the state root: ``$PLATFORM_HOME`` or ``<project>/.platform``."""
-    value = os.environ.get(STATE_ROOT_ENV)
-    return Path(value).expanduser().resolve() if value else PROJECT_ROOT / ".platform"
+    """Returns the state root, where every stage's files live.
+
+    Local: ``$PLATFORM_HOME`` (default ``<project>/.platform``). Prod: the shared store
+    (``$PLATFORM_SHARED_STORE``), which every run pod mounts; ``PLATFORM_HOME`` then holds caches only.
+    """
+    if config.profile() == config.PROD_PROFILE:
+        return shared_store()
+    return config.get_path(STATE_ROOT_ENV)
+
+
+def shared_store() -> Path:
+    """``$PLATFORM_SHARED_STORE``: a path, or a ``file://`` URL, of storage every run pod mounts.
+
+    Raises:
+        ConfigurationError: If it is unset, or a URL of another scheme (object stores hold landing files only:
+            ``LANDING_URL``).
+    """
+    value = config.get("PLATFORM_SHARED_STORE")
+    if not value:
+        raise ConfigurationError("PLATFORM_SHARED_STORE is not set: the prod profile keeps every stage's files there")
+    if "://" in value:
+        scheme, rest = value.split("://", 1)
+        if scheme != "file":
+            raise ConfigurationError(f"PLATFORM_SHARED_STORE={value!r}: want a path or a file:// URL of a volume "
+                                     "every run pod mounts (object stores serve landing files only: LANDING_URL)")
+        value = rest
+    return Path(value).expanduser().resolve()
+
+
+def feature_store_yaml() -> Path:
+    """The Feast configuration of the profile: ``feature_store.yaml`` (files under the state root) or, in prod,
+    ``feature_store.prod.yaml`` (SQL registry on PostgreSQL, Redis online store)."""
+    name = "feature_store.prod.yaml" if config.profile() == config.PROD_PROFILE else "feature_store.yaml"
+    return feature_repo_dir() / name
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,11 @@ class StatePaths:
         return self.root / "warehouse" / "warehouse.duckdb"
 
     @property
+    def lake_data(self) -> Path:
+        """The prod warehouse's (DuckLake's) Parquet data files; its catalog is in PostgreSQL."""
+        return self.root / "warehouse" / "lake"
+
+    @property
     def dagster_home(self) -> Path:
         """DAGSTER_HOME for the embedded SQLite storage."""
         return self.root / "dagster_home"
@@ -101,6 +136,11 @@ class StatePaths:
     def feast(self) -> Path:
         """Feast registry, online store and offline Parquet exports (every use case's views)."""
         return self.root / "feast"
+
+    @property
+    def feast_data(self) -> Path:
+        """The Parquet exports of the dbt marts, Feast's offline sources."""
+        return self.feast / "data"
 
     @property
     def mlflow(self) -> Path:
@@ -119,10 +159,15 @@ def paths(root: str | Path | None = None) -> StatePaths:
 
 def mlflow_tracking_uri(root: str | Path | None = None) -> str:
     """Returns ``$MLFLOW_TRACKING_URI`` or a SQLite backend under the state root."""
-    value = os.environ.get("MLFLOW_TRACKING_URI")
+    value = config.get("MLFLOW_TRACKING_URI")
     if value:
         return value
     return f"sqlite:///{paths(root).mlflow / 'mlflow.db'}"
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run (``MLFLOW_UI_URL``, default the local ``make mlflow-ui``)."""
+    return f"{config.get('MLFLOW_UI_URL').rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 # The environment profile: ``local`` (the default) or any other name (``prod``, ``staging``).
@@ -136,17 +181,13 @@ DEVELOPMENT_PII_KEY = "local-development-pii-key: not a secret"
 MIN_PII_KEY_CHARS = 16
 
 
-class ConfigurationError(RuntimeError):
-    """The environment lacks a setting the profile requires; the message names the variable."""
-
-
 class PiiKeyWarning(UserWarning):
     """Personal data is masked with the development key, or the key comes from a deprecated variable."""
 
 
 def profile() -> str:
-    """The environment profile: ``$PLATFORM_PROFILE`` or ``local``."""
-    return os.environ.get(PROFILE_ENV, "").strip() or LOCAL_PROFILE
+    """The environment profile: ``$PLATFORM_PROFILE`` (``local`` or ``prod``)."""
+    return config.profile()
 
 
 @dataclass(frozen=True)
@@ -175,7 +216,7 @@ def pii_key_setting() -> PiiKeySetting:
     """
     import warnings
 
-    variable = next((v for v in (PII_KEY_ENV, PII_KEY_DEPRECATED_ENV) if os.environ.get(v)), None)
+    variable = next((v for v in (PII_KEY_ENV, PII_KEY_DEPRECATED_ENV) if config.is_set(v)), None)
     if variable == PII_KEY_DEPRECATED_ENV:
         warnings.warn(
             f"{PII_KEY_DEPRECATED_ENV} is deprecated: rename it to {PII_KEY_ENV} (personal data is now "
@@ -193,7 +234,7 @@ def pii_key_setting() -> PiiKeySetting:
                 stacklevel=2,
             )
         return PiiKeySetting(variable)
-    key = os.environ.get(variable, "") if variable else ""
+    key = config.get(variable) or "" if variable else ""
     problem = (
         "is not set" if not key
         else "is the development key" if key == DEVELOPMENT_PII_KEY

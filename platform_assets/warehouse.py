@@ -1,8 +1,17 @@
-"""The DuckDB warehouse resource: short-lived connections that wait for the file lock, atomic writes.
+"""The warehouse resource: short-lived connections, atomic writes, in DuckDB's dialect either way.
 
-DuckDB lets one process write a database file, and a reader in another
-process blocks a writer (and the reverse): :meth:`Warehouse.connect` waits for
-the lock within a bound, and every write happens in one transaction.
+Local (the embedded default): one DuckDB file. DuckDB lets one process write a
+database file, and a reader in another process blocks a writer (and the
+reverse): :meth:`Warehouse.connect` waits for the lock within a bound, and every
+write happens in one transaction.
+
+Prod: DuckLake, its catalog in PostgreSQL (``catalog``) and its Parquet data
+files on the shared store (``data_path``). Many processes read and write at
+once; a commit that collides with another is retried (DuckLake's own retry for
+the catalog, ours for two writes to one data file), and each table is
+partitioned by ``_partition`` so that runs of different days write different
+files. The extensions come from PyPI wheels (``duckdb-ext-*``, locked to the
+DuckDB release), loaded offline.
 """
 
 from __future__ import annotations
@@ -14,12 +23,69 @@ from typing import Iterator
 import dagster as dg
 
 
-class Warehouse(dg.ConfigurableResource):
-    """The DuckDB warehouse file that holds raw, validated, quarantine and dbt tables."""
+# The name the DuckLake catalog is attached as (and made the default database).
+LAKE = "lake"
+# How many times a write that collided with another writer's commit is tried in all.
+COMMIT_ATTEMPTS = 8
 
-    database: str
+
+def lake_attach_sql(catalog: str, data_path: str, read_only: bool = False) -> str:
+    """The ATTACH statement of the DuckLake whose catalog is the PostgreSQL database ``catalog`` (a URL or a
+    libpq string) and whose data files go under ``data_path``."""
+    quote = lambda s: s.replace("'", "''")  # noqa: E731
+    options = [f"DATA_PATH '{quote(data_path.rstrip('/') + '/')}'"] + (["READ_ONLY"] if read_only else [])
+    return f"ATTACH 'ducklake:postgres:{quote(catalog)}' AS {LAKE} ({', '.join(options)})"
+
+
+def extension_dir() -> str:
+    """Where the DuckDB extension wheels (ducklake, postgres) put their files, for offline LOAD."""
+    import duckdb_ext
+
+    return duckdb_ext.get_extension_dir()
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The warehouse that holds raw, validated, quarantine, monitoring and dbt tables.
+
+    ``database``: the DuckDB file (local). ``catalog`` and ``data_path``: the DuckLake (prod), which wins when set.
+    """
+
+    database: str = ""
+    catalog: str = ""
+    data_path: str = ""
     # How long a connection waits for another process's lock on the file before failing.
     lock_timeout_s: float = 120.0
+
+    @property
+    def is_lake(self) -> bool:
+        return bool(self.catalog)
+
+    @property
+    def where(self) -> str:
+        """What the warehouse is, for messages (never the catalog's credentials)."""
+        if self.is_lake:
+            host = self.catalog.rsplit("@", 1)[-1] if "://" in self.catalog else "PostgreSQL"
+            return f"DuckLake (catalog {host}, data {self.data_path})"
+        return self.database
+
+    def exists(self) -> bool:
+        """Whether there is anything to read yet (a DuckLake always answers)."""
+        return self.is_lake or Path(self.database).exists()
+
+    @contextlib.contextmanager
+    def _lake(self, read_only: bool) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+        import duckdb
+
+        con = duckdb.connect(config={"extension_directory": extension_dir(), "autoinstall_known_extensions": False})
+        try:
+            con.execute("LOAD ducklake; LOAD postgres")
+            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+            con.execute(lake_attach_sql(self.catalog, self.data_path, read_only))
+            con.execute(f"USE {LAKE}")
+            con.execute("SET ducklake_max_retry_count = 100")
+            yield con
+        finally:
+            con.close()
 
     @contextlib.contextmanager
     def connect(
@@ -48,6 +114,10 @@ class Warehouse(dg.ConfigurableResource):
 
         import duckdb
 
+        if self.is_lake:
+            with self._lake(read_only) as con:
+                yield con
+            return
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         timeout = self.lock_timeout_s if lock_timeout_s is None else lock_timeout_s
         deadline, pause, waited = time.monotonic() + timeout, 0.05, False
@@ -101,27 +171,53 @@ class Warehouse(dg.ConfigurableResource):
         so that values are kept as they arrived. Either every table changes or
         none does: a step killed half way leaves the previous partitions intact.
         """
+        import duckdb
+
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return self._replace_partitions_once(tables, column, keys)
+            except duckdb.TransactionException as exc:  # another writer committed to the same file or table first
+                if not self.is_lake or attempt == COMMIT_ATTEMPTS:
+                    raise
+                import logging
+                import random
+                import time
+
+                logging.getLogger(__name__).info("%s: commit collided (%s); try %d of %d", self.where, exc,
+                                                 attempt + 1, COMMIT_ATTEMPTS)
+                time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+
+    def _replace_partitions_once(self, tables, column: str, keys) -> None:
         with self.transaction() as con:
+            existing = table_names(con)
             for name, frame in tables.items():
                 if column not in frame.columns:
                     raise ValueError(f"{name}: incoming rows lack the partition column {column!r}")
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {name.split('.', 1)[0]}")
-                con.register("_incoming", frame)
+                con.register("_incoming", _typed_text(frame))
                 con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM _incoming LIMIT 0")
+                if self.is_lake and name not in existing:
+                    # Runs of different days write different files, so their commits do not collide.
+                    con.execute(f"ALTER TABLE {name} SET PARTITIONED BY ({column})")
                 values = [k for k in keys if k is not None]
                 condition = " OR ".join(
                     ([f"{column} IN ({', '.join('?' for _ in values)})"] if values else [])
                     + ([f"{column} IS NULL"] if None in keys else [])
                 )
                 _require_column(con, name, column)
-                if condition:
-                    con.execute(f"DELETE FROM {name} WHERE {condition}", values)
-                if not frame.empty:  # an empty batch only deletes, and decides no types
-                    if con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] == 0:
-                        # Nothing else is kept: the incoming rows decide the column types.
-                        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
-                    else:
+                kept = con.execute(f"SELECT count(*) FROM {name}" + (f" WHERE NOT ({condition})" if condition else ""),
+                                   values).fetchone()[0]
+                if not frame.empty and kept == 0 and not self.is_lake:
+                    # Nothing else is kept: the incoming rows decide the column types. (DuckLake 0.3 cannot commit
+                    # two tables replaced in one transaction: there the columns are widened as below.)
+                    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _incoming")
+                else:
+                    # Columns change before rows: DuckDB refuses a table altered after a delete in one transaction.
+                    if not frame.empty:  # an empty batch only deletes, and decides no types
                         _align_columns(con, name)
+                    if condition:
+                        con.execute(f"DELETE FROM {name} WHERE {condition}", values)
+                    if not frame.empty:
                         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _incoming")
                 con.unregister("_incoming")
 
@@ -129,10 +225,18 @@ class Warehouse(dg.ConfigurableResource):
 def table_names(con) -> set[str]:
     """The ``schema.table`` names that exist in the database behind ``con``."""
     return {f"{s}.{t}" for s, t in con.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+    ).fetchall()}
 
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _typed_text(frame):
+    """``frame`` with its object columns that hold no value (an empty batch, a column of NULLs) typed as text:
+    DuckDB 1.4 reads such a column as INTEGER, and a table created from it could never hold a day's name."""
+    empty_text = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    return frame.astype({c: "string" for c in empty_text}) if empty_text else frame
 
 
 def _require_column(con, table: str, column: str) -> None:
@@ -156,3 +260,14 @@ def _align_columns(con, table: str) -> None:
             if numeric and current == "DOUBLE":
                 continue
             con.execute(f'ALTER TABLE {table} ALTER COLUMN "{name}" TYPE {"DOUBLE" if numeric else "VARCHAR"}')
+
+
+def profile_warehouse(root: str | Path | None = None) -> Warehouse:
+    """The warehouse of the running profile: the DuckDB file under the state root (local) or the DuckLake whose
+    catalog is ``PLATFORM_WAREHOUSE_URL`` with its data under the state root, the shared store (prod)."""
+    from platform_assets import config, settings
+
+    paths = settings.paths(root)
+    if config.profile() == config.PROD_PROFILE:
+        return Warehouse(catalog=config.get("PLATFORM_WAREHOUSE_URL") or "", data_path=str(paths.lake_data))
+    return Warehouse(database=str(paths.warehouse))

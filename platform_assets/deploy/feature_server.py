@@ -11,13 +11,13 @@ the model server never leaves a feature server behind.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from platform_assets import config, settings
 from platform_assets.deploy.processes import (
     Launch,
     free_port,
@@ -106,6 +106,11 @@ def feature_server_launch(*, repo_path: Path, state_root: Path, port: int | None
     """
     if workers < 1:
         raise ValueError(f"feature server workers must be at least 1, got {workers}")
+    if config.profile() == config.PROD_PROFILE:
+        # Feast's SQL registry opens its connection pool before gunicorn forks: workers would share one
+        # PostgreSQL connection and read each other's answers ("This result object does not return rows").
+        # One worker per server; more servers (replicas on Kubernetes) for more lookups.
+        workers = 1
     port = port or free_port()
     script = Path(feast or feast_executable())
     if not script.exists():
@@ -113,10 +118,10 @@ def feature_server_launch(*, repo_path: Path, state_root: Path, port: int | None
     # The registry is re-read every 5 s, so a re-applied repository is served without a restart.
     # --max-requests 0: Feast's default (1000) restarts a worker every thousand requests, and a
     # restart on a loaded machine outlasts the model server's lookup deadline (bursts of 503s).
-    command = [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-               "--max-requests", "0", "--no-access-log", "--registry_ttl_sec", "5"]
-    env = {**os.environ, "PLATFORM_HOME": str(Path(state_root).resolve()),
-           "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    command = [str(script), "--feature-store-yaml", str(settings.feature_store_yaml()), "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--max-requests", "0", "--no-access-log",
+               "--registry_ttl_sec", "5"]
+    env = config.child_environment((str(PROJECT_ROOT),), PLATFORM_HOME=str(Path(state_root).resolve()))
     if run_dir is not None:  # gunicorn reads XDG_RUNTIME_DIR for its control socket (feast serve has no flag)
         Path(run_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         env["XDG_RUNTIME_DIR"] = str(Path(run_dir).resolve())

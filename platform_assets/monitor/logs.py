@@ -324,10 +324,12 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime, sch
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
         if "inference_log" in tables:
-            con.execute(f"DELETE FROM {schema}.inference_log WHERE _partition = ?", [day])
             if len(rows):
+                # Columns change before rows: DuckDB refuses a table altered after a delete in one transaction.
+                add_missing_columns(con, f"{schema}.inference_log", rows)
                 rows, clashing = fit_to_table(con, f"{schema}.inference_log", rows)
                 rejects += clashing
+            con.execute(f"DELETE FROM {schema}.inference_log WHERE _partition = ?", [day])
         rejected = pd.DataFrame(rejects, columns=["_source_file", "_source_line", "reason", "_partition"])
         kept_of = rows["_source_file"].value_counts() if len(rows) else pd.Series(dtype=int)
         rejected_of = rejected["_source_file"].value_counts()
@@ -341,8 +343,6 @@ def write_day(con, day: str, files: list[LogFile], ingested_at: dt.datetime, sch
             con.register("_rows", rows)
             if "inference_log" not in tables:
                 con.execute(f"CREATE TABLE {schema}.inference_log AS SELECT * FROM _rows LIMIT 0")
-            else:
-                add_missing_columns(con, f"{schema}.inference_log", rows)
             con.execute(f"INSERT INTO {schema}.inference_log BY NAME SELECT * FROM _rows")
             con.unregister("_rows")
         con.execute(f"DELETE FROM {schema}.inference_log_rejects WHERE _partition = ?", [day])

@@ -244,7 +244,8 @@ def test_a_served_prediction_traces_back_to_its_landing_file(graph_run):
         landed = dict(con.execute(f"SELECT path, sha256 FROM {loan().source.landing_files_table}").fetchall())
     assert {f["path"]: f["sha256"] for f in training["landing_files"]}.items() <= landed.items()
     # The retrained version names only the days of its window, and the outcome files its labels came from.
-    served_by_2 = next(r for r in reports if r.serving_version == "2")
+    # The last live day: version 2 served all of it (on the day of the release, version 1 served its morning).
+    served_by_2 = next(r for r in reversed(reports) if r.serving_version == "2")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLATFORM_HOME", str(paths.root))
         retrained = trace_request(paths, next(iter(served_by_2.traffic.request_ids.values())))

@@ -52,7 +52,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
         from platform_assets.features import feast_ops
 
-        data_dir = state.paths.feast / "data"
+        data_dir = state.paths.feast_data
         with warehouse.connect(read_only=True) as con:
             # Only the online views' marts are materialized (the others serve training, offline).
             changed_since = feast_ops.earliest_change(con, data_dir, use_case.online_marts)

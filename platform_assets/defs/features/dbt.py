@@ -12,6 +12,7 @@ import dagster as dg
 
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from platform_assets import config
 from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
@@ -27,7 +28,7 @@ def _put_environment_bin_on_path() -> None:
     """
     bin_dir = str(Path(sys.executable).parent)
     if shutil.which("dbt") is None and (Path(bin_dir) / "dbt").exists():
-        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+        config.export("PATH", os.pathsep.join([bin_dir, config.system_path("PATH")]))
 
 
 def _manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
@@ -96,13 +97,23 @@ def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         """Builds the use case's staging and mart models on DuckDB and runs their tests."""
-        # profiles.yml reads the warehouse path from the environment of the dbt subprocess.
-        os.environ["PLATFORM_DUCKDB_PATH"] = warehouse.database
+        # profiles.yml reads the warehouse from the environment of the dbt subprocess: its target `local` (a DuckDB
+        # file) or `lake` (the prod DuckLake).
+        if warehouse.is_lake:
+            from platform_assets.warehouse import extension_dir
+
+            config.export("DBT_TARGET", "lake")
+            config.export("PLATFORM_WAREHOUSE_URL", warehouse.catalog)
+            config.export("PLATFORM_LAKE_DATA_PATH", warehouse.data_path.rstrip("/") + "/")
+            config.export("PLATFORM_DUCKDB_EXTENSION_DIR", extension_dir())
+        else:
+            config.export("DBT_TARGET", "local")
+            config.export("PLATFORM_DUCKDB_PATH", warehouse.database)
         # A subset run (automation may build the staging model alone, first) must not run a test that also
         # reads a model neither selected nor upstream: on a fresh warehouse that model does not exist yet.
         # dbt's default (eager) takes a test if any parent is selected; buildable waits for all of them.
         # dagster-dbt still overrides this with "empty" when it selects tests one by one.
-        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
+        config.export("DBT_INDIRECT_SELECTION", config.get("DBT_INDIRECT_SELECTION"))
         yield from dbt.cli(["build"], context=context).stream()
 
     return dbt_models
