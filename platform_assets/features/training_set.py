@@ -54,37 +54,39 @@ def training_window(requested: str, previous: str | None) -> str | None:
         raise ValueError(f"training_set config 'since': {value!r} is not a day (YYYY-MM-DD), 'all' or empty") from None
 
 
-def files_trained_on(con, entities, use_case: UseCase) -> list[dict]:
+def file_listings(con, use_case: UseCase):
+    """The warehouse's listing of landing files (role ``rows``) and outcome files (role ``labels``): path,
+    sha256, rows and partition of each file as it was read. Taken with the labelled rows, in one connection."""
+    from platform_assets.warehouse import table_names
+
+    listings = [f"SELECT 'rows' AS role, path, sha256, rows, _partition FROM {use_case.source.landing_files_table}"]
+    if use_case.monitor_table("outcome_files") in table_names(con):
+        listings.append(f"SELECT 'labels' AS role, path, sha256, rows, _partition FROM "
+                        f"{use_case.monitor_table('outcome_files')}")
+    return con.execute(" UNION ALL ".join(listings)).df()
+
+
+def files_trained_on(rows, listings) -> list[dict]:
     """The landing files (``role`` rows) and outcome files (``role`` labels) whose rows the training set holds.
 
-    Each with its partition, the sha256 and row count the warehouse recorded when it was read (so, the file
-    as it was when these rows were built), and how many of the training set's rows it gave. Read from
-    ``entities`` (the entity rows with ``LINEAGE_COLUMNS``), so a window (``since``) names only its own days.
+    Each with its partition, the sha256 and row count the warehouse listed when the rows were read
+    (``file_listings``: so, the file as it was when these rows were built), and how many of the training
+    set's rows it gave. Read from ``rows`` (the training set's rows with ``LINEAGE_COLUMNS``), so a window
+    (``since``) names only its own days.
     """
     import pandas as pd
 
-    from platform_assets.warehouse import table_names
-
-    tables = table_names(con)
     used = pd.concat([
-        entities[ROW_FILE].value_counts().rename_axis("path").reset_index(name="rows_used").assign(role="rows"),
-        entities[LABEL_FILE].dropna().value_counts().rename_axis("path").reset_index(name="rows_used")
+        rows[ROW_FILE].value_counts().rename_axis("path").reset_index(name="rows_used").assign(role="rows"),
+        rows[LABEL_FILE].dropna().value_counts().rename_axis("path").reset_index(name="rows_used")
         .assign(role="labels"),
     ], ignore_index=True)
-    listings = [f"SELECT 'rows' AS role, path, sha256, rows, _partition FROM {use_case.source.landing_files_table}"]
-    outcome_files = use_case.monitor_table("outcome_files")
-    if outcome_files in tables:
-        listings.append(f"SELECT 'labels' AS role, path, sha256, rows, _partition FROM {outcome_files}")
-    con.register("_files_used", used)
-    try:
-        found = con.execute(
-            f"SELECT u.role, f._partition AS partition, u.path, f.sha256, f.rows AS file_rows, u.rows_used "
-            f"FROM _files_used u LEFT JOIN ({' UNION ALL '.join(listings)}) f ON f.role = u.role AND f.path = u.path "
-            "ORDER BY u.role DESC, f._partition, u.path").df()
-    finally:
-        con.unregister("_files_used")
+    found = used.merge(listings.rename(columns={"rows": "file_rows", "_partition": "partition"}),
+                       on=["role", "path"], how="left")
+    found = found.sort_values(["role", "partition", "path"], ascending=[False, True, True], na_position="last")
+    columns = ["role", "partition", "path", "sha256", "file_rows", "rows_used"]
     return [{k: (None if pd.isna(v) else int(v) if k in ("file_rows", "rows_used") else str(v))
-             for k, v in row.items()} for row in found.to_dict("records")]
+             for k, v in row.items()} for row in found[columns].to_dict("records")]
 
 
 def write_training_set(df, path, manifest: dict) -> None:

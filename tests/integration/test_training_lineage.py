@@ -142,3 +142,27 @@ def test_lineage_refuses_an_unknown_model_and_a_half_given_one(trained):
         shown = subprocess.run([sys.executable, "-m", "platform_assets", "lineage", *args], cwd=PROJECT_ROOT,
                                env=env, capture_output=True, text=True, timeout=120)
         assert shown.returncode != 0 and message in shown.stderr
+
+
+def test_rows_validated_after_the_feature_build_are_left_out_counted_and_never_nan(trained):
+    """A day delivered again with other applications, validated but not yet built into features: a training
+    set built now leaves those rows out and says how many (a NaN would make the network's loss NaN)."""
+    root, resources, instance = trained["root"], trained["resources"], trained["instance"]
+    day = (START + dt.timedelta(days=20)).isoformat()
+    write_sample_landing(root, days=1, rows_per_day=80, start=dt.date.fromisoformat(day), seed=99)
+    assert ingest_days(resources, day, day, instance).success
+    result = dg.materialize(
+        trained["assets"], resources=resources, instance=instance, raise_on_error=False,
+        run_config={"ops": {loan_node("features", "training_set"): {"config": {"min_rows": 100}}}},
+        selection=dg.AssetSelection.assets(KEYS.training_set))
+    assert result.success
+    meta = result.asset_materializations_for_node(loan_node("features", "training_set"))[0].metadata
+    training = pd.read_parquet(loan_paths(root).training_set)
+    features = [c for c in training.columns if c not in USE_CASE.never_features]
+    assert not training[features].isna().any().any()
+    # The day's labelled rows are the ones left out: none of its new applications has features yet.
+    key = USE_CASE.source.key
+    new_ids = set(pd.read_parquet(_landing_file(root, day))[key])
+    assert meta["rows_without_features"].value > 0 and not new_ids & set(training[key])
+    manifest = read_manifest(loan_paths(root).training_set)
+    assert sum(f["rows_used"] for f in manifest["files"] if f["role"] == "rows") == len(training) == manifest["rows"]

@@ -1,7 +1,7 @@
 """The prod profile on this machine's PostgreSQL and Redis: every test here is marked ``services`` and skips,
 naming what did not answer, when they are not there.
 
-Each session gets its own databases (Dagster, MLflow, Feast's registry, the warehouse's DuckLake catalog) and
+Each module gets its own databases (Dagster, MLflow, Feast's registry, the warehouse's DuckLake catalog) and
 its own Redis database, dropped and flushed at the end; the shared store and PLATFORM_HOME are temporary folders.
 """
 
@@ -59,7 +59,7 @@ def _admin(statement: str) -> None:
         con.execute(statement)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def services(tmp_path_factory):
     """Fresh databases and a flushed Redis database; yields the prod profile's environment for processes."""
     missing = services_missing()
@@ -116,7 +116,7 @@ def query(database: str, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def graph(services):
     """Generated landing days, then ingest, everything up to serving, traffic, its log and the drift report."""
     from platform_assets.deploy.serving import free_port

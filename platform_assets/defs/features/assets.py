@@ -8,8 +8,8 @@ import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.features.training_set import LINEAGE_COLUMNS, files_table, files_trained_on, labelled_rows_sql, \
-    training_window, write_training_set
+from platform_assets.features.training_set import LINEAGE_COLUMNS, file_listings, files_table, files_trained_on, \
+    labelled_rows_sql, training_window, write_training_set
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 
@@ -114,16 +114,33 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             if since is not None:
                 labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
             entities = feast_ops.entity_rows(labelled, as_of, use_case, keep=LINEAGE_COLUMNS)
-            # Which files these rows and labels came from, with their hashes as read: recorded in the file.
-            files = files_trained_on(con, entities, use_case)
-        entities = entities.drop(columns=list(LINEAGE_COLUMNS))
+            # The files as read with these rows: which of them the training set holds is recorded in it.
+            listings = file_listings(con, use_case)
         entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
+        # Feast gets the entity rows alone; the files they came from are put back on its answer, row for row.
+        lineage = entities[[use_case.source.key, *LINEAGE_COLUMNS]]
+        entities = entities.drop(columns=list(LINEAGE_COLUMNS))
         if since is not None and len(entities) < config.min_rows:
             raise ValueError(
                 f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
                 f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
                 "or widen the window (config since)")
         df = feast_ops.historical_features(feast.store(), entities, use_case)
+        key = use_case.source.key
+        if len(df) != len(lineage) or (df[key].to_numpy() != lineage[key].to_numpy()).any():
+            raise RuntimeError("Feast answered other rows than it was asked for: the training set's lineage cannot "
+                               "be recorded")
+        df[list(LINEAGE_COLUMNS)] = lineage[list(LINEAGE_COLUMNS)].to_numpy()
+        # A row whose features the offline store does not hold yet (its day validated after the last feature
+        # build) cannot be trained on: left out, counted and said, never a NaN the network would learn from.
+        inputs = [c for c in df.columns if c not in use_case.never_features and c not in LINEAGE_COLUMNS]
+        without = df[inputs].isna().any(axis=1)
+        if without.any():
+            context.log.warning(f"{int(without.sum())} of {len(df)} labelled rows have no features in the offline "
+                                "store yet (built before their day was validated): left out of the training set")
+            df = df[~without].reset_index(drop=True)
+        files = files_trained_on(df, listings)
+        df = df.drop(columns=list(LINEAGE_COLUMNS))
         cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
         df["split"] = feast_ops.split_by_time(df, cut)
         path = state.paths.of(use_case.name).training_set
@@ -144,6 +161,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 "digest": digest,
                 "path": dg.MetadataValue.path(str(path)),
                 "files_trained_on": dg.MetadataValue.md(files_table(files)),
+                "rows_without_features": int(without.sum()),
             },
         )
 
