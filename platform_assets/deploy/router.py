@@ -441,7 +441,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a request waits for an upstream that refuses connections (one being "
                              "restarted) before it is answered 502")
     args = parser.parse_args(argv)
+    import signal
+
     import uvloop
+
+    # Stop when told, whatever the starting process ignored (an ignored signal is inherited across exec).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     router = Router(Path(args.routes), args.timeout, args.read_timeout, args.unreachable_wait)
     uvloop.run(router.serve(args.host, args.port, args.admin_port, Path(args.control) if args.control else None))
