@@ -97,8 +97,10 @@ serving-status: install
 		[ -f "$$conf" ] && echo "== $$conf" && $(BIN)/supervisorctl -c "$$conf" status; done; true
 
 # The tests generate their own days (2025-12 onward): the first day a demo recorded is not theirs.
+# Test files run on TEST_WORKERS processes; a file stays on one worker (its module fixtures run once).
+TEST_WORKERS ?= 2
 test: install
-	PLATFORM_PARTITIONS_START=2025-01-01 $(BIN)/pytest
+	PLATFORM_PARTITIONS_START=2025-01-01 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_platform.py
