@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 
 from platform_assets import settings
@@ -32,76 +31,31 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"{declared.name}: {exc}", file=sys.stderr)
             return 1
         print(f"{declared.name}: wrote {rows} rows in {args.days} daily files to {landing}")
-    _record_first_landed_day(str(settings.paths().landing))
+    from platform_assets.ingest.partitions import PARTITIONS_START_ENV, record_first_landed_day
+
+    recorded = record_first_landed_day(str(settings.paths().landing))
+    if recorded:
+        print(f"daily partitions start on {recorded[0]} (recorded in {recorded[1]}; {PARTITIONS_START_ENV} overrides it)")
     return 0
 
 
-def _record_first_landed_day(landing_url: str) -> None:
-    """Makes the daily partitions start at the first day that has a landing file (earlier files included)."""
-    from platform_assets.declared import use_cases
-    from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
-    from platform_assets.ingest.partitions import PARTITIONS_START_ENV, record_partitions_start
-
-    days = sorted(d for s in {u.source for u in use_cases()}
-                  for u in list_landing_files(source_landing_url(landing_url, s)) if (d := partition_of(u, s)))
-    if days:
-        path = record_partitions_start(days[0])
-        print(f"daily partitions start on {days[0]} (recorded in {path}; {PARTITIONS_START_ENV} overrides it)")
-
-
-def _config(args: argparse.Namespace) -> int:
+def _config(_: argparse.Namespace) -> int:
     """Prints every setting's effective value (secrets masked) and where it came from; exits 1 when the profile
     lacks a setting it needs."""
-    from platform_assets import config
+    from platform_assets.where import configuration_text
 
-    if args.markdown:
-        print(config.markdown_table())
-        return 0
-    rows = config.effective()
-    width = max(len(r["name"]) for r in rows)
-    group = None
-    for row in rows:
-        if row["group"] != group:
-            group = row["group"]
-            print(f"# {group}")
-        value = "" if row["value"] is None else row["value"]
-        print(f"{row['name']:<{width}}  {value}  ({row['source']})")
-    missing = config.missing_for_profile()
-    if missing:
-        print(f"PLATFORM_PROFILE={config.profile()} needs: {', '.join(missing)}", file=sys.stderr)
+    text, lacking = configuration_text()
+    print(text)
+    if lacking:
+        print(lacking, file=sys.stderr)
         return 1
     return 0
 
 
 def _where(_: argparse.Namespace) -> int:
-    from platform_assets import config
-    from platform_assets.declared import use_cases
-    from platform_assets.warehouse import profile_warehouse
+    from platform_assets.where import where_text
 
-    paths = settings.paths()
-    # The tracking URI may hold a password: prod names the variable instead.
-    tracking = "$MLFLOW_TRACKING_URI" if config.is_set("MLFLOW_TRACKING_URI") else settings.mlflow_tracking_uri()
-    print(
-        f"""State root ({settings.STATE_ROOT_ENV}): {paths.root}
-  Dagster UI:        make ui            (dg dev -w workspace.yaml, http://127.0.0.1:3000)
-  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {tracking} -p 5000)
-  Warehouse:         {profile_warehouse().where}
-  Feast online store:{paths.feast / 'online_store.db'}"""
-    )
-    for use_case in use_cases():
-        own = paths.of(use_case.name)
-        print(f"""{use_case.name} (model {use_case.model_name}, landing {paths.landing / use_case.source.landing_folder}):
-  Evaluation report: {own.reports / 'eval' / 'eval_report.md'}
-  Drift report:      {own.reports / 'drift' / 'drift_report.html'}""")
-        deployment = own.serving / "deployment.json"
-        if deployment.exists():
-            record = json.loads(deployment.read_text())
-            print(f"  Serving endpoint:  {record['url']}/api/v1.0/predictions "
-                  f"({record['model_name']} v{record['model_version']})")
-            if record.get("feature_server_url"):
-                print(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
-            print(f"  Inference log:     {own.inference} (one JSON line per served prediction)")
-    print("Trace a request:     python -m platform_assets lineage <request id>")
+    print(where_text())
     return 0
 
 
@@ -181,22 +135,12 @@ def _landing_days(args: argparse.Namespace) -> int:
 def _traffic(args: argparse.Namespace) -> int:
     """Sends one validated day's rows to each deployed use case's server, as its callers would."""
     from platform_assets.declared import use_case, use_cases
-    from platform_assets.traffic import send_requests
-    from platform_assets.warehouse import profile_warehouse
+    from platform_assets.traffic import replay_day
 
-    paths = settings.paths()
     answered = True
     for declared in [use_case(args.use_case)] if args.use_case else use_cases():
-        source, own = declared.source, paths.of(declared.name)
-        deployment = json.loads((own.serving / "deployment.json").read_text())
-        with profile_warehouse().connect(read_only=True) as con:
-            day = args.day or con.execute(f"SELECT max(_partition) FROM {source.validated_table}").fetchone()[0]
-            # The newest day replays without skew: the online store holds nothing after it.
-            rows = con.execute(f"SELECT * FROM {source.validated_table} WHERE _partition = ?", [day]).df()
-        result = send_requests(deployment["url"], rows, source, concurrency=args.concurrency)
-        print(f"{declared.name} {day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
-              f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
-              f"logged under {own.inference / f'day={day}'}")
+        text, result = replay_day(declared, args.day, args.concurrency)
+        print(text)
         answered &= result.answered > 0
     return 0 if answered else 1
 

@@ -113,3 +113,26 @@ def send_requests(
             pass
     result.seconds = time.perf_counter() - started
     return result
+
+
+def replay_day(use_case, day: str | None = None, concurrency: int = 8) -> tuple[str, TrafficResult]:
+    """Sends ``day``'s validated rows (default: the newest day) to ``use_case``'s deployed server.
+
+    Returns a line saying what was sent and answered, and the result. The newest day replays without skew:
+    the online store holds nothing after it.
+    """
+    import json
+
+    from platform_assets import settings
+    from platform_assets.warehouse import profile_warehouse
+
+    source, own = use_case.source, settings.paths().of(use_case.name)
+    deployment = json.loads((own.serving / "deployment.json").read_text())
+    with profile_warehouse().connect(read_only=True) as con:
+        day = day or con.execute(f"SELECT max(_partition) FROM {source.validated_table}").fetchone()[0]
+        rows = con.execute(f"SELECT * FROM {source.validated_table} WHERE _partition = ?", [day]).df()
+    result = send_requests(deployment["url"], rows, source, concurrency=concurrency)
+    text = (f"{use_case.name} {day}: sent {result.sent}, answered {result.answered}, errors {dict(result.errors)}, "
+            f"p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms; "
+            f"logged under {own.inference / f'day={day}'}")
+    return text, result

@@ -83,6 +83,24 @@ def test_config_shows_every_setting_with_secrets_masked(monkeypatch):
     assert shown.returncode == 1 and "DAGSTER_POSTGRES_URL" in shown.stderr and "PLATFORM_SHARED_STORE" in shown.stderr
 
 
+def test_where_under_prod_points_at_the_services_and_prints_no_password(tmp_path):
+    from tests.conftest import prod_service_settings
+
+    planted = "hunter2" * 2
+    settings = prod_service_settings(tmp_path)
+    settings["MLFLOW_TRACKING_URI"] = f"postgresql+psycopg2://mlflow:{planted}@127.0.0.1:5432/mlflow"
+    settings["FEAST_REDIS_CONNECTION_STRING"] = f"127.0.0.1:6379,password={planted}"
+    env = {**os.environ, **settings, "PLATFORM_PROFILE": "prod", "PII_HMAC_KEY": TEST_PII_KEY,
+           "PLATFORM_HOME": str(tmp_path / "home")}
+    shown = subprocess.run([sys.executable, "-m", "platform_assets", "where"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert planted not in shown.stdout
+    assert f"State root (PLATFORM_SHARED_STORE, profile prod): {tmp_path / 'shared'}" in shown.stdout
+    assert "Redis ($FEAST_REDIS_CONNECTION_STRING)" in shown.stdout and "online_store.db" not in shown.stdout
+    assert "DuckLake" in shown.stdout and str(tmp_path / "home") not in shown.stdout
+
+
 def test_a_bad_number_names_its_variable(monkeypatch):
     monkeypatch.setenv("PLATFORM_RETRAIN_COOLDOWN_DAYS", "a week")
     with pytest.raises(config.ConfigurationError, match="PLATFORM_RETRAIN_COOLDOWN_DAYS='a week' is not an integer"):
