@@ -12,7 +12,7 @@ export DAGSTER_HOME ?= $(PLATFORM_HOME)/dagster_home
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 DATA_ARGS ?= --days 60 --rows-per-day 1000
 
-.PHONY: demo test install data materialize where ui mlflow-ui stop-serving serving-status rollback clear-rollback clean benchmark loop
+.PHONY: demo test install data materialize where ui mlflow-ui stop-serving serving-status rollback clear-rollback clean benchmark bench loop
 
 demo: install data materialize where
 
@@ -101,6 +101,12 @@ serving-status: install
 TEST_WORKERS ?= 2
 test: install
 	PLATFORM_PARTITIONS_START=2025-01-01 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The whole graph at 100k, 1M and 10M rows: each stage's wall time, rows/s and peak memory (benchmarks/run.py);
+# BENCH_ARGS="--sizes 100k 1M" for fewer. Appends its table to benchmarks/RESULTS.md.
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python benchmarks/run.py --record $(BENCH_ARGS)
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_platform.py

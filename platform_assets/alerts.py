@@ -14,7 +14,7 @@ import logging
 from platform_assets import config
 
 WEBHOOK_ENV = "PLATFORM_ALERT_WEBHOOK_URL"
-KINDS = ("drift", "quality", "retrain_requested", "gate_failed", "deployment_failed", "run_failed", "serving_down")
+KINDS = ("drift", "quality", "retrain_requested", "retrained", "gate_failed", "deployment_failed", "run_failed", "serving_down")
 logger = logging.getLogger("platform.alerts")
 
 

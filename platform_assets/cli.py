@@ -31,7 +31,8 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"{declared.name}: {exc}", file=sys.stderr)
             return 1
         print(f"{declared.name}: wrote {rows} rows in {args.days} daily files to {landing}")
-    from platform_assets.ingest.partitions import PARTITIONS_START_ENV, record_first_landed_day
+    from platform_assets.ingest.landing import record_first_landed_day
+    from platform_assets.ingest.partitions import PARTITIONS_START_ENV
 
     recorded = record_first_landed_day(str(settings.paths().landing))
     if recorded:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,9 +34,39 @@ class Launch:
     fields: dict = field(default_factory=dict)
 
 
+# Where the kernel's range of ephemeral ports cannot be read (not Linux), Linux's default.
+EPHEMERAL_DEFAULT = (32768, 60999)
+FIRST_CHOSEN_PORT = 20000
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return EPHEMERAL_DEFAULT
+
+
 def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on the loopback interface that is free now, chosen outside the kernel's ephemeral range.
+
+    A port chosen now is often bound later (a server started after its configuration is written, a release
+    that a test prepares minutes ahead). The kernel hands out ephemeral ports to every outgoing connection
+    and every ``bind(0)``, so a port taken from that range can be someone's client socket by then; a
+    random free port below it (or above it) is not handed out by anyone but a program that asks for it.
+    """
+    low, high = _ephemeral_ports()
+    choices = range(FIRST_CHOSEN_PORT, low) if low - FIRST_CHOSEN_PORT >= 1000 else range(high + 1, 65536)
+    pick = random.SystemRandom()
+    for _ in range(100):
+        port = pick.choice(choices)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # that range is full: any free port
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

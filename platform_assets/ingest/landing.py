@@ -226,3 +226,16 @@ def combined_hash(records: list[LandingFile]) -> str:
     for record in sorted(records, key=lambda r: r.path):
         digest.update(f"{record.path.rsplit('/', 1)[-1]}:{record.sha256}\n".encode())
     return digest.hexdigest()
+
+
+def record_first_landed_day(landing_url: str, root: str | Path | None = None) -> tuple[str, Path] | None:
+    """Makes the daily partitions start at the first day that has a landing file of any declared source.
+
+    Returns the day and the file it is recorded in; ``None`` when no landing file names a day.
+    """
+    from platform_assets.declared import use_cases
+    from platform_assets.ingest.partitions import record_partitions_start
+
+    days = sorted(d for s in {u.source for u in use_cases()}
+                  for u in list_landing_files(source_landing_url(landing_url, s)) if (d := partition_of(u, s)))
+    return (days[0], record_partitions_start(days[0], root)) if days else None

@@ -56,19 +56,6 @@ def record_partitions_start(first_day: str, root: str | Path | None = None) -> P
     return path
 
 
-def record_first_landed_day(landing_url: str, root: str | Path | None = None) -> tuple[str, Path] | None:
-    """Makes the daily partitions start at the first day that has a landing file of any declared source.
-
-    Returns the day and the file it is recorded in; ``None`` when no landing file names a day.
-    """
-    from platform_assets.declared import use_cases
-    from platform_assets.ingest.landing import list_landing_files, partition_of, source_landing_url
-
-    days = sorted(d for s in {u.source for u in use_cases()}
-                  for u in list_landing_files(source_landing_url(landing_url, s)) if (d := partition_of(u, s)))
-    return (days[0], record_partitions_start(days[0], root)) if days else None
-
-
 def partition_filter(keys: list[str] | None, column: str = PARTITION_COLUMN) -> tuple[str, list[str]]:
     """A SQL condition (with its parameters) that keeps the rows of ``keys``; all rows for ``None``."""
     if keys is None:

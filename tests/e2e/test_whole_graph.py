@@ -224,6 +224,37 @@ def test_before_the_drift_nothing_retrains_and_after_it_one_retrain_restores_qua
     assert new_auc >= pre_auc - 0.02 and new_auc > old_auc + 0.1
 
 
+def test_every_materialization_records_its_cost_and_the_retrain_says_what_it_cost(graph_run, caplog):
+    import logging
+
+    from platform_assets.cost import COST_KEYS
+    from platform_assets.defs.train.sensors import alert_on_retrain_done
+
+    instance, daemon, _, _ = graph_run
+    keys = [k for k in definitions.defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == "loan_default"]
+    records = [r for k in keys for r in instance.fetch_materializations(k, limit=1000).records]
+    assert len(records) > 50
+    for record in records:
+        metadata = record.asset_materialization.metadata
+        assert set(COST_KEYS) <= set(metadata), record.asset_materialization.asset_key
+        assert metadata["cost/wall_s"].value > 0 and metadata["cost/peak_rss_mb"].value > 100
+    # The retrain run: its alert sums the cost of its steps, and the model's MLflow run carries its own.
+    retrain = next(r for r in daemon.history if r["job"] == "loan_default__retrain")
+    run = instance.get_run_by_id(retrain["run_id"])
+    success = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)[0]
+    with caplog.at_level(logging.WARNING, logger="platform.alerts"):
+        alert_on_retrain_done(dg.build_run_status_sensor_context(
+            sensor_name="alert_on_retrain_done", dagster_instance=instance, dagster_run=run,
+            dagster_event=success.dagster_event))
+    alert = json.loads(caplog.records[-1].getMessage())
+    assert alert["alert"] == "retrained" and alert["wall_s"] > 1 and alert["cpu_s"] > 1
+    assert loan_node("train", "model") in alert["stages"]
+    model = instance.get_latest_materialization_event(KEYS.model).asset_materialization.metadata
+    client = daemon.defs.resources["mlflow_registry"].client()
+    metrics = client.get_run(model["mlflow_run_id"].value).data.metrics
+    assert metrics["cost_wall_s"] > 0 and metrics["cost_peak_rss_mb"] > 100
+
+
 def test_a_served_prediction_traces_back_to_its_landing_file(graph_run):
     from platform_assets.lineage import trace_request
 

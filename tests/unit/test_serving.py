@@ -145,3 +145,17 @@ def test_served_features_that_differ_from_the_sdk_are_counted():
     assert differing_values(stale, sdk) == 2
     assert differing_values(sdk.drop(columns="n_prior"), sdk) is None  # a feature missing from the answer
     assert differing_values(sdk.head(2), sdk) is None  # an entity missing from the answer
+
+
+def test_free_ports_are_chosen_outside_the_kernels_ephemeral_range():
+    """A port chosen for later use is not one the kernel hands to the next client socket or bind(0)."""
+    import socket
+
+    from platform_assets.deploy.processes import _ephemeral_ports, free_port
+
+    low, high = _ephemeral_ports()
+    ports = [free_port() for _ in range(50)]
+    assert all(not (low <= p <= high) for p in ports)
+    assert len(set(ports)) > 40  # random, so two processes choosing at once rarely meet
+    with socket.socket() as sock:  # and free: it can be bound
+        sock.bind(("127.0.0.1", ports[0]))

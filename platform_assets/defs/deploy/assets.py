@@ -12,6 +12,7 @@ from platform_assets.declared import use_case_index
 from platform_assets.resources import Deployer, FeatureStore, MlflowRegistry, PlatformState, Warehouse
 
 from platform_assets.keys import for_use_case
+from platform_assets.cost import with_cost
 
 
 class ModelNotApprovedError(dg.Failure):
@@ -189,6 +190,7 @@ def build_deployment_asset(use_case: UseCase) -> dg.AssetsDefinition:
             "is smoke-tested, then takes over, and a failure leaves the old one serving."
         ),
     )
+    @with_cost
     def deployment(
         context: dg.AssetExecutionContext,
         config: DeploymentConfig,
@@ -274,6 +276,7 @@ def build_batch_predictions_asset(use_case: UseCase) -> dg.AssetsDefinition:
             f"(point in time, from Feast) and the served model's own preprocessing and forward pass: {table}."
         ),
     )
+    @with_cost
     def batch_predictions(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse,
                           mlflow_registry: MlflowRegistry, feast: FeatureStore) -> dg.MaterializeResult:
         """Scores the validated rows of the run's days; rewrites those days in the table."""

@@ -16,6 +16,7 @@ from platform_assets.resources import MlflowRegistry, PlatformState
 
 from platform_assets.evaluate.metrics import score_model
 from platform_assets.keys import for_use_case
+from platform_assets.cost import with_cost
 # The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
 GATE_EVALUATION_TAG = "gate_evaluation"
 
@@ -99,6 +100,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         kinds={"pytorch", "mlflow"},
         description="Challenger and champion scored on the same test split: metrics, calibration, fairness slices.",
     )
+    @with_cost
     def eval_report(
         context: dg.AssetExecutionContext, config: EvaluationConfig, state: PlatformState, mlflow_registry: MlflowRegistry
     ) -> dg.MaterializeResult:
@@ -197,6 +199,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         description="The registry's champion alias, moved to the evaluated challenger once its gate passed "
                     "(never to a rolled-back model, until a person clears its rollback).",
     )
+    @with_cost
     def champion(context: dg.AssetExecutionContext, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
         """Moves ``champion`` to the latest evaluation's challenger, only if the gate passed on that evaluation
         and neither the version nor its weights were rolled back since (uncleared).

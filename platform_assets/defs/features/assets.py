@@ -12,6 +12,7 @@ from platform_assets.features.training_set import LINEAGE_COLUMNS, file_listings
     labelled_rows_sql, training_window, write_training_set
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
+from platform_assets.cost import with_cost
 
 
 class TrainingSetConfig(dg.Config):
@@ -46,6 +47,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         ),
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def feature_store(
         context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse, feast: FeatureStore
     ) -> dg.MaterializeResult:
@@ -89,6 +91,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         description="Labelled rows with point-in-time features, split by time into train/validation/test.",
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def training_set(
         context: dg.AssetExecutionContext,
         config: TrainingSetConfig,

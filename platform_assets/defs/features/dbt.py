@@ -18,6 +18,7 @@ from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
 from platform_assets.settings import dbt_project_dir
+from platform_assets.cost import with_cost
 
 
 def _put_environment_bin_on_path() -> None:
@@ -95,6 +96,7 @@ def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         retry_policy=DBT_LOCK_RETRY,
     )
+    @with_cost
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         """Builds the use case's staging and mart models on DuckDB and runs their tests."""
         # profiles.yml reads the warehouse from the environment of the dbt subprocess: its target `local` (a DuckDB

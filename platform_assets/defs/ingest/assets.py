@@ -10,6 +10,7 @@ from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Landing, Warehouse
 from platform_assets.warehouse import table_names
+from platform_assets.cost import with_cost
 
 
 def _stored_files(warehouse: Warehouse, source: Source, keys: list[str]) -> set[tuple] | None:
@@ -43,6 +44,7 @@ def build_raw_asset(use_case: UseCase) -> dg.AssetsDefinition:
             "partitioned by the day in the file name."
         ),
     )
+    @with_cost
     def raw_rows(
         context: dg.AssetExecutionContext, landing: Landing, warehouse: Warehouse
     ) -> dg.MaterializeResult:

@@ -21,6 +21,7 @@ from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
 from platform_assets.monitor.outcomes import labels_query
 from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
+from platform_assets.cost import with_cost
 
 # Rows of real callers: the row's own fields sent, the rest computed or looked up. Requests that carry
 # every model input (the deployment's smoke test, a backfill) are logged but are not traffic.
@@ -60,6 +61,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         ),
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def inference_log(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
         """Ingests the server's log files of the partition's day into ``monitor_<use case>.inference_log``."""
         from platform_assets.monitor import logs
@@ -103,6 +105,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         ),
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def outcomes(context: dg.AssetExecutionContext, state: PlatformState, warehouse: Warehouse) -> dg.MaterializeResult:
         """Reads the partition day's outcome file into ``monitor_<use case>.outcomes`` (the day replaced)."""
         from platform_assets.monitor import outcomes as outcome_files
@@ -144,6 +147,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         description="Served predictions joined to the outcomes known so far (a label may arrive days after its row).",
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Joins ``monitor_<use case>.inference_log`` traffic to outcomes known by the newest event seen."""
         from platform_assets.warehouse import table_names
@@ -195,6 +199,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         ),
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def drift_report(
         context: dg.AssetExecutionContext, config: DriftConfig, state: PlatformState, warehouse: Warehouse,
         mlflow_registry: MlflowRegistry, feast: FeatureStore,

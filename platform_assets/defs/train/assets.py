@@ -9,6 +9,8 @@ from typing import Iterable
 
 import dagster as dg
 
+from platform_assets import cost
+from platform_assets.cost import with_cost
 from platform_assets.declarations import UseCase
 from platform_assets.features.training_set import TRAINING_FILES_ARTIFACT, read_manifest
 from platform_assets.keys import for_use_case
@@ -143,6 +145,10 @@ def _train_and_register(
         client, name, lambda: _log_pyfunc(mlflow_lib, result, df[features].head(5)), run_id, version_tags
     )
     version = str(model_version.version)
+    spent = cost.so_far()  # the whole step, registration included; its materialization records the same
+    if spent is not None:
+        mlflow_lib.log_metrics({"cost_wall_s": spent.wall_s, "cost_cpu_s": spent.cpu_s,
+                                "cost_peak_rss_mb": spent.peak_rss_mb})
     # Without dagster-mlflow's end-of-run hook (plain `dagster asset materialize`) the run would stay RUNNING.
     mlflow_lib.end_run()
     context.log.info(f"candidate {chosen} of {len(results)} registered as {name} v{version}")
@@ -204,6 +210,7 @@ def build_model_asset(use_case: UseCase) -> dg.AssetsDefinition:
         # parameter name, so every resource of this asset is named here.
         required_resource_keys={"state", "mlflow_registry", tracking_resource_key(use_case)},
     )
+    @with_cost
     def model(context: dg.AssetExecutionContext, config: TrainConfig) -> dg.MaterializeResult:
         """Trains each candidate (an MLflow child run each), logs and registers the best as ``challenger``.
 

@@ -1,12 +1,14 @@
-"""Closes the MLflow runs of a Dagster run that failed or died, so none stays RUNNING."""
+"""Closes the MLflow runs of a Dagster run that failed or died, so none stays RUNNING; says what a retrain cost."""
 
 from pathlib import Path
 
 import dagster as dg
 
+from platform_assets import alerts
 from platform_assets.declared import use_cases
-
 from platform_assets.resources import MlflowRegistry
+
+RETRAIN_JOB_SUFFIX = "__retrain"
 
 
 def _sqlite_file_missing(tracking_uri: str) -> bool:
@@ -60,3 +62,27 @@ def mlflow_runs_on_failure(context: dg.RunFailureSensorContext, mlflow_registry:
         context.log.warning(outcome)
     else:
         context.log.info(outcome)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitor_all_code_locations=False,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts when a retrain run finishes, with what it cost (wall and CPU seconds, peak memory) by stage.",
+)
+def alert_on_retrain_done(context: dg.RunStatusSensorContext) -> None:
+    """One ``retrained`` alert per successful ``<use case>__retrain`` run, its cost summed over its steps."""
+    from platform_assets.cost import costs_by_step, total
+
+    run = context.dagster_run
+    if not run.job_name.endswith(RETRAIN_JOB_SUFFIX):
+        return
+    by_step = costs_by_step(context.instance, run.run_id)
+    if not by_step:
+        context.log.warning(f"run {run.run_id} recorded no cost metadata: no retrain alert")
+        return
+    spent = total(by_step)
+    use_case = run.job_name[: -len(RETRAIN_JOB_SUFFIX)]
+    alerts.alert("retrained", f"{use_case}: retrain finished; it cost {spent.summary()}", run_id=run.run_id,
+                 job=run.job_name, wall_s=round(spent.wall_s, 1), cpu_s=round(spent.cpu_s, 1),
+                 peak_rss_mb=round(spent.peak_rss_mb), stages={step: c.summary() for step, c in sorted(by_step.items())})

@@ -9,6 +9,7 @@ from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.ingest.partitions import PARTITION_COLUMN
 from platform_assets.keys import for_use_case
 from platform_assets.resources import PiiMasking, Warehouse
+from platform_assets.cost import with_cost
 
 
 def build_validation_asset(use_case: UseCase) -> dg.AssetsDefinition:
@@ -37,6 +38,7 @@ def build_validation_asset(use_case: UseCase) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
     )
+    @with_cost
     def validated_rows(context: dg.AssetExecutionContext, warehouse: Warehouse, pii: PiiMasking):
         """Splits the run's days of ``raw.<source>`` into ``validated`` and ``quarantine`` rows.
 
