@@ -40,11 +40,15 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(_: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> int:
     """Prints every setting's effective value (secrets masked) and where it came from; exits 1 when the profile
-    lacks a setting it needs."""
+    lacks a setting it needs. ``--markdown``: the table of docs/configuration.md."""
+    from platform_assets import config
     from platform_assets.where import configuration_text
 
+    if args.markdown:
+        print(config.markdown_table())
+        return 0
     text, lacking = configuration_text()
     print(text)
     if lacking:

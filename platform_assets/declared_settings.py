@@ -93,6 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
     _S("PLATFORM_RETRAIN_MIN_NEW_LABELS", "automation", "New known outcomes that ask for a retrain.", "5000"),
     _S("PLATFORM_RETRAIN_MIN_ROWS_SINCE_DRIFT", "automation", "Labelled rows since quality fell before that "
        "retrain runs on them.", "1000"),
+    # -- how much a stage holds at once
+    _S("PLATFORM_BATCH_ROWS", "scale", "Rows a stage holds in memory at once: a range run ingests and validates "
+       "its days in batches of whole days up to this many rows (a larger day is a batch of its own).", "250000"),
     # -- deployment (the platform's side)
     _S("PLATFORM_RUN_EXECUTOR", "deploy", "`in_process` (every step of a run in one process) or `k8s_job` (each "
        "step in its own Kubernetes pod).", "in_process"),

@@ -145,3 +145,13 @@ def validate_days(con, days: list[str], source: Source) -> DaysOutcome:
             break
         scope += extra
     return DaysOutcome(result.valid, result.quarantined, scope, scope[len(days):], result.failure_counts)
+
+
+def raw_rows_by_day(con, days: list[str], source: Source) -> dict[str, int]:
+    """The raw rows of each of ``days``, in the order given (0 for a day without rows, or before any raw table)."""
+    counts = dict.fromkeys(days, 0)
+    if source.raw_table in table_names(con):
+        where, params = partition_filter(days)
+        counts.update(con.execute(f"SELECT {PARTITION_COLUMN}, count(*) FROM {source.raw_table} WHERE {where} "
+                                  f"GROUP BY 1", params).fetchall())
+    return counts

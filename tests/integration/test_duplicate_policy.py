@@ -138,6 +138,22 @@ def test_day_by_day_in_any_order_ends_like_the_range_run(parts, range_outcome, t
     assert [rewritten(r) for r in results] == rewrites
 
 
+@pytest.mark.parametrize("batch_rows", [N + 5, 2 * N + 5])
+def test_a_range_run_in_batches_of_days_ends_like_one_pass(parts, range_outcome, tmp_path, monkeypatch, batch_rows):
+    """Batches of one or two days (PLATFORM_BATCH_ROWS) read and write the run's days in turn: the same outcome."""
+    monkeypatch.setenv("PLATFORM_BATCH_ROWS", str(batch_rows))
+    results = run_days(tmp_path, parts, [DAYS])
+    assert outcome(tmp_path) == range_outcome[1]
+    events = {e.asset_key: e.materialization.metadata for e in results[0].get_asset_materialization_events()}
+    assert events[loan_keys().validated]["batches"].value == (4 if batch_rows < 2 * N else 2)
+    assert events[loan_keys().raw]["batches"].value == (4 if batch_rows < 2 * N else 2)
+    assert events[loan_keys().raw]["dagster/row_count"].value == sum(len(p) for p in parts.values())
+    # The same files again: no day is rewritten.
+    again = ingest_days(definitions.embedded_resources(tmp_path), D1, D4)
+    raw = {e.asset_key: e.materialization.metadata for e in again.get_asset_materialization_events()}[loan_keys().raw]
+    assert raw["unchanged"].value is True and raw["days_rewritten"].value == 0
+
+
 def test_re_running_changes_nothing_and_a_re_ingest_that_drops_the_first_copy_reinstates_the_next(parts, tmp_path):
     results = run_days(tmp_path, parts, [DAYS, DAYS, [D3]])
     before = outcome(tmp_path)

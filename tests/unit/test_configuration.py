@@ -65,6 +65,9 @@ def test_every_setting_is_used_and_every_name_read_is_declared():
 def test_the_documented_table_is_the_declared_one():
     doc = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     assert config.markdown_table() in doc, "regenerate: python -m platform_assets config --markdown"
+    shown = subprocess.run([sys.executable, "-m", "platform_assets", "config", "--markdown"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.stdout.strip() == config.markdown_table().strip()  # the command the message names
 
 
 def test_config_shows_every_setting_with_secrets_masked(monkeypatch):
