@@ -85,3 +85,24 @@ def test_concept_drift_moves_the_relation_and_keeps_it_as_learnable():
     before, old_after, new_after = auc(old, pre_test), auc(old, post_test), auc(new, post_test)
     assert old_after < before - 0.1  # the drift is there: the old relation no longer ranks well
     assert new_after > before - 0.02  # and the new one is as learnable: retraining can recover
+
+
+def test_sample_files_are_written_a_day_at_a_time_and_hold_exactly_the_generated_rows(tmp_path):
+    import pandas as pd
+
+    from platform_assets.use_cases.loan_default.generator import generate_days, write_sample
+
+    config = GeneratorConfig(start_date=dt.date(2026, 3, 1), days=4, rows_per_day=300, dirty_fraction=0.01)
+    rows = write_sample(tmp_path, config.start_date, config.days, config.rows_per_day, config.seed,
+                        dirty_fraction=config.dirty_fraction)
+    written = pd.concat([pd.read_parquet(p) for p in sorted(tmp_path.glob("*.parquet"))], ignore_index=True)
+    expected = generate_applications(config)
+    assert rows == len(written) == len(expected)
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+    # A day's rows do not depend on how many days come after it.
+    first_two = list(generate_days(GeneratorConfig(start_date=config.start_date, days=2, rows_per_day=300,
+                                                   dirty_fraction=0)))
+    again = list(generate_days(GeneratorConfig(start_date=config.start_date, days=6, rows_per_day=300,
+                                               dirty_fraction=0)))[:2]
+    for a, b in zip(first_two, again):
+        pd.testing.assert_frame_equal(a, b)

@@ -17,6 +17,7 @@ recorded in ``label_ts``. Drift scenarios change the data after a given day:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,50 +59,42 @@ class GeneratorConfig:
     label_delay_days: tuple[int, int] = (7, 30)
 
 
-def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
-    """Generates all applications of ``config`` as one DataFrame, sorted by time.
+class _Population:
+    """What every day shares: the daily counts, the applicants' fixed attributes and their applications so far."""
 
-    Args:
-        config: What to generate.
+    def __init__(self, config: GeneratorConfig):
+        rng = np.random.default_rng(config.seed)
+        self.per_day = rng.integers(int(config.rows_per_day * 0.9), int(config.rows_per_day * 1.1) + 1,
+                                    size=config.days)
+        # Applicants come and go: each is active for about ACTIVE_DAYS days and applies about twice
+        # in that time (the window of active ids slides by half a day's applications a day). The
+        # population is then the same from one day to the next once the first ACTIVE_DAYS have
+        # passed, so applicant-history features do not trend as the data ages (no drift where
+        # none is injected).
+        self.window = max(1, config.rows_per_day * ACTIVE_DAYS // 2)
+        self.shift = max(1, config.rows_per_day // 2)
+        n_applicants = self.window + self.shift * config.days
+        # A stream per attribute: applicant i's attributes do not depend on how many applicants there are.
+        self.age_idx = np.random.default_rng([config.seed + 1, 0]).choice(len(AGE_BANDS), size=n_applicants,
+                                                                          p=[0.18, 0.42, 0.3, 0.1])
+        self.region_idx = np.random.default_rng([config.seed + 1, 1]).choice(len(REGIONS), size=n_applicants)
+        self.applications = np.zeros(n_applicants, dtype=np.int64)  # each applicant's applications so far
+        self.rows_before = np.concatenate([[0], np.cumsum(self.per_day)])
 
-    Returns:
-        One row per application with the columns in ``COLUMNS``.
 
-    Raises:
-        ValueError: If the scenario is unknown or sizes are not positive.
-    """
-    if config.scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {config.scenario!r}; choose one of {SCENARIOS}")
-    if config.days < 1 or config.rows_per_day < 1:
-        raise ValueError("days and rows_per_day must be positive")
-    rng = np.random.default_rng(config.seed)
-
-    per_day = rng.integers(
-        int(config.rows_per_day * 0.9), int(config.rows_per_day * 1.1) + 1, size=config.days
-    )
-    n = int(per_day.sum())
-    day_index = np.repeat(np.arange(config.days), per_day)
+def _generate_day(config: GeneratorConfig, population: _Population, day: int) -> pd.DataFrame:
+    """The applications of day ``day`` (0-based), from a random stream of that day's own, in generation order."""
+    rng = np.random.default_rng([config.seed, day])
+    n = int(population.per_day[day])
     drift_start = config.drift_start_day if config.drift_start_day is not None else (2 * config.days) // 3
-    drifted = (day_index >= drift_start) & (config.scenario != "none")
-
-    # Applicants come and go: each is active for about ACTIVE_DAYS days and applies about twice
-    # in that time (the window of active ids slides by half a day's applications a day). The
-    # population is then the same from one day to the next once the first ACTIVE_DAYS have
-    # passed, so applicant-history features do not trend as the data ages (no drift where
-    # none is injected).
-    window = max(1, config.rows_per_day * ACTIVE_DAYS // 2)
-    shift = max(1, config.rows_per_day // 2)
-    n_applicants = window + shift * config.days
-    applicant_id = 100_000 + day_index * shift + rng.integers(0, window, size=n)
-    applicant_rng = np.random.default_rng(config.seed + 1)
-    age_idx_pool = applicant_rng.choice(len(AGE_BANDS), size=n_applicants, p=[0.18, 0.42, 0.3, 0.1])
-    region_idx_pool = applicant_rng.choice(len(REGIONS), size=n_applicants)
-    age_idx = age_idx_pool[applicant_id - 100_000]
-    region_idx = region_idx_pool[applicant_id - 100_000]
+    drifted = np.full(n, day >= drift_start and config.scenario != "none")
+    applicant_id = 100_000 + day * population.shift + rng.integers(0, population.window, size=n)
+    age_idx = population.age_idx[applicant_id - 100_000]
+    region_idx = population.region_idx[applicant_id - 100_000]
 
     base = np.datetime64(config.start_date.isoformat(), "s")
     seconds = rng.integers(0, 86_400, size=n)
-    application_ts = base + (day_index * 86_400 + seconds).astype("timedelta64[s]")
+    application_ts = base + (day * 86_400 + seconds).astype("timedelta64[s]")
 
     income = np.round(rng.lognormal(mean=10.9, sigma=0.45, size=n), 2)
     age_years = np.array([22, 33, 50, 66])[age_idx] + rng.normal(0, 3, size=n)
@@ -117,10 +110,12 @@ def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
         income = np.where(drifted, np.round(income * 0.7, 2), income)
         debt_to_income = np.where(drifted, np.clip(debt_to_income + 0.15, 0, 0.95), debt_to_income)
 
-    # Applications per applicant so far: frequent applicants are riskier.
+    # Applications per applicant so far (earlier days, then earlier today): frequent applicants are riskier.
     order = np.argsort(application_ts, kind="stable")
     prior = np.empty(n, dtype=np.int64)
-    prior[order] = pd.Series(applicant_id[order]).groupby(applicant_id[order]).cumcount().to_numpy()
+    prior[order] = (pd.Series(applicant_id[order]).groupby(applicant_id[order]).cumcount().to_numpy()
+                    + population.applications[applicant_id[order] - 100_000])
+    np.add.at(population.applications, applicant_id - 100_000, 1)
 
     loan_to_income = loan_amount / income
     # debt_to_income and loan_to_income have about the same spread (0.16), so moving weight
@@ -148,9 +143,11 @@ def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
 
     first = np.array(FIRST_NAMES, dtype=object)[applicant_id % len(FIRST_NAMES)]
     last = np.array(LAST_NAMES, dtype=object)[(applicant_id // len(FIRST_NAMES)) % len(LAST_NAMES)]
+    row_numbers = population.rows_before[day] + np.arange(n)
     df = pd.DataFrame(
         {
-            "application_id": np.char.add("app-", np.arange(n).astype(str)),
+            # Application ids carry the seed so that two generated sets never collide.
+            "application_id": np.char.add(f"s{config.seed}-app-", row_numbers.astype(str)).astype(object),
             "applicant_id": applicant_id,
             "applicant_name": first + " " + last,
             "email": np.char.add(np.char.add((first + "." + last).astype(str), applicant_id.astype(str)), "@example.com"),
@@ -170,20 +167,57 @@ def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
             "label_ts": label_ts.astype("datetime64[us]"),
         }
     )
-    _make_dirty(df, config.dirty_fraction, rng)
-    # Application ids carry the seed so that two generated sets never collide.
-    df["application_id"] = f"s{config.seed}-" + df["application_id"]
+    # The dirty rows of the days so far are round(rows so far x fraction): the whole set has exactly its share.
+    share = lambda rows: int(np.floor(rows * config.dirty_fraction + 0.5))  # noqa: E731
+    _make_dirty(df, share(population.rows_before[day + 1]) - share(population.rows_before[day]), rng)
     return df.sort_values("application_ts", kind="stable").reset_index(drop=True)
 
 
-def _make_dirty(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -> None:
-    """Breaks ``fraction`` of the rows in place, one kind of fault per row."""
-    n_dirty = int(round(len(df) * fraction))
-    if n_dirty == 0:
+def _check(config: GeneratorConfig) -> None:
+    if config.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {config.scenario!r}; choose one of {SCENARIOS}")
+    if config.days < 1 or config.rows_per_day < 1:
+        raise ValueError("days and rows_per_day must be positive")
+
+
+def generate_days(config: GeneratorConfig) -> Iterator[pd.DataFrame]:
+    """The applications of ``config`` one day at a time, in day order (memory follows a day).
+
+    Each day draws from a random stream of its own (seed and day), so a day's rows do not depend on how
+    many days are generated after it.
+
+    Raises:
+        ValueError: If the scenario is unknown or sizes are not positive.
+    """
+    _check(config)
+    population = _Population(config)
+    for day in range(config.days):
+        yield _generate_day(config, population, day)
+
+
+def generate_applications(config: GeneratorConfig) -> pd.DataFrame:
+    """Generates all applications of ``config`` as one DataFrame, sorted by time (:func:`generate_days`, joined).
+
+    Args:
+        config: What to generate.
+
+    Returns:
+        One row per application with the columns in ``COLUMNS``.
+
+    Raises:
+        ValueError: If the scenario is unknown or sizes are not positive.
+    """
+    _check(config)
+    return pd.concat(list(generate_days(config)), ignore_index=True)
+
+
+def _make_dirty(df: pd.DataFrame, n_dirty: int, rng: np.random.Generator) -> None:
+    """Breaks ``n_dirty`` of the rows in place, one kind of fault per row."""
+    df["employment_years"] = df["employment_years"].astype("float64")
+    if n_dirty <= 0:
         return
     rows = rng.choice(len(df), size=n_dirty, replace=False)
     kinds = rng.integers(0, 4, size=n_dirty)
-    df["employment_years"] = df["employment_years"].astype("float64")
     df.loc[rows[kinds == 0], "income"] = -df.loc[rows[kinds == 0], "income"]
     df.loc[rows[kinds == 1], "region"] = "atlantis"
     df.loc[rows[kinds == 2], "employment_years"] = np.nan
@@ -230,6 +264,8 @@ def write_sample(landing_dir: Path, start: dt.date, days: int, rows_per_day: int
     """
     config = GeneratorConfig(start_date=start, days=days, rows_per_day=rows_per_day, seed=seed, scenario=scenario,
                              dirty_fraction=dirty_fraction)
-    df = generate_applications(config)
-    write_landing_files(df, landing_dir, file_format)
-    return len(df)
+    rows = 0
+    for day in generate_days(config):  # one day in memory at a time
+        write_landing_files(day, landing_dir, file_format)
+        rows += len(day)
+    return rows
