@@ -26,21 +26,27 @@ from state_root import BIN, ROOT, fresh_state_root, stop_servers
 OUT = ROOT / "benchmarks" / "out"
 
 
-def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(sum of RSS over the tree, largest single RSS) in bytes."""
-    total = largest = 0
+def _tree_rss(proc: psutil.Process) -> tuple[int, int, int]:
+    """(sum of RSS over the tree, largest single RSS, sum without the serving processes) in bytes.
+
+    The serving processes are the supervisord a deployment starts and everything under it (router, model
+    servers, feature server): they stay up after the run, and their size does not depend on the data.
+    """
+    total = largest = serving = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0, 0
+        return 0, 0, 0
     for p in procs:
         try:
             rss = p.memory_info().rss
+            if "supervisord" in " ".join(p.cmdline()):
+                serving += rss + sum(c.memory_info().rss for c in p.children(recursive=True))
         except psutil.Error:
             continue
         total += rss
         largest = max(largest, rss)
-    return total, largest
+    return total, largest, total - serving
 
 
 def run_measured(name: str, argv: list[str], env: dict) -> dict:
@@ -48,14 +54,15 @@ def run_measured(name: str, argv: list[str], env: dict) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
-    peak = {"tree": 0, "process": 0}
+    peak = {"tree": 0, "process": 0, "pipeline": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            total, largest = _tree_rss(ps)
+            total, largest, pipeline = _tree_rss(ps)
             peak["tree"] = max(peak["tree"], total)
             peak["process"] = max(peak["process"], largest)
+            peak["pipeline"] = max(peak["pipeline"], pipeline)
             done.wait(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -66,9 +73,11 @@ def run_measured(name: str, argv: list[str], env: dict) -> dict:
     sampler.join()
     wall = time.perf_counter() - start
     row = {"command": name, "rc": rc, "wall_s": round(wall, 1),
-           "peak_tree_rss_gb": round(peak["tree"] / 2**30, 2), "peak_process_rss_gb": round(peak["process"] / 2**30, 2)}
+           "peak_tree_rss_gb": round(peak["tree"] / 2**30, 2), "peak_process_rss_gb": round(peak["process"] / 2**30, 2),
+           "peak_pipeline_rss_gb": round(peak["pipeline"] / 2**30, 2)}
     print(f"{name:<34} rc {rc}  {wall:8.1f} s  peak tree {row['peak_tree_rss_gb']:5.2f} GB  "
-          f"largest process {row['peak_process_rss_gb']:5.2f} GB", flush=True)
+          f"largest process {row['peak_process_rss_gb']:5.2f} GB  without serving {row['peak_pipeline_rss_gb']:5.2f} GB",
+          flush=True)
     if rc != 0:
         print(output[-4000:])
         row["output_tail"] = output[-4000:]

@@ -4,7 +4,8 @@ For each size, on a state root of its own: generate the landing files (loan defa
 commands of `make materialize` (the landed days in one run, features to serving, the newest day's traffic,
 its inference log, the drift job). Two kinds of figures:
 
-- per command: wall seconds and the peak RSS of its whole process tree (sampled every 0.5 s);
+- per command: wall seconds and the peak RSS of its whole process tree (sampled every 0.5 s), with and without
+  the serving processes a deployment leaves running (supervisord and its router and servers);
 - per stage (each Dagster step): the cost every materialization records (``cost/wall_s``, ``cost/cpu_s``,
   ``cost/peak_rss_mb``, see ``platform_assets/cost.py``) and the rows it wrote (the largest
   ``dagster/row_count`` of the step), hence rows/s.
@@ -104,6 +105,7 @@ def bench_size(label: str, rows_per_day: int, work: Path, port: int) -> dict:
             "completed": all(c["rc"] == 0 for c in commands) and len(commands) == len(plan) + 1,
             "wall_s": round(sum(c["wall_s"] for c in commands), 1),
             "peak_tree_rss_gb": max(c["peak_tree_rss_gb"] for c in commands),
+            "peak_pipeline_rss_gb": max(c["peak_pipeline_rss_gb"] for c in commands),
             "commands": commands, "stages": stage_costs(home / "dagster_home")}
 
 
@@ -111,13 +113,15 @@ def markdown(report: dict) -> str:
     """The report as a RESULTS.md section: the sizes side by side, then each size's stages."""
     lines = [f"## `make bench` (issue 24), {report['date']}", "",
              f"Command: `{report['command']}`; commit {report['commit']}; machine: {report['machine']}.", "",
-             "| rows | completed | wall s | peak RSS of the process tree (GB) |", "|---|---|---|---|"]
-    lines += [f"| {s['label']} | {'yes' if s['completed'] else 'NO'} | {s['wall_s']} | {s['peak_tree_rss_gb']} |"
-              for s in report["sizes"]]
+             "| rows | completed | wall s | peak RSS of the process tree (GB) | the same without serving (GB) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {s['label']} | {'yes' if s['completed'] else 'NO'} | {s['wall_s']} | {s['peak_tree_rss_gb']} | "
+              f"{s['peak_pipeline_rss_gb']} |" for s in report["sizes"]]
     for size in report["sizes"]:
         lines += ["", f"### {size['label']} ({size['days']} days x {size['rows_per_day']:,} rows)", "",
-                  "| command | wall s | peak tree RSS (GB) |", "|---|---|---|"]
-        lines += [f"| {c['command']} | {c['wall_s']} | {c['peak_tree_rss_gb']} |" for c in size["commands"]]
+                  "| command | wall s | peak tree RSS (GB) | without serving (GB) |", "|---|---|---|---|"]
+        lines += [f"| {c['command']} | {c['wall_s']} | {c['peak_tree_rss_gb']} | {c['peak_pipeline_rss_gb']} |"
+                  for c in size["commands"]]
         lines += ["", "| job | step | rows | wall s | CPU s | rows/s | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {s['job']} | {s['step']} | {s['rows']:,} | {s['wall_s']:.1f} | {s['cpu_s']:.1f} | "
                   f"{s['rows_per_s'] or ''} | {s['peak_rss_mb']:.0f} |" for s in size["stages"]]
