@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     import feast
 
 from platform_assets.declarations import UseCase
+from platform_assets.features.training_set import LABEL_TIME
 
 SPLITS = ("train", "validation", "test")
 # Feast's entity dataframe and the marts name the time of each row so.
 EVENT_TIMESTAMP = "event_timestamp"
 # The training set's column of when each label became known.
-LABEL_TIME = "label_ts"
 
 
 def export_marts(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from platform_assets.declarations import UseCase
-from platform_assets.features.feast_ops import LABEL_TIME
+
+# The column of a training row's outcome time (the label's event time in Feast's point-in-time join).
+LABEL_TIME = "label_ts"
 
 # The file each labelled row came from, and the outcome file its label came from (NULL when the row carried it):
 # carried with the labelled rows up to the entity rows, then recorded with the training set and dropped.

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import CLOCK_SKEW_S
+from platform_assets.text import storable  # noqa: F401 - here too, where callers have found it
 
 # Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
 REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "feature_source",
@@ -81,11 +82,6 @@ def unstorable(text: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"a lone surrogate {text[exc.start]!r} at character {exc.start}, text a warehouse cannot store"
     return None
-
-
-def storable(text: str) -> str:
-    """``text`` with what UTF-8 cannot encode written as escapes: for file names and reasons that quote input."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # Lone surrogates reach a record only through a JSON escape \uD800-\uDFFF (the line itself is strict UTF-8).

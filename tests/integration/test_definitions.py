@@ -84,7 +84,7 @@ def dg_key(text):
 def test_loading_the_code_location_imports_no_heavy_library():
     code = (
         "import sys, platform_assets.definitions; "
-        "print(','.join(m for m in ('feast', 'torch', 'mlflow', 'evidently', 'sklearn', 'pandera') if m in sys.modules))"
+        "print(','.join(m for m in ('feast', 'torch', 'mlflow', 'evidently', 'sklearn', 'pandera', 'pandas', 'numpy', 'pyarrow') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

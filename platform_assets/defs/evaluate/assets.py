@@ -14,7 +14,6 @@ import dagster as dg
 from platform_assets.declarations import UseCase
 from platform_assets.resources import MlflowRegistry, PlatformState
 
-from platform_assets.evaluate.metrics import score_model
 from platform_assets.keys import for_use_case
 from platform_assets.cost import with_cost
 # The tag on a model version naming the evaluation (its run id) the gate's verdict is about.
@@ -105,6 +104,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, config: EvaluationConfig, state: PlatformState, mlflow_registry: MlflowRegistry
     ) -> dg.MaterializeResult:
         """Scores both models on the test split; the gate check judges the scores recorded here."""
+        from platform_assets.evaluate.metrics import score_model  # pandas: not at code-location load
         import pandas as pd
 
         from platform_assets.evaluate import plots

@@ -6,7 +6,6 @@ import dagster as dg
 
 from platform_assets.declarations import UseCase
 from platform_assets.defs.evaluate.assets import GATE_EVALUATION_TAG, gate_verdict, latest_evaluation, rollback_refusals
-from platform_assets.evaluate.metrics import stale_reasons
 from platform_assets.keys import for_use_case
 from platform_assets.resources import MlflowRegistry
 
@@ -49,6 +48,7 @@ def build_evaluation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         context: dg.AssetCheckExecutionContext, config: GateConfig, mlflow_registry: MlflowRegistry
     ) -> dg.AssetCheckResult:
         """Applies the gate's bounds to the latest ``eval_report`` materialization's scores."""
+        from platform_assets.evaluate.metrics import stale_reasons  # pandas: not at code-location load
         from platform_assets.evaluate.metrics import decide
         from platform_assets.train.registry import CHALLENGER, CHAMPION, alias_version
 

@@ -19,7 +19,6 @@ from platform_assets.declarations import UseCase
 from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
-from platform_assets.monitor.outcomes import labels_query
 from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
 from platform_assets.cost import with_cost
 
@@ -150,6 +149,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     @with_cost
     def labelled_predictions(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """Joins ``monitor_<use case>.inference_log`` traffic to outcomes known by the newest event seen."""
+        from platform_assets.monitor.outcomes import labels_query  # pandas: not at code-location load
         from platform_assets.warehouse import table_names
 
         with warehouse.connect() as con:

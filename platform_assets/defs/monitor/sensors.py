@@ -15,7 +15,7 @@ from platform_assets.declarations import UseCase
 from platform_assets.keys import for_use_case
 from platform_assets.monitor.arrivals import (
     day_signatures, new_labels_since, outcome_day_signatures, partition_problem, settled_days)
-from platform_assets.monitor.logs import storable
+from platform_assets.text import storable
 from platform_assets.monitor.retrain import decide_retrain
 from platform_assets.resources import PlatformState, Warehouse
 

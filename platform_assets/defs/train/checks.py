@@ -5,7 +5,6 @@ import dagster as dg
 
 from platform_assets.resources import MlflowRegistry, PlatformState
 from platform_assets.declarations import UseCase
-from platform_assets.evaluate.metrics import log_loss
 from platform_assets.keys import for_use_case
 from platform_assets.defs.train.assets import lineage_keys
 
@@ -35,6 +34,7 @@ def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         config: ConvergenceConfig, state: PlatformState, mlflow_registry: MlflowRegistry
     ) -> dg.AssetCheckResult:
         """Recomputes the validation loss of the registered artifact and compares with the base rate and the log."""
+        from platform_assets.evaluate.metrics import log_loss  # pandas: not at code-location load
         import pandas as pd
 
         from platform_assets.train.registry import CHALLENGER, load_version
