@@ -45,3 +45,14 @@ def rule_name(row: pd.Series, personal: tuple[str, ...]) -> str:
     if row["schema_context"] == "DataFrameSchema":  # a cross-field rule: one reason per row
         return f"row: {row['check']}"
     return f"{row['column']}: {row['check']} {got(row['failure_case'], row['column'] in personal)}"
+
+
+def refuse_batch_level(cases: pd.DataFrame, schema_name: str) -> None:
+    """Raises :class:`SchemaViolation` when pandera's failure cases hold failures of the batch (no row to blame)."""
+    batch_level = cases[cases["index"].isna()]
+    if not batch_level.empty:
+        problems = "; ".join(
+            f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})"
+            for _, r in batch_level.head(10).iterrows()
+        )
+        raise SchemaViolation(f"batch does not fit {schema_name}: {problems}")

@@ -15,7 +15,8 @@ import pandas as pd
 import pandera.errors
 import pandera.pandas as pa
 
-from platform_assets.validate.reasons import REASONS, SchemaViolation, ValidationResult, got, rule_name
+from platform_assets.validate.reasons import (REASONS, SchemaViolation, ValidationResult, got, refuse_batch_level,
+                                               rule_name)
 
 
 def _text_to_float(values: pd.Series, missing: pd.Series) -> pd.Series:
@@ -109,13 +110,7 @@ def split_valid_rows(df: pd.DataFrame, schema: type[pa.DataFrameModel], personal
         rule_reasons = pd.Series(dtype=object)
     except pandera.errors.SchemaErrors as errors:
         cases = errors.failure_cases
-        batch_level = cases[cases["index"].isna()]
-        if not batch_level.empty:
-            problems = "; ".join(
-                f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})"
-                for _, r in batch_level.head(10).iterrows()
-            )
-            raise SchemaViolation(f"batch does not fit {schema.__name__}: {problems}")
+        refuse_batch_level(cases, schema.__name__)
         cases = cases.assign(reason=cases.apply(rule_name, axis=1, args=(personal,)))
         rule_reasons = cases.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))
         counts.update({str(k): int(v) for k, v in cases.groupby("check")["index"].nunique().items()})

@@ -29,7 +29,7 @@ from platform_assets.declarations import Source
 from platform_assets.validate import reference
 from platform_assets.validate.parse import parse_column, parse_columns
 from platform_assets.validate.reasons import (  # noqa: F401 (the names callers import from here)
-    REASONS, WITHHELD, SchemaViolation, ValidationResult, got, show,
+    REASONS, WITHHELD, SchemaViolation, ValidationResult, got, refuse_batch_level, show,
 )
 from platform_assets.validate.schema_checks import Unsupported, coerce_columns, failure_cases, unsupported
 
@@ -68,13 +68,7 @@ def _rule_reasons(cases: pd.DataFrame, schema_name: str, personal: tuple[str, ..
     Raises:
         SchemaViolation: For failures of the batch as a whole (no row to blame).
     """
-    batch_level = cases[cases["index"].isna()]
-    if not batch_level.empty:
-        problems = "; ".join(
-            f"{r['check']} failed for {r['failure_case']!r} (column {r['column']})"
-            for _, r in batch_level.head(10).iterrows()
-        )
-        raise SchemaViolation(f"batch does not fit {schema_name}: {problems}")
+    refuse_batch_level(cases, schema_name)
     per_row: dict = {}
     for index, context, column, check, value in zip(
         cases["index"].to_numpy(), cases["schema_context"].to_numpy(), cases["column"].to_numpy(),
