@@ -162,6 +162,30 @@ def materialize_range(store: "feast.FeatureStore", start: dt.datetime, end: dt.d
     _release_ibis_backend()
 
 
+def rows_by_day(con: "duckdb.DuckDBPyConnection", marts: tuple[str, ...], since: dt.datetime,
+                schema: str = "features") -> dict[dt.date, int]:
+    """Rows of ``marts`` per event day from ``since`` on, in day order."""
+    union = " UNION ALL ".join(f"SELECT event_timestamp FROM {schema}.{m}" for m in marts)
+    rows = con.execute(f"SELECT CAST(event_timestamp AS DATE) AS day, count(*) FROM ({union}) "
+                       "WHERE event_timestamp >= ? GROUP BY 1 ORDER BY 1", [since]).fetchall()
+    return dict(rows)
+
+
+def materialize_windows(start: dt.datetime, end: dt.datetime, day_rows: dict[dt.date, int],
+                        limit: int) -> list[tuple[dt.datetime, dt.datetime]]:
+    """``start``..``end`` cut at day boundaries into consecutive windows of at most ``limit`` rows (a bigger day
+    alone), so that materializing holds one window's rows. Windows go forward in time: a later window's value
+    of an entity overwrites an earlier one's, and the online store ends with each entity's latest."""
+    from platform_assets.ingest.load import day_batches
+
+    batches = day_batches({d: n for d, n in day_rows.items()}, limit)
+    if len(batches) <= 1:
+        return [(start, end)]
+    cuts = [dt.datetime.combine(batch[0], dt.time()) for batch in batches[1:]]
+    edges = [start, *(c for c in cuts if start < c < end), end]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp, use_case: UseCase,
                 keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """Builds Feast's entity dataframe from the use case's labelled rows.

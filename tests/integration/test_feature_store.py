@@ -339,3 +339,24 @@ def test_history_is_the_same_three_ways_dbt_python_and_the_online_activity(built
         checked += 1
     assert checked > 50
     assert (mart["prior_applications_90d"] > 0).sum() > 20
+
+
+def test_materializing_in_windows_of_days_leaves_every_entitys_latest_row_online(tmp_path, monkeypatch):
+    """PLATFORM_BATCH_ROWS small: the online store is loaded a few days at a time, and ends as one load would."""
+    monkeypatch.setenv("PLATFORM_BATCH_ROWS", "150")
+    start = dt.date.today() - dt.timedelta(days=10)
+    write_sample_landing(tmp_path, days=10, rows_per_day=60, start=start)
+    resources = definitions.embedded_resources(tmp_path)
+    assert ingest_days(resources, start.isoformat(), (start + dt.timedelta(days=9)).isoformat()).success
+    result = dg.materialize(
+        [loan_asset("raw", KEYS.source), loan_asset("validated", KEYS.source), loan_asset("features", "stg_applications"),
+         loan_asset("features", "feature_store"), loan_asset("features", "training_set")],
+        resources=resources, selection=dg.AssetSelection.key_prefixes([USE_CASE.name, "features"]) - dg.AssetSelection.keys(
+            KEYS.training_set), raise_on_error=False)
+    assert result.success
+    store = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}[KEYS.feature_store]
+    assert store["materialized_windows"].value >= 3
+    # Every entity of every online view, not a sample: its online row is its latest offline row.
+    check = judge(loan_check("online_matches_offline"), config=feature_checks.SkewCheckConfig(sample_size=100_000),
+                  feast=resources["feast"])
+    assert check.passed and check.metadata["entities_compared"].value > 300

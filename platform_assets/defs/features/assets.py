@@ -53,6 +53,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
         from platform_assets.features import feast_ops
+        from platform_assets.ingest.load import batch_rows
 
         data_dir = state.paths.feast_data
         with warehouse.connect(read_only=True) as con:
@@ -68,16 +69,24 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         if use_case.online_marts:
             start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store, use_case), oldest,
                                                 newest)
+        windows = []
         if start is not None:
-            # From the oldest change (or the online horizon) on: the latest value of every changed entity.
-            feast_ops.materialize_range(store, start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1))
-        context.log.info(f"applied {applied}; exported {counts}; materialized from {start}")
+            # From the oldest change (or the online horizon) on: the latest value of every changed entity, a
+            # window of days at a time (PLATFORM_BATCH_ROWS rows at most) so that memory follows a window.
+            with warehouse.connect(read_only=True) as con:
+                day_rows = feast_ops.rows_by_day(con, use_case.online_marts, start - dt.timedelta(seconds=1))
+            windows = feast_ops.materialize_windows(start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1),
+                                                    day_rows, batch_rows())
+            for window_start, window_end in windows:
+                feast_ops.materialize_range(store, window_start, window_end)
+        context.log.info(f"applied {applied}; exported {counts}; materialized from {start} in {len(windows)} window(s)")
         return dg.MaterializeResult(
             metadata={
                 "offline_rows": dg.MetadataValue.json(counts),
                 "feast_objects": ", ".join(applied),
                 "materialized_from": start.isoformat() if start is not None else "nothing changed",
                 "materialized_until": newest.isoformat(),
+                "materialized_windows": len(windows),
                 "online_store": dg.MetadataValue.path(str(state.paths.feast / "online_store.db")),
             }
         )
