@@ -23,7 +23,7 @@ def test_the_batch_size_must_be_a_positive_number(monkeypatch):
 def test_materialization_windows_cut_at_day_boundaries_and_cover_the_range():
     import datetime as dt
 
-    from platform_assets.features.feast_ops import materialize_windows
+    from platform_assets.features.online_load import materialize_windows
 
     start, end = dt.datetime(2026, 9, 1, 5), dt.datetime(2026, 9, 5, 23)
     days = {dt.date(2026, 9, d): 60 for d in range(1, 6)}

@@ -6,6 +6,7 @@ import duckdb
 import pandas as pd
 
 from platform_assets.features import feast_ops
+from platform_assets.features import online_load
 
 T0 = dt.datetime(2026, 5, 1)
 MARTS = ("fct_one", "fct_two")
@@ -22,26 +23,26 @@ def test_earliest_change_finds_new_late_and_changed_rows(tmp_path):
     con = duckdb.connect()
     rows = [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.0), ("c", T0 + dt.timedelta(days=2), 3.0)]
     _marts(con, rows)
-    assert feast_ops.earliest_change(con, tmp_path, MARTS) == T0  # never exported: everything
+    assert online_load.earliest_change(con, tmp_path, MARTS) == T0  # never exported: everything
     feast_ops.export_marts(con, tmp_path, MARTS)
-    assert feast_ops.earliest_change(con, tmp_path, MARTS) is None  # nothing changed
+    assert online_load.earliest_change(con, tmp_path, MARTS) is None  # nothing changed
     late = ("d", T0 + dt.timedelta(hours=12), 4.0)  # a backfilled row older than the newest
     _marts(con, [*rows, late])
-    assert feast_ops.earliest_change(con, tmp_path, MARTS) == late[1]
+    assert online_load.earliest_change(con, tmp_path, MARTS) == late[1]
     _marts(con, [("a", T0, 1.0), ("b", T0 + dt.timedelta(days=1), 2.5), rows[2]])  # a corrected value
-    assert feast_ops.earliest_change(con, tmp_path, MARTS) == T0 + dt.timedelta(days=1)
+    assert online_load.earliest_change(con, tmp_path, MARTS) == T0 + dt.timedelta(days=1)
 
 
 def test_incremental_start():
     oldest, newest = T0, T0 + dt.timedelta(days=10)
     online = T0 + dt.timedelta(days=10, seconds=1)
     aware = online.replace(tzinfo=dt.timezone.utc)
-    assert feast_ops.incremental_start(None, {"a": None, "b": online}, oldest, newest) == oldest
-    assert feast_ops.incremental_start(None, {"a": aware, "b": aware}, oldest, newest) is None
+    assert online_load.incremental_start(None, {"a": None, "b": online}, oldest, newest) == oldest
+    assert online_load.incremental_start(None, {"a": aware, "b": aware}, oldest, newest) is None
     late = T0 + dt.timedelta(days=3)
-    assert feast_ops.incremental_start(late, {"a": aware, "b": aware}, oldest, newest) == late
+    assert online_load.incremental_start(late, {"a": aware, "b": aware}, oldest, newest) == late
     behind = T0 + dt.timedelta(days=8)  # a materialization that stopped half way
-    assert feast_ops.incremental_start(None, {"a": aware, "b": behind}, oldest, newest) == behind
+    assert online_load.incremental_start(None, {"a": aware, "b": behind}, oldest, newest) == behind
 
 
 def test_freshness_findings_measure_lag_against_the_data_not_the_clock():

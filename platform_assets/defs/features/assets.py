@@ -53,12 +53,13 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Exports the dbt marts to Parquet, applies the Feast repository and materializes what changed."""
         from platform_assets.features import feast_ops
+        from platform_assets.features import online_load
         from platform_assets.ingest.load import batch_rows
 
         data_dir = state.paths.feast_data
         with warehouse.connect(read_only=True) as con:
             # Only the online views' marts are materialized (the others serve training, offline).
-            changed_since = feast_ops.earliest_change(con, data_dir, use_case.online_marts)
+            changed_since = online_load.earliest_change(con, data_dir, use_case.online_marts)
             counts = feast_ops.export_marts(con, data_dir, use_case.marts)
             times = " UNION ALL ".join(f"SELECT event_timestamp FROM features.{m}"
                                        for m in use_case.online_marts or use_case.marts)
@@ -67,18 +68,18 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         applied = feast_ops.apply_repo(store, feast.repo_path)
         start = None
         if use_case.online_marts:
-            start = feast_ops.incremental_start(changed_since, feast_ops.materialized_until(store, use_case), oldest,
+            start = online_load.incremental_start(changed_since, online_load.materialized_until(store, use_case), oldest,
                                                 newest)
         windows = []
         if start is not None:
             # From the oldest change (or the online horizon) on: the latest value of every changed entity, a
             # window of days at a time (PLATFORM_BATCH_ROWS rows at most) so that memory follows a window.
             with warehouse.connect(read_only=True) as con:
-                day_rows = feast_ops.rows_by_day(con, use_case.online_marts, start - dt.timedelta(seconds=1))
-            windows = feast_ops.materialize_windows(start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1),
+                day_rows = online_load.rows_by_day(con, use_case.online_marts, start - dt.timedelta(seconds=1))
+            windows = online_load.materialize_windows(start - dt.timedelta(seconds=1), newest + dt.timedelta(seconds=1),
                                                     day_rows, batch_rows())
             for window_start, window_end in windows:
-                feast_ops.materialize_range(store, window_start, window_end)
+                online_load.materialize_range(store, window_start, window_end)
         context.log.info(f"applied {applied}; exported {counts}; materialized from {start} in {len(windows)} window(s)")
         return dg.MaterializeResult(
             metadata={

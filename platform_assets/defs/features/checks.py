@@ -100,6 +100,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         import duckdb
 
         from platform_assets.features import feast_ops
+        from platform_assets.features import online_load
 
         exported = [str(state.paths.feast_data / f"{mart}.parquet") for mart in use_case.marts]
         source = use_case.source
@@ -109,7 +110,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
             newest_features = con.execute(f"SELECT max(event_timestamp) FROM read_parquet({exported})").fetchone()[0]
         if newest_source is None:
             return NotJudged(f"{source.validated_table} holds no rows yet")
-        until = feast_ops.materialized_until(feast.store(), use_case) if online else {}
+        until = online_load.materialized_until(feast.store(), use_case) if online else {}
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         found = feast_ops.freshness_findings(newest_source, newest_features, until, now)
         if not online:
