@@ -31,12 +31,13 @@ def configuration_text() -> tuple[str, str | None]:
 def _platform_lines(paths: settings.StatePaths) -> list[str]:
     from platform_assets.warehouse import profile_warehouse
 
+    warehouse = profile_warehouse().where
     if config.profile() == config.PROD_PROFILE:
         return [
             f"State root (PLATFORM_SHARED_STORE, profile prod): {paths.root}",
             "  Dagster UI:        dagster-webserver -w workspace.yaml (instance in $DAGSTER_HOME: PostgreSQL)",
             "  MLflow UI:         mlflow ui --backend-store-uri \"$MLFLOW_TRACKING_URI\" -p 5000",
-            f"  Warehouse:         {profile_warehouse().where}",
+            f"  Warehouse:         {warehouse}",
             "  Feast online store:Redis ($FEAST_REDIS_CONNECTION_STRING), registry in $FEAST_REGISTRY_URL",
         ]
     tracking = "$MLFLOW_TRACKING_URI" if config.is_set("MLFLOW_TRACKING_URI") else settings.mlflow_tracking_uri()
@@ -44,7 +45,7 @@ def _platform_lines(paths: settings.StatePaths) -> list[str]:
         f"State root ({settings.STATE_ROOT_ENV}): {paths.root}",
         "  Dagster UI:        make ui            (dg dev -w workspace.yaml, http://127.0.0.1:3000)",
         f"  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {tracking} -p 5000)",
-        f"  Warehouse:         {profile_warehouse().where}",
+        f"  Warehouse:         {warehouse}",
         f"  Feast online store:{paths.feast / 'online_store.db'}",
     ]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import CLOCK_SKEW_S
-from platform_assets.text import storable  # noqa: F401 - here too, where callers have found it
+from platform_assets.text import storable
 
 # Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
 REQUIRED = ("request_id", "row", "served_at", "event_ts", "model_name", "model_version", "feature_source",

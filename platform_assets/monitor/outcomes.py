@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import Source, UseCase
-from platform_assets.monitor.logs import storable
+from platform_assets.text import storable
 
 FILE_PATTERN = re.compile(r"^outcomes_(\d{4}-\d{2}-\d{2})\.csv$")
 # A byte that is not UTF-8, as ``surrogateescape`` decodes it.
