@@ -37,6 +37,17 @@ def lake_attach_sql(catalog: str, data_path: str, read_only: bool = False) -> st
     return f"ATTACH 'ducklake:postgres:{quote(catalog)}' AS {LAKE} ({', '.join(options)})"
 
 
+def duckdb_settings(spill_to: Path | None = None) -> dict[str, str]:
+    """The settings of every DuckDB connection the platform opens: its memory limit (``PLATFORM_DUCKDB_MEMORY``),
+    past which DuckDB spills to disk: beside a database file, or to ``spill_to`` (an in-memory database)."""
+    from platform_assets import config
+
+    settings = {"memory_limit": config.get("PLATFORM_DUCKDB_MEMORY")}
+    if spill_to is not None:
+        settings["temp_directory"] = str(spill_to)
+    return settings
+
+
 def extension_dir() -> str:
     """Where the DuckDB extension wheels (ducklake, postgres) put their files, for offline LOAD."""
     import duckdb_ext
@@ -123,7 +134,7 @@ class Warehouse(dg.ConfigurableResource):
         deadline, pause, waited = time.monotonic() + timeout, 0.05, False
         while True:
             try:
-                con = duckdb.connect(self.database, read_only=read_only)
+                con = duckdb.connect(self.database, read_only=read_only, config=duckdb_settings())
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():

@@ -21,10 +21,13 @@ def render_markdown(report: dict, images: Mapping[str, str], protected_attribute
     """
     models = report["models"]
     challenger = models["challenger"]
+    split_rows = report.get("test_split_rows", report["test_rows"])
+    rows = (f"{report['test_rows']} test rows" if split_rows == report["test_rows"] else
+            f"{report['test_rows']} test rows (a random sample of the test split's {split_rows})")
     lines = [
         f"# Evaluation of model version {report['challenger_version']}",
         "",
-        f"Champion before: {report['champion_version'] or 'none'}; {report['test_rows']} test rows, "
+        f"Champion before: {report['champion_version'] or 'none'}; {rows}, "
         f"threshold {report['threshold']}. The gate's verdict is the `eval_gate_passed` check of this "
         "materialization (and the model version's `gate` tag).",
         "",

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     import feast
 
 from platform_assets.declarations import UseCase
+from platform_assets.features.training_file import SPLITS
 from platform_assets.features.training_set import LABEL_TIME
 
-SPLITS = ("train", "validation", "test")
 # Feast's entity dataframe and the marts name the time of each row so.
 EVENT_TIMESTAMP = "event_timestamp"
 # The training set's column of when each label became known.
@@ -158,12 +158,30 @@ def latest_offline_rows(store: "feast.FeatureStore", use_case: UseCase, sample: 
     Returns:
         ``{view name: rows}``, each with the view's join keys and features.
     """
+    import tempfile
+
+    import duckdb
+
+    from platform_assets.warehouse import duckdb_settings
+
     expected = {}
     for view in online_views(store, use_case):
         keys, features = _join_keys(view), [f.name for f in view.features]
-        rows = pd.read_parquet(view.batch_source.path, columns=[*keys, EVENT_TIMESTAMP, *features])
-        latest = rows.sort_values(EVENT_TIMESTAMP, kind="stable").groupby(keys, sort=False).tail(1)
-        expected[view.name] = latest.sample(n=min(sample, len(latest)), random_state=seed).reset_index(drop=True)
+        listed = ", ".join(f'"{k}"' for k in keys)
+        selected = ", ".join(f'"{c}"' for c in [*keys, EVENT_TIMESTAMP, *features])
+        path = str(view.batch_source.path).replace("'", "''")
+        # DuckDB scans the source (its memory bounded, spilling past it): a hashed choice of entities, then
+        # the newest row of each (the last in file order among rows of the same time).
+        with tempfile.TemporaryDirectory(prefix="duckdb-spill-") as spill, \
+                duckdb.connect(config=duckdb_settings(Path(spill))) as con:
+            expected[view.name] = con.execute(
+                f"WITH chosen AS (SELECT * FROM (SELECT DISTINCT {listed} FROM read_parquet('{path}')) "
+                f"ORDER BY hash({listed}, ?::BIGINT) LIMIT ?), "
+                f"ranked AS (SELECT s.*, row_number() OVER (PARTITION BY {listed} ORDER BY {EVENT_TIMESTAMP} DESC, "
+                f"file_row_number DESC) AS _newest FROM read_parquet('{path}', file_row_number = true) s "
+                f"SEMI JOIN chosen USING ({listed})) "
+                f"SELECT {selected} FROM ranked "
+                f"WHERE _newest = 1 ORDER BY hash({listed}, ?::BIGINT)", [seed, sample, seed]).df()
     return expected
 
 
@@ -205,6 +223,23 @@ def online_mismatches(store: "feast.FeatureStore", expected: dict) -> pd.DataFra
     return pd.DataFrame(diffs, columns=["view", "entity", "feature", "offline", "online"])
 
 
+def rows_of_entities(path, entities: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The rows of a view's Parquet source whose join keys are among ``entities``' (read by a filtered scan:
+    memory follows those entities, not the source)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    source = ds.dataset(str(path), format="parquet")
+    wanted = None
+    for key in entities.columns:
+        values = pa.Array.from_pandas(entities[key].drop_duplicates()).cast(source.schema.field(key).type)
+        condition = ds.field(key).isin(values)
+        wanted = condition if wanted is None else wanted & condition
+    rows = source.to_table(columns=columns, filter=wanted).to_pandas()
+    # A key tuple whose parts each appear among the entities, but not together, is dropped by the join later.
+    return rows
+
+
 def point_in_time_mismatches(store: "feast.FeatureStore", training: pd.DataFrame, use_case: UseCase) -> int:
     """Training rows whose feature values are not those of their entity's newest source row as of their time.
 
@@ -219,7 +254,7 @@ def point_in_time_mismatches(store: "feast.FeatureStore", training: pd.DataFrame
         keys, features = _join_keys(view), [f.name for f in projection.features if f.name in training.columns]
         if not features:
             continue
-        source = pd.read_parquet(view.batch_source.path, columns=[*keys, EVENT_TIMESTAMP, *features])
+        source = rows_of_entities(view.batch_source.path, training[keys], [*keys, EVENT_TIMESTAMP, *features])
         source[EVENT_TIMESTAMP] = pd.to_datetime(source[EVENT_TIMESTAMP], utc=True)
         ambiguous = source.duplicated([*keys, EVENT_TIMESTAMP], keep=False)
         source = source.assign(_ambiguous=ambiguous).drop_duplicates([*keys, EVENT_TIMESTAMP], keep="last")

@@ -41,7 +41,28 @@ def candidate_params(result: TrainResult) -> dict[str, object]:
         "patience": p.patience,
         "seed": p.seed,
         "num_threads": p.num_threads,
+        "shuffle_blocks": p.shuffle_blocks,
     }
+
+
+def training_dataset(example, source: str, label: str, digest: str, rows: int):
+    """The training set as an MLflow dataset input: its file, digest and schema (from ``example``, a few of its
+    rows), without loading it; its profile holds the row count ``rows``."""
+    from mlflow.data.meta_dataset import MetaDataset
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.models import infer_signature
+
+    class TrainingSetDataset(MetaDataset):
+        @property
+        def profile(self):
+            return {"num_rows": rows, "num_elements": rows * len(example.columns), "targets": label}
+
+    with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways": all of them local files
+        warnings.simplefilter("ignore", UserWarning)
+        resolved = resolve_dataset_source(source)
+    return TrainingSetDataset(resolved, name="training_set", digest=digest[:16], schema=infer_signature(example).inputs)
 
 
 def log_history(result: TrainResult) -> None:

@@ -121,15 +121,14 @@ def live_promotion(use_case: UseCase, paths, warehouse, client, config: Deployme
 def release_request(use_case: UseCase, state: PlatformState, feast: FeatureStore, version: str, bundle_dir: Path,
                     config: "DeploymentConfig | None" = None) -> "release.ReleaseRequest":  # noqa: F821
     """What the deployer is asked to release: ``version`` of the use case's model, its smoke rows, its files."""
-    import pandas as pd
-
     from platform_assets.deploy import release
+    from platform_assets.features.training_file import first_rows
 
     config = config or DeploymentConfig()
     paths = state.paths.of(use_case.name)
     return release.ReleaseRequest(
         use_case=use_case, declaration=use_case_to_dict(use_case), version=str(version), bundle_dir=Path(bundle_dir),
-        smoke_rows=pd.read_parquet(paths.training_set).query("split == 'test'").head(config.smoke_rows),
+        smoke_rows=first_rows(paths.training_set, "test", config.smoke_rows),
         serving_dir=paths.serving, port_offset=use_case_index(use_case),
         feature_repo=Path(feast.repo_path) if use_case.online_feature_service else None,
         state_root=Path(feast.state_root), inference_log_dir=paths.inference,

@@ -31,6 +31,10 @@ class EvaluationConfig(dg.Config):
     calibration_bins: int = 10
     importance_repeats: int = 3
     importance_seed: int = 0
+    # Both models are scored on the same random sample of the test split when it holds more rows than this
+    # (its size and the split's are recorded): an AUC's standard error at 200,000 rows is about 0.001.
+    max_test_rows: int = 200_000
+    sample_seed: int = 0
 
 
 def report_path(state: PlatformState, use_case: UseCase):
@@ -105,7 +109,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Scores both models on the test split; the gate check judges the scores recorded here."""
         from platform_assets.evaluate.metrics import score_model  # pandas: not at code-location load
-        import pandas as pd
+        from platform_assets.features.training_file import sample_split
 
         from platform_assets.evaluate import plots
         from platform_assets.evaluate.report import render_markdown
@@ -126,8 +130,8 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         if champion_version == challenger_version:
             champion_version = None
 
-        df = pd.read_parquet(state.paths.of(use_case.name).training_set)
-        test = df[df["split"] == "test"]
+        test, test_split_rows = sample_split(state.paths.of(use_case.name).training_set, "test",
+                                             config.max_test_rows, config.sample_seed)
         y = test[use_case.label].to_numpy()
         out_dir = report_path(state, use_case).parent
         models, probabilities = {}, {}
@@ -144,6 +148,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             "champion_version": champion_version,
             "threshold": config.threshold,
             "test_rows": int(len(test)),
+            "test_split_rows": test_split_rows,
             "models": models,
         }
         path = report_path(state, use_case)
@@ -166,6 +171,7 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             "challenger_version": challenger_version,
             "champion_version": champion_version,
             "test_rows": int(len(test)),
+            "test_split_rows": test_split_rows,
             "models": {role: {k: m[k] for k in ("version", "weights_sha256", "metrics", "fairness")}
                        for role, m in models.items()},
         }
@@ -173,6 +179,8 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             metadata={
                 "challenger_version": challenger_version,
                 "champion_version": champion_version or "none",
+                "test_rows": int(len(test)),
+                "test_split_rows": test_split_rows,
                 "evaluation": dg.MetadataValue.json(evaluation),
                 "test_roc_auc": challenger_metrics["roc_auc"],
                 "test_pr_auc": challenger_metrics["pr_auc"],

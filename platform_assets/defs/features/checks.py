@@ -8,10 +8,18 @@ from platform_assets.defs.judging import NotJudged, judged_check
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 
+
 class SkewCheckConfig(dg.Config):
     """How many entities the skew check compares."""
 
     sample_size: int = 50
+    seed: int = 0
+
+
+class LeakageCheckConfig(dg.Config):
+    """How many training rows the leakage check joins again (a random sample of every split when more)."""
+
+    max_rows: int = 50_000
     seed: int = 0
 
 
@@ -64,22 +72,24 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         description="Point-in-time correct: each row's features equal its entity's newest source row as of the "
                     "row's own time, recomputed by an independent join over the views' own sources.",
     )
-    def training_set_has_no_leakage(state: PlatformState, feast: FeatureStore) -> dg.AssetCheckResult | NotJudged:
+    def training_set_has_no_leakage(
+        config: LeakageCheckConfig, state: PlatformState, feast: FeatureStore
+    ) -> dg.AssetCheckResult | NotJudged:
         """Recomputes what each row may know (its own point-in-time join) and compares with the training set.
 
         Which labels take part (known by the cutoff) and the order of the splits are the producer's own
         rules: unit tests of ``entity_rows`` and ``split_by_time`` hold them, not this check.
         """
-        import pandas as pd
-
         from platform_assets.features.feast_ops import point_in_time_mismatches
+        from platform_assets.features.training_file import sample_split
 
-        training = pd.read_parquet(state.paths.of(use_case.name).training_set)
+        training, rows = sample_split(state.paths.of(use_case.name).training_set, None, config.max_rows, config.seed)
         if training.empty:
             return NotJudged("the training set has no rows")
         not_as_of = point_in_time_mismatches(feast.store(), training, use_case)
         return dg.AssetCheckResult(passed=not_as_of == 0,
-                                   metadata={"features_not_as_of_row": int(not_as_of), "rows_checked": len(training)})
+                                   metadata={"features_not_as_of_row": int(not_as_of), "rows_checked": len(training),
+                                             "training_set_rows": rows})
 
 
     online = bool(use_case.online_marts)

@@ -111,6 +111,7 @@ def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
         else:
             config.export("DBT_TARGET", "local")
             config.export("PLATFORM_DUCKDB_PATH", warehouse.database)
+            config.export("PLATFORM_DUCKDB_MEMORY", config.get("PLATFORM_DUCKDB_MEMORY"))
         # A subset run (automation may build the staging model alone, first) must not run a test that also
         # reads a model neither selected nor upstream: on a fresh warehouse that model does not exist yet.
         # dbt's default (eager) takes a test if any parent is selected; buildable waits for all of them.

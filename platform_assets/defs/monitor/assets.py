@@ -208,6 +208,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         import pandas as pd
 
         from platform_assets.features import feast_ops
+        from platform_assets.features.training_file import column_max
         from platform_assets.monitor import drift
         from platform_assets.train.network import load_bundle
         from platform_assets.warehouse import table_names
@@ -243,7 +244,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 con) else pd.DataFrame(columns=["_partition", "outcome", "probability"])
             # The reference: every valid row of the newest training days, with its point-in-time features
             # (the training set itself holds only the labelled ones, a sample biased by label delay).
-            trained_until = pd.read_parquet(paths.training_set, columns=["event_timestamp"])["event_timestamp"].max()
+            trained_until = pd.Timestamp(column_max(paths.training_set, "event_timestamp"))
             entities = con.execute(
                 f"SELECT {', '.join(dict.fromkeys(use_case.entity_keys))}, {source.event_time} AS event_timestamp "
                 f"FROM {source.validated_table} WHERE {source.event_time} <= ? "

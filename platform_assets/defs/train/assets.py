@@ -1,8 +1,6 @@
 """The model asset: a small candidate search on the training set, tracked in MLflow, the best registered."""
 
 
-import hashlib
-import io
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -71,6 +69,8 @@ class TrainConfig(dg.Config):
     patience: int = 5
     seed: int = 7
     num_threads: int = 1
+    # Blocks of 65,536 training rows an epoch holds and shuffles at once: memory follows this, not the data.
+    shuffle_blocks: int = 4
 
 
 def train_params(config: TrainConfig) -> list["TrainParams"]:  # noqa: F821
@@ -81,7 +81,7 @@ def train_params(config: TrainConfig) -> list["TrainParams"]:  # noqa: F821
         TrainParams(
             hidden=tuple(c.hidden), dropout=c.dropout, learning_rate=c.learning_rate, weight_decay=c.weight_decay,
             batch_size=config.batch_size, max_epochs=config.max_epochs, patience=config.patience, seed=config.seed,
-            num_threads=config.num_threads,
+            num_threads=config.num_threads, shuffle_blocks=config.shuffle_blocks,
         )
         for c in map(_candidate, config.candidates)
     ]
@@ -95,23 +95,37 @@ def _candidate(value: "CandidateConfig | dict") -> CandidateConfig:
 def _train_and_register(
     context, config, state, client, name: str, mlflow_lib, settled: dict, use_case: UseCase
 ) -> dg.MaterializeResult:
-    """The candidate search, its tracking and the registration of the best, in the active MLflow run."""
-    import pandas as pd
+    """The candidate search, its tracking and the registration of the best, in the active MLflow run.
 
+    The training set is read from one open file: its digest is that of the bytes trained on (the file is only
+    ever replaced, never rewritten in place), read split by split in batches (``train.stream``).
+    """
+    import pyarrow.parquet as pq
+
+    from platform_assets.features import training_file
     from platform_assets.train import tracking
     from platform_assets.train import registration
-    from platform_assets.train.trainer import search
+    from platform_assets.train.stream import TrainingData
+    from platform_assets.train.trainer import search_on
 
-    # Hashed and read from the same bytes, so the logged digest is that of the data trained on.
     training_set = state.paths.of(use_case.name).training_set
-    raw = training_set.read_bytes()
-    training_digest = hashlib.sha256(raw).hexdigest()
-    df = pd.read_parquet(io.BytesIO(raw))
-    # Keys, times, label, protected and personal data are never model inputs.
-    features = [c for c in df.columns if c not in use_case.never_features]
-    chosen, results = search(
-        df[df["split"] == "train"], df[df["split"] == "validation"], features, use_case.label, train_params(config)
-    )
+    with open(training_set, "rb") as file, tempfile.TemporaryDirectory(prefix="encoded-") as tmp:
+        training_digest = training_file.sha256_of(file)
+        parquet = pq.ParquetFile(file)
+        # Keys, times, label, protected and personal data are never model inputs.
+        features = [c for c in training_file.columns_of(parquet) if c not in use_case.never_features]
+        split_rows = training_file.split_rows(parquet)
+        for split in ("train", "validation"):
+            if not split_rows[split]:
+                raise ValueError(f"the training set {training_set} has no {split} rows ({split_rows}): nothing to "
+                                 "train or stop on")
+        columns = [*features, use_case.label]
+        data = TrainingData.encode(lambda: training_file.split_batches(parquet, "train", columns),
+                                   lambda: training_file.split_batches(parquet, "validation", columns),
+                                   features, use_case.label, Path(tmp))
+        chosen, results = search_on(data, train_params(config))
+        example = training_file.first_rows(parquet, "train", 5)[columns]
+        manifest = read_manifest(file)
     result = results[chosen]
     child_runs = tracking.log_candidates(results, chosen)
 
@@ -130,19 +144,16 @@ def _train_and_register(
             **{f"{tracking.DATA_VERSION_PREFIX}{k}": v for k, v in data_versions.items()},
         }
     )
-    dataset = mlflow_lib.data.from_pandas(
-        df, source=str(training_set), name="training_set", targets=use_case.label, digest=training_digest[:16]
-    )
-    mlflow_lib.log_input(dataset, context="training")
+    mlflow_lib.log_input(tracking.training_dataset(example, str(training_set), use_case.label, training_digest,
+                                                   sum(split_rows.values())), context="training")
     # The landing and outcome files these bytes were built from, with their hashes then (lineage reads it).
-    manifest = read_manifest(io.BytesIO(raw))
     if manifest is not None:
         mlflow_lib.log_dict(manifest, TRAINING_FILES_ARTIFACT)
 
     run_id = mlflow_lib.active_run().info.run_id
     version_tags = {"weights_sha256": result.weights_sha256, "dagster_run_id": context.run.run_id}
     model_version = registration.register(
-        client, name, lambda: _log_pyfunc(mlflow_lib, result, df[features].head(5)), run_id, version_tags
+        client, name, lambda: _log_pyfunc(mlflow_lib, result, example[features].head(5)), run_id, version_tags
     )
     version = str(model_version.version)
     spent = cost.so_far()  # the whole step, registration included; its materialization records the same
@@ -166,7 +177,7 @@ def _train_and_register(
             "val_auc": result.best_val_auc,
             "upstream_data_versions": dg.MetadataValue.json(data_versions),
             "features": len(features),
-            "train_rows": int((df["split"] == "train").sum()),
+            "train_rows": split_rows["train"],
             **settled,
         }
     )

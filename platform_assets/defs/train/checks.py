@@ -34,21 +34,29 @@ def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         config: ConvergenceConfig, state: PlatformState, mlflow_registry: MlflowRegistry
     ) -> dg.AssetCheckResult:
         """Recomputes the validation loss of the registered artifact and compares with the base rate and the log."""
+        import numpy as np
+
         from platform_assets.evaluate.metrics import log_loss  # pandas: not at code-location load
-        import pandas as pd
+        from platform_assets.features.training_file import split_batches
 
         from platform_assets.train.registry import CHALLENGER, load_version
 
         client = mlflow_registry.client()
         name = use_case.model_name
         version = client.get_model_version_by_alias(name, CHALLENGER)
-        df = pd.read_parquet(state.paths.of(use_case.name).training_set)
-        train, validation = df[df["split"] == "train"], df[df["split"] == "validation"]
-        y = validation[use_case.label].to_numpy()
-        base_rate = float(train[use_case.label].mean())
-        base_loss = log_loss(y, [base_rate] * len(y))
+        path = state.paths.of(use_case.name).training_set
+        label = use_case.label
+        train_labels = [b[label].to_numpy() for b in split_batches(path, "train", [label])]
+        base_rate = float(np.concatenate(train_labels).mean()) if train_labels else float("nan")
         bundle = load_version(client, name, version.version, state.paths.of(use_case.name).reports / "train" / "check")
-        loss = log_loss(y, bundle.predict_proba(validation))
+        # The whole validation split, a batch at a time: the same rows the training stopped on.
+        rows, loss, base_loss = 0, 0.0, 0.0
+        for batch in split_batches(path, "validation"):
+            y = batch[label].to_numpy()
+            loss += log_loss(y, bundle.predict_proba(batch)) * len(y)
+            base_loss += log_loss(y, [base_rate] * len(y)) * len(y)
+            rows += len(y)
+        loss, base_loss = (loss / rows, base_loss / rows) if rows else (float("nan"), float("nan"))
         logged = [m.value for m in client.get_metric_history(version.run_id, "val_loss")]
         best_logged = min(logged) if logged else float("nan")
         beats = loss <= config.max_loss_vs_base_rate * base_loss
@@ -57,7 +65,7 @@ def build_model_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
             passed=bool(beats and matches),
             metadata={
                 "model_version": version.version,
-                "validation_rows": len(validation),
+                "validation_rows": rows,
                 "validation_loss_now": loss,
                 "base_rate_loss": base_loss,
                 "loss_vs_base_rate": loss / base_loss if base_loss else float("nan"),
