@@ -74,7 +74,8 @@ def run_measured(name: str, argv: list[str], env: dict) -> dict:
     wall = time.perf_counter() - start
     row = {"command": name, "rc": rc, "wall_s": round(wall, 1),
            "peak_tree_rss_gb": round(peak["tree"] / 2**30, 2), "peak_process_rss_gb": round(peak["process"] / 2**30, 2),
-           "peak_pipeline_rss_gb": round(peak["pipeline"] / 2**30, 2)}
+           "peak_pipeline_rss_gb": round(peak["pipeline"] / 2**30, 2),
+           "last_line": output.strip().splitlines()[-1] if output.strip() else ""}
     print(f"{name:<34} rc {rc}  {wall:8.1f} s  peak tree {row['peak_tree_rss_gb']:5.2f} GB  "
           f"largest process {row['peak_process_rss_gb']:5.2f} GB  without serving {row['peak_pipeline_rss_gb']:5.2f} GB",
           flush=True)

@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import bench_overhead
 from bench_scale import run_measured
 from state_root import BIN, ROOT, fresh_state_root, stop_servers
 
@@ -70,8 +71,9 @@ print(json.dumps(rows))
     return steps
 
 
-def bench_size(label: str, rows_per_day: int, work: Path, port: int) -> dict:
-    """The whole graph on ``DAYS`` x ``rows_per_day`` rows; its commands' and stages' figures."""
+def bench_size(label: str, rows_per_day: int, work: Path, port: int, overhead: bool = False) -> dict:
+    """The whole graph on ``DAYS`` x ``rows_per_day`` rows; its commands' and stages' figures (and, with
+    ``overhead``, the same stage functions from a plain script: ``bench_overhead.py``)."""
     home = work / label
     shutil.rmtree(home, ignore_errors=True)
     env = fresh_state_root(home, SERVING_PORT=str(port))
@@ -85,9 +87,9 @@ def bench_size(label: str, rows_per_day: int, work: Path, port: int) -> dict:
     commands = [run_measured("generate", [py, "-m", "platform_assets", "generate", "--use-case", USE_CASE,
                                           "--days", str(DAYS), "--rows-per-day", str(rows_per_day)], env)]
     launch = [py, "-m", "platform_assets.launch", "--job"]
+    days = landing_days()
     plan = [
-        ("landed days (raw, validated)", lambda: [*launch, f"{USE_CASE}__ingest_days", "--partition-range",
-                                                  landing_days()]),
+        ("landed days (raw, validated)", lambda: [*launch, f"{USE_CASE}__ingest_days", "--partition-range", days]),
         ("features_to_serving", lambda: [*launch, f"{USE_CASE}__features_to_serving"]),
         ("traffic (newest day)", lambda: [py, "-m", "platform_assets", "traffic", "--use-case", USE_CASE]),
         ("inference_log (newest day)", lambda: [*launch, f"{USE_CASE}__inference_days", "--partition",
@@ -101,7 +103,13 @@ def bench_size(label: str, rows_per_day: int, work: Path, port: int) -> dict:
                 break
     finally:
         stop_servers(env)
-    return {"label": label, "rows": DAYS * rows_per_day, "days": DAYS, "rows_per_day": rows_per_day,
+    compared = None
+    if overhead and all(c["rc"] == 0 for c in commands):
+        plain = bench_overhead.plain_side(label, rows_per_day, DAYS, work, port, USE_CASE, days)
+        compared = bench_overhead.compare(commands, bench_overhead.dagster_steps(home / "dagster_home", USE_CASE), plain)
+    for command in commands:
+        command.pop("last_line", None)
+    return {"label": label, "overhead": compared, "rows": DAYS * rows_per_day, "days": DAYS, "rows_per_day": rows_per_day,
             "completed": all(c["rc"] == 0 for c in commands) and len(commands) == len(plan) + 1,
             "wall_s": round(sum(c["wall_s"] for c in commands), 1),
             "peak_tree_rss_gb": max(c["peak_tree_rss_gb"] for c in commands),
@@ -117,6 +125,10 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|"]
     lines += [f"| {s['label']} | {'yes' if s['completed'] else 'NO'} | {s['wall_s']} | {s['peak_tree_rss_gb']} | "
               f"{s['peak_pipeline_rss_gb']} |" for s in report["sizes"]]
+    done = [s for s in report["sizes"] if s["completed"]]
+    for smaller, larger in zip(done, done[1:]):
+        lines += ["", f"Wall time from {smaller['label']} to {larger['label']} ({larger['rows'] / smaller['rows']:g}x the "
+                      f"rows): {larger['wall_s'] / smaller['wall_s']:.2f}x."]
     for size in report["sizes"]:
         lines += ["", f"### {size['label']} ({size['days']} days x {size['rows_per_day']:,} rows)", "",
                   "| command | wall s | peak tree RSS (GB) | without serving (GB) |", "|---|---|---|---|"]
@@ -125,6 +137,8 @@ def markdown(report: dict) -> str:
         lines += ["", "| job | step | rows | wall s | CPU s | rows/s | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {s['job']} | {s['step']} | {s['rows']:,} | {s['wall_s']:.1f} | {s['cpu_s']:.1f} | "
                   f"{s['rows_per_s'] or ''} | {s['peak_rss_mb']:.0f} |" for s in size["stages"]]
+        if size.get("overhead"):
+            lines += bench_overhead.markdown(size["label"], size["overhead"])
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +148,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/platform-bench"), help="state roots go here")
     parser.add_argument("--port", type=int, default=9300, help="the model server's port (beside a demo's)")
     parser.add_argument("--record", action="store_true", help="append the Markdown section to RESULTS.md")
+    parser.add_argument("--overhead-size", default="1M", help="the size whose stage functions also run from a "
+                        "plain script (orchestration overhead); 'none' to skip")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
@@ -142,7 +158,8 @@ def main() -> None:
         "command": "make bench" if os.environ.get("MAKELEVEL") else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
                    f"Python {platform.python_version()}",
-        "sizes": [bench_size(label, SIZES[label], args.work, args.port) for label in args.sizes],
+        "sizes": [bench_size(label, SIZES[label], args.work, args.port, overhead=label == args.overhead_size)
+                  for label in args.sizes],
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(report, indent=2))

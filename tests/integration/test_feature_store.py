@@ -18,7 +18,7 @@ import pytest
 
 from platform_assets import definitions, settings
 from platform_assets.defs.features import checks as feature_checks
-from platform_assets.features import feast_ops
+from platform_assets.features import consistency, feast_ops
 from platform_assets.defs.judging import judge
 from tests.conftest import PROJECT_ROOT, ingest_days, loan, loan_asset, loan_check, loan_keys, loan_paths, \
     write_sample_landing
@@ -119,7 +119,7 @@ def test_skew_check_fails_when_one_online_value_differs_in_the_last_digit(built)
     root, resources, _ = built
     config = feature_checks.SkewCheckConfig()
     store = resources["feast"].store()
-    sampled = feast_ops.latest_offline_rows(store, USE_CASE, config.sample_size, config.seed)["applicant_activity"]
+    sampled = consistency.latest_offline_rows(store, USE_CASE, config.sample_size, config.seed)["applicant_activity"]
     latest = sampled.head(1)
     amounts = list(latest["recent_loan_amounts"].iloc[0])
     changed = latest.assign(recent_loan_amounts=[[*amounts[:-1], float(np.nextafter(amounts[-1], np.inf))]])
@@ -149,9 +149,9 @@ def test_skew_check_fails_when_the_online_store_misses_the_newest_day(built):
              .sort_values("event_timestamp").groupby("applicant_id").tail(1))
     store.write_to_online_store("applicant_activity", older)
     try:
-        expected = feast_ops.latest_offline_rows(store, USE_CASE, len(activity))
+        expected = consistency.latest_offline_rows(store, USE_CASE, len(activity))
         rows = expected["applicant_activity"]
-        mismatches = feast_ops.online_mismatches(
+        mismatches = consistency.online_mismatches(
             store, {"applicant_activity": rows[rows["applicant_id"].isin(returning["applicant_id"])]})
     finally:
         store.write_to_online_store("applicant_activity", returning)
@@ -188,9 +188,9 @@ def test_feast_cli_applies_and_materializes_incrementally(built, tmp_path):
 
     store = FeatureStore(repo_path=str(PROJECT_ROOT / "feature_repo"), state_root=str(tmp_path)).store()
     # From scratch, materialize-incremental loads each online view's TTL (a year): every applicant's latest row.
-    expected = feast_ops.latest_offline_rows(store, USE_CASE, 10**9)
+    expected = consistency.latest_offline_rows(store, USE_CASE, 10**9)
     assert len(expected["applicant_activity"]) > 10
-    mismatches = feast_ops.online_mismatches(store, expected)
+    mismatches = consistency.online_mismatches(store, expected)
     assert mismatches.empty, mismatches.head()
 
     # `feast ui` serves the same repository: its project list names the project.
@@ -262,7 +262,7 @@ def test_concurrent_lookups_on_several_feature_server_workers_all_answer_what_th
 
     root, resources, _ = built
     store = resources["feast"].store()
-    sampled = feast_ops.latest_offline_rows(store, USE_CASE, 200, 3)["applicant_activity"]
+    sampled = consistency.latest_offline_rows(store, USE_CASE, 200, 3)["applicant_activity"]
     ids = sampled["applicant_id"].astype(int).tolist()
     rows = [{"applicant_id": i} for i in ids]
     sdk = pd.DataFrame(store.get_online_features(features=store.get_feature_service(ONLINE_FEATURE_SERVICE),

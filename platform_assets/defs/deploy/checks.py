@@ -106,7 +106,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         import pandas as pd
 
         from platform_assets.deploy.feature_server import differing_values, online_features_over_http
-        from platform_assets.features.feast_ops import latest_offline_rows
+        from platform_assets.features.consistency import latest_offline_rows
 
         record = latest_deployment(context.instance, keys.deployment)
         store = feast.store()

@@ -48,11 +48,11 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         Whether the server's features then equal the point-in-time training features
         is checked on what it actually served (``monitor/inference_log``).
         """
-        from platform_assets.features import feast_ops
+        from platform_assets.features import consistency
 
         store = feast.store()
-        expected = feast_ops.latest_offline_rows(store, use_case, config.sample_size, config.seed)
-        mismatches = feast_ops.online_mismatches(store, expected)
+        expected = consistency.latest_offline_rows(store, use_case, config.sample_size, config.seed)
+        mismatches = consistency.online_mismatches(store, expected)
         compared = sum(len(rows) for rows in expected.values())
         if compared == 0:
             return NotJudged(f"the online views {sorted(expected)} have no rows in their sources yet")
@@ -80,7 +80,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         Which labels take part (known by the cutoff) and the order of the splits are the producer's own
         rules: unit tests of ``entity_rows`` and ``split_by_time`` hold them, not this check.
         """
-        from platform_assets.features.feast_ops import point_in_time_mismatches
+        from platform_assets.features.consistency import point_in_time_mismatches
         from platform_assets.features.training_file import sample_split
 
         training, rows = sample_split(state.paths.of(use_case.name).training_set, None, config.max_rows, config.seed)

@@ -87,6 +87,14 @@ def train_params(config: TrainConfig) -> list["TrainParams"]:  # noqa: F821
     ]
 
 
+def dagster_run_id(context) -> str:
+    """The Dagster run this step is part of; ``none`` when the asset is invoked directly (a test or a script
+    calling the function, as ``benchmarks/plain_stages.py`` does: Dagster's direct invocation has no run)."""
+    if isinstance(context, dg.AssetExecutionContext) and type(context).__name__ == "DirectAssetExecutionContext":
+        return "none"
+    return context.run.run_id
+
+
 def _candidate(value: "CandidateConfig | dict") -> CandidateConfig:
     # Dagster builds CandidateConfig objects from run config; a TrainConfig made in Python keeps the dict defaults.
     return CandidateConfig(**value) if isinstance(value, dict) else value
@@ -136,7 +144,7 @@ def _train_and_register(
     tracking.log_history(result)
     mlflow_lib.set_tags(
         {
-            "dagster_run_id": context.run.run_id,
+            "dagster_run_id": dagster_run_id(context),
             "dagster_partition": context.partition_key if context.has_partition_key else "none",
             "training_set_data_version": training_digest,
             "git_commit": tracking.git_commit(),
@@ -151,7 +159,7 @@ def _train_and_register(
         mlflow_lib.log_dict(manifest, TRAINING_FILES_ARTIFACT)
 
     run_id = mlflow_lib.active_run().info.run_id
-    version_tags = {"weights_sha256": result.weights_sha256, "dagster_run_id": context.run.run_id}
+    version_tags = {"weights_sha256": result.weights_sha256, "dagster_run_id": dagster_run_id(context)}
     model_version = registration.register(
         client, name, lambda: _log_pyfunc(mlflow_lib, result, example[features].head(5)), run_id, version_tags
     )
@@ -245,7 +253,7 @@ def build_model_asset(use_case: UseCase) -> dg.AssetsDefinition:
             mlflow_lib.set_tags(runs.worker_tags())
             # What earlier runs killed or failed left behind is settled before anything new is added.
             ended = runs.sweep_orphaned_runs(client, mlflow_lib.active_run().info.experiment_id, context.instance,
-                                             context.run.run_id)
+                                             dagster_run_id(context))
             repairs = registration.repair_versions(client, name, state.paths.of(use_case.name).reports / "train" / "repair")
             for item in [*ended, *repairs]:
                 context.log.warning(f"settled after an earlier run: {item}")
