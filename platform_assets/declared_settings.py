@@ -97,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     _S("PLATFORM_BATCH_ROWS", "scale", "Rows a stage holds in memory at once: a range run ingests and validates "
        "its days in batches of whole days up to this many rows (a larger day is a batch of its own).", "250000"),
     _S("PLATFORM_DUCKDB_MEMORY", "scale", "DuckDB's memory limit in the warehouse's connections, dbt's and the "
-       "platform's own queries over Parquet (DuckDB's size syntax: `1GB`); past it DuckDB spills to disk.", "1GB"),
+       "platform's own queries over Parquet (DuckDB's size syntax: `1GB`); past it DuckDB spills to disk.", "2GB"),
     # -- deployment (the platform's side)
     _S("PLATFORM_RUN_EXECUTOR", "deploy", "`in_process` (every step of a run in one process) or `k8s_job` (each "
        "step in its own Kubernetes pod).", "in_process"),

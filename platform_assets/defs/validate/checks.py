@@ -28,6 +28,35 @@ def _checked_days(context, con, source: Source) -> list[str] | None:
     return sorted({*keys, *(r[0] for r in stored if r[0] is not None)})
 
 
+def _conservation(con, tables: tuple[str, str, str], days: list[str | None]) -> tuple:
+    """For ``days`` (``None``: rows of no day): rows of raw, validated and quarantine, raw rows in neither split
+    table, rows in both, split rows with no raw row, and the days whose counts differ."""
+    named = [d for d in days if d is not None]
+    conditions = ([f"{PARTITION_COLUMN} IN ({', '.join('?' for _ in named)})"] if named else []) + (
+        [f"{PARTITION_COLUMN} IS NULL"] if None in days else [])
+    where = " OR ".join(conditions) or "FALSE"
+    key = "_source_file, _source_row"
+    side = f"SELECT {PARTITION_COLUMN}, {key} FROM {{table}} WHERE {where}"
+    raw, valid, quarantined = tables
+    return con.execute(
+        f"""
+        WITH r AS ({side.format(table=raw)}), v AS ({side.format(table=valid)}), q AS ({side.format(table=quarantined)}),
+             per_day AS (
+                SELECT {PARTITION_COLUMN}, sum(raw) AS raw, sum(valid) AS valid, sum(quarantined) AS quarantined FROM (
+                    SELECT {PARTITION_COLUMN}, 1 AS raw, 0 AS valid, 0 AS quarantined FROM r
+                    UNION ALL SELECT {PARTITION_COLUMN}, 0, 1, 0 FROM v
+                    UNION ALL SELECT {PARTITION_COLUMN}, 0, 0, 1 FROM q) GROUP BY ALL)
+        SELECT
+            (SELECT count(*) FROM r), (SELECT count(*) FROM v), (SELECT count(*) FROM q),
+            (SELECT count(*) FROM (SELECT {key} FROM r EXCEPT ALL (SELECT {key} FROM v UNION ALL SELECT {key} FROM q))),
+            (SELECT count(*) FROM (SELECT {key} FROM v INTERSECT SELECT {key} FROM q)),
+            (SELECT count(*) FROM (SELECT {key} FROM v UNION ALL SELECT {key} FROM q EXCEPT ALL SELECT {key} FROM r)),
+            (SELECT list({PARTITION_COLUMN} ORDER BY {PARTITION_COLUMN}) FROM per_day WHERE raw <> valid + quarantined)
+        """,
+        named * 3,
+    ).fetchone()
+
+
 def build_validation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
     """The checks of ``<use case>/validated/<source>`` and ``<use case>/quarantine/<source>``."""
     keys, source = for_use_case(use_case), use_case.source
@@ -45,29 +74,23 @@ def build_validation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
         Counts raw rows in neither table (lost), rows in both, rows of the split
         tables with no raw row (stale), and days whose counts differ.
         """
+        from platform_assets.ingest.load import batch_rows, day_batches
+
         with warehouse.connect(read_only=True) as con:
             days = _checked_days(context, con, source)
             where, params = partition_filter(days)
-            key = "_source_file, _source_row"
-            side = f"SELECT {PARTITION_COLUMN}, {key} FROM {{table}} WHERE {where}"
-            counts = con.execute(
-                f"""
-                WITH r AS ({side.format(table=source.raw_table)}), v AS ({side.format(table=source.validated_table)}),
-                     q AS ({side.format(table=source.quarantine_table)}),
-                     per_day AS (
-                        SELECT {PARTITION_COLUMN}, sum(raw) AS raw, sum(valid) AS valid, sum(quarantined) AS quarantined FROM (
-                            SELECT {PARTITION_COLUMN}, 1 AS raw, 0 AS valid, 0 AS quarantined FROM r
-                            UNION ALL SELECT {PARTITION_COLUMN}, 0, 1, 0 FROM v
-                            UNION ALL SELECT {PARTITION_COLUMN}, 0, 0, 1 FROM q) GROUP BY ALL)
-                SELECT
-                    (SELECT count(*) FROM r), (SELECT count(*) FROM v), (SELECT count(*) FROM q),
-                    (SELECT count(*) FROM (SELECT {key} FROM r EXCEPT ALL (SELECT {key} FROM v UNION ALL SELECT {key} FROM q))),
-                    (SELECT count(*) FROM (SELECT {key} FROM v INTERSECT SELECT {key} FROM q)),
-                    (SELECT count(*) FROM (SELECT {key} FROM v UNION ALL SELECT {key} FROM q EXCEPT ALL SELECT {key} FROM r)),
-                    (SELECT list({PARTITION_COLUMN} ORDER BY {PARTITION_COLUMN}) FROM per_day WHERE raw <> valid + quarantined)
-                """,
-                [*params, *params, *params],
-            ).fetchone()
+            tables = (source.raw_table, source.validated_table, source.quarantine_table)
+            # Matched a batch of days at a time (PLATFORM_BATCH_ROWS): a row belongs to one day in all three tables.
+            by_day = dict(con.execute(
+                f"SELECT {PARTITION_COLUMN}, count(*) FROM ("
+                + " UNION ALL ".join(f"SELECT {PARTITION_COLUMN} FROM {t} WHERE {where}" for t in tables)
+                + f") GROUP BY 1 ORDER BY 1 NULLS FIRST", params * 3).fetchall())
+            totals, bad_days = [0] * 6, []
+            for batch in day_batches(by_day, batch_rows()):
+                found = _conservation(con, tables, batch)
+                totals = [a + b for a, b in zip(totals, found[:6])]
+                bad_days += list(found[6] or [])
+            counts = (*totals, bad_days)
         raw, valid, quarantined, lost, in_both, stale, bad_days = counts
         bad_days = [str(d) for d in bad_days or []]
         return dg.AssetCheckResult(
