@@ -82,10 +82,13 @@ def test_pii_check_fails_on_a_clear_value_in_a_masked_column(validated):
                      "without_raw_row", id="stale"),
     ],
 )
-def test_conservation_check_fails_on_a_lost_doubled_or_stale_row(validated, plant, measure):
+@pytest.mark.parametrize("batch_rows", ["250000", "150"], ids=["one-batch", "a-day-per-batch"])
+def test_conservation_check_fails_on_a_lost_doubled_or_stale_row(validated, plant, measure, batch_rows, monkeypatch):
     root, resources, result, _ = validated
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["validation_conserves_rows"]
     _sql(root, plant)
+    monkeypatch.setenv("PLATFORM_BATCH_ROWS", batch_rows)  # the check matches rows a batch of days at a time
     check = _run(loan_check("validation_conserves_rows"), resources)
     assert not check.passed and check.metadata[measure].value > 0
+    assert check.metadata["raw"].value > 300
     assert check.metadata["days_not_conserved"].value or measure != "lost"
