@@ -68,22 +68,47 @@ def file_listings(con, use_case: UseCase):
     return con.execute(" UNION ALL ".join(listings)).df()
 
 
-def files_trained_on(used, listings) -> list[dict]:
+def files_trained_on(rows, listings) -> list[dict]:
     """The landing files (``role`` rows) and outcome files (``role`` labels) whose rows the training set holds.
 
-    ``used``: one row per file with ``role``, ``path`` and ``rows_used`` (how many of the training set's rows it
-    gave; counted from the rows, so a window (``since``) names only its own days). Each with its partition, the
-    sha256 and row count the warehouse listed when the rows were read (``file_listings``: so, the file as it was
-    when these rows were built).
+    Each with its partition, the sha256 and row count the warehouse listed when the rows were read
+    (``file_listings``: so, the file as it was when these rows were built), and how many of the training
+    set's rows it gave. Read from ``rows`` (the training set's rows with ``LINEAGE_COLUMNS``), so a window
+    (``since``) names only its own days.
     """
     import pandas as pd
 
+    used = pd.concat([
+        rows[ROW_FILE].value_counts().rename_axis("path").reset_index(name="rows_used").assign(role="rows"),
+        rows[LABEL_FILE].dropna().value_counts().rename_axis("path").reset_index(name="rows_used")
+        .assign(role="labels"),
+    ], ignore_index=True)
     found = used.merge(listings.rename(columns={"rows": "file_rows", "_partition": "partition"}),
                        on=["role", "path"], how="left")
     found = found.sort_values(["role", "partition", "path"], ascending=[False, True, True], na_position="last")
     columns = ["role", "partition", "path", "sha256", "file_rows", "rows_used"]
     return [{k: (None if pd.isna(v) else int(v) if k in ("file_rows", "rows_used") else str(v))
              for k, v in row.items()} for row in found[columns].to_dict("records")]
+
+
+def write_training_set(df, path, manifest: dict) -> None:
+    """Writes ``df`` to ``path`` (atomically) with ``manifest`` (what it was built from) in its Parquet metadata.
+
+    The manifest travels inside the file, so the file's digest covers it and whoever trains on these
+    bytes (the model asset) records the very files they came from.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           LINEAGE_METADATA_KEY: json.dumps(manifest).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True)
+    tmp.replace(path)
 
 
 def read_manifest(source) -> dict | None:

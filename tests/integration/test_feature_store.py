@@ -362,30 +362,3 @@ def test_materializing_in_windows_of_days_leaves_every_entitys_latest_row_online
                   feast=resources["feast"])
     assert check.passed and check.metadata["entities_compared"].value > 300
 
-
-def test_a_training_set_built_in_windows_of_days_is_the_one_a_single_join_gives(built, tmp_path):
-    """Windows of a few days (the Feast join per window, then the split over all) give the same rows, features,
-    splits and files as one window of everything."""
-    from platform_assets.features.training_build import build_training_set
-    from platform_assets.features.training_file import read_split, split_rows
-    from platform_assets.features.training_set import file_listings, read_manifest
-
-    root, resources, _ = built
-    warehouse, store = resources["warehouse"], resources["feast"].store()
-    built_sets = {}
-    for name, window_rows in (("one", 10**9), ("windows", 250)):
-        path = tmp_path / f"{name}.parquet"
-        with warehouse.connect(read_only=True) as con:
-            built_sets[name] = build_training_set(
-                con, store, USE_CASE, since=None, min_rows=1, fractions=(0.7, 0.85), path=path,
-                window_rows=window_rows, listings=file_listings(con, USE_CASE))
-    one, windows = built_sets["one"], built_sets["windows"]
-    assert one.windows == 1 and windows.windows >= 8
-    assert windows.rows == one.rows > 1000 and windows.split_rows == one.split_rows == split_rows(tmp_path / "one.parquet")
-    assert windows.files == one.files and read_manifest(tmp_path / "windows.parquet") == read_manifest(tmp_path / "one.parquet")
-    for split in ("train", "validation", "test"):
-        pd.testing.assert_frame_equal(read_split(tmp_path / "windows.parquet", split),
-                                      read_split(tmp_path / "one.parquet", split))
-    # What the asset wrote (the default window) is the same file content.
-    pd.testing.assert_frame_equal(read_split(loan_paths(root).training_set, None),
-                                  read_split(tmp_path / "one.parquet", None))

@@ -2,12 +2,14 @@
 
 
 import datetime as dt
+import hashlib
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.features.training_set import file_listings, files_table, training_window
+from platform_assets.features.training_set import LINEAGE_COLUMNS, file_listings, files_table, files_trained_on, \
+    labelled_rows_sql, training_window, write_training_set
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.cost import with_cost
@@ -107,38 +109,72 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         warehouse: Warehouse,
         feast: FeatureStore,
     ) -> dg.MaterializeResult:
-        """Retrieves historical features for each labelled row as of its event time, a window of days at a time."""
-        from platform_assets.features.training_build import build_training_set
-        from platform_assets.features.training_file import sha256_of
-        from platform_assets.ingest.load import batch_rows
+        """Retrieves historical features for each labelled row as of its event time."""
+        import pandas as pd
+
+        from platform_assets.features import feast_ops
+
+        from platform_assets.warehouse import table_names
 
         previous = context.instance.get_latest_materialization_event(keys.training_set)
         previous_since = None
         if previous is not None and "since" in previous.asset_materialization.metadata:
             previous_since = previous.asset_materialization.metadata["since"].value
         since = training_window(config.since, previous_since if previous_since != "all" else None)
-        path = state.paths.of(use_case.name).training_set
         with warehouse.connect(read_only=True) as con:
-            built = build_training_set(
-                con, feast.store(), use_case, since=since, min_rows=config.min_rows,
-                fractions=(config.train_fraction, config.train_fraction + config.validation_fraction), path=path,
-                window_rows=batch_rows(), listings=file_listings(con, use_case), log=context.log.info)
-        digest = sha256_of(path)
-        as_of = built.as_of.isoformat() if built.as_of is not None else "none"
-        context.log.info(f"training set {built.rows} rows as of {as_of} in {built.windows} windows: {built.split_rows}")
+            labelled = con.execute(labelled_rows_sql(use_case, use_case.monitor_table("outcomes") in table_names(con))).df()
+            as_of = labelled[use_case.source.event_time].max()
+            if since is not None:
+                labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
+            entities = feast_ops.entity_rows(labelled, as_of, use_case, keep=LINEAGE_COLUMNS)
+            # The files as read with these rows: which of them the training set holds is recorded in it.
+            listings = file_listings(con, use_case)
+        entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
+        # Feast gets the entity rows alone; the files they came from are put back on its answer, row for row.
+        lineage = entities[[use_case.source.key, *LINEAGE_COLUMNS]]
+        entities = entities.drop(columns=list(LINEAGE_COLUMNS))
+        if since is not None and len(entities) < config.min_rows:
+            raise ValueError(
+                f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
+                f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
+                "or widen the window (config since)")
+        df = feast_ops.historical_features(feast.store(), entities, use_case)
+        key = use_case.source.key
+        if len(df) != len(lineage) or (df[key].to_numpy() != lineage[key].to_numpy()).any():
+            raise RuntimeError("Feast answered other rows than it was asked for: the training set's lineage cannot "
+                               "be recorded")
+        df[list(LINEAGE_COLUMNS)] = lineage[list(LINEAGE_COLUMNS)].to_numpy()
+        # A row whose features the offline store does not hold yet (its day validated after the last feature
+        # build) cannot be trained on: left out, counted and said, never a NaN the network would learn from.
+        inputs = [c for c in df.columns if c not in use_case.never_features and c not in LINEAGE_COLUMNS]
+        without = df[inputs].isna().any(axis=1)
+        if without.any():
+            context.log.warning(f"{int(without.sum())} of {len(df)} labelled rows have no features in the offline "
+                                "store yet (built before their day was validated): left out of the training set")
+            df = df[~without].reset_index(drop=True)
+        files = files_trained_on(df, listings)
+        df = df.drop(columns=list(LINEAGE_COLUMNS))
+        cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
+        df["split"] = feast_ops.split_by_time(df, cut)
+        path = state.paths.of(use_case.name).training_set
+        manifest = {"since": since or "all", "labels_known_as_of": pd.Timestamp(as_of).isoformat(), "rows": len(df),
+                    "files": files}
+        write_training_set(df, path, manifest)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        sizes = df["split"].value_counts().to_dict()
+        context.log.info(f"training set {len(df)} rows as of {as_of}: {sizes}")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(digest),
             metadata={
-                "dagster/row_count": built.rows,
-                "split_rows": dg.MetadataValue.json(built.split_rows),
-                "labels_known_as_of": as_of,
+                "dagster/row_count": len(df),
+                "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
+                "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
                 "since": since or "all",
-                "positive_rate": built.positive_rate,
+                "positive_rate": float(df[use_case.label].mean()),
                 "digest": digest,
                 "path": dg.MetadataValue.path(str(path)),
-                "files_trained_on": dg.MetadataValue.md(files_table(built.files)),
-                "rows_without_features": built.without_features,
-                "windows": built.windows,
+                "files_trained_on": dg.MetadataValue.md(files_table(files)),
+                "rows_without_features": int(without.sum()),
             },
         )
 
