@@ -1,9 +1,9 @@
 """The training set's Parquet file read and written in bounded pieces.
 
-A training set of millions of rows never lives in memory whole: it is written window by window
-(:class:`SplitWriter` adds each row's split from its position in time), and every reader (training, evaluation,
-the checks) takes one split batch by batch (:func:`split_batches`) or a bounded random sample of it
-(:func:`sample_split`), whose size the caller records.
+Every reader of the training set (training, evaluation, the checks, deployment's smoke rows) takes one split
+batch by batch (:func:`split_batches`), a bounded random sample of it (:func:`sample_split`, whose size the
+caller records) or its first rows, never the whole file. :class:`SplitWriter` writes a file of rows in time
+order, built in pieces, with each row's split from its position over all of them.
 """
 
 from __future__ import annotations
