@@ -95,7 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
        "retrain runs on them.", "1000"),
     # -- how much a stage holds at once
     _S("PLATFORM_BATCH_ROWS", "scale", "Rows a stage holds in memory at once: a range run ingests and validates "
-       "its days in batches of whole days up to this many rows (a larger day is a batch of its own).", "250000"),
+       "its days in batches of whole days up to this many rows (a larger day is a batch of its own); the training "
+       "set asks Feast for this many rows' features at a time; the online store loads windows of days this "
+       "large.", "250000"),
     _S("PLATFORM_DUCKDB_MEMORY", "scale", "DuckDB's memory limit in the warehouse's connections, dbt's and the "
        "platform's own queries over Parquet (DuckDB's size syntax: `1GB`); past it DuckDB spills to disk.", "2GB"),
     # -- deployment (the platform's side)

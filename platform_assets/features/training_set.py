@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 from platform_assets.declarations import UseCase
 
 # The column of a training row's outcome time (the label's event time in Feast's point-in-time join).
@@ -68,21 +72,41 @@ def file_listings(con, use_case: UseCase):
     return con.execute(" UNION ALL ".join(listings)).df()
 
 
-def files_trained_on(rows, listings) -> list[dict]:
+def labelled_rows(con, use_case: UseCase, with_outcome_files: bool):
+    """The use case's labelled rows (:func:`labelled_rows_sql`) as a DataFrame, the file columns categorical:
+    a path repeats over every row of its file, so they cost a code per row, not a string."""
+    import pyarrow.compute as pc
+
+    table = con.execute(labelled_rows_sql(use_case, with_outcome_files)).fetch_arrow_table()
+    for name in LINEAGE_COLUMNS:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
+    return table.to_pandas()
+
+
+def lineage_counts(rows):
+    """How many of ``rows`` (training rows with ``LINEAGE_COLUMNS``) each file gave: ``role`` (rows or
+    labels), ``path`` and ``rows_used``. Counts of pieces of a training set add up (:func:`files_trained_on`)."""
+    import pandas as pd
+
+    counts = [rows[column].value_counts(dropna=True).rename_axis("path").reset_index(name="rows_used")
+              .assign(role=role) for column, role in ((ROW_FILE, "rows"), (LABEL_FILE, "labels"))]
+    used = pd.concat(counts, ignore_index=True)
+    used["path"] = used["path"].astype(str)
+    return used[used["rows_used"] > 0]  # a categorical column lists its other files too, with no rows
+
+
+def files_trained_on(used, listings) -> list[dict]:
     """The landing files (``role`` rows) and outcome files (``role`` labels) whose rows the training set holds.
 
     Each with its partition, the sha256 and row count the warehouse listed when the rows were read
     (``file_listings``: so, the file as it was when these rows were built), and how many of the training
-    set's rows it gave. Read from ``rows`` (the training set's rows with ``LINEAGE_COLUMNS``), so a window
-    (``since``) names only its own days.
+    set's rows it gave. ``used`` is :func:`lineage_counts` of the training set's rows (or the counts of its
+    pieces, concatenated), so a window (``since``) names only its own days.
     """
     import pandas as pd
 
-    used = pd.concat([
-        rows[ROW_FILE].value_counts().rename_axis("path").reset_index(name="rows_used").assign(role="rows"),
-        rows[LABEL_FILE].dropna().value_counts().rename_axis("path").reset_index(name="rows_used")
-        .assign(role="labels"),
-    ], ignore_index=True)
+    used = used.groupby(["role", "path"], as_index=False)["rows_used"].sum()
     found = used.merge(listings.rename(columns={"rows": "file_rows", "_partition": "partition"}),
                        on=["role", "path"], how="left")
     found = found.sort_values(["role", "partition", "path"], ascending=[False, True, True], na_position="last")
@@ -91,28 +115,85 @@ def files_trained_on(rows, listings) -> list[dict]:
              for k, v in row.items()} for row in found[columns].to_dict("records")]
 
 
-def write_training_set(df, path, manifest: dict) -> None:
-    """Writes ``df`` to ``path`` (atomically) with ``manifest`` (what it was built from) in its Parquet metadata.
+@dataclass
+class BuiltTrainingSet:
+    """What :func:`build_training_file` wrote: rows per split, the labelled rows left out for want of features,
+    the positive labels, the files the rows came from and the file's sha256."""
 
-    The manifest travels inside the file, so the file's digest covers it and whoever trains on these
-    bytes (the model asset) records the very files they came from.
+    split_rows: dict[str, int]
+    rows_without_features: int
+    positives: int
+    files: list[dict]
+    digest: str
+
+    @property
+    def rows(self) -> int:
+        return sum(self.split_rows.values())
+
+
+WRITE_OPTIONS = {"coerce_timestamps": "us", "allow_truncated_timestamps": True}
+
+
+def build_training_file(entities, features_of: Callable, use_case: UseCase, listings, path: Path, manifest: dict,
+                        fractions: tuple[float, float], chunk_rows: int) -> BuiltTrainingSet:
+    """Writes the training set to ``path``: the features of ``entities`` (Feast's entity rows in time order,
+    with ``LINEAGE_COLUMNS``) asked of ``features_of`` ``chunk_rows`` rows at a time, each piece appended to
+    a file, then split by position in time (:class:`~platform_assets.features.training_file.SplitWriter`)
+    with ``manifest`` and the files the rows came from in its metadata.
+
+    Memory follows a piece, not the rows: the features are never all held at once. A point-in-time join
+    answers each entity row on its own, so the pieces add up to the one answer of all rows.
+    A row whose features the offline store does not hold yet (its day validated after the last feature
+    build) cannot be trained on: it is left out and counted, never a NaN the network would learn from.
     """
     import json
 
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           LINEAGE_METADATA_KEY: json.dumps(manifest).encode()})
+    from platform_assets.features.training_file import BATCH_ROWS, SplitWriter, sha256_of
+
+    key = use_case.source.key
+    unsplit = path.with_name(f".{path.name}.unsplit")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True)
-    tmp.replace(path)
+    used, without_features, positives, writer = [], 0, 0, None
+    try:
+        for start in range(0, max(len(entities), 1), chunk_rows):
+            piece = entities.iloc[start:start + chunk_rows]
+            df = features_of(piece.drop(columns=list(LINEAGE_COLUMNS)))
+            if len(df) != len(piece) or (df[key].to_numpy() != piece[key].to_numpy()).any():
+                raise RuntimeError("Feast answered other rows than it was asked for: the training set's lineage "
+                                   "cannot be recorded")
+            for column in LINEAGE_COLUMNS:
+                df[column] = piece[column].to_numpy()
+            inputs = [c for c in df.columns if c not in use_case.never_features and c not in LINEAGE_COLUMNS]
+            without = df[inputs].isna().any(axis=1).to_numpy()
+            without_features += int(without.sum())
+            df = df[~without]
+            used.append(lineage_counts(df))
+            df = df.drop(columns=list(LINEAGE_COLUMNS))
+            positives += int(df[use_case.label].sum())
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if table.num_rows:  # an empty piece may type its columns null: the file takes its types from rows
+                writer = writer or pq.ParquetWriter(unsplit, table.schema, **WRITE_OPTIONS)
+                writer.write_table(table.cast(writer.schema), row_group_size=BATCH_ROWS)
+        if writer is None:  # no row at all: an empty file with the columns
+            writer = pq.ParquetWriter(unsplit, table.schema, **WRITE_OPTIONS)
+            writer.write_table(table)
+        writer.close()
+        files = files_trained_on(pd.concat(used, ignore_index=True), listings)
+        rows = pq.ParquetFile(unsplit).metadata.num_rows
+        metadata = {LINEAGE_METADATA_KEY: json.dumps({**manifest, "rows": rows, "files": files}).encode()}
+        sizes = SplitWriter(path, metadata).write_from(unsplit, fractions)
+    finally:
+        unsplit.unlink(missing_ok=True)
+    return BuiltTrainingSet(split_rows=sizes, rows_without_features=without_features, positives=positives,
+                            files=files, digest=sha256_of(path))
 
 
 def read_manifest(source) -> dict | None:
-    """The manifest ``write_training_set`` stored in a training set (a path or a file object); ``None`` if none."""
+    """The manifest ``build_training_file`` stored in a training set (a path or a file object); ``None`` if none."""
     import json
 
     import pyarrow.parquet as pq

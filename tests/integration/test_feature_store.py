@@ -103,6 +103,28 @@ def test_point_in_time_join_keeps_a_planted_future_row_out(built, restore):
     assert got["prior_applications_90d"].tolist() == [row["prior_applications_90d"], 999.0]
 
 
+def test_the_training_set_asked_of_feast_in_pieces_is_the_one_asked_whole(built, restore, monkeypatch):
+    """PLATFORM_BATCH_ROWS small: Feast answers 97 labelled rows at a time, appended to the file; the file holds
+    the same rows, features, splits and manifest as the one answer of all rows (the module's build)."""
+    import pyarrow.parquet as pq
+
+    from platform_assets.features.training_set import read_manifest
+
+    root, resources, _ = built
+    path = restore(loan_paths(root).training_set)
+    whole, whole_manifest = pq.read_table(path), read_manifest(path)
+    assert whole.num_rows > 3 * 97
+    monkeypatch.setenv("PLATFORM_BATCH_ROWS", "97")
+    result = dg.materialize([loan_asset("features", "training_set")], resources=resources)
+    metadata = result.asset_materializations_for_node(result.all_node_events[0].node_name)[0].metadata
+    pieces = pq.read_table(path)
+    assert pieces.equals(whole) and read_manifest(path) == whole_manifest
+    assert metadata["dagster/row_count"].value == whole.num_rows
+    assert sum(metadata["split_rows"].value.values()) == whole.num_rows
+    split = whole.column("split").to_pandas()
+    assert metadata["split_rows"].value == {s: int((split == s).sum()) for s in ("train", "validation", "test")}
+
+
 def test_leakage_check_fails_when_a_later_value_reaches_a_row(built, restore):
     root, resources, _ = built
     training, row = _one_labelled_row_with_history(root)

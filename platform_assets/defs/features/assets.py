@@ -2,14 +2,13 @@
 
 
 import datetime as dt
-import hashlib
 
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
 from platform_assets.declarations import UseCase
-from platform_assets.features.training_set import LINEAGE_COLUMNS, file_listings, files_table, files_trained_on, \
-    labelled_rows_sql, training_window, write_training_set
+from platform_assets.features.training_set import LINEAGE_COLUMNS, build_training_file, file_listings, files_table, \
+    labelled_rows, training_window
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
 from platform_assets.cost import with_cost
@@ -113,7 +112,7 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         import pandas as pd
 
         from platform_assets.features import feast_ops
-
+        from platform_assets.ingest.load import batch_rows
         from platform_assets.warehouse import table_names
 
         previous = context.instance.get_latest_materialization_event(keys.training_set)
@@ -122,59 +121,47 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             previous_since = previous.asset_materialization.metadata["since"].value
         since = training_window(config.since, previous_since if previous_since != "all" else None)
         with warehouse.connect(read_only=True) as con:
-            labelled = con.execute(labelled_rows_sql(use_case, use_case.monitor_table("outcomes") in table_names(con))).df()
+            labelled = labelled_rows(con, use_case, use_case.monitor_table("outcomes") in table_names(con))
             as_of = labelled[use_case.source.event_time].max()
             if since is not None:
                 labelled = labelled[labelled[use_case.source.event_time] >= pd.Timestamp(since)]
             entities = feast_ops.entity_rows(labelled, as_of, use_case, keep=LINEAGE_COLUMNS)
+            del labelled
             # The files as read with these rows: which of them the training set holds is recorded in it.
             listings = file_listings(con, use_case)
         entities[use_case.label] = entities[use_case.label].astype("int64")  # known outcomes only: no nulls left
-        # Feast gets the entity rows alone; the files they came from are put back on its answer, row for row.
-        lineage = entities[[use_case.source.key, *LINEAGE_COLUMNS]]
-        entities = entities.drop(columns=list(LINEAGE_COLUMNS))
         if since is not None and len(entities) < config.min_rows:
             raise ValueError(
                 f"the training window from {since or 'the first day'} holds {len(entities)} labelled rows "
                 f"known by {as_of}; at least {config.min_rows} are needed (config min_rows): wait for more outcomes "
                 "or widen the window (config since)")
-        df = feast_ops.historical_features(feast.store(), entities, use_case)
-        key = use_case.source.key
-        if len(df) != len(lineage) or (df[key].to_numpy() != lineage[key].to_numpy()).any():
-            raise RuntimeError("Feast answered other rows than it was asked for: the training set's lineage cannot "
-                               "be recorded")
-        df[list(LINEAGE_COLUMNS)] = lineage[list(LINEAGE_COLUMNS)].to_numpy()
-        # A row whose features the offline store does not hold yet (its day validated after the last feature
-        # build) cannot be trained on: left out, counted and said, never a NaN the network would learn from.
-        inputs = [c for c in df.columns if c not in use_case.never_features and c not in LINEAGE_COLUMNS]
-        without = df[inputs].isna().any(axis=1)
-        if without.any():
-            context.log.warning(f"{int(without.sum())} of {len(df)} labelled rows have no features in the offline "
-                                "store yet (built before their day was validated): left out of the training set")
-            df = df[~without].reset_index(drop=True)
-        files = files_trained_on(df, listings)
-        df = df.drop(columns=list(LINEAGE_COLUMNS))
-        cut = (config.train_fraction, config.train_fraction + config.validation_fraction)
-        df["split"] = feast_ops.split_by_time(df, cut)
+        # Feast answers PLATFORM_BATCH_ROWS entity rows at a time, each piece appended to the file: memory follows
+        # a piece. It gets the entity rows alone; the files they came from are put back on its answer, row for row.
+        store = feast.store()
         path = state.paths.of(use_case.name).training_set
-        manifest = {"since": since or "all", "labels_known_as_of": pd.Timestamp(as_of).isoformat(), "rows": len(df),
-                    "files": files}
-        write_training_set(df, path, manifest)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        sizes = df["split"].value_counts().to_dict()
-        context.log.info(f"training set {len(df)} rows as of {as_of}: {sizes}")
+        built = build_training_file(
+            entities, lambda piece: feast_ops.historical_features(store, piece, use_case), use_case, listings, path,
+            manifest={"since": since or "all", "labels_known_as_of": pd.Timestamp(as_of).isoformat()},
+            fractions=(config.train_fraction, config.train_fraction + config.validation_fraction),
+            chunk_rows=batch_rows())
+        if built.rows_without_features:
+            context.log.warning(f"{built.rows_without_features} of {len(entities)} labelled rows have no features in "
+                                "the offline store yet (built before their day was validated): left out of the "
+                                "training set")
+        digest, files = built.digest, built.files
+        context.log.info(f"training set {built.rows} rows as of {as_of}: {built.split_rows}")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(digest),
             metadata={
-                "dagster/row_count": len(df),
-                "split_rows": dg.MetadataValue.json({k: int(v) for k, v in sizes.items()}),
+                "dagster/row_count": built.rows,
+                "split_rows": dg.MetadataValue.json(built.split_rows),
                 "labels_known_as_of": pd.Timestamp(as_of).isoformat(),
                 "since": since or "all",
-                "positive_rate": float(df[use_case.label].mean()),
+                "positive_rate": built.positives / built.rows if built.rows else float("nan"),
                 "digest": digest,
                 "path": dg.MetadataValue.path(str(path)),
                 "files_trained_on": dg.MetadataValue.md(files_table(files)),
-                "rows_without_features": int(without.sum()),
+                "rows_without_features": built.rows_without_features,
             },
         )
 

@@ -7,6 +7,13 @@
 -- everything the model server needs to compute the history features of a new
 -- request as of the start of its day (platform_assets/features/history.py): the
 -- numbers int_applicant_windows computes for training.
+--
+-- One window pass, not a join of every day to its year: DuckDB sorts and partitions
+-- a window's rows on disk when they do not fit its memory limit, where ordered list
+-- aggregates over a join cannot spill (10M applications ran out of 2GB that way).
+-- The window's frame holds the applicant's applications of the 365 days before the
+-- row's day and of the day itself (RANGE takes the day's peers); the day's last
+-- application keeps it; its list is sorted by time, then amount.
 with apps as (
     select
         applicant_id,
@@ -16,20 +23,25 @@ with apps as (
     from {{ ref('stg_applications') }}
 ),
 
-days as (
-    select applicant_id, application_day, max(application_ts) as last_ts
+windowed as (
+    select
+        applicant_id,
+        application_ts,
+        list({'ts': application_ts, 'amount': loan_amount}) over (
+            partition by applicant_id
+            order by application_day
+            range between interval 365 days preceding and current row
+        ) as recent
     from apps
-    group by applicant_id, application_day
+    qualify row_number() over (
+        partition by applicant_id, application_day
+        order by application_ts desc, loan_amount desc
+    ) = 1
 )
 
 select
-    days.applicant_id,
-    days.last_ts as event_timestamp,
-    list(epoch_us(apps.application_ts) / 1e6 order by apps.application_ts, apps.loan_amount) as recent_application_ts,
-    list(apps.loan_amount order by apps.application_ts, apps.loan_amount) as recent_loan_amounts
-from days
-inner join apps
-    on apps.applicant_id = days.applicant_id
-    and apps.application_day <= days.application_day
-    and apps.application_day >= days.application_day - 365
-group by days.applicant_id, days.application_day, days.last_ts
+    applicant_id,
+    application_ts as event_timestamp,
+    list_transform(list_sort(recent), r -> epoch_us(r.ts) / 1e6) as recent_application_ts,
+    list_transform(list_sort(recent), r -> r.amount) as recent_loan_amounts
+from windowed
