@@ -6,6 +6,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from platform_assets.validate.patterns import fullmatch
+
 # The levels are imported by name here too (the generator reads them from the schema).
 from platform_assets.use_cases.customer_churn.bounds import GENDERS, PAYMENT_METHODS, PLANS, RULES  # noqa: F401
 
@@ -34,7 +36,7 @@ class SubscriptionSchema(pa.DataFrameModel):
     @pa.check("contact_email", name="valid_email")
     def valid_email(cls, email):  # noqa: N805
         """One ``@``, a dot in the domain, no spaces."""
-        return email.str.fullmatch(EMAIL_PATTERN)
+        return fullmatch(email, EMAIL_PATTERN)
 
     @pa.check("snapshot_ts", name="not_in_the_future")
     def not_in_the_future(cls, ts):  # noqa: N805
