@@ -133,7 +133,10 @@ def build_resources(declared: Sequence[UseCase] | None = None) -> dict:
 
 def use_case_definitions() -> dg.Definitions:
     """What ``platform_assets/defs/`` defines: each declared use case (its component) and the stages' own sensors."""
-    return dg.load_from_defs_folder(path_within_project=settings.PROJECT_ROOT)
+    # The defs folder alone: dg.load_from_defs_folder also lists every installed package's component types for
+    # the UI's catalogue, importing each package (dagster-dbt, and with it dbt-core: 2 s of every load).
+    tree = dg.ComponentTree.for_project(settings.PROJECT_ROOT)
+    return dg.Definitions.merge(tree.build_defs(tree.defs_module_path), dg.Definitions(component_tree=tree))
 
 
 def _executor() -> dg.ExecutorDefinition:

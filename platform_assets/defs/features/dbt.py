@@ -1,35 +1,37 @@
-"""The dbt project as Dagster assets: one asset per model, dbt tests as asset checks."""
+"""The dbt project as Dagster assets: one asset per model, dbt tests as asset checks.
 
+dagster-dbt makes the assets' specs of the manifest, but importing it imports
+dbt-core (about 1.5 s of every load of the code location). So the specs that
+:func:`platform_assets.dbt_translator.dbt_specs` derives are kept next to the
+manifest (``dbt/target/dagster_specs/<use case>.pickle``), valid while the
+manifest, dagster, dagster-dbt and the translator's code are those they came
+from; the code location builds the assets from them, and dbt-core is imported
+when they are derived again or when a run builds the models.
+"""
 
 import functools
+import hashlib
+import importlib.util
+import io
 import os
-import shutil
-import sys
+import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import dagster as dg
-
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster._utils.env import using_dagster_dev
 
 from platform_assets import config
 from platform_assets.concurrency import DBT_LOCK_RETRY, WAREHOUSE_POOL
+from platform_assets.cost import with_cost
 from platform_assets.declarations import UseCase
-from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
 from platform_assets.settings import dbt_project_dir
-from platform_assets.cost import with_cost
 
-
-def _put_environment_bin_on_path() -> None:
-    """Lets dagster-dbt find this environment's ``dbt`` when the venv is not activated.
-
-    dagster-dbt's manifest preparer runs ``dbt`` from PATH (it takes no
-    executable), so ``.venv/bin/dagster dev`` without an activated venv would fail.
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    if shutil.which("dbt") is None and (Path(bin_dir) / "dbt").exists():
-        config.export("PATH", os.pathsep.join([bin_dir, config.system_path("PATH")]))
+# Derived specs older than these sources (or another layout of the cache file) are derived again.
+_SPEC_SOURCES = ("platform_assets.dbt_translator", "platform_assets.keys", __name__)
+_CACHE_LAYOUT = "1"
 
 
 def _manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
@@ -42,62 +44,158 @@ def _manifest_is_stale(project_dir: Path, manifest: Path) -> bool:
     return any(f.stat().st_mtime > built for f in files)
 
 
-def dbt_project() -> DbtProject:
-    """The dbt project (:func:`~platform_assets.settings.dbt_project_dir`), its manifest prepared when needed."""
-    return _dbt_project(dbt_project_dir())
-
-
 @functools.cache
-def _dbt_project(project_dir: Path) -> DbtProject:
-    """The dbt project in ``project_dir``, its manifest prepared on first use, after an edit and under ``dagster dev``."""
-    _put_environment_bin_on_path()
-    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir)
-    if _manifest_is_stale(project_dir, project.manifest_path):
+def prepared_manifest(project_dir: Path) -> Path:
+    """The manifest of the dbt project in ``project_dir``, written on first use, after an edit and under
+    ``dagster dev``."""
+    manifest = project_dir / "target" / "manifest.json"  # dagster-dbt's DbtProject(project_dir).manifest_path
+    stale = _manifest_is_stale(project_dir, manifest)
+    if stale or using_dagster_dev():
         # A fresh clone has no manifest yet, and an edited model or test makes it stale
         # (its checks would be missing); `dbt parse` writes one (a few seconds).
-        project.preparer.prepare(project)
-    project.prepare_if_dev()
-    return project
+        from platform_assets.dbt_translator import prepare
+
+        prepare(project_dir, stale)
+    return manifest
 
 
-class FeatureDbtTranslator(DagsterDbtTranslator):
-    """Puts a use case's dbt models under ``<use case>/features/<model>`` in the use case's group.
+class DagsterDbtObject:
+    """Stands for one of dagster-dbt's objects (the manifest, the translator, the project) in a dbt asset's metadata.
 
-    Its dbt source (the validated table) gets the key of the Python asset that
-    writes that table (``<use case>/validated/<source>``), so lineage connects.
+    dagster-dbt reads them back from there when it runs the models; :meth:`DbtCli.cli` puts the real ones, made
+    by dagster-dbt itself, in their place first.
     """
 
-    def __init__(self, use_case: UseCase):
-        super().__init__()
-        self.use_case = use_case
-        self.keys = for_use_case(use_case)
+    def __init__(self, use_case: UseCase, project_dir: Path, asset_key: dg.AssetKey, metadata_key: str):
+        self.use_case, self.project_dir, self.asset_key, self.metadata_key = use_case, project_dir, asset_key, metadata_key
 
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:  # noqa: D102
-        if dbt_resource_props["resource_type"] == "source":
-            if dbt_resource_props["name"] == self.use_case.source.name:
-                return self.keys.validated
-            return super().get_asset_key(dbt_resource_props)
-        return self.keys.feature(dbt_resource_props["name"])
+    def made(self) -> Any:
+        """The object dagster-dbt puts here, made on the manifest (imports dbt-core)."""
+        return _run_time_metadata(self.use_case, self.project_dir)[self.asset_key][self.metadata_key]
 
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:  # noqa: D102
-        return self.use_case.name
+
+def _make_dagster_dbt_objects(assets_def: dg.AssetsDefinition) -> None:
+    """Puts dagster-dbt's own objects in the metadata of ``assets_def`` in place of those standing for them."""
+    for spec in assets_def.specs:
+        for name, value in spec.metadata.items():
+            if isinstance(value, DagsterDbtObject):
+                spec.metadata[name] = value.made()
+
+
+_run_time: dict[tuple[str, Path], dict] = {}
+
+
+def _run_time_metadata(use_case: UseCase, project_dir: Path) -> dict:
+    """The metadata dagster-dbt gives each of the use case's dbt assets, made once per process."""
+    if (use_case.name, project_dir) not in _run_time:
+        from platform_assets.dbt_translator import dbt_specs
+
+        specs, _, _ = dbt_specs(use_case, project_dir)
+        _run_time[use_case.name, project_dir] = {spec.key: spec.metadata for spec in specs}
+    return _run_time[use_case.name, project_dir]
+
+
+def _file_bytes(module: str) -> bytes:
+    return Path(importlib.util.find_spec(module).origin).read_bytes()
+
+
+def _cache_key(use_case: UseCase, project_dir: Path, manifest: Path) -> str:
+    """What the derived specs depend on: the manifest, the libraries, the translator's code and the use case."""
+    digest = hashlib.sha256(manifest.read_bytes())
+    dagster_dbt_version = Path(importlib.util.find_spec("dagster_dbt").origin).with_name("version.py")
+    for part in (dagster_dbt_version.read_bytes(), dg.__version__.encode(), _CACHE_LAYOUT.encode(),
+                 *map(_file_bytes, _SPEC_SOURCES), repr(use_case).encode(), str(project_dir).encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+def _new_dep(asset_key: dg.AssetKey, partition_mapping, metadata) -> dg.AssetDep:
+    return dg.AssetDep(asset_key, partition_mapping=partition_mapping, metadata=metadata)
+
+
+class _SpecPickler(pickle.Pickler):
+    """Pickles specs; an ``AssetDep`` (a named tuple whose constructor takes other arguments) by its fields."""
+
+    def reducer_override(self, obj):
+        if type(obj) is dg.AssetDep:
+            return _new_dep, (obj.asset_key, obj.partition_mapping, obj.metadata)
+        return NotImplemented
+
+
+def _derived_specs(use_case: UseCase, project_dir: Path, manifest: Path) -> dict:
+    """dagster-dbt's specs of the use case's models, its objects left out of their metadata (their keys kept in
+    ``run_time_keys``): from the cache when it is valid, else derived (importing dbt-core) and cached."""
+    key = _cache_key(use_case, project_dir, manifest)
+    path = manifest.parent / "dagster_specs" / f"{use_case.name}.pickle"
+    try:
+        cached = pickle.loads(path.read_bytes())
+        if cached["key"] == key:
+            return cached
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, KeyError, TypeError):
+        pass  # missing, from another layout or torn: derived again
+
+    from platform_assets.dbt_translator import dbt_specs, is_dagster_dbt_object
+
+    specs, check_specs, op_tags = dbt_specs(use_case, project_dir)
+    derived = {
+        "key": key, "check_specs": check_specs, "op_tags": op_tags,
+        "run_time_keys": [[k for k, v in s.metadata.items() if is_dagster_dbt_object(v)] for s in specs],
+        "specs": [s.replace_attributes(metadata={k: v for k, v in s.metadata.items() if not is_dagster_dbt_object(v)})
+                  for s in specs],
+    }
+    buffer = io.BytesIO()
+    _SpecPickler(buffer).dump(derived)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}")
+        partial.write_bytes(buffer.getvalue())
+        partial.replace(path)  # atomic: a concurrent load reads the old file or this one
+    except OSError:
+        pass  # a read-only project (an image): derived on each load
+    return derived
+
+
+def _specs(use_case: UseCase, project_dir: Path) -> tuple[Sequence[dg.AssetSpec], Sequence[dg.AssetCheckSpec], dict]:
+    """The specs ``@dbt_assets`` makes, dagster-dbt's objects in their metadata stood for until a run makes them."""
+    derived = _derived_specs(use_case, project_dir, prepared_manifest(project_dir))
+    specs = [
+        spec.merge_attributes(metadata={k: DagsterDbtObject(use_case, project_dir, spec.key, k) for k in keys})
+        for spec, keys in zip(derived["specs"], derived["run_time_keys"])
+    ]
+    return specs, derived["check_specs"], derived["op_tags"]
+
+
+class DbtCli(dg.ConfigurableResource):
+    """Runs dbt on the project through dagster-dbt's ``DbtCliResource``, imported when a run uses it."""
+
+    project_dir: str
+    profiles_dir: str
+
+    def cli(self, args: list[str], *, context: dg.AssetExecutionContext):
+        """``DbtCliResource.cli``: a dbt invocation whose ``stream()`` yields the selected models' events."""
+        from platform_assets.dbt_translator import dbt_cli
+
+        _make_dagster_dbt_objects(context.assets_def)
+        return dbt_cli(self.project_dir, self.profiles_dir).cli(args, context=context)
 
 
 def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
     """The use case's dbt models (``dbt/models/<use case>/``) as assets, their tests as asset checks."""
-    project = dbt_project()
+    specs, check_specs, op_tags = _specs(use_case, dbt_project_dir())
 
-    @dbt_assets(
-        manifest=project.manifest_path,
-        project=project,
-        select=use_case.dbt_select,
-        dagster_dbt_translator=FeatureDbtTranslator(use_case),
+    # What dagster-dbt's @dbt_assets makes of the specs; op_tags hold the dbt selection it runs.
+    @dg.multi_asset(
         name=f"{use_case.name}__dbt",
+        specs=specs,
+        check_specs=check_specs,
+        can_subset=True,
+        op_tags=op_tags,
         pool=WAREHOUSE_POOL,
         retry_policy=DBT_LOCK_RETRY,
+        allow_arbitrary_check_specs=True,
     )
     @with_cost
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCli, warehouse: Warehouse):
         """Builds the use case's staging and mart models on DuckDB and runs their tests."""
         # profiles.yml reads the warehouse from the environment of the dbt subprocess: its target `local` (a DuckDB
         # file) or `lake` (the prod DuckLake).
@@ -122,7 +220,8 @@ def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
     return dbt_models
 
 
-def dbt_resource() -> DbtCliResource:
+def dbt_resource() -> DbtCli:
     """The dbt CLI resource for the project."""
-    project = dbt_project()
-    return DbtCliResource(project_dir=project, profiles_dir=str(project.project_dir))
+    project_dir = dbt_project_dir()
+    prepared_manifest(project_dir)
+    return DbtCli(project_dir=str(project_dir), profiles_dir=str(project_dir))
