@@ -58,21 +58,23 @@ def after_updates() -> dg.AutomationCondition:
     ).with_label("after_updates")
 
 
-def gated(condition: dg.AutomationCondition, keys: UseCaseKeys) -> dg.AutomationCondition:
-    """``condition``, held back while a blocking check of an upstream asset fails.
+def gated(condition: dg.AutomationCondition, keys: UseCaseKeys, label: str) -> dg.AutomationCondition:
+    """``condition``, held back while a blocking check of an upstream asset fails; ``label`` names the whole for
+    the asset's overview in the UI (a condition without a top-level label shows there as nothing).
 
     Outcome files are left out of the gate: a use case whose labels come with the
     rows never lands one, and a dependency never materialized never has a
     passed check (the training set and the labelled predictions would wait forever).
     A failed outcome check still fails its own run and alerts.
     """
-    return condition & dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(
+    checks_passed = dg.AutomationCondition.all_deps_blocking_checks_passed().ignore(
         dg.AssetSelection.assets(keys.outcomes))
+    return (condition & checks_passed).with_label(label)
 
 
 def feature_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The feature layer: after any upstream update (new validated days), eagerly."""
-    return gated(after_updates(), keys)
+    return gated(after_updates(), keys, "after upstream updates, checks passed")
 
 
 def training_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
@@ -81,28 +83,33 @@ def training_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     would also fire on the first evaluation after a manual build, retraining what was just trained.)"""
     first = (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated()
              & ~dg.AutomationCondition.in_progress())
-    return gated(first.with_label("first_training_set"), keys)
+    return gated(first.with_label("first_training_set"), keys, "the first training set, checks passed")
 
 
 def follow_training_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """Model and evaluation: right after the asset they are built from."""
-    return gated(dg.AutomationCondition.eager(), keys)
+    return gated(dg.AutomationCondition.eager(), keys, "eager, checks passed")
 
 
 def deployment_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """The deployment: after the champion alias moved only (a daily feature refresh is served without a redeploy)."""
-    return gated(after_updates().allow(dg.AssetSelection.assets(keys.champion)), keys)
+    return gated(after_updates().allow(dg.AssetSelection.assets(keys.champion)), keys,
+                 "after the champion moved, checks passed")
 
 
 def labelled_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
     """Outcomes joined to served predictions: after new traffic, new outcome files or new validated days."""
-    return gated(after_updates(), keys)
+    return gated(after_updates(), keys, "after new traffic, outcomes or days, checks passed")
 
 
 def drift_condition(keys: UseCaseKeys) -> dg.AutomationCondition:
-    """The drift report: after new traffic or outcomes, and on its cron; not after retraining alone."""
+    """The drift report: after new traffic or outcomes, and at each tick of its cron whether or not anything
+    changed (``on_cron`` would wait for every upstream asset to update after the tick); not after retraining
+    alone."""
     after_traffic = after_updates().allow(dg.AssetSelection.assets(keys.inference_log, keys.labelled_predictions))
-    return gated(after_traffic | dg.AutomationCondition.on_cron(drift_cron()), keys)
+    on_tick = (dg.AutomationCondition.cron_tick_passed(drift_cron()) & ~dg.AutomationCondition.in_progress()
+               ).with_label(f"drift cron tick ({drift_cron()})")
+    return gated(after_traffic | on_tick, keys, "after new traffic or outcomes, or on the drift cron; checks passed")
 
 
 def conditions(keys: UseCaseKeys) -> dict[dg.AssetKey, dg.AutomationCondition]:

@@ -77,6 +77,41 @@ def test_every_automated_asset_of_the_code_location_waits_for_upstream_blocking_
     for key, condition in automated.items():
         labels = [getattr(op, "get_label", lambda: None)() for op in getattr(condition, "operands", [])]
         assert "all_deps_blocking_checks_passed" in labels, key
+        # The asset's overview in the UI shows a condition by its top-level label: every one has one.
+        assert condition.get_label() and "checks passed" in condition.get_label(), key
+
+
+def test_the_drift_report_runs_on_its_cron_tick_without_new_data(monkeypatch):
+    """Nothing upstream changed since the last report: the report still runs once per tick of the drift cron."""
+    import datetime as dt
+
+    monkeypatch.setenv(automation.DRIFT_CRON_ENV, "0 * * * *")
+
+    @dg.asset(key=KEYS.inference_log)
+    def inference_log():
+        return 1
+
+    @dg.asset(key=KEYS.drift_report, deps=[inference_log], automation_condition=automation.drift_condition(KEYS))
+    def drift_report():
+        return 1
+
+    defs = dg.Definitions(assets=[inference_log, drift_report])
+
+    def tick(at, cursor):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor, evaluation_time=at)
+        return {r.key for r in result.results if r.true_subset.size > 0}, result.cursor
+
+    start = dt.datetime(2026, 12, 1, 10, 5, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([inference_log, drift_report], instance=instance).success
+        requested, cursor = tick(start, None)
+        requested, cursor = tick(start + dt.timedelta(minutes=10), cursor)
+        assert KEYS.drift_report not in requested  # no tick passed, nothing new
+        requested, cursor = tick(start + dt.timedelta(minutes=56), cursor)  # 11:01: the 11:00 tick passed
+        assert KEYS.drift_report in requested
+        dg.materialize([drift_report], instance=instance)
+        requested, cursor = tick(start + dt.timedelta(minutes=70), cursor)
+        assert KEYS.drift_report not in requested  # once per tick
 
 
 def test_the_first_training_set_does_not_wait_for_outcome_files_that_never_come():
