@@ -64,11 +64,13 @@ def _deployer():
     )
 
 
-def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = None) -> dict:
+def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = None,
+                       serving_port: int = LocalDeployer().http_port) -> dict:
     """Resources on the embedded defaults, every file under the state root ``root``; no environment variable is read.
 
     What one laptop runs on; :func:`build_resources` overrides them from the environment.
     ``declared``: the use cases to track in MLflow (default: those under ``platform_assets/defs/``).
+    ``serving_port``: the first use case's stable endpoint (each next use case: +1).
     """
     paths = settings.paths(root)
     tracking_uri, artifact_root = f"sqlite:///{paths.mlflow / 'mlflow.db'}", str(paths.mlflow / "artifacts")
@@ -81,7 +83,7 @@ def embedded_resources(root: str | Path, declared: Sequence[UseCase] | None = No
         "mlflow_registry": MlflowRegistry(tracking_uri=tracking_uri, artifact_root=artifact_root),
         **_tracking(tracking_uri, artifact_root, declared),
         "pii": PiiMasking.development(),
-        "deployer": LocalDeployer(),
+        "deployer": LocalDeployer(http_port=serving_port),
     }
 
 

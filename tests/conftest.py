@@ -50,10 +50,32 @@ def pytest_collection_finish(session):
     gc.unfreeze()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _free_serving_ports():
+    """A user's platform may be serving on the default ports (``make demo`` leaves 9100 and 9101 taken): a test's
+    release takes a free one, in this process (``embedded_resources``) and in the commands it starts
+    (``SERVING_PORT``, set per test by ``_isolated_state``)."""
+    from platform_assets import definitions
+    from platform_assets.deploy.processes import free_port
+
+    on_defaults = definitions.embedded_resources
+
+    def on_a_free_port(root, declared=None, serving_port=None):
+        return on_defaults(root, declared, serving_port or free_port())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(definitions, "embedded_resources", on_a_free_port)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path_factory, monkeypatch):
-    """Points PLATFORM_HOME, DAGSTER_HOME and MLflow at temporary folders: never the user's state."""
+    """Points PLATFORM_HOME, DAGSTER_HOME and MLflow at temporary folders, and the serving port at a free one:
+    never the user's state or ports."""
+    from platform_assets.deploy.processes import free_port
+
     root = tmp_path_factory.mktemp("platform_home")
+    monkeypatch.setenv("SERVING_PORT", str(free_port()))
     monkeypatch.setenv("PLATFORM_HOME", str(root))
     monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
