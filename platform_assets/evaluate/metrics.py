@@ -42,7 +42,8 @@ def fairness(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float 
         ``slices`` (group -> metrics, positive rate, true positive rate),
         ``demographic_parity_difference`` (largest gap in predicted positive
         rate), ``equal_opportunity_difference`` (largest gap in true positive
-        rate), and ``too_small`` (groups left out of a gap, with their counts).
+        rate), and ``too_small`` (groups left out of a gap, with their counts). A gap over fewer than two
+        groups large enough is ``None``: not judged, never a gap of 0.
     """
     predicted = p >= threshold
     slices, positive_rates, tprs, too_small = {}, [], [], {}
@@ -60,11 +61,15 @@ def fairness(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float 
             too_small[str(group)] = {"rows": int(mask.sum()), "positives": int(positives.sum())}
     return {
         "slices": slices,
-        "demographic_parity_difference": float(max(positive_rates) - min(positive_rates)) if positive_rates else 0.0,
-        "equal_opportunity_difference": float(max(tprs) - min(tprs)) if tprs else 0.0,
+        "demographic_parity_difference": _gap(positive_rates),
+        "equal_opportunity_difference": _gap(tprs),
         "groups_judged": {"positive_rate": len(positive_rates), "true_positive_rate": len(tprs)},
         "too_small": too_small,
     }
+
+
+def _gap(rates: list[float]) -> float | None:
+    return float(max(rates) - min(rates)) if len(rates) >= 2 else None
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
@@ -187,7 +192,7 @@ def decide(
         value = challenger["fairness"][name]
         judged = (challenger["fairness"].get("groups_judged") or {}).get(
             "positive_rate" if "parity" in name else "true_positive_rate", 2)
-        if judged < 2:
+        if judged < 2 or value is None:
             # Not a pass by default: said as it is, so that the report shows fairness was not measured.
             reasons.append(f"NOT JUDGED: {name}: fewer than two groups large enough in the test split")
             continue

@@ -6,6 +6,9 @@ from typing import Mapping
 
 import pandas as pd
 
+# What a fairness gap shows where fewer than two groups were large enough to measure it.
+NOT_JUDGED = "not judged"
+
 
 def render_markdown(report: dict, images: Mapping[str, str], protected_attribute: str) -> str:
     """A human-readable report of one evaluation.
@@ -33,9 +36,11 @@ def render_markdown(report: dict, images: Mapping[str, str], protected_attribute
         "",
         "## Test metrics",
         "",
-        pd.DataFrame(
-            {f"{role} v{m['version']}": {**_without_rows(m["metrics"]), **_gaps(m)} for role, m in models.items()}
-        ).to_markdown(floatfmt=".4f"),
+        pd.DataFrame(  # figures as text: a column may hold "not judged" beside numbers
+            {f"{role} v{m['version']}": {k: v if isinstance(v, str) else f"{v:.4f}"
+                                         for k, v in {**_without_rows(m["metrics"]), **_gaps(m)}.items()}
+             for role, m in models.items()}
+        ).to_markdown(),
         "",
         "## Plots",
         "",
@@ -70,6 +75,8 @@ def _counts_as_text(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame.assign(**{column: frame[column].astype(int).astype(str)})
 
 
-def _gaps(model: dict) -> dict[str, float]:
+def _gaps(model: dict) -> dict[str, float | str]:
+    """The fairness gaps as the report shows them: "not judged" where fewer than two groups were large enough."""
     fairness = model["fairness"]
-    return {k: fairness[k] for k in ("demographic_parity_difference", "equal_opportunity_difference")}
+    return {k: NOT_JUDGED if fairness[k] is None else fairness[k]
+            for k in ("demographic_parity_difference", "equal_opportunity_difference")}

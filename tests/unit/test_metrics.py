@@ -47,6 +47,12 @@ def test_fairness_gaps_leave_out_groups_too_small_to_judge():
     alone = fairness(y[:200], p[:200], g[:200], min_group_rows=100, min_group_positives=30)  # one group: no gap
     reasons = decide(_model(0.8) | {"fairness": alone}, None, **BOUNDS).reasons
     assert sum(r.startswith("NOT JUDGED") for r in reasons) == 2 and not any("PASS: demographic" in r for r in reasons)
+    # Not judged is no gap of 0, wherever the figure appears: the report's table says so.
+    assert alone["demographic_parity_difference"] is None and alone["equal_opportunity_difference"] is None
+    from platform_assets.evaluate.report import _gaps
+
+    assert set(_gaps({"fairness": alone}).values()) == {"not judged"}
+    assert _gaps({"fairness": f})["demographic_parity_difference"] == f["demographic_parity_difference"]
 
 
 def test_first_model_is_judged_on_absolute_bounds():

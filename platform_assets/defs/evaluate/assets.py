@@ -37,6 +37,13 @@ class EvaluationConfig(dg.Config):
     sample_seed: int = 0
 
 
+def _gap_metadata(gap: float | None) -> dg.MetadataValue:
+    """A fairness gap as metadata: the figure, or "not judged" (fewer than two groups large enough), never 0."""
+    from platform_assets.evaluate.report import NOT_JUDGED
+
+    return dg.MetadataValue.text(NOT_JUDGED) if gap is None else dg.MetadataValue.float(gap)
+
+
 def report_path(state: PlatformState, use_case: UseCase):
     """Where the latest evaluation report (JSON, for people and MLflow; nothing reads it back) is written."""
     return state.paths.of(use_case.name).reports / "eval" / "eval_report.json"
@@ -185,8 +192,8 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 "test_roc_auc": challenger_metrics["roc_auc"],
                 "test_pr_auc": challenger_metrics["pr_auc"],
                 "test_brier": challenger_metrics["brier"],
-                "demographic_parity_difference": models["challenger"]["fairness"]["demographic_parity_difference"],
-                "equal_opportunity_difference": models["challenger"]["fairness"]["equal_opportunity_difference"],
+                **{gap: _gap_metadata(models["challenger"]["fairness"][gap])
+                   for gap in ("demographic_parity_difference", "equal_opportunity_difference")},
                 # Markdown metadata is rendered in the UI, images included when inlined as data: URIs.
                 "report": dg.MetadataValue.md(
                     render_markdown(report, {"ROC": plots.data_uri(roc), "Calibration": plots.data_uri(calibration)},
