@@ -42,6 +42,24 @@ def workspace_location(workspace: Path | str = WORKSPACE, location_name: str | N
     raise ValueError(f"no code location {location_name!r} in {workspace}: {[o.location_name for o in origins]}")
 
 
+def _refuse_multi_run_ranges(repo_def, job_def, asset_keys, partition_range: str) -> None:
+    """Refuses a range for assets that take one partition per run (Dagster would fail the run midway with an
+    invariant violation): says which, and how to run the days instead."""
+    import dagster as dg
+
+    selected = asset_keys or job_def.asset_layer.selected_asset_keys
+    graph = repo_def.asset_graph
+    single = dg.BackfillPolicy.single_run()
+    one_per_run = sorted(k.to_user_string() for k in selected
+                         if graph.get(k).partitions_def is not None and graph.get(k).backfill_policy != single)
+    if one_per_run:
+        first, _, last = partition_range.partition("...")
+        raise ValueError(
+            f"{job_def.name}: {', '.join(one_per_run)} materialize one partition per run, so a range cannot run as "
+            f"one: run each day with --partition (for d in ...; do python -m platform_assets.launch --job "
+            f"{job_def.name} --partition $d; done), or launch a backfill of {first}..{last} in the UI")
+
+
 def launch(
     instance,
     *,
@@ -108,6 +126,7 @@ def launch(
         with partition_loading_context(dynamic_partitions_store=instance) as context:
             for key in (first, last):
                 job_def.validate_partition_key(key, selected_asset_keys=asset_keys, context=context)
+        _refuse_multi_run_ranges(repo_def, job_def, asset_keys, partition_range)
         run_tags.update({ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
 
     recon_job = recon_job_from_origin(JobPythonOrigin(job_def.name, repository_origin=repository_origin))
@@ -139,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     with dg.DagsterInstance.get() as instance:
-        result = launch(instance, job=args.job, assets=args.assets, partition=args.partition,
-                        partition_range=args.partition_range, workspace=args.workspace, location=args.location)
+        try:
+            result = launch(instance, job=args.job, assets=args.assets, partition=args.partition,
+                            partition_range=args.partition_range, workspace=args.workspace, location=args.location)
+        except ValueError as refused:  # a request that cannot run as asked: said, no traceback
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
         run = instance.get_run_by_id(result.run_id)
         print(f"run {result.run_id} ({run.job_name}, location {run.remote_job_origin.location_name}): "
               f"{run.status.value}")

@@ -78,3 +78,16 @@ def test_cli_run_carries_the_workspace_location(home, command, job_name, succeed
             assert run.tags["dagster/partition"] == DAY
             assert run.asset_selection == {dg.AssetKey(["loan_default", "raw", "applications"])}
             assert instance.get_latest_materialization_event(dg.AssetKey(["loan_default", "raw", "applications"])) is not None
+
+
+def test_a_range_of_an_asset_that_runs_a_partition_at_a_time_is_refused_with_what_to_do(home):
+    """The inference log takes one day per run: a range is refused before any run is made, and says how."""
+    import dagster as dg
+
+    done = _run("platform_assets.launch", "--job", "loan_default__inference_days", "--partition-range",
+                f"{DAY}...2025-12-03")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "loan_default/monitor/inference_log" in done.stderr and "--partition" in done.stderr
+    assert "Traceback" not in done.stderr and "DagsterInvariantViolationError" not in done.stderr
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_runs() == []
