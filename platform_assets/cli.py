@@ -226,6 +226,7 @@ def _loop(args: argparse.Namespace) -> int:
         return 1
     config = loop.LoopConfig(**config_args)
     root = settings.paths().root
+    settings.prepare_dagster_home()
     instance = dg.DagsterInstance.get()
     defs = None if args.daemon else definitions.build_definitions(definitions.build_resources())
     print(f"closed loop under {root} (Dagster instance {instance.root_directory}); "

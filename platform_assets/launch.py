@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
+    from platform_assets.settings import prepare_dagster_home
+
+    prepare_dagster_home()  # the instance `make` sets up, also for a command typed by hand
     with dg.DagsterInstance.get() as instance:
         try:
             result = launch(instance, job=args.job, assets=args.assets, partition=args.partition,

@@ -249,3 +249,22 @@ def pii_key_setting() -> PiiKeySetting:
             f"kept in a secret store), or run with PLATFORM_PROFILE={LOCAL_PROFILE} on synthetic data."
         )
     return PiiKeySetting(variable)
+
+
+def prepare_dagster_home() -> Path:
+    """DAGSTER_HOME as the platform's commands use it: ``<state root>/dagster_home`` when unset, and, in the local
+    profile, with the project's ``dagster.yaml`` (run queue, run monitoring, the warehouse pool) copied there when
+    it has none, as ``make`` does: a command run by hand gets the same instance as ``make materialize``.
+
+    The prod profile's instance file (PostgreSQL, ``deploy/dagster/dagster.prod.yaml``) is the operator's: it is
+    never written here.
+    """
+    import shutil
+
+    home = config.get_path("DAGSTER_HOME") or paths().dagster_home
+    config.export("DAGSTER_HOME", str(home))
+    if config.profile() != config.PROD_PROFILE:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home

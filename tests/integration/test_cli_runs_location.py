@@ -91,3 +91,14 @@ def test_a_range_of_an_asset_that_runs_a_partition_at_a_time_is_refused_with_wha
     assert "Traceback" not in done.stderr and "DagsterInvariantViolationError" not in done.stderr
     with dg.DagsterInstance.get() as instance:
         assert instance.get_runs() == []
+
+
+def test_a_command_typed_by_hand_gets_the_platforms_instance(_isolated_state, monkeypatch):
+    """No DAGSTER_HOME exported: the launch goes under the state root's dagster_home, with the run queue and run
+    monitoring of the project's dagster.yaml (Dagster's warning of a missing instance file never shows)."""
+    monkeypatch.delenv("DAGSTER_HOME")
+    done = _run("platform_assets.launch", "--job", "loan_default__inference_days", "--partition-range",
+                f"{DAY}...2025-12-03")  # refused: no run, but the instance is set up first
+    home = _isolated_state / "dagster_home"
+    assert done.returncode == 2 and "No dagster instance configuration file found" not in done.stderr
+    assert (home / "dagster.yaml").read_text() == (PROJECT_ROOT / "dagster.yaml").read_text()
