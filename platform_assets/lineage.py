@@ -143,9 +143,12 @@ def _feature_lineage(root: Path, use_case: UseCase) -> dict:
     out: dict = {"feature_service": FEATURE_SERVICE}
     registry = root / "feast" / "registry.db"
     try:
-        from feast import FeatureStore
+        from platform_assets.resources import FeatureStore
 
-        store = FeatureStore(repo_path=str(settings.feature_repo_dir()), fs_yaml_file=settings.feature_store_yaml())
+        # The resource, as the assets use it: the local feature_store.yaml reads PLATFORM_HOME, which a shell
+        # need not have exported (the state root then is the default one).
+        store = FeatureStore(repo_path=str(settings.feature_repo_dir()), state_root=str(root),
+                             yaml_file=str(settings.feature_store_yaml())).store()
         views = []
         for service_name in (s for s in (FEATURE_SERVICE, ONLINE_FEATURE_SERVICE) if s):
             service = store.get_feature_service(service_name)

@@ -71,5 +71,10 @@ def where_text() -> str:
             if record.get("feature_server_url"):
                 lines.append(f"  Feature server:    {record['feature_server_url']}/get-online-features (feast serve)")
             lines.append(f"  Inference log:     {own.inference} (one JSON line per served prediction)")
-    lines.append("Trace a request:     python -m platform_assets lineage <request id>")
+    # As typed in a fresh shell: the environment's Python, the state root named (nothing needs exporting).
+    python = settings.PROJECT_ROOT / ".venv" / "bin" / "python"
+    lines.append(f"Trace a request:     cd {settings.PROJECT_ROOT} && {settings.STATE_ROOT_ENV}={paths.root} "
+                 f"{python.relative_to(settings.PROJECT_ROOT)} -m platform_assets lineage <request id>")
+    if config.profile() != config.PROD_PROFILE:
+        lines.append("Stop serving:        make stop-serving   (the model and feature servers keep running until then)")
     return "\n".join(lines)

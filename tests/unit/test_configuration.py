@@ -104,6 +104,21 @@ def test_where_under_prod_points_at_the_services_and_prints_no_password(tmp_path
     assert "DuckLake" in shown.stdout and str(tmp_path / "home") not in shown.stdout
 
 
+def test_the_lineage_command_where_prints_runs_as_printed_from_a_fresh_shell(tmp_path):
+    """No venv on PATH, no PLATFORM_HOME exported: the printed command names both, and its Python has the
+    platform (the command itself answers for an unknown request id, rather than failing to import)."""
+    env = {**os.environ, "PLATFORM_HOME": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "-m", "platform_assets", "where"], cwd=PROJECT_ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    (line,) = [x for x in shown.stdout.splitlines() if x.startswith("Trace a request:")]
+    command = line.split(":", 1)[1].strip().replace("<request id>", "no-such-request")
+    assert f"PLATFORM_HOME={tmp_path} .venv/bin/python -m platform_assets lineage" in command
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    done = subprocess.run(["bash", "-c", command], env=fresh, capture_output=True, text=True, timeout=120)
+    assert "No module named" not in done.stderr and "no-such-request" in done.stdout + done.stderr, done.stderr
+    assert "make stop-serving" in shown.stdout
+
+
 def test_a_bad_number_names_its_variable(monkeypatch):
     monkeypatch.setenv("PLATFORM_RETRAIN_COOLDOWN_DAYS", "a week")
     with pytest.raises(config.ConfigurationError, match="PLATFORM_RETRAIN_COOLDOWN_DAYS='a week' is not an integer"):
