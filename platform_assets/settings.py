@@ -170,6 +170,11 @@ def mlflow_run_url(experiment_id: str, run_id: str) -> str:
     return f"{config.get('MLFLOW_UI_URL').rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def mlflow_artifact_url(experiment_id: str, run_id: str, artifact_path: str) -> str:
+    """The MLflow UI page of a run with one of its artifacts open (the UI's ``artifactPath`` route)."""
+    return f"{mlflow_run_url(experiment_id, run_id)}/artifactPath/{artifact_path}"
+
+
 # The environment profile: ``local`` (the default) or any other name (``prod``, ``staging``).
 PROFILE_ENV = "PLATFORM_PROFILE"
 LOCAL_PROFILE = "local"

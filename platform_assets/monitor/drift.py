@@ -178,3 +178,21 @@ def figures(summary: DriftSummary | None, features: list[str], quality_found: di
         prediction_drifted="probability" in summary.drifted,
     )
     return out
+
+
+def drift_table(summary: DriftSummary, features: list[str]) -> str:
+    """Each compared column's drift as Evidently judged it, as a Markdown table (the asset page shows it): the
+    method, the score and whether the column drifted; the model inputs first, then the prediction."""
+    methods, scores = summary.methods or {}, summary.scores or {}
+    columns = [c for c in features if c in scores] + [c for c in scores if c not in features]
+    lines = ["| column | method | score | drifted |", "|---|---|---|---|"]
+    lines += [f"| {c} | {methods.get(c, '')} | {scores[c]:.4f} | {'yes' if c in summary.drifted else 'no'} |"
+              for c in columns]
+    return "\n".join(lines)
+
+
+def not_written(current_rows: int, min_current_rows: int, window_days: int) -> str:
+    """Why no drift report was written, and what to do: said in the run's metadata and log."""
+    return (f"not written: {current_rows} rows of traffic in the {window_days}-day window, fewer than "
+            f"min_current_rows={min_current_rows}; wait for more traffic, or lower min_current_rows or widen "
+            "window_days in the drift_report's run config (DriftConfig)")

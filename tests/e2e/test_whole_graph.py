@@ -179,6 +179,18 @@ def test_no_input_drift_is_reported_where_none_was_injected(graph_run):
     reports = [r for r in _drift_reports(instance) if r.get("drift_share") is not None]
     assert len(reports) >= 5 and all(r["columns"] == 15 for r in reports)
     assert all(r["drift_share"] <= 0.2 for r in reports), [(r["window_end"], r["drifted"]) for r in reports]
+    # Readable where the user looks: each column's drift in the asset page (a table, and one plottable entry per
+    # column), and the HTML report beside the served version's MLflow run, linked through MLflow's UI.
+    newest = reports[-1]
+    assert newest["drift_by_column"].count("\n| ") == 16 and "| probability |" in newest["drift_by_column"]
+    assert sum(k.startswith("drift_score/") for k in newest) == 16
+    assert newest["report"].startswith("http://") and "/artifactPath/drift/drift_" in newest["report"]
+    run_id = newest["mlflow_run"].rsplit("/", 1)[-1]
+    from platform_assets import definitions
+
+    client = definitions.embedded_resources(graph_run[3].root)["mlflow_registry"].client()
+    logged = [a.path for a in client.list_artifacts(run_id, "drift")]
+    assert newest["report"].split("/artifactPath/", 1)[1] in logged
 
 
 def test_before_the_drift_nothing_retrains_and_after_it_one_retrain_restores_quality(graph_run, tmp_path):

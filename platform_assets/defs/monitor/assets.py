@@ -14,7 +14,7 @@ import datetime as dt
 import dagster as dg
 
 from platform_assets.concurrency import WAREHOUSE_POOL
-from platform_assets.settings import mlflow_run_url
+from platform_assets.settings import mlflow_artifact_url, mlflow_run_url
 from platform_assets.declarations import UseCase
 from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
@@ -264,6 +264,10 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         if len(current) >= config.min_current_rows:
             summary = drift.drift_report(reference, current, [*features, "probability"], html, config.max_rows, config.seed)
             (paths.reports / "drift" / "drift_report.html").write_bytes(html.read_bytes())
+            # Beside the served version's training run, where MLflow's UI opens it (a file:// link does not open).
+            client.log_artifact(run.info.run_id, str(html), artifact_path="drift")
+        else:
+            context.log.warning(drift.not_written(len(current), config.min_current_rows, config.window_days))
         quality = drift.quality(labelled, config.min_labelled_rows)
         reference_auc = run.data.metrics.get("test_roc_auc")
         figures = drift.figures(summary, features, quality, reference_auc)
@@ -282,9 +286,15 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             "daily_quality": dg.MetadataValue.json(daily),
         }
         if summary is not None:
-            metadata["report"] = dg.MetadataValue.url(html.resolve().as_uri())
+            metadata["report"] = dg.MetadataValue.url(
+                mlflow_artifact_url(run.info.experiment_id, run.info.run_id, f"drift/{html.name}"))
             metadata["report_path"] = dg.MetadataValue.path(str(html))
             metadata["drift_scores"] = dg.MetadataValue.json({k: round(v, 6) for k, v in summary.scores.items()})
+            metadata["drift_by_column"] = dg.MetadataValue.md(drift.drift_table(summary, [*features, "probability"]))
+            # One entry per column: the asset's Plots tab draws each column's drift over time.
+            metadata.update({f"drift_score/{c}": float(v) for c, v in summary.scores.items()})
+        else:
+            metadata["report"] = drift.not_written(len(current), config.min_current_rows, config.window_days)
         return dg.MaterializeResult(metadata=metadata)
 
     assets = [inference_log, labelled_predictions, drift_report]
