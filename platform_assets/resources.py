@@ -53,6 +53,10 @@ class FeatureStore(dg.ConfigurableResource):
         return _FeatureStore(repo_path=self.repo_path, fs_yaml_file=Path(self.yaml_file) if self.yaml_file else None)
 
 
+# MLflow 3's experiment kind: its UI opens a model-training experiment on its runs.
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 class MlflowRegistry(dg.ConfigurableResource):
     """The MLflow tracking backend and registry (each use case's experiment and model are its ``model_name``)."""
 
@@ -67,18 +71,28 @@ class MlflowRegistry(dg.ConfigurableResource):
         return mlflow.MlflowClient(self.tracking_uri)
 
     def ensure_experiment(self, experiment_name: str) -> str:
-        """Creates the experiment with its artifact location if missing; returns its id."""
+        """Creates the experiment with its artifact location if missing; returns its id.
+
+        The experiment is marked as model training (``mlflow.experimentKind``): MLflow 3's UI then opens it on
+        its training runs, not on the GenAI pages (traces, assistant) it shows an experiment of unknown kind.
+        """
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment = mlflow.get_experiment_by_name(experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        location = None
-        if self.artifact_root:
-            Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-            location = Path(self.artifact_root).resolve().as_uri()
-        return mlflow.create_experiment(experiment_name, artifact_location=location)
+        if experiment is None:
+            location = None
+            if self.artifact_root:
+                Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
+                location = Path(self.artifact_root).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(experiment_name, artifact_location=location,
+                                                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        else:
+            experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:  # made by an older version
+                mlflow.MlflowClient(self.tracking_uri).set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG,
+                                                                         MODEL_TRAINING_KIND)
+        return experiment_id
 
 
 @dg.resource(

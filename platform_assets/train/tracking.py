@@ -84,8 +84,12 @@ def log_candidates(results: list[TrainResult], chosen: int) -> list[str]:
         with mlflow.start_run(run_name=f"candidate-{index}", nested=True) as child:
             mlflow.log_params(candidate_params(result))
             log_history(result)
+            # Labelled as what they are in MLflow's run list: one candidate of the parent's search, and its verdict.
+            verdict = "chosen: registered by the parent run" if index == chosen else "not chosen"
             mlflow.set_tags({"candidate": str(index), "chosen": str(index == chosen).lower(),
-                             "weights_sha256": result.weights_sha256})
+                             "weights_sha256": result.weights_sha256, "platform.role": "search candidate",
+                             "mlflow.note.content": f"Candidate {index} of the hyperparameter search "
+                                                    f"({verdict}; the best validation loss is chosen)."})
             run_ids.append(child.info.run_id)
     return run_ids
 

@@ -163,3 +163,16 @@ def test_a_model_step_that_fails_ends_its_mlflow_run_as_failed(tmp_path):
     experiment_id = client.get_experiment_by_name(loan().model_name).experiment_id
     [run] = client.search_runs([experiment_id], f"tags.dagster_run_id = '{result.run_id}'")
     assert run.info.status == "FAILED"
+
+
+def test_the_experiment_is_marked_as_model_training_so_mlflow_opens_it_on_its_runs(backend, tmp_path):
+    """MLflow 3 opens an experiment of unknown kind on its GenAI pages: the platform's are marked as training, also
+    one an older version made."""
+    from platform_assets.resources import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
+    registry, client, experiment_id, _ = backend
+    assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    older = client.create_experiment("made-before")
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(older).tags
+    assert registry.ensure_experiment("made-before") == older
+    assert client.get_experiment(older).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND

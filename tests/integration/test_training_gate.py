@@ -116,6 +116,9 @@ def test_candidate_search_registers_the_best_on_validation_with_lineage(platform
     losses = {int(c.data.tags["candidate"]): c.data.metrics["best_val_loss"] for c in children}
     assert model["chosen_candidate"] == min(losses, key=losses.get)
     chosen = next(c for c in children if c.data.tags["chosen"] == "true")
+    # Labelled as candidates of the search in MLflow's run list (its description column), the chosen one said.
+    assert all(c.data.tags["platform.role"] == "search candidate" for c in children)
+    assert "(chosen: registered by the parent run" in chosen.data.tags["mlflow.note.content"]
     assert chosen.data.tags["weights_sha256"] == parent.data.tags["weights_sha256"] == model["weights_sha256"]
     assert "| candidate |" in model["candidate_search"] and "**yes**" in model["candidate_search"]
     tags = parent.data.tags
