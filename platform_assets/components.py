@@ -20,8 +20,8 @@ class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
     label: str
     entity_keys: list[str]
     feature_service: str
-    protected_attribute: str
     model_name: str
+    protected_attribute: str | None = None
     marts: list[str] = []
     online_marts: list[str] = []
     online_feature_service: str | None = None

@@ -251,7 +251,8 @@ class UseCase:
             optionally ``ONLINE_ENTITY``, the join key whose online features it needs, and
             ``ONLINE_ENTITY_KIND``, ``"int"`` or ``"str"``), if the model needs any it cannot get
             from the request itself. Plain Python and numpy: the serving environment imports it.
-        protected_attribute: The fairness slice of the evaluation and the monitor.
+        protected_attribute: The fairness slice of the evaluation and the monitor (one of the source's
+            ``protected`` columns, categorical), or ``None``: fairness is then not judged, and says so.
         sample_data: ``module:function`` writing sample landing files, ``(landing_dir, start, days,
             rows_per_day, seed, **options) -> rows`` (``python -m platform_assets generate``), if any.
         model_name: The registered model's (and experiment's) name in MLflow.
@@ -265,8 +266,8 @@ class UseCase:
     label: str
     entity_keys: tuple[str, ...]
     feature_service: str
-    protected_attribute: str
     model_name: str
+    protected_attribute: str | None = None
     marts: tuple[str, ...] = ()
     online_marts: tuple[str, ...] = ()
     online_feature_service: str | None = None
@@ -277,11 +278,26 @@ class UseCase:
     def __post_init__(self):
         if not NAME.match(self.name):
             raise DeclarationError(f"use case {self.name!r}: name must be lower case letters, digits and _")
-        if self.protected_attribute not in self.source.protected:
+        if self.protected_attribute is not None and self.protected_attribute not in self.source.protected:
             raise DeclarationError(f"use case {self.name}: protected_attribute {self.protected_attribute!r} "
                                    f"is not among source {self.source.name}'s protected {list(self.source.protected)}")
         if self.source.key not in self.entity_keys:
             raise DeclarationError(f"use case {self.name}: entity_keys must include the source key {self.source.key!r}")
+
+    def check_columns(self) -> None:
+        """Raises :class:`DeclarationError` when a declared column is not in the schema (the source's
+        :meth:`Source.check_columns`), or when the protected attribute is a number: fairness slices are groups, and
+        a number (an age) makes one slice per value, each too small to judge. Declare a banded column instead."""
+        self.source.check_columns()
+        if self.protected_attribute is None:
+            return
+        dtype = str(self.source.schema_model().to_schema().columns[self.protected_attribute].dtype).lower()
+        if dtype.startswith(("int", "uint", "float", "decimal")):
+            raise DeclarationError(
+                f"use case {self.name}: protected_attribute {self.protected_attribute!r} is a number ({dtype}) in "
+                f"schema {self.source.schema}: fairness needs groups, so declare a banded text column (e.g. "
+                "age_band: 18-25, 26-40, ...) computed in the schema's source, or leave protected_attribute out "
+                "(fairness is then not judged)")
 
     def request_features_module(self):
         """The imported ``request_features`` module, or ``None`` when the request carries every input."""

@@ -68,6 +68,12 @@ def fairness(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float 
     }
 
 
+# The fairness of a use case that declares no protected attribute: no slice, no gap judged.
+NO_PROTECTED_ATTRIBUTE = {"slices": {}, "demographic_parity_difference": None, "equal_opportunity_difference": None,
+                          "groups_judged": {"positive_rate": 0, "true_positive_rate": 0}, "too_small": {},
+                          "protected_attribute": None}
+
+
 def _gap(rates: list[float]) -> float | None:
     return float(max(rates) - min(rates)) if len(rates) >= 2 else None
 
@@ -192,6 +198,9 @@ def decide(
         value = challenger["fairness"][name]
         judged = (challenger["fairness"].get("groups_judged") or {}).get(
             "positive_rate" if "parity" in name else "true_positive_rate", 2)
+        if "protected_attribute" in challenger["fairness"] and challenger["fairness"]["protected_attribute"] is None:
+            reasons.append(f"NOT JUDGED: {name}: the use case declares no protected attribute")
+            continue
         if judged < 2 or value is None:
             # Not a pass by default: said as it is, so that the report shows fairness was not measured.
             reasons.append(f"NOT JUDGED: {name}: fewer than two groups large enough in the test split")
@@ -220,8 +229,9 @@ def score_model(bundle, test, config, importance: bool, use_case: UseCase) -> tu
     p = bundle.predict_proba(test)
     scored = {
         "metrics": score(y, p, config.threshold),
-        "fairness": fairness(y, p, test[use_case.protected_attribute].to_numpy(), config.threshold,
-                                     config.min_group_rows, config.min_group_positives),
+        "fairness": (fairness(y, p, test[use_case.protected_attribute].to_numpy(), config.threshold,
+                              config.min_group_rows, config.min_group_positives)
+                     if use_case.protected_attribute else NO_PROTECTED_ATTRIBUTE),
         "calibration": calibration_table(y, p, config.calibration_bins),
     }
     if importance:

@@ -10,7 +10,7 @@ import pandas as pd
 NOT_JUDGED = "not judged"
 
 
-def render_markdown(report: dict, images: Mapping[str, str], protected_attribute: str) -> str:
+def render_markdown(report: dict, images: Mapping[str, str], protected_attribute: str | None) -> str:
     """A human-readable report of one evaluation.
 
     Args:
@@ -49,7 +49,7 @@ def render_markdown(report: dict, images: Mapping[str, str], protected_attribute
         "",
         _counts_as_text(pd.DataFrame(challenger["calibration"]), "count").to_markdown(index=False, floatfmt=".4f"),
         "",
-        f"## Fairness slices of the challenger ({protected_attribute})",
+        f"## Fairness slices of the challenger ({protected_attribute or 'none declared'})",
         "",
         _counts_as_text(
             pd.DataFrame(challenger["fairness"]["slices"]).T[
@@ -57,7 +57,8 @@ def render_markdown(report: dict, images: Mapping[str, str], protected_attribute
                  "positive_rate", "true_positive_rate"]
             ],
             "rows",
-        ).to_markdown(floatfmt=".4f"),
+        ).to_markdown(floatfmt=".4f") if protected_attribute else
+        "Not judged: the use case declares no protected attribute (`protected_attribute` in its defs.yaml).",
         "",
         "## Permutation feature importance of the challenger (ROC AUC drop on the test split)",
         "",

@@ -113,7 +113,8 @@ def entity_rows(labelled: pd.DataFrame, as_of: pd.Timestamp, use_case: UseCase,
     """
     known = labelled[labelled[LABEL_TIME] <= as_of]
     rows = known.rename(columns={use_case.source.event_time: EVENT_TIMESTAMP})
-    columns = list(dict.fromkeys([*use_case.entity_keys, EVENT_TIMESTAMP, use_case.protected_attribute,
+    columns = list(dict.fromkeys([*use_case.entity_keys, EVENT_TIMESTAMP,
+                                  *([use_case.protected_attribute] if use_case.protected_attribute else []),
                                   use_case.label, LABEL_TIME, *keep]))
     return rows[columns].sort_values([EVENT_TIMESTAMP, use_case.source.key]).reset_index(drop=True)
 

@@ -32,7 +32,8 @@ def labelled_rows_sql(use_case: UseCase, with_outcome_files: bool) -> str:
     source = use_case.source
     label, label_time = use_case.label, source.label_time or source.event_time
     keys = ", ".join(f"a.{k}" for k in dict.fromkeys([*use_case.entity_keys]))
-    columns = f"{keys}, a.{source.event_time}, a.{use_case.protected_attribute}, a._source_file AS {ROW_FILE}"
+    protected = f"a.{use_case.protected_attribute}, " if use_case.protected_attribute else ""
+    columns = f"{keys}, a.{source.event_time}, {protected}a._source_file AS {ROW_FILE}"
     if with_outcome_files and source.label_time:
         return (f"SELECT {columns}, coalesce(o.{label}, a.{label}) AS {label}, "
                 f"coalesce(o.{source.label_time}, a.{label_time}) AS {LABEL_TIME}, "

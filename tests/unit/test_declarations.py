@@ -91,3 +91,23 @@ def test_a_label_without_declared_values_is_left_as_it_is():
     rows = pd.DataFrame({"offer_id": ["a"], "accepted": ["maybe"]})
     result = encode_label(split_valid_rows(rows, OfferSchema, ()), rows, source)
     assert list(result.valid["accepted"]) == ["maybe"] and result.quarantined.empty
+
+
+class AgedOfferSchema(OfferSchema):
+    sent_at: Series[pd.Timestamp]
+    age: Series[int]
+    region: Series[str]
+
+
+def test_the_protected_attribute_is_optional_and_a_number_is_refused_naming_the_field(monkeypatch):
+    from platform_assets import declarations
+
+    monkeypatch.setattr(declarations, "import_object", lambda path, where: AgedOfferSchema)
+    without = use_case_from_dict({k: v for k, v in USE_CASE.items() if k != "protected_attribute"}, "here")
+    assert without.protected_attribute is None
+    without.check_columns()  # nothing to slice by: fine
+    aged = use_case_from_dict({**USE_CASE, "protected_attribute": "age",
+                               "source": {**USE_CASE["source"], "protected": ["region", "age"]}}, "defs.yaml")
+    with pytest.raises(DeclarationError, match="protected_attribute 'age' is a number .*banded"):
+        aged.check_columns()
+    use_case_from_dict(USE_CASE, "here").check_columns()  # a text column: fine

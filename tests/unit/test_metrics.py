@@ -119,3 +119,13 @@ def test_permutation_importance_finds_the_feature_the_model_uses():
     assert [r["feature"] for r in importance] == ["signal", "noise"]
     assert importance[0]["auc_drop_mean"] > 0.3 and importance[1]["auc_drop_mean"] == 0.0
     assert permutation_importance(predict, frame, y, ["noise", "signal"], repeats=3, seed=1) == importance
+
+
+def test_without_a_protected_attribute_fairness_is_not_judged_and_says_why():
+    from platform_assets.evaluate.metrics import NO_PROTECTED_ATTRIBUTE
+
+    decision = decide(_model(0.8) | {"fairness": NO_PROTECTED_ATTRIBUTE}, None, **BOUNDS)
+    assert decision.passed
+    assert [r for r in decision.reasons if r.startswith("NOT JUDGED")] == [
+        "NOT JUDGED: demographic_parity_difference: the use case declares no protected attribute",
+        "NOT JUDGED: equal_opportunity_difference: the use case declares no protected attribute"]

@@ -47,7 +47,7 @@ def build_raw_asset(use_case: UseCase) -> dg.AssetsDefinition:
         from platform_assets.ingest.load import batch_rows, load_landing_days
 
         source = use_case.source
-        source.check_columns()  # a declaration naming a column its schema lacks fails here, naming both
+        use_case.check_columns()  # a declared column its schema lacks, or a numeric protected attribute, fails here
         keys = list(context.partition_keys)
         landing_url = source_landing_url(landing.url, source)
         urls = list_landing_files(landing_url)
