@@ -12,6 +12,52 @@ from typing import Any
 import dagster as dg
 
 
+# What `dg scaffold defs platform_assets.components.UseCaseComponent <folder>` writes: every field, each commented,
+# with values to replace (docs/adding-a-dataset.md walks through them). {name} is the folder's name.
+DEFS_TEMPLATE = """\
+type: platform_assets.components.UseCaseComponent
+attributes:
+  # Lower-case letters, digits and _: the prefix of the asset keys and the Dagster group.
+  name: {name}
+  # The landing files and how a valid row looks (platform_assets/declarations.py, Source).
+  source:
+    name: {name}                      # the tables raw.{name}, validated.{name}, quarantine.{name}
+    file_prefix: {name}               # files are <file_prefix>_YYYY-MM-DD.csv|parquet|jsonl
+    landing_folder: {name}            # under $PLATFORM_HOME/landing/
+    schema: {name}_schema:RowSchema   # module:class of the pandera model of a valid row
+                                      # (`.venv/bin/python -m platform_assets infer-schema <sample>` proposes one)
+    key: id                           # the row's business key (a later copy is quarantined)
+    event_time: event_ts              # when the row happened: days are partitioned by it
+    label: outcome                    # the outcome the model predicts (0/1, true/false, or the two values below)
+    # positive_label: "yes"           # the label's two values in the files, quoted; written as 1/0
+    # negative_label: "no"
+    # label_time: outcome_ts          # when the outcome became known, if it arrives after the row
+    pii: []                           # personal data: replaced by keyed tokens, never a model input
+    protected: []                     # protected attributes: never model inputs
+  label: outcome                      # the source's label
+  entity_keys: [id]                   # Feast join keys, the source key first
+  # protected_attribute: group        # one of source.protected, a text column: the fairness slices
+                                      # (left out: the gate and the report say fairness was not judged)
+  model_name: {name}                  # the MLflow experiment and registered model
+  feature_service: {name}_model       # the Feast feature service training reads point-in-time
+  marts: [fct_{name}_features]        # the dbt marts exported as Parquet for Feast's sources
+  gate:                               # the evaluation gate (GateConfig): min_roc_auc, tolerance, fairness bounds
+    min_roc_auc: 0.65                 # the ROC AUC every model must reach on the test split
+"""
+
+
+class UseCaseScaffolder(dg.Scaffolder):
+    """Writes :data:`DEFS_TEMPLATE` as the folder's ``defs.yaml`` (Dagster's own scaffolder writes ``attributes: {}``,
+    which leaves every field to be copied from the docs)."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:  # noqa: D102
+        if request.scaffold_format != "yaml":
+            raise ValueError("a use case is declared in YAML: scaffold it with --format yaml")
+        request.target_path.mkdir(parents=True, exist_ok=True)
+        (request.target_path / "defs.yaml").write_text(DEFS_TEMPLATE.format(name=request.target_path.name))
+
+
+@dg.scaffold_with(UseCaseScaffolder)
 class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
     """A model use case on one source, trained, evaluated, served and monitored by the generic stages."""
 

@@ -111,3 +111,25 @@ def test_the_protected_attribute_is_optional_and_a_number_is_refused_naming_the_
     with pytest.raises(DeclarationError, match="protected_attribute 'age' is a number .*banded"):
         aged.check_columns()
     use_case_from_dict(USE_CASE, "here").check_columns()  # a text column: fine
+
+
+def test_dg_scaffold_defs_writes_every_field_commented_and_it_loads(tmp_path):
+    """The scaffolded defs.yaml is a declaration that loads as it is (values to replace), every field explained."""
+    import dagster as dg
+
+    from platform_assets.components import UseCaseComponent
+    from platform_assets.declarations import UseCase
+
+    scaffolder = dg.components.scaffold.scaffold.get_scaffolder(UseCaseComponent)
+    scaffolder.scaffold(dg.ScaffoldRequest(type_name="platform_assets.components.UseCaseComponent",
+                                           target_path=tmp_path / "term_deposit", scaffold_format="yaml",
+                                           project_root=tmp_path, params=None))
+    text = (tmp_path / "term_deposit" / "defs.yaml").read_text()
+    (declared,) = read_declarations(tmp_path)
+    assert isinstance(declared, UseCase) and declared.name == declared.source.name == "term_deposit"
+    documented = {line.strip().lstrip("# ").split(":")[0] for line in text.splitlines() if ":" in line}
+    assert {"name", "schema", "key", "event_time", "label", "pii", "protected", "protected_attribute",
+            "positive_label", "label_time", "entity_keys", "model_name", "feature_service", "marts", "gate"} <= documented
+    lines = text.splitlines()[2:]  # after `type:` and `attributes:`
+    for before, line in zip(lines, lines[1:]):  # each field says what it is, on its line or the one above
+        assert "#" in line or before.strip().startswith("#"), line
