@@ -232,6 +232,8 @@ def _loop(args: argparse.Namespace) -> int:
     print(f"closed loop under {root} (Dagster instance {instance.root_directory}); "
           f"{'the running daemon' if args.daemon else 'automation ticked in this process'} reacts")
     reports, _ = loop.simulate(config, root, instance, defs, start, log_level=args.log_level)
+    if hasattr(loop, "timeline_text"):
+        print("\n" + loop.timeline_text(reports))
     served = {r.serving_version for r in reports}
     print(f"{len(reports)} live days; versions served: {', '.join(sorted(served, key=str))}")
     return 0

@@ -89,8 +89,28 @@ class DayReport:
         share = f"{self.drift_share:.2f}" if self.drift_share is not None else " -  "
         events = "; ".join([*(f"retrain requested: {r}" for r in self.retrains_requested),
                             *(f"gate {g}" for g in self.gate)]) or ""
-        return (f"{self.day}  sent {self.sent:5d}  ok {self.answered:5d}  serving v{self.serving_version or '-':<3}"
-                f"  drift {share}  live AUC {auc}  runs {self.runs:2d}  {events}")
+        return (f"{self.day}  sent {self.sent:5d}  ok {self.answered:5d}  {unanswered(self.errors):<28}"
+                f"  serving v{self.serving_version or '-':<3}  drift {share}  live AUC {auc}  runs {self.runs:2d}  {events}")
+
+
+# What an unanswered request's status says: a planted invalid row gets 400 (the generator's dirty_fraction), by design.
+CAUSES = {"400": "invalid row", "404": "no such route", "503": "unavailable", "500": "server error"}
+
+
+def unanswered(errors: dict) -> str:
+    """The requests not answered, by cause (``no answer 3: 400 invalid row 3``); empty when every one was."""
+    if not errors:
+        return ""
+    causes = ", ".join(f"{k} {CAUSES.get(str(k), '')} {v}".replace("  ", " ") for k, v in sorted(
+        errors.items(), key=lambda kv: str(kv[0])))
+    return f"no answer {sum(errors.values())}: {causes}"
+
+
+def timeline_text(reports: list["DayReport"]) -> str:
+    """The timeline as one block, framed so that it stands out from the runs' logs printed before it."""
+    rule = "=" * 100
+    return "\n".join([rule, "CLOSED-LOOP TIMELINE (one line per live day; a planted invalid row gets 400)", rule,
+                      *(r.line() for r in reports), rule])
 
 
 def generate(config: LoopConfig, start: dt.date) -> pd.DataFrame:
