@@ -30,6 +30,7 @@ from pathlib import Path
 from platform_assets import settings
 from platform_assets.declarations import UseCase
 from platform_assets.declared import use_cases
+from platform_assets.sql import quoted
 from platform_assets.warehouse import profile_warehouse, table_names
 
 
@@ -194,7 +195,7 @@ def _row_lineage(paths: settings.StatePaths, source, key: str | None) -> dict:
         row = con.execute(
             f"SELECT a._partition, a._source_file, a._source_row, f.sha256 FROM {source.validated_table} a "
             f"LEFT JOIN {source.landing_files_table} f ON f.path = a._source_file "
-            f"WHERE CAST(a.{source.key} AS VARCHAR) = ?",
+            f"WHERE CAST(a.{quoted(source.key)} AS VARCHAR) = ?",
             [str(key)],
         ).fetchone()
     return {"row": {"validated_partition": row[0], "raw_partition": row[0], "landing_file": row[1], "row": row[2],

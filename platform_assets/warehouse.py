@@ -22,6 +22,8 @@ from typing import Iterator
 
 import dagster as dg
 
+from platform_assets.sql import quoted
+
 
 # The name the DuckLake catalog is attached as (and made the default database).
 LAKE = "lake"
@@ -265,12 +267,12 @@ def _align_columns(con, table: str) -> None:
     for name, kind, *_ in con.execute("DESCRIBE _incoming").fetchall():
         current = existing.get(name)
         if current is None:
-            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quoted(name)} {kind}")
         elif current != kind and current != "VARCHAR" and kind != '"NULL"':
             numeric = current.startswith(_NUMERIC) and kind.startswith(_NUMERIC)
             if numeric and current == "DOUBLE":
                 continue
-            con.execute(f'ALTER TABLE {table} ALTER COLUMN "{name}" TYPE {"DOUBLE" if numeric else "VARCHAR"}')
+            con.execute(f"ALTER TABLE {table} ALTER COLUMN {quoted(name)} TYPE {'DOUBLE' if numeric else 'VARCHAR'}")
 
 
 def profile_warehouse(root: str | Path | None = None) -> Warehouse:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from platform_assets.declarations import UseCase
 from platform_assets.features.feast_ops import EVENT_TIMESTAMP, historical_features
+from platform_assets.sql import quoted
 
 
 def score_rows(rows: pd.DataFrame, bundle, store, use_case: UseCase, version: str,
@@ -48,7 +49,7 @@ def scoring_gaps(con, source, table: str, days: list[str] | None) -> dict:
     where, params = partition_filter(days)
     valid = con.execute(f"SELECT count(*) FROM {source.validated_table} WHERE {where}", params).fetchone()[0]
     scored, distinct, bad = con.execute(
-        f"SELECT count(*), count(DISTINCT ({source.key}, {PARTITION_COLUMN})), "
+        f"SELECT count(*), count(DISTINCT ({quoted(source.key)}, {PARTITION_COLUMN})), "
         f"count(*) FILTER (WHERE probability IS NULL OR NOT isfinite(probability) OR probability < 0 "
         f"OR probability > 1) FROM {table} WHERE {where}", params).fetchone()
     return {"passed": valid == scored == distinct and bad == 0, "validated_rows": int(valid),

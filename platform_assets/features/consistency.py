@@ -11,6 +11,7 @@ import pandas as pd
 
 from platform_assets.declarations import UseCase
 from platform_assets.features.feast_ops import EVENT_TIMESTAMP, _join_keys, online_views
+from platform_assets.sql import quoted
 
 if TYPE_CHECKING:
     import feast
@@ -33,8 +34,8 @@ def latest_offline_rows(store: "feast.FeatureStore", use_case: UseCase, sample: 
     expected = {}
     for view in online_views(store, use_case):
         keys, features = _join_keys(view), [f.name for f in view.features]
-        listed = ", ".join(f'"{k}"' for k in keys)
-        selected = ", ".join(f'"{c}"' for c in [*keys, EVENT_TIMESTAMP, *features])
+        listed = ", ".join(quoted(k) for k in keys)
+        selected = ", ".join(quoted(c) for c in [*keys, EVENT_TIMESTAMP, *features])
         path = str(view.batch_source.path).replace("'", "''")
         # DuckDB scans the source (its memory bounded, spilling past it): a hashed choice of entities, then
         # the newest row of each (the last in file order among rows of the same time).

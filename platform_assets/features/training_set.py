@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from platform_assets.declarations import UseCase
+from platform_assets.sql import quoted
 
 # The column of a training row's outcome time (the label's event time in Feast's point-in-time join).
 LABEL_TIME = "label_ts"
@@ -30,15 +31,16 @@ def labelled_rows_sql(use_case: UseCase, with_outcome_files: bool) -> str:
     label is known from the row's event time.
     """
     source = use_case.source
-    label, label_time = use_case.label, source.label_time or source.event_time
-    keys = ", ".join(f"a.{k}" for k in dict.fromkeys([*use_case.entity_keys]))
-    protected = f"a.{use_case.protected_attribute}, " if use_case.protected_attribute else ""
-    columns = f"{keys}, a.{source.event_time}, {protected}a._source_file AS {ROW_FILE}"
+    label, label_time = quoted(use_case.label), quoted(source.label_time or source.event_time)
+    keys = ", ".join(f"a.{quoted(k)}" for k in dict.fromkeys([*use_case.entity_keys]))
+    protected = f"a.{quoted(use_case.protected_attribute)}, " if use_case.protected_attribute else ""
+    columns = f"{keys}, a.{quoted(source.event_time)}, {protected}a._source_file AS {ROW_FILE}"
     if with_outcome_files and source.label_time:
+        key = quoted(source.key)
         return (f"SELECT {columns}, coalesce(o.{label}, a.{label}) AS {label}, "
-                f"coalesce(o.{source.label_time}, a.{label_time}) AS {LABEL_TIME}, "
+                f"coalesce(o.{label_time}, a.{label_time}) AS {LABEL_TIME}, "
                 f"CASE WHEN o.{label} IS NOT NULL THEN o._source_file END AS {LABEL_FILE} FROM {source.validated_table} a "
-                f"LEFT JOIN {use_case.monitor_table('outcomes')} o ON o.{source.key} = CAST(a.{source.key} AS VARCHAR)")
+                f"LEFT JOIN {use_case.monitor_table('outcomes')} o ON o.{key} = CAST(a.{key} AS VARCHAR)")
     return (f"SELECT {columns}, a.{label}, a.{label_time} AS {LABEL_TIME}, NULL::VARCHAR AS {LABEL_FILE} "
             f"FROM {source.validated_table} a")
 

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 
 from platform_assets.declarations import UseCase
+from platform_assets.sql import quoted
 
 
 def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> int:
@@ -16,12 +17,12 @@ def new_labels_since(con, labels_known_as_of: str | None, use_case: UseCase) -> 
     tables = table_names(con)
     if source.validated_table not in tables:
         return 0
-    label_time = source.label_time or source.event_time
-    newest = f"(SELECT max({source.event_time}) FROM {source.validated_table})"
+    label_time = quoted(source.label_time or source.event_time)
+    newest = f"(SELECT max({quoted(source.event_time)}) FROM {source.validated_table})"
     since = f"{label_time} > CAST(? AS TIMESTAMP)" if labels_known_as_of else "TRUE"
     params = [labels_known_as_of] if labels_known_as_of else []
     count = con.execute(
-        f"SELECT count(*) FROM {source.validated_table} WHERE {use_case.label} IS NOT NULL AND {since} "
+        f"SELECT count(*) FROM {source.validated_table} WHERE {quoted(use_case.label)} IS NOT NULL AND {since} "
         f"AND {label_time} <= {newest}", params).fetchone()[0]
     outcomes = use_case.monitor_table("outcomes")
     if source.label_time and outcomes in tables:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import CLOCK_SKEW_S
+from platform_assets.sql import quoted
 from platform_assets.text import storable
 
 # Every line must carry these, not null; the model inputs vary with the model and are kept as they come.
@@ -263,8 +264,8 @@ def add_missing_columns(con, table: str, frame: pd.DataFrame) -> None:
     con.register("_new_columns", frame.head(0))
     try:
         for name, kind, *_ in con.execute("DESCRIBE _new_columns").fetchall():
-            if name not in have:  # a field name is the logger's text: quoted as an identifier, quotes doubled
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name.replace(chr(34), chr(34) * 2)}" {kind}')
+            if name not in have:  # a field name is the logger's text: quoted as an identifier
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {quoted(name)} {kind}")
     finally:
         con.unregister("_new_columns")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from platform_assets.declarations import Source, UseCase
+from platform_assets.sql import quoted
 from platform_assets.text import storable
 
 FILE_PATTERN = re.compile(r"^outcomes_(\d{4}-\d{2}-\d{2})\.csv$")
@@ -165,8 +166,9 @@ def write_day(
     """
     key_column, label_column, time_column = outcome_columns(source)
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcomes ({key_column} VARCHAR, {label_column} BIGINT, "
-                f"{time_column} TIMESTAMP, _source_file VARCHAR, _source_row BIGINT, _partition VARCHAR)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcomes ({quoted(key_column)} VARCHAR, "
+                f"{quoted(label_column)} BIGINT, {quoted(time_column)} TIMESTAMP, _source_file VARCHAR, "
+                "_source_row BIGINT, _partition VARCHAR)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcome_rejects (_source_file VARCHAR, _source_row BIGINT, "
                 "reason VARCHAR, _partition VARCHAR)")
     con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.outcome_files (path VARCHAR, sha256 VARCHAR, rows BIGINT, "
@@ -178,8 +180,8 @@ def write_day(
     try:
         con.register("_day_outcomes", outcomes)
         earlier = dict(con.execute(
-            f"SELECT o.{key_column}, min(o._partition) FROM {schema}.outcomes o JOIN _day_outcomes d "
-            f"USING ({key_column}) WHERE o._partition <> ? GROUP BY 1", [day]).fetchall())
+            f"SELECT o.{quoted(key_column)}, min(o._partition) FROM {schema}.outcomes o JOIN _day_outcomes d "
+            f"USING ({quoted(key_column)}) WHERE o._partition <> ? GROUP BY 1", [day]).fetchall())
         con.unregister("_day_outcomes")
         if earlier:
             known = outcomes[key_column].isin(earlier)
@@ -227,14 +229,14 @@ def write_outcome_files(outcomes: pd.DataFrame, outcomes_dir: Path, source: Sour
 def labels_query(tables: set[str], use_case: UseCase) -> str:
     """The known outcome of each row (key as text, label, ``label_ts``): from outcome files when present,
     else the row's own (a row without a declared label time knows its label from its event time)."""
-    source, label = use_case.source, use_case.label
-    label_time = source.label_time or source.event_time
-    inline = (f"SELECT CAST({source.key} AS VARCHAR) AS {source.key}, {label}, {label_time} AS label_ts "
+    source, key, label = use_case.source, quoted(use_case.source.key), quoted(use_case.label)
+    label_time = quoted(source.label_time or source.event_time)
+    inline = (f"SELECT CAST({key} AS VARCHAR) AS {key}, {label}, {label_time} AS label_ts "
               f"FROM {source.validated_table} WHERE {label} IS NOT NULL")
     outcomes = use_case.monitor_table("outcomes")
     if not source.label_time or outcomes not in tables:
         return inline
     return (
-        f"SELECT {source.key}, {label}, {source.label_time} AS label_ts FROM {outcomes} UNION ALL "
-        f"SELECT * FROM ({inline}) WHERE {source.key} NOT IN (SELECT {source.key} FROM {outcomes})"
+        f"SELECT {key}, {label}, {label_time} AS label_ts FROM {outcomes} UNION ALL "
+        f"SELECT * FROM ({inline}) WHERE {key} NOT IN (SELECT {key} FROM {outcomes})"
     )

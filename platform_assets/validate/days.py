@@ -17,6 +17,7 @@ import pandas as pd
 from platform_assets.declarations import Source
 from platform_assets.ingest.landing import SOURCE_FILE, SOURCE_ROW
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+from platform_assets.sql import quoted
 from platform_assets.validate.duplicates import DUPLICATE_OF, first_copies, quarantine_duplicates
 from platform_assets.validate.rules import split_source_rows
 from platform_assets.warehouse import table_names
@@ -52,11 +53,12 @@ def _stored_keys(con, tables: set[str], days: list[str], source: Source) -> set[
     where, params = partition_filter(days)
     parts, args = [], []
     if valid in tables:
-        parts.append(f"SELECT CAST({source.key} AS VARCHAR) FROM {valid} WHERE {where}")
+        parts.append(f"SELECT CAST({quoted(source.key)} AS VARCHAR) FROM {valid} WHERE {where}")
         args += params
     if quarantine in tables and DUPLICATE_OF in _columns(con, quarantine):
         parts.append(
-            f"SELECT CAST({source.key} AS VARCHAR) FROM {quarantine} WHERE ({where}) AND {DUPLICATE_OF} IS NOT NULL"
+            f"SELECT CAST({quoted(source.key)} AS VARCHAR) FROM {quarantine} WHERE ({where}) "
+            f"AND {DUPLICATE_OF} IS NOT NULL"
         )
         args += params
     return {r[0] for r in con.execute(" UNION ".join(parts), args).fetchall()} if parts else set()
@@ -71,7 +73,7 @@ def _copies_elsewhere(con, scope: list[str], validated: list[str], keys: set[str
     con.register("_keys", pd.DataFrame({"k": sorted(keys)}, dtype=object))
     try:
         return con.execute(
-            f"SELECT * FROM {source.raw_table} WHERE ({where}) AND CAST({source.key} AS VARCHAR) IN "
+            f"SELECT * FROM {source.raw_table} WHERE ({where}) AND CAST({quoted(source.key)} AS VARCHAR) IN "
             "(SELECT k FROM _keys)", params
         ).df()
     finally:

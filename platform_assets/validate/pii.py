@@ -17,6 +17,7 @@ import pandas as pd
 
 from platform_assets.declarations import Source
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
+from platform_assets.sql import quoted
 
 HASH_CHARS = 32
 MASKED_PATTERN = rf"^[0-9a-f]{{{HASH_CHARS}}}$"
@@ -88,7 +89,7 @@ def count_leaked_reasons(con, source: Source, days: list[str] | None = None) -> 
         reasons = f"replace({reasons}, coalesce(CAST(q._duplicate_of AS VARCHAR), ''), '')"
     leaks = {}
     for column in (c for c in source.pii if c in raw_columns):
-        value = f"trim(CAST(r.{column} AS VARCHAR))"
+        value = f"trim(CAST(r.{quoted(column)} AS VARCHAR))"
         leaks[column] = con.execute(
             f"""
             SELECT count(*) FROM {source.quarantine_table} q

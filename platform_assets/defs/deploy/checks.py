@@ -8,6 +8,7 @@ from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.keys import for_use_case
 from platform_assets.defs.judging import NotJudged, judged_check
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
+from platform_assets.sql import quoted
 
 
 class ServedCheckConfig(dg.Config):
@@ -62,7 +63,7 @@ def build_deployment_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
                 return NotJudged("no validated rows yet")
             rows = con.execute(
                 f"SELECT * FROM {source.validated_table} WHERE {PARTITION_COLUMN} = "
-                f"(SELECT max({PARTITION_COLUMN}) FROM {source.validated_table}) ORDER BY hash({key}) LIMIT ?",
+                f"(SELECT max({PARTITION_COLUMN}) FROM {source.validated_table}) ORDER BY hash({quoted(key)}) LIMIT ?",
                 [config.rows]).df()
         if rows.empty:
             return NotJudged("the validated table holds no rows")

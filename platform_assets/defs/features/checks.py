@@ -7,6 +7,7 @@ from platform_assets.declarations import UseCase
 from platform_assets.defs.judging import NotJudged, judged_check
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
+from platform_assets.sql import quoted
 
 
 class SkewCheckConfig(dg.Config):
@@ -115,7 +116,8 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         exported = [str(state.paths.feast_data / f"{mart}.parquet") for mart in use_case.marts]
         source = use_case.source
         with warehouse.connect(read_only=True) as con:
-            newest_source = con.execute(f"SELECT max({source.event_time}) FROM {source.validated_table}").fetchone()[0]
+            newest_source = con.execute(
+                f"SELECT max({quoted(source.event_time)}) FROM {source.validated_table}").fetchone()[0]
         with duckdb.connect() as con:
             newest_features = con.execute(f"SELECT max(event_timestamp) FROM read_parquet({exported})").fetchone()[0]
         if newest_source is None:

@@ -20,6 +20,7 @@ from platform_assets.defs.deploy.assets import latest_deployment
 from platform_assets.defs.ingest.partitions import DAILY_PARTITIONS
 from platform_assets.keys import for_use_case
 from platform_assets.resources import FeatureStore, MlflowRegistry, PlatformState, Warehouse
+from platform_assets.sql import quoted
 from platform_assets.cost import with_cost
 
 # Rows of real callers: the row's own fields sent, the rest computed or looked up. Requests that carry
@@ -47,6 +48,9 @@ class DriftConfig(dg.Config):
 def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     """The monitoring assets of a use case: its inference log, outcome files (if labels come later), labelled predictions, drift report."""
     keys, source, schema = for_use_case(use_case), use_case.source, use_case.monitor_schema
+    # The declared columns as SQL names (any may be a reserved word: a label called "default").
+    key, label, event_time = quoted(source.key), quoted(use_case.label), quoted(source.event_time)
+    entity_keys = ", ".join(quoted(k) for k in dict.fromkeys(use_case.entity_keys))
 
     @dg.asset(
         key=keys.inference_log,
@@ -123,8 +127,8 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             unmatched = counts["outcomes"]
             if source.validated_table in table_names(con):
                 unmatched = con.execute(
-                    f"SELECT count(*) FROM {schema}.outcomes WHERE _partition = ? AND {source.key} NOT IN "
-                    f"(SELECT CAST({source.key} AS VARCHAR) FROM {source.validated_table})", [day]).fetchone()[0]
+                    f"SELECT count(*) FROM {schema}.outcomes WHERE _partition = ? AND {key} NOT IN "
+                    f"(SELECT CAST({key} AS VARCHAR) FROM {source.validated_table})", [day]).fetchone()[0]
         for f in files:
             for rejected in f.rejected[:5]:
                 context.log.warning(f"{rejected['_source_file']}:{rejected['_source_row']}: {rejected['reason']}")
@@ -162,12 +166,12 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                 WITH labels AS ({labels_query(tables, use_case)}),
                 as_of AS (SELECT greatest(
                     (SELECT max(event_ts) FROM {schema}.inference_log WHERE {TRAFFIC}),
-                    (SELECT max({source.event_time}) FROM {source.validated_table})) AS t)
-                SELECT log.request_id, log.row, log.event_ts, log._partition, log.{source.key}, log.model_name,
-                       log.model_version, log.probability, labels.{use_case.label}, labels.label_ts,
+                    (SELECT max({event_time}) FROM {source.validated_table})) AS t)
+                SELECT log.request_id, log.row, log.event_ts, log._partition, log.{key}, log.model_name,
+                       log.model_version, log.probability, labels.{label}, labels.label_ts,
                        date_diff('second', log.event_ts, labels.label_ts) / 86400.0 AS label_delay_days
                 FROM {schema}.inference_log AS log
-                JOIN labels ON labels.{source.key} = CAST(log.{source.key} AS VARCHAR), as_of
+                JOIN labels ON labels.{key} = CAST(log.{key} AS VARCHAR), as_of
                 WHERE log.{TRAFFIC} AND labels.label_ts <= as_of.t
                 """
             )
@@ -225,20 +229,21 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             marks = ", ".join("?" for _ in days) or "NULL"
             # Requests whose row validation later quarantined are counted, not compared:
             # the reference holds valid rows only.
-            invalid = (f"AND CAST({source.key} AS VARCHAR) NOT IN (SELECT CAST({source.key} AS VARCHAR) FROM "
-                       f"{source.quarantine_table} WHERE {source.key} IS NOT NULL)"
+            invalid = (f"AND CAST({key} AS VARCHAR) NOT IN (SELECT CAST({key} AS VARCHAR) FROM "
+                       f"{source.quarantine_table} WHERE {key} IS NOT NULL)"
                        if source.quarantine_table in table_names(con) else "")
             quarantined = con.execute(
                 f"SELECT count(*) FROM {schema}.inference_log WHERE {TRAFFIC} AND model_version = ? "
                 f"AND _partition IN ({marks}) AND NOT (TRUE {invalid})", [version, *days]).fetchone()[0] if invalid else 0
             # DuckDB samples before a WHERE of the same query: filter in a subquery, then sample.
+            inputs = ", ".join(quoted(f) for f in features)
             current = con.execute(
-                f"SELECT * FROM (SELECT {', '.join(features)}, probability FROM {schema}.inference_log WHERE {TRAFFIC} "
+                f"SELECT * FROM (SELECT {inputs}, probability FROM {schema}.inference_log WHERE {TRAFFIC} "
                 f"AND model_version = ? AND _partition IN ({marks}) {invalid}) "
                 f"USING SAMPLE reservoir({config.max_rows} ROWS) REPEATABLE ({config.seed})", [version, *days]).df()
             # No join yet (the first report after a deployment may come before any outcome): nothing labelled.
             labelled = con.execute(
-                f"SELECT _partition, {use_case.label} AS outcome, probability FROM {schema}.labelled_predictions "
+                f"SELECT _partition, {label} AS outcome, probability FROM {schema}.labelled_predictions "
                 "WHERE model_version = ? "
                 f"AND _partition IN ({marks})", [version, *days]).df() if f"{schema}.labelled_predictions" in table_names(
                 con) else pd.DataFrame(columns=["_partition", "outcome", "probability"])
@@ -246,9 +251,9 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             # (the training set itself holds only the labelled ones, a sample biased by label delay).
             trained_until = pd.Timestamp(column_max(paths.training_set, "event_timestamp"))
             entities = con.execute(
-                f"SELECT {', '.join(dict.fromkeys(use_case.entity_keys))}, {source.event_time} AS event_timestamp "
-                f"FROM {source.validated_table} WHERE {source.event_time} <= ? "
-                f"AND {source.event_time} > ? - to_days(?)",
+                f"SELECT {entity_keys}, {event_time} AS event_timestamp "
+                f"FROM {source.validated_table} WHERE {event_time} <= ? "
+                f"AND {event_time} > ? - to_days(?)",
                 [trained_until.tz_localize(None) if trained_until.tzinfo else trained_until,
                  trained_until.tz_localize(None) if trained_until.tzinfo else trained_until,
                  config.reference_days]).df()

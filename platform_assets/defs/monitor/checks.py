@@ -12,6 +12,7 @@ from platform_assets.defs.judging import NotJudged, judged_check
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.defs.monitor.assets import TRAFFIC
 from platform_assets.resources import FeatureStore, PlatformState, Warehouse
+from platform_assets.sql import quoted
 
 
 def _rows_by_day(con, table: str, where: str, params: list) -> dict[str, int]:
@@ -116,7 +117,7 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
                               for t in ("outcomes", "outcome_rejects"))
             days = partition_keys if partition_keys is not None else [r[0] for r in con.execute(
                 f"SELECT DISTINCT {PARTITION_COLUMN} FROM {schema}.outcome_files WHERE {where} ORDER BY 1", params).fetchall()]
-            duplicates = con.execute(f"SELECT count(*) FROM (SELECT {source.key} FROM {schema}.outcomes "
+            duplicates = con.execute(f"SELECT count(*) FROM (SELECT {quoted(source.key)} FROM {schema}.outcomes "
                                      "GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
         folder = state.paths.of(use_case.name).outcomes
         differing = _unaccounted_days(
@@ -142,7 +143,7 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         from platform_assets.monitor.skew import feature_mismatches
         from platform_assets.warehouse import table_names
 
-        key = source.key
+        key, column = source.key, quoted(source.key)
         # Only rows the feature store already holds can be compared: a day validated but not yet built by
         # dbt and exported (automation may run that after the day's log) counts as not yet landed.
         exported = [str(p) for p in (state.paths.feast_data / f"{mart}.parquet" for mart in use_case.marts)
@@ -155,11 +156,11 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
             tables = table_names(con)
             if source.validated_table not in tables or f"{schema}.inference_log" not in tables:
                 return NotJudged("no validated rows or no ingested inference log yet")
-            landed = (f"SELECT CAST(v.{key} AS VARCHAR) FROM {source.validated_table} v "
-                      f"WHERE v.{source.event_time} <= ?")
+            landed = (f"SELECT CAST(v.{column} AS VARCHAR) FROM {source.validated_table} v "
+                      f"WHERE v.{quoted(source.event_time)} <= ?")
             by_day = con.execute(
-                f"SELECT {PARTITION_COLUMN}, count(*) FROM {schema}.inference_log WHERE {TRAFFIC} AND {key} IS NOT NULL "
-                f"AND {where} AND CAST({key} AS VARCHAR) IN ({landed}) GROUP BY 1 ORDER BY 1 DESC",
+                f"SELECT {PARTITION_COLUMN}, count(*) FROM {schema}.inference_log WHERE {TRAFFIC} AND {column} IS NOT NULL "
+                f"AND {where} AND CAST({column} AS VARCHAR) IN ({landed}) GROUP BY 1 ORDER BY 1 DESC",
                 [*params, newest]).fetchall()
             chosen = [day for day, _ in (by_day[:days] if days else by_day)]
             if not chosen:
@@ -167,12 +168,13 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
                                  "after its traffic)")
             served = con.execute(
                 f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {PARTITION_COLUMN} ORDER BY hash(request_id, "
-                f"row)) AS _n FROM {schema}.inference_log WHERE {TRAFFIC} AND {key} IS NOT NULL AND "
-                f"{PARTITION_COLUMN} IN ({', '.join('?' * len(chosen))}) AND CAST({key} AS VARCHAR) IN ({landed})) "
+                f"row)) AS _n FROM {schema}.inference_log WHERE {TRAFFIC} AND {column} IS NOT NULL AND "
+                f"{PARTITION_COLUMN} IN ({', '.join('?' * len(chosen))}) AND CAST({column} AS VARCHAR) IN ({landed})) "
                 "WHERE _n <= ?", [*chosen, newest, sample]).df()
             entities = con.execute(
-                f"SELECT {', '.join(dict.fromkeys(use_case.entity_keys))}, {source.event_time} AS event_timestamp "
-                f"FROM {source.validated_table} WHERE CAST({key} AS VARCHAR) IN (SELECT UNNEST(?::VARCHAR[]))",
+                f"SELECT {', '.join(quoted(k) for k in dict.fromkeys(use_case.entity_keys))}, "
+                f"{quoted(source.event_time)} AS event_timestamp "
+                f"FROM {source.validated_table} WHERE CAST({column} AS VARCHAR) IN (SELECT UNNEST(?::VARCHAR[]))",
                 [served[key].astype(str).tolist()]).df()
         offline = feast_ops.historical_features(feast.store(), entities, use_case)
         served[key], offline[key] = served[key].astype(str), offline[key].astype(str)
@@ -233,7 +235,7 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
     def labelled_predictions_are_served_rows_with_their_outcome(warehouse: Warehouse) -> dg.AssetCheckResult | NotJudged:
         """Counts, in the warehouse, labelled rows that are duplicated, not in the log's traffic, labelled before
         they were served, or whose outcome is not 0/1: a join that fans out or leaks would show here."""
-        table, label = f"{schema}.labelled_predictions", use_case.label
+        table, label = f"{schema}.labelled_predictions", quoted(use_case.label)
         with warehouse.connect(read_only=True) as con:
             from platform_assets.warehouse import table_names
 

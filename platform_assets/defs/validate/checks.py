@@ -8,6 +8,7 @@ from platform_assets.defs.ingest.partitions import run_partition_keys
 from platform_assets.ingest.partitions import PARTITION_COLUMN, partition_filter
 from platform_assets.keys import for_use_case
 from platform_assets.resources import Warehouse
+from platform_assets.sql import quoted
 
 
 class QuarantineGateConfig(dg.Config):
@@ -175,8 +176,8 @@ def build_validation_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]
                 columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
                 for column in (c for c in source.pii if c in columns):
                     unmasked[f"{table}.{column}"] = con.execute(
-                        f"SELECT count(*) FROM {table} WHERE ({where}) AND {column} IS NOT NULL "
-                        f"AND NOT regexp_full_match(CAST({column} AS VARCHAR), ?)",
+                        f"SELECT count(*) FROM {table} WHERE ({where}) AND {quoted(column)} IS NOT NULL "
+                        f"AND NOT regexp_full_match(CAST({quoted(column)} AS VARCHAR), ?)",
                         [*params, MASKED_PATTERN],
                     ).fetchone()[0]
             leaked = {f"reasons_with_raw_{c}": n for c, n in count_leaked_reasons(con, source, days).items()}
