@@ -40,6 +40,38 @@ def import_object(path: str, where: str):
         raise DeclarationError(f"{where}: cannot import {path!r}: {exc}") from exc
 
 
+def _column_name_problem(column: Any) -> str | None:
+    """Why ``column`` cannot name a declared column; ``None`` when it can."""
+    if isinstance(column, bool):
+        return "YAML read it as a boolean: quote it"
+    if not isinstance(column, str) or not column:
+        return "must be a column name (non-empty text)"
+    if '"' in column or any(ord(c) < 32 or ord(c) == 127 for c in column):
+        return "must not hold a double quote or a control character (a newline, a tab)"
+    return None
+
+
+def _check_column_names(where: str, named: Mapping[str, Any], optional: tuple[str, ...] = ()) -> None:
+    """Raises :class:`DeclarationError` naming the field whose column name cannot work.
+
+    Any text names a column once quoted in SQL (a reserved word like ``default`` too), but not an empty
+    one, not one YAML read as something else (an unquoted ``on`` or ``1``), and not one holding a double
+    quote or a control character (a newline): dbt models, Feast views and log lines could not name it.
+
+    Args:
+        where: The declaration, as messages name it (``source cards``).
+        named: Field -> its column name, or a list of them.
+        optional: The fields that may be ``None`` (not declared).
+    """
+    for field_name, value in named.items():
+        if value is None and field_name in optional:
+            continue
+        for column in value if isinstance(value, (list, tuple)) else [value]:
+            why = _column_name_problem(column)
+            if why:
+                raise DeclarationError(f"{where}: {field_name} {column!r}: {why}")
+
+
 def _number(bound: float) -> str:
     return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
@@ -163,6 +195,9 @@ class Source:
     def __post_init__(self):
         if not NAME.match(self.name):
             raise DeclarationError(f"source {self.name!r}: name must be lower case letters, digits and _")
+        _check_column_names(f"source {self.name}", {
+            "key": self.key, "event_time": self.event_time, "label": self.label, "label_time": self.label_time,
+            "pii": self.pii, "protected": self.protected}, optional=("label", "label_time"))
         values = (self.positive_label, self.negative_label)
         if any(v is not None for v in values):
             if any(isinstance(v, bool) for v in values):
@@ -278,6 +313,9 @@ class UseCase:
     def __post_init__(self):
         if not NAME.match(self.name):
             raise DeclarationError(f"use case {self.name!r}: name must be lower case letters, digits and _")
+        _check_column_names(f"use case {self.name}", {
+            "label": self.label, "entity_keys": self.entity_keys, "protected_attribute": self.protected_attribute},
+            optional=("protected_attribute",))
         if self.protected_attribute is not None and self.protected_attribute not in self.source.protected:
             raise DeclarationError(f"use case {self.name}: protected_attribute {self.protected_attribute!r} "
                                    f"is not among source {self.source.name}'s protected {list(self.source.protected)}")

@@ -61,10 +61,22 @@ def test_unquoted_yes_and_no_are_refused_with_the_fix(tmp_path):
     ({"entity_keys": ["customer_id"]}, "must include the source key 'offer_id'"),
     ({"source": {**USE_CASE["source"], "negative_label": None}}, "must both be set"),
     ({"source": {**USE_CASE["source"], "file_prefix": "offers/*"}}, "file_prefix"),
+    ({"source": {**USE_CASE["source"], "key": ""}}, "source offers: key '': must be a column name"),
+    ({"source": {**USE_CASE["source"], "event_time": True}}, "event_time True: YAML read it as a boolean: quote it"),
+    ({"source": {**USE_CASE["source"], "pii": ['e"mail']}}, "pii 'e\"mail': must not hold a double quote"),
+    ({"entity_keys": ["offer_id", "batch\nid"]}, "use case offers: entity_keys 'batch.*control character"),
 ])
 def test_a_wrong_declaration_names_the_field(change, message):
     with pytest.raises(DeclarationError, match=message):
         use_case_from_dict({**USE_CASE, **change}, "defs/offers/defs.yaml")
+
+
+def test_reserved_words_are_column_names_like_any_other():
+    """Quoted in SQL, ``default``, ``order`` or ``group`` name columns as well as any other word."""
+    source = {**USE_CASE["source"], "key": "user", "event_time": "order", "label": "default", "protected": ["group"]}
+    declared = use_case_from_dict({**USE_CASE, "source": source, "label": "default", "entity_keys": ["user"],
+                                   "protected_attribute": "group"}, "defs/offers/defs.yaml")
+    assert (declared.source.key, declared.source.event_time, declared.label) == ("user", "order", "default")
 
 
 def test_declared_columns_must_be_in_the_schema(monkeypatch):
