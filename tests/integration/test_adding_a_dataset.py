@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import textwrap
 
-import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from platform_assets import definitions, settings
+from platform_assets import settings
 from platform_assets.cli import main as cli
-from platform_assets.components import UseCaseComponent
 from platform_assets.keys import for_use_case
-from tests.conftest import PROJECT_ROOT, SERVING_PYTHON, day_range_tags
+from tests.conftest import SERVING_PYTHON, day_range_tags
+from tests.integration.user_use_case import sandboxed_use_case
 
 JOBS = ("admin", "technician", "services", "retired", "student")
 DAYS, ROWS_PER_DAY = 24, 250
@@ -152,11 +149,7 @@ def third_dataset(tmp_path_factory):
     """Every step of the doc, then the jobs a user runs: ingest the days, build up to serving, send traffic."""
     if not SERVING_PYTHON.exists():
         pytest.skip(f"serving environment missing at {SERVING_PYTHON}: run `make install`")
-    from dagster.components.testing import create_defs_folder_sandbox
-
-    from platform_assets.deploy.processes import free_port
     from platform_assets.deploy.release import stop_serving
-    from platform_assets.resources import LocalDeployer
     from platform_assets.traffic import send_requests
 
     tmp = tmp_path_factory.mktemp("third_dataset")
@@ -181,55 +174,29 @@ def third_dataset(tmp_path_factory):
     for day, frame in calls.items():
         frame.to_csv(landing / f"clients_{day.isoformat()}.csv", index=False)
 
-    # Steps 4 and 5: the user's dbt project and Feast repository, each with this use case's files added.
-    dbt_dir, feature_repo = tmp / "dbt", tmp / "feature_repo"
-    shutil.copytree(PROJECT_ROOT / "dbt", dbt_dir, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    (dbt_dir / "models" / "term_deposit").mkdir()
-    for name, text in DBT_FILES.items():
-        (dbt_dir / "models" / "term_deposit" / name).write_text(textwrap.dedent(text))
-    shutil.copytree(PROJECT_ROOT / "feature_repo", feature_repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    (feature_repo / "term_deposit.py").write_text(FEAST_FILE)
-
-    with pytest.MonkeyPatch.context() as mp, create_defs_folder_sandbox() as sandbox:
-        mp.syspath_prepend(str(code))
-        mp.setenv("PLATFORM_HOME", str(root))
-        mp.setenv(settings.DBT_PROJECT_ENV, str(dbt_dir))
-        mp.setenv(settings.FEATURE_REPO_ENV, str(feature_repo))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        (root / "dagster_home").mkdir()
-        # Step 3: the declaration in a defs folder, loaded as Dagster loads any component.
-        defs_path = sandbox.scaffold_component(component_cls=UseCaseComponent, defs_path="term_deposit")
-        (defs_path / "defs.yaml").write_text(DECLARATION)
-        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, declared):
-            use_case = component.use_case()
-            # A free stable port: a demo's endpoints may serve on the default ports meanwhile.
-            resources = {**definitions.embedded_resources(root, declared=[use_case]),
-                         "deployer": LocalDeployer(http_port=free_port())}
-            defs = definitions.build_definitions(resources, declared)
+    # Steps 3 to 5: the declaration, the user's dbt models and Feast file in their own copies of the projects.
+    with sandboxed_use_case(tmp, root, code, DECLARATION, {"term_deposit": DBT_FILES},
+                            {"term_deposit.py": FEAST_FILE}) as sandbox:
         # Step 6: the runs, as `make demo` does them for the shipped use cases.
-        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-            def run(job, **kwargs):
-                return defs.resolve_job_def(f"term_deposit__{job}").execute_in_process(
-                    instance=instance, raise_on_error=False, **kwargs)
-
-            last = (start + dt.timedelta(days=DAYS - 1)).isoformat()
-            results = {"ingest_days": run("ingest_days", tags=day_range_tags(start.isoformat(), last)),
-                       "features_to_serving": run("features_to_serving")}
-            paths = settings.paths(root).of("term_deposit")
-            deployment_file = paths.serving / "deployment.json"
-            deployment = json.loads(deployment_file.read_text()) if deployment_file.exists() else None
-            traffic = today = None
-            try:
-                if deployment:
-                    # Step 7: the served model, asked as callers ask (the row's fields, never the label).
-                    with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
-                        today = con.execute("SELECT * FROM validated.clients WHERE _partition = ?", [last]).df()
-                    traffic = send_requests(deployment["url"], today, use_case.source, concurrency=4)
-            finally:
-                stop_serving(paths.serving)
-            yield {"root": root, "instance": instance, "results": results, "use_case": use_case,
-                   "rows": sum(len(f) for f in calls.values()), "deployment": deployment, "traffic": traffic,
-                   "today": today, "paths": paths}
+        use_case, instance, run = sandbox.use_case, sandbox.instance, sandbox.run
+        last = (start + dt.timedelta(days=DAYS - 1)).isoformat()
+        results = {"ingest_days": run("ingest_days", tags=day_range_tags(start.isoformat(), last)),
+                   "features_to_serving": run("features_to_serving")}
+        paths = sandbox.paths
+        deployment_file = paths.serving / "deployment.json"
+        deployment = json.loads(deployment_file.read_text()) if deployment_file.exists() else None
+        traffic = today = None
+        try:
+            if deployment:
+                # Step 7: the served model, asked as callers ask (the row's fields, never the label).
+                with duckdb.connect(str(settings.paths(root).warehouse), read_only=True) as con:
+                    today = con.execute("SELECT * FROM validated.clients WHERE _partition = ?", [last]).df()
+                traffic = send_requests(deployment["url"], today, use_case.source, concurrency=4)
+        finally:
+            stop_serving(paths.serving)
+        yield {"root": root, "instance": instance, "results": results, "use_case": use_case,
+               "rows": sum(len(f) for f in calls.values()), "deployment": deployment, "traffic": traffic,
+               "today": today, "paths": paths}
 
 
 def test_the_third_dataset_is_ingested_validated_trained_evaluated_and_served(third_dataset):
