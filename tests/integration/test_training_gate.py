@@ -204,6 +204,9 @@ def test_first_model_passes_the_gate_and_report_has_every_part(platform, first_c
     for part in ("demographic_parity_difference", "## Calibration", "## Permutation feature importance",
                  "![ROC](data:image/png;base64,", "![Calibration](data:image/png;base64,", "| 18-25 |"):
         assert part in markdown, part
+    # The plots are on the asset page themselves, not paths to open.
+    assert report["roc_plot"].startswith("![ROC](data:image/png;base64,")
+    assert report["calibration_plot"].startswith("![Calibration](data:image/png;base64,")
     eval_dir = loan_paths(platform["root"]).reports / "eval"
     for png in ("roc.png", "calibration.png"):
         assert (eval_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -200,8 +200,10 @@ def build_evaluation_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
                                     use_case.protected_attribute)
                 ),
                 "report_path": dg.MetadataValue.path(str(markdown_path)),
-                "roc_plot": dg.MetadataValue.path(str(roc)),
-                "calibration_plot": dg.MetadataValue.path(str(calibration)),
+                # The plots themselves on the asset page (inlined images), their files beside.
+                "roc_plot": dg.MetadataValue.md(f"![ROC]({plots.data_uri(roc)})\n\n`{roc}`"),
+                "calibration_plot": dg.MetadataValue.md(
+                    f"![Calibration]({plots.data_uri(calibration)})\n\n`{calibration}`"),
             }
         )
 
