@@ -76,8 +76,10 @@ loop: install
 	PLATFORM_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster_home SERVING_PORT=$${SERVING_PORT:-9200} bash -c 'mkdir -p $$DAGSTER_HOME && cp -n dagster.yaml $$DAGSTER_HOME/ ; $(BIN)/python -m platform_assets loop --use-case loan_default $(LOOP_ARGS)'
 	@PLATFORM_HOME=$(LOOP_HOME) $(BIN)/python -m platform_assets stop-serving
 
+# On the port of MLFLOW_UI_URL (default http://127.0.0.1:5000), the address every MLflow link the platform writes uses.
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db --port 5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLATFORM_HOME)/mlflow/mlflow.db \
+		--port "$$($(BIN)/python -c 'from platform_assets.where import mlflow_ui_port; print(mlflow_ui_port())')"
 
 stop-serving: install
 	$(BIN)/python -m platform_assets stop-serving

@@ -28,6 +28,13 @@ def configuration_text() -> tuple[str, str | None]:
     return "\n".join(lines), lacking
 
 
+def mlflow_ui_port() -> int:
+    """The port of ``MLFLOW_UI_URL``, where the platform's MLflow links point (``make mlflow-ui`` listens there)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(config.get("MLFLOW_UI_URL")).port or 5000
+
+
 def _platform_lines(paths: settings.StatePaths) -> list[str]:
     from platform_assets.warehouse import profile_warehouse
 
@@ -36,7 +43,8 @@ def _platform_lines(paths: settings.StatePaths) -> list[str]:
         return [
             f"State root (PLATFORM_SHARED_STORE, profile prod): {paths.root}",
             "  Dagster UI:        dagster-webserver -w workspace.yaml (instance in $DAGSTER_HOME: PostgreSQL)",
-            "  MLflow UI:         mlflow ui --backend-store-uri \"$MLFLOW_TRACKING_URI\" -p 5000",
+            f"  MLflow UI:         mlflow ui --backend-store-uri \"$MLFLOW_TRACKING_URI\" -p {mlflow_ui_port()} "
+            f"(links: {config.get('MLFLOW_UI_URL')})",
             f"  Warehouse:         {warehouse}",
             "  Feast online store:Redis ($FEAST_REDIS_CONNECTION_STRING), registry in $FEAST_REGISTRY_URL",
         ]
@@ -44,7 +52,8 @@ def _platform_lines(paths: settings.StatePaths) -> list[str]:
     return [
         f"State root ({settings.STATE_ROOT_ENV}): {paths.root}",
         "  Dagster UI:        make ui            (dg dev -w workspace.yaml, http://127.0.0.1:3000)",
-        f"  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {tracking} -p 5000)",
+        f"  MLflow UI:         make mlflow-ui     (mlflow ui --backend-store-uri {tracking} -p {mlflow_ui_port()}; "
+        f"{config.get('MLFLOW_UI_URL')})",
         f"  Warehouse:         {warehouse}",
         f"  Feast online store:{paths.feast / 'online_store.db'}",
     ]
