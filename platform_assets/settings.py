@@ -167,12 +167,18 @@ def mlflow_tracking_uri(root: str | Path | None = None) -> str:
 
 def mlflow_run_url(experiment_id: str, run_id: str) -> str:
     """The MLflow UI page of a run (``MLFLOW_UI_URL``, default the local ``make mlflow-ui``)."""
-    return f"{config.get('MLFLOW_UI_URL').rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return _mlflow_page(f"experiments/{experiment_id}/runs/{run_id}")
 
 
 def mlflow_artifact_url(experiment_id: str, run_id: str, artifact_path: str) -> str:
     """The MLflow UI page of a run with one of its artifacts open (the UI's ``artifactPath`` route)."""
-    return f"{mlflow_run_url(experiment_id, run_id)}/artifactPath/{artifact_path}"
+    return _mlflow_page(f"experiments/{experiment_id}/runs/{run_id}/artifactPath/{artifact_path}")
+
+
+def _mlflow_page(route: str) -> str:
+    """A page of MLflow's UI (``MLFLOW_UI_URL``) in its model-training mode: MLflow 3 opens a link without
+    ``workflowType`` in its GenAI mode (traces, an assistant), whatever the experiment's kind."""
+    return f"{config.get('MLFLOW_UI_URL').rstrip('/')}/#/{route}?workflowType=machine_learning"
 
 
 # The environment profile: ``local`` (the default) or any other name (``prod``, ``staging``).

@@ -1,0 +1,27 @@
+const { chromium } = require('playwright-core');
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const out = process.argv[2];
+  const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+  await page.goto('http://127.0.0.1:3333/assets/loan_default/monitor/drift_report', { waitUntil: 'networkidle' });
+  const skip = page.getByRole('button', { name: 'Skip' });
+  if (await skip.count()) await skip.click();
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: out + '/ui-drift-report-asset.png' });
+  const links = await page.$$eval('a[href]', as => as.map(a => a.href));
+  await page.getByPlaceholder('Filter metadata keys').fill('report');
+  await page.waitForTimeout(800);
+  const report = await page.locator('tr', { hasText: 'report' }).locator('a[href]').evaluateAll(as => as.map(a => a.href));
+  await page.getByPlaceholder('Filter metadata keys').fill('drift');
+  await page.waitForTimeout(800);
+  await page.locator('tr', { hasText: 'drift_by_column' }).first().getByText('[Show Markdown]').click();
+  await page.waitForTimeout(1200);
+  await page.screenshot({ path: out + '/ui-drift-report-by-column.png' });
+  console.log(JSON.stringify({ links, report }));
+  const mlflow = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+  const drift = report.find(h => h.includes('/artifactPath/'));
+  await mlflow.goto(drift, { waitUntil: 'load' });
+  await mlflow.waitForTimeout(5000);
+  await mlflow.screenshot({ path: out + '/mlflow-run-drift-report.png' });
+  await browser.close();
+})();
