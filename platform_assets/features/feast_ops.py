@@ -6,7 +6,6 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -14,7 +13,6 @@ if TYPE_CHECKING:
     import feast
 
 from platform_assets.declarations import UseCase
-from platform_assets.features.training_file import SPLITS
 from platform_assets.features.training_set import LABEL_TIME
 
 # Feast's entity dataframe and the marts name the time of each row so.
@@ -131,20 +129,6 @@ def feature_names(store: "feast.FeatureStore", use_case: UseCase) -> list[str]:
     """Names of the features in the use case's feature service, in service order."""
     service = store.get_feature_service(use_case.feature_service)
     return [f.name for projection in service.feature_view_projections for f in projection.features]
-
-
-def split_by_time(df: pd.DataFrame, fractions: tuple[float, float] = (0.7, 0.85)) -> pd.Series:
-    """Labels each row train, validation or test by event time (oldest first).
-
-    Rows are ordered by time; the first ``fractions[0]`` are train, up to
-    ``fractions[1]`` validation, the rest test, so later data never trains a
-    model that is judged on earlier data.
-    """
-    order = np.argsort(df["event_timestamp"].to_numpy(), kind="stable")
-    position = np.empty(len(df), dtype=np.float64)
-    position[order] = np.arange(len(df)) / max(len(df), 1)
-    labels = np.where(position < fractions[0], SPLITS[0], np.where(position < fractions[1], SPLITS[1], SPLITS[2]))
-    return pd.Series(labels, index=df.index, name="split")
 
 
 def _join_keys(view) -> list[str]:

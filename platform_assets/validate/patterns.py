@@ -24,8 +24,9 @@ def fullmatch(values: pd.Series, pattern: str) -> pd.Series:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    cells = values.to_numpy(dtype=object)
     try:
-        text = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        text = pa.array(cells, type=pa.string(), from_pandas=True)
         found = pc.match_substring_regex(text, pattern=f"^(?:{pattern})$")
         plain = pc.match_substring_regex(text, pattern=_PRINTABLE_ASCII)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -35,7 +36,7 @@ def fullmatch(values: pd.Series, pattern: str) -> pd.Series:
     other = ~plain.fill_null(True).to_numpy(zero_copy_only=False)
     if other.any():
         compiled = re.compile(pattern)
-        result[other] = [compiled.fullmatch(v) is not None for v in values.to_numpy(dtype=object)[other]]
+        result[other] = [compiled.fullmatch(v) is not None for v in cells[other]]
     if missing.any():
         result[missing] = np.nan
         return pd.Series(result, index=values.index, name=values.name, dtype=object)

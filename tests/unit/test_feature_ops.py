@@ -72,14 +72,20 @@ def test_only_labels_known_by_the_cutoff_take_part():
 
 
 def test_splits_follow_time_whatever_the_row_order():
-    """No validation or test row is older than the newest row of an earlier split."""
+    """No validation or test row is older than the newest row of an earlier split: the entity rows come in time
+    order whatever order the labelled rows had, and the training set's writer splits by position in that order."""
     import numpy as np
+
+    from platform_assets.declared import use_case
+    from platform_assets.features.training_file import split_labels
 
     rng = np.random.default_rng(3)
     times = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10_000, 500), unit="min")
-    df = pd.DataFrame({"event_timestamp": times})
-    split = feast_ops.split_by_time(df, (0.7, 0.85))
-    newest = df.groupby(split)["event_timestamp"].max()
-    oldest = df.groupby(split)["event_timestamp"].min()
+    labelled = pd.DataFrame({"application_id": [f"a{i}" for i in range(500)], "applicant_id": range(500),
+                             "application_ts": times, "age_band": "18-25", "is_default": 0, "label_ts": times})
+    rows = feast_ops.entity_rows(labelled, times.max(), use_case("loan_default"))
+    split = pd.Series(split_labels(0, len(rows), len(rows), (0.7, 0.85)))
+    newest = rows.groupby(split)["event_timestamp"].max()
+    oldest = rows.groupby(split)["event_timestamp"].min()
     assert split.value_counts().to_dict() == {"train": 350, "validation": 75, "test": 75}
     assert oldest["validation"] >= newest["train"] and oldest["test"] >= newest["validation"]

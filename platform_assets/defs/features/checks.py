@@ -79,7 +79,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         """Recomputes what each row may know (its own point-in-time join) and compares with the training set.
 
         Which labels take part (known by the cutoff) and the order of the splits are the producer's own
-        rules: unit tests of ``entity_rows`` and ``split_by_time`` hold them, not this check.
+        rules: unit tests of ``entity_rows`` and ``split_labels`` hold them, not this check.
         """
         from platform_assets.features.consistency import point_in_time_mismatches
         from platform_assets.features.training_file import sample_split

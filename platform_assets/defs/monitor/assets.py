@@ -272,7 +272,8 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             # Beside the served version's training run, where MLflow's UI opens it (a file:// link does not open).
             client.log_artifact(run.info.run_id, str(html), artifact_path="drift")
         else:
-            context.log.warning(drift.not_written(len(current), config.min_current_rows, config.window_days))
+            not_written = drift.not_written(len(current), config.min_current_rows, config.window_days)
+            context.log.warning(not_written)
         quality = drift.quality(labelled, config.min_labelled_rows)
         reference_auc = run.data.metrics.get("test_roc_auc")
         figures = drift.figures(summary, features, quality, reference_auc)
@@ -299,7 +300,7 @@ def build_monitor_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
             # One entry per column: the asset's Plots tab draws each column's drift over time.
             metadata.update({f"drift_score/{c}": float(v) for c, v in summary.scores.items()})
         else:
-            metadata["report"] = drift.not_written(len(current), config.min_current_rows, config.window_days)
+            metadata["report"] = not_written
         return dg.MaterializeResult(metadata=metadata)
 
     assets = [inference_log, labelled_predictions, drift_report]
