@@ -59,9 +59,9 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     from platform_assets.defs.deploy.sensors import build_serving_watch_sensor
     from platform_assets.defs.evaluate.assets import build_evaluation_assets
     from platform_assets.defs.evaluate.checks import build_champion_audit, build_evaluation_checks
-    from platform_assets.defs.features.assets import build_feature_assets
+    from platform_assets.defs.features.assets import build_derived_mart_asset, build_feature_assets
     from platform_assets.defs.features.checks import build_feature_checks
-    from platform_assets.defs.features.dbt import build_dbt_assets
+    from platform_assets.defs.features.dbt import build_dbt_assets, has_dbt_models
     from platform_assets.defs.ingest.assets import build_raw_asset
     from platform_assets.defs.ingest.checks import build_raw_checks
     from platform_assets.defs.ingest.sensors import build_landing_sensor
@@ -76,9 +76,12 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     # The declared columns are checked against the schema when the raw asset runs: importing the schema
     # (pandera) here would slow down every load of the code location.
     batch_predictions, batch_check = build_batch_predictions_asset(use_case)
+    # The features: the use case's dbt models (if it has a folder of them), and the derived mart if it declares none.
+    features = [build_dbt_assets(use_case)] if has_dbt_models(use_case) else []
+    if use_case.derives_features:
+        features.append(build_derived_mart_asset(use_case))
     assets = [
-        build_raw_asset(use_case), build_validation_asset(use_case), build_dbt_assets(use_case),
-        *build_feature_assets(use_case), build_model_asset(use_case), *build_evaluation_assets(use_case),
+        build_raw_asset(use_case), build_validation_asset(use_case), *features, *build_feature_assets(use_case), build_model_asset(use_case), *build_evaluation_assets(use_case),
         build_deployment_asset(use_case), batch_predictions, *build_monitor_assets(use_case),
     ]
     automate = with_automation(for_use_case(use_case))

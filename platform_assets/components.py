@@ -34,13 +34,15 @@ attributes:
     # label_time: outcome_ts          # when the outcome became known, if it arrives after the row
     pii: []                           # personal data: replaced by keyed tokens, never a model input
     protected: []                     # protected attributes: never model inputs
-  label: outcome                      # the source's label
-  entity_keys: [id]                   # Feast join keys, the source key first
   # protected_attribute: group        # one of source.protected, a text column: the fairness slices
                                       # (left out: the gate and the report say fairness was not judged)
-  model_name: {name}                  # the MLflow experiment and registered model
-  feature_service: {name}_model       # the Feast feature service training reads point-in-time
-  marts: [fct_{name}_features]        # the dbt marts exported as Parquet for Feast's sources
+  # Left out, the features are the source's own columns (every schema column but the key, times, label, personal
+  # data and protected ones): the platform derives the mart and the Feast view. Your own dbt marts instead:
+  # marts: [fct_{name}_features]      # dbt marts in dbt/models/{name}/, exported as Parquet for your Feast views
+  # feature_service: {name}_model     # the Feast feature service training reads (default: {name}_model)
+  # entity_keys: [id]                 # Feast join keys, the source key first (default: the source key)
+  # model_name: {model}               # the MLflow experiment and registered model (default shown)
+  # label: outcome                    # the label the model predicts (default: the source's)
   gate:                               # the evaluation gate (GateConfig): min_roc_auc, tolerance, fairness bounds
     min_roc_auc: 0.65                 # the ROC AUC every model must reach on the test split
 """
@@ -54,7 +56,8 @@ class UseCaseScaffolder(dg.Scaffolder):
         if request.scaffold_format != "yaml":
             raise ValueError("a use case is declared in YAML: scaffold it with --format yaml")
         request.target_path.mkdir(parents=True, exist_ok=True)
-        (request.target_path / "defs.yaml").write_text(DEFS_TEMPLATE.format(name=request.target_path.name))
+        name = request.target_path.name
+        (request.target_path / "defs.yaml").write_text(DEFS_TEMPLATE.format(name=name, model=name.replace("_", "-")))
 
 
 @dg.scaffold_with(UseCaseScaffolder)
@@ -63,10 +66,10 @@ class UseCaseComponent(dg.Component, dg.Resolvable, dg.Model):
 
     name: str
     source: dict[str, Any]
-    label: str
-    entity_keys: list[str]
-    feature_service: str
-    model_name: str
+    label: str | None = None
+    entity_keys: list[str] = []
+    feature_service: str | None = None
+    model_name: str | None = None
     protected_attribute: str | None = None
     marts: list[str] = []
     online_marts: list[str] = []

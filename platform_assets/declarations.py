@@ -277,9 +277,10 @@ class UseCase:
     Attributes:
         name: Lower-case name; the prefix of its asset keys and its Dagster group.
         source: The source its rows (entities, labels) come from.
-        label: The binary outcome the model predicts (0/1 after validation).
-        entity_keys: The join keys of its Feast feature views (the source's key first).
-        feature_service: The Feast feature service training reads point-in-time.
+        label: The binary outcome the model predicts (0/1 after validation); the source's label if left out.
+        entity_keys: The join keys of its Feast feature views (the source's key first); the source's key if
+            left out.
+        feature_service: The Feast feature service training reads point-in-time; ``<name>_model`` if left out.
         online_feature_service: The Feast feature service the model server reads per request, if any.
         request_features: A module computing model inputs at request time (``NEEDS``: the request
             fields it reads; ``COMPUTED``: the features it returns; ``compute(fields, online, ts)``;
@@ -290,18 +291,20 @@ class UseCase:
             ``protected`` columns, categorical), or ``None``: fairness is then not judged, and says so.
         sample_data: ``module:function`` writing sample landing files, ``(landing_dir, start, days,
             rows_per_day, seed, **options) -> rows`` (``python -m platform_assets generate``), if any.
-        model_name: The registered model's (and experiment's) name in MLflow.
-        dbt_models: The dbt models (by name) of this use case; their marts are exported for Feast.
-        marts: dbt marts exported as Parquet for Feast's FileSources.
+        model_name: The registered model's (and experiment's) name in MLflow; the use case's name with
+            ``-`` for ``_`` if left out.
+        marts: dbt marts exported as Parquet for Feast's FileSources. Left out, the features are the
+            source's own columns: the mart and the Feast view are derived from the declaration and the
+            schema (:mod:`platform_assets.features.derived`), and no dbt model or Feast file is needed.
         gate: Bounds of the evaluation gate (``GateConfig`` fields).
     """
 
     name: str
     source: Source
-    label: str
-    entity_keys: tuple[str, ...]
-    feature_service: str
-    model_name: str
+    label: str | None = None
+    entity_keys: tuple[str, ...] = ()
+    feature_service: str | None = None
+    model_name: str | None = None
     protected_attribute: str | None = None
     marts: tuple[str, ...] = ()
     online_marts: tuple[str, ...] = ()
@@ -313,6 +316,17 @@ class UseCase:
     def __post_init__(self):
         if not NAME.match(self.name):
             raise DeclarationError(f"use case {self.name!r}: name must be lower case letters, digits and _")
+        if not isinstance(self.source, Source):
+            raise DeclarationError(f"use case {self.name}: source must be a Source, got {type(self.source).__name__}")
+        # What is left out follows from the rest (frozen: set once, here).
+        defaults = {"label": self.source.label, "entity_keys": (self.source.key,),
+                    "feature_service": f"{self.name}_model", "model_name": self.name.replace("_", "-")}
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if not self.label:
+            raise DeclarationError(f"use case {self.name}: label: neither the use case nor source "
+                                   f"{self.source.name} declares the label the model predicts")
         _check_column_names(f"use case {self.name}", {
             "label": self.label, "entity_keys": self.entity_keys, "protected_attribute": self.protected_attribute},
             optional=("protected_attribute",))
@@ -367,6 +381,17 @@ class UseCase:
     def monitor_table(self, name: str) -> str:
         """The warehouse table of the use case's monitoring data called ``name``."""
         return f"{self.monitor_schema}.{name}"
+
+    @property
+    def derives_features(self) -> bool:
+        """Whether the features are the source's own columns: no dbt mart declared, so the platform builds
+        the mart and the Feast view from the declaration (:mod:`platform_assets.features.derived`)."""
+        return not self.marts
+
+    @property
+    def feature_marts(self) -> tuple[str, ...]:
+        """The marts the feature store exports: the declared dbt marts, or the derived one."""
+        return self.marts or (f"fct_{self.name}_features",)
 
     @property
     def dbt_select(self) -> str:

@@ -82,9 +82,13 @@ def load_definitions(repo_path: Path) -> list:
     return list(found.values())
 
 
-def apply_repo(store: "feast.FeatureStore", repo_path: Path) -> list[str]:
-    """Registers every object defined in the Feast repository, as ``feast apply`` does."""
-    objects = load_definitions(repo_path)
+def apply_repo(store: "feast.FeatureStore", repo_path: Path, derived: list = ()) -> list[str]:
+    """Registers every object defined in the Feast repository, as ``feast apply`` does, and the ``derived`` ones
+    the repository does not define by the same kind and name (its own win)."""
+    from platform_assets.features.derived import overridden
+
+    defined = load_definitions(repo_path)
+    objects = [*defined, *overridden(list(derived), defined)]
     store.apply(objects)
     return sorted(o.name for o in objects)
 

@@ -31,13 +31,46 @@ class TrainingSetConfig(dg.Config):
     min_rows: int = 500
 
 
+def build_derived_mart_asset(use_case: UseCase) -> dg.AssetsDefinition:
+    """``<use case>/features/fct_<use case>_features``: for a use case that declares no dbt mart, the validated
+    rows' own columns as model inputs (:mod:`platform_assets.features.derived`)."""
+    keys = for_use_case(use_case)
+    mart = use_case.feature_marts[0]
+
+    @dg.asset(
+        key=keys.feature(mart),
+        deps=[keys.validated],
+        group_name=use_case.name,
+        kinds={"duckdb"},
+        description=(f"The model inputs of {use_case.name}: the columns of {use_case.source.validated_table} that may "
+                     "be features, derived from the declaration and the schema (no dbt model declared)."),
+        pool=WAREHOUSE_POOL,
+    )
+    @with_cost
+    def derived_mart(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """Rebuilds the mart from every validated row."""
+        from platform_assets.features import derived
+
+        found = derived.derived_features(use_case)
+        with warehouse.transaction() as con:
+            rows = derived.build_mart(con, use_case, found)
+        context.log.info(f"features.{mart}: {rows} rows; numeric {list(found.numeric)}, text {list(found.text)}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": rows,
+            "model_inputs": dg.MetadataValue.json({"numeric": list(found.numeric), "text": list(found.text)}),
+            "sql": dg.MetadataValue.md(f"```sql\n{derived.mart_sql(use_case, found)}\n```"),
+        })
+
+    return derived_mart
+
+
 def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
     """``<use case>/features/feature_store`` and ``<use case>/features/training_set``."""
     keys = for_use_case(use_case)
 
     @dg.asset(
         key=keys.feature_store,
-        deps=[keys.feature(m) for m in use_case.marts],
+        deps=[keys.feature(m) for m in use_case.feature_marts],
         group_name=use_case.name,
         kinds={"feast", "sqlite", "parquet"},
         description=(
@@ -59,12 +92,17 @@ def build_feature_assets(use_case: UseCase) -> list[dg.AssetsDefinition]:
         with warehouse.connect(read_only=True) as con:
             # Only the online views' marts are materialized (the others serve training, offline).
             changed_since = online_load.earliest_change(con, data_dir, use_case.online_marts)
-            counts = feast_ops.export_marts(con, data_dir, use_case.marts)
+            counts = feast_ops.export_marts(con, data_dir, use_case.feature_marts)
             times = " UNION ALL ".join(f"SELECT event_timestamp FROM features.{m}"
-                                       for m in use_case.online_marts or use_case.marts)
+                                       for m in use_case.online_marts or use_case.feature_marts)
             oldest, newest = con.execute(f"SELECT min(event_timestamp), max(event_timestamp) FROM ({times})").fetchone()
         store = feast.store()
-        applied = feast_ops.apply_repo(store, feast.repo_path)
+        derived = []
+        if use_case.derives_features:  # the view and service of the derived mart, unless the repository has its own
+            from platform_assets.features import derived as derived_features
+
+            derived = derived_features.feast_objects(use_case, derived_features.derived_features(use_case), data_dir)
+        applied = feast_ops.apply_repo(store, feast.repo_path, derived)
         start = None
         if use_case.online_marts:
             start = online_load.incremental_start(changed_since, online_load.materialized_until(store, use_case), oldest,

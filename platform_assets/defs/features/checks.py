@@ -113,7 +113,7 @@ def build_feature_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         from platform_assets.features import feast_ops
         from platform_assets.features import online_load
 
-        exported = [str(state.paths.feast_data / f"{mart}.parquet") for mart in use_case.marts]
+        exported = [str(state.paths.feast_data / f"{mart}.parquet") for mart in use_case.feature_marts]
         source = use_case.source
         with warehouse.connect(read_only=True) as con:
             newest_source = con.execute(

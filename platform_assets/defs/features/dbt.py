@@ -179,6 +179,24 @@ class DbtCli(dg.ConfigurableResource):
         return dbt_cli(self.project_dir, self.profiles_dir).cli(args, context=context)
 
 
+def has_dbt_models(use_case: UseCase) -> bool:
+    """Whether the dbt project has the use case's folder of models (``models/<use case>/``).
+
+    Raises:
+        DeclarationError: When the use case declares dbt marts but the folder is missing.
+    """
+    from platform_assets.declarations import DeclarationError
+
+    folder = dbt_project_dir() / "models" / use_case.name
+    if folder.is_dir():
+        return True
+    if use_case.marts:
+        raise DeclarationError(f"use case {use_case.name}: marts {list(use_case.marts)} are declared but the dbt "
+                               f"project has no folder {folder}: write the models there, or leave marts out to "
+                               "derive the features from the source's own columns")
+    return False
+
+
 def build_dbt_assets(use_case: UseCase) -> dg.AssetsDefinition:
     """The use case's dbt models (``dbt/models/<use case>/``) as assets, their tests as asset checks."""
     specs, check_specs, op_tags = _specs(use_case, dbt_project_dir())

@@ -146,7 +146,7 @@ def build_monitor_checks(use_case: UseCase) -> list[dg.AssetChecksDefinition]:
         key, column = source.key, quoted(source.key)
         # Only rows the feature store already holds can be compared: a day validated but not yet built by
         # dbt and exported (automation may run that after the day's log) counts as not yet landed.
-        exported = [str(p) for p in (state.paths.feast_data / f"{mart}.parquet" for mart in use_case.marts)
+        exported = [str(p) for p in (state.paths.feast_data / f"{mart}.parquet" for mart in use_case.feature_marts)
                     if p.exists()]
         if not exported:
             return NotJudged("no features exported yet")

@@ -29,7 +29,7 @@ def tracking_resource_key(use_case: UseCase) -> str:
 def lineage_keys(use_case: UseCase) -> tuple[dg.AssetKey, ...]:
     """Upstream assets whose data versions the MLflow run records (lineage of the model)."""
     keys = for_use_case(use_case)
-    return (keys.training_set, keys.feature_store, *(keys.feature(m) for m in use_case.marts))
+    return (keys.training_set, keys.feature_store, *(keys.feature(m) for m in use_case.feature_marts))
 
 
 def upstream_data_versions(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> dict[str, str]:
