@@ -142,3 +142,16 @@ def test_the_derived_view_and_service_are_registered_and_a_repository_s_own_serv
     assert [f.name for f in store.get_feature_view("card_orders_features").features] == ["limit", "items"]
     service = store.get_feature_service("card_orders_model")
     assert [f.name for p in service.feature_view_projections for f in p.features] == ["limit", "items"]
+
+
+def test_declared_marts_need_the_use_case_s_dbt_folder_and_derived_ones_need_none(tmp_path, monkeypatch):
+    from platform_assets import settings
+    from platform_assets.defs.features.dbt import has_dbt_models
+
+    monkeypatch.setenv(settings.DBT_PROJECT_ENV, str(tmp_path))
+    assert has_dbt_models(_use_case()) is False  # derived: no folder wanted
+    with pytest.raises(DeclarationError, match=r"marts \['fct_mine'\] are declared but the dbt project has no folder "
+                                               + str(tmp_path / "models" / "card_orders")):
+        has_dbt_models(_use_case(marts=("fct_mine",)))
+    (tmp_path / "models" / "card_orders").mkdir(parents=True)
+    assert has_dbt_models(_use_case(marts=("fct_mine",))) and has_dbt_models(_use_case())

@@ -58,6 +58,11 @@ def build_derived_mart_asset(use_case: UseCase) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows,
             "model_inputs": dg.MetadataValue.json({"numeric": list(found.numeric), "text": list(found.text)}),
+            "dagster/column_schema": dg.TableSchema(columns=[
+                *(dg.TableColumn(k) for k in dict.fromkeys(use_case.entity_keys)),
+                dg.TableColumn("event_timestamp", "timestamp", description=f"{use_case.source.event_time}"),
+                *(dg.TableColumn(c, "double") for c in found.numeric),
+                *(dg.TableColumn(c, "varchar") for c in found.text)]),
             "sql": dg.MetadataValue.md(f"```sql\n{derived.mart_sql(use_case, found)}\n```"),
         })
 
