@@ -99,11 +99,10 @@ serving-status: install
 		[ -f "$$conf" ] && echo "== $$conf" && $(BIN)/supervisorctl -c "$$conf" status; done; true
 
 # The tests generate their own days (2025-12 onward): the first day a demo recorded is not theirs.
-# Test files run on TEST_WORKERS processes; a file stays on one worker (its module fixtures run once), and
-# the longest files go first (tests/conftest.py, LONG_FILES).
+# Test files run on TEST_WORKERS processes; a file stays on one worker (its module fixtures run once).
 TEST_WORKERS ?= 2
 test: install
-	PLATFORM_PARTITIONS_START=2025-01-01 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	PLATFORM_PARTITIONS_START=2025-01-01 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The whole graph at 100k, 1M and 10M rows: each stage's wall time, rows/s and peak memory (benchmarks/run.py);
 # BENCH_ARGS="--sizes 100k 1M" for fewer. Appends its table to benchmarks/RESULTS.md.

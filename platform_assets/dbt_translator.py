@@ -6,14 +6,17 @@ from a cache of :func:`dbt_specs` and comes here only when the manifest changed,
 must be prepared, or a run builds the models.
 """
 
+import functools
 import os
 import shutil
 import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
 
 from platform_assets import config
 from platform_assets.declarations import UseCase
@@ -88,7 +91,27 @@ def is_dagster_dbt_object(value: Any) -> bool:
     return type(value).__module__.startswith("dagster_dbt.") or isinstance(value, DagsterDbtTranslator)
 
 
+class _EnvironmentDbtCli(DbtCliResource):
+    """dagster-dbt's CLI resource, told the version of this environment's dbt rather than asking it.
+
+    dagster-dbt runs ``dbt --version`` (a new Python process importing dbt, which also looks up the newest
+    release online: 3-6 s) before every invocation. When the ``dbt`` it runs is this environment's, its version
+    is the dbt-core this process has imported; any other ``dbt`` is still asked.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        found = shutil.which(self.dbt_executable)
+        # The environment's bin folder, symlinks not followed (a venv's python links outside it).
+        if found and Path(os.path.abspath(found)).parent == Path(os.path.abspath(sys.executable)).parent:
+            from dbt.version import __version__
+
+            return version.parse(__version__)
+        return super()._cli_version
+
+
+@functools.cache
 def dbt_cli(project_dir: str, profiles_dir: str) -> DbtCliResource:
-    """dagster-dbt's CLI resource on the project, ``dbt`` found in this environment."""
+    """dagster-dbt's CLI resource on the project, ``dbt`` found in this environment (one per process)."""
     _put_environment_bin_on_path()
-    return DbtCliResource(project_dir=project_dir, profiles_dir=profiles_dir)
+    return _EnvironmentDbtCli(project_dir=project_dir, profiles_dir=profiles_dir)

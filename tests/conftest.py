@@ -41,27 +41,6 @@ def seldon_crd_schema() -> dict:
     return yaml.load(SELDON_CRD.read_text(), Loader=loader)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-# The files whose module fixtures take minutes (each runs whole on one test worker: --dist loadfile), longest
-# first. `make test` sends them to the workers first (--no-loadscope-reorder keeps this order; xdist's own puts
-# the files with the most tests first), so that none of them is the last work left while the other worker idles.
-LONG_FILES = (
-    "tests/services/test_prod_profile.py",
-    "tests/e2e/test_whole_graph.py",
-    "tests/integration/test_second_use_case.py",
-    "tests/integration/test_dbt_features.py",
-    "tests/integration/test_cli_runs_location.py",
-    "tests/integration/test_keyword_columns.py",
-    "tests/integration/test_feature_store.py",
-    "tests/integration/test_adding_a_dataset.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Puts the tests of :data:`LONG_FILES` first, in that order; the others keep theirs."""
-    rank = {name: place for place, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
-
 def pytest_collection_finish(session):
     """Undoes the ``gc.freeze()`` of ``platform_assets.definitions`` for the test session.
 

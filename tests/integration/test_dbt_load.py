@@ -102,3 +102,26 @@ def test_a_torn_or_outdated_cache_is_derived_again(dbt_copy):
     manifest.write_text(manifest.read_text().replace('"description": ""', '"description": "edited"'))
     _assert_same_assets(build_dbt_assets(use_case), _dagster_dbt_assets(use_case))
     assert cached.read_bytes() != before
+
+
+def test_this_environment_s_dbt_is_not_asked_its_version_and_another_dbt_is(tmp_path, monkeypatch):
+    """dagster-dbt runs `dbt --version` (seconds) before each invocation; this environment's dbt is the dbt-core
+    imported here, so it is not asked. A dbt elsewhere is."""
+    import dagster_dbt.core.resource
+    from dbt.version import __version__
+
+    from platform_assets.dbt_translator import _EnvironmentDbtCli
+
+    asked = []
+    real = dagster_dbt.core.resource.check_output
+    monkeypatch.setattr(dagster_dbt.core.resource, "check_output", lambda args: asked.append(args) or real(args))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path), os.path.dirname(sys.executable), os.environ["PATH"]]))
+    ours = _EnvironmentDbtCli(project_dir=str(PROJECT_ROOT / "dbt"), profiles_dir=str(PROJECT_ROOT / "dbt"),
+                              dbt_executable=os.path.join(os.path.dirname(sys.executable), "dbt"))
+    assert str(ours._cli_version) == __version__ and asked == []
+    other = tmp_path / "dbt"
+    other.write_text("#!/bin/sh\necho 'Core:\n  - installed: 9.8.7'\n")
+    other.chmod(0o755)
+    theirs = _EnvironmentDbtCli(project_dir=str(PROJECT_ROOT / "dbt"), profiles_dir=str(PROJECT_ROOT / "dbt"),
+                                dbt_executable="dbt")  # found first on PATH: the one in tmp_path
+    assert str(theirs._cli_version) == "9.8.7" and asked == [["dbt", "--version"]]

@@ -142,7 +142,12 @@ def test_four_ingest_runs_and_a_retrain_side_by_side_while_callers_are_served(gr
     print(f"\n4 ingest runs + 1 retrain side by side: {wall_s:.1f} s; {sent} requests from 8 callers, "
           f"{failed} failed, p50 {latencies[len(latencies) // 2]:.1f} ms, p99 {latencies[int(len(latencies) * .99)]:.1f} ms")
     for command, process, output in zip(commands, processes, outputs):
-        assert process.returncode == 0, f"{' '.join(command[3:])} failed:\n{output[-4000:]}"
+        # The retrain's challenger may lose to the champion on the test split (its data are being replaced
+        # meanwhile, and a few hundred test rows are noisy): its gate then stops the run before the alias, as
+        # designed. That verdict is not what this test is about; any other failed step is.
+        gate_said_no = f"Steps failed: ['{USE_CASE}__evaluate__eval_report_eval_gate_passed']" in output
+        assert process.returncode == 0 or (command[-1].endswith("__retrain") and gate_said_no), \
+            f"{' '.join(command[3:])} failed:\n{output[-4000:]}"
         assert not LOCK_ERRORS.search(output), f"{' '.join(command[3:])} met a lock:\n{LOCK_ERRORS.search(output)}"
     assert sent > 0 and failed == 0, [dict(b.errors) for b in batches if b.errors]
 
