@@ -81,7 +81,8 @@ def build_use_case_definitions(use_case: UseCase) -> dg.Definitions:
     if use_case.derives_features:
         features.append(build_derived_mart_asset(use_case))
     assets = [
-        build_raw_asset(use_case), build_validation_asset(use_case), *features, *build_feature_assets(use_case), build_model_asset(use_case), *build_evaluation_assets(use_case),
+        build_raw_asset(use_case), build_validation_asset(use_case), *features, *build_feature_assets(use_case),
+        build_model_asset(use_case), *build_evaluation_assets(use_case),
         build_deployment_asset(use_case), batch_predictions, *build_monitor_assets(use_case),
     ]
     automate = with_automation(for_use_case(use_case))

@@ -157,7 +157,8 @@ def _feature_lineage(root: Path, use_case: UseCase) -> dict:
                 view = store.get_feature_view(projection.name)
                 views.append({"feature_service": service_name, "view": view.name,
                               "features": [f.name for f in projection.features],
-                              "dbt_model": view.tags.get("dbt_model"), "source": getattr(view.batch_source, "path", None),
+                              "dbt_model": view.tags.get("dbt_model"),
+                              "source": getattr(view.batch_source, "path", None),
                               **({"derived_from": view.tags["derived_from"]} if "derived_from" in view.tags else {})})
         out["feature_views"] = views
     except Exception as exc:  # noqa: BLE001 - no registry yet, or it cannot be read

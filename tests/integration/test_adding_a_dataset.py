@@ -187,7 +187,8 @@ def test_every_row_is_counted_the_planted_faults_quarantined_and_the_label_writt
 
 def test_the_report_is_headed_by_its_own_protected_attribute(two_file_dataset):
     keys = for_use_case(two_file_dataset["use_case"])
-    metadata = two_file_dataset["instance"].get_latest_materialization_event(keys.eval_report).asset_materialization.metadata
+    event = two_file_dataset["instance"].get_latest_materialization_event(keys.eval_report)
+    metadata = event.asset_materialization.metadata
     assert "## Fairness slices of the challenger (marital_status)" in metadata["report"].value
     challenger = metadata["evaluation"].value["models"]["challenger"]
     assert set(challenger["fairness"]["slices"]) == {"married", "single", "divorced"}

@@ -16,9 +16,13 @@ WINDOWS = "features.int_applicant_windows"
 
 
 def _dbt(root, *args):
-    """Runs the dbt CLI from dbt/ as a user would, the warehouse found through PLATFORM_HOME only."""
+    """Runs the dbt CLI from dbt/ as a user would, the warehouse found through PLATFORM_HOME only.
+
+    Its artifacts and logs go under ``root``: a manifest written into the project's own target/ would
+    change the one the code location's cached dbt specs were derived from, under a test running beside.
+    """
     env = {k: v for k, v in os.environ.items() if k != "PLATFORM_DUCKDB_PATH"}
-    env["PLATFORM_HOME"] = str(root)
+    env.update(PLATFORM_HOME=str(root), DBT_TARGET_PATH=str(root / "dbt_target"), DBT_LOG_PATH=str(root / "dbt_logs"))
     out = subprocess.run([str(DBT), *args], cwd=PROJECT_ROOT / "dbt", env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
@@ -131,7 +135,7 @@ def _dbt_test(root, target, *args) -> dict[str, str]:
     import json
 
     env = {k: v for k, v in os.environ.items() if k != "PLATFORM_DUCKDB_PATH"}
-    env["PLATFORM_HOME"] = str(root)
+    env.update(PLATFORM_HOME=str(root), DBT_LOG_PATH=str(target))
     subprocess.run([str(DBT), "test", "--target-path", str(target), *args], cwd=PROJECT_ROOT / "dbt", env=env,
                    capture_output=True, text=True)
     results = json.loads((target / "run_results.json").read_text())["results"]

@@ -52,7 +52,8 @@ def test_what_is_left_out_of_a_declaration_follows_from_the_rest():
     declared = _use_case(marts=("fct_mine",), feature_service="mine", model_name="m")
     assert not declared.derives_features and declared.feature_marts == ("fct_mine",)
     assert (declared.feature_service, declared.model_name) == ("mine", "m")
-    with pytest.raises(DeclarationError, match="defs.yaml: use case x: label: neither the use case nor source s declares"):
+    with pytest.raises(DeclarationError,
+                       match="defs.yaml: use case x: label: neither the use case nor source s declares"):
         use_case_from_dict({"name": "x", "source": {"name": "s", "file_prefix": "s", "schema": "a:B", "key": "k",
                                                     "event_time": "t"}}, "defs.yaml")
 
