@@ -14,8 +14,9 @@ builds what a user would otherwise write by hand:
 What may be a model input: every schema column except the key and entity keys, the
 times, the label, personal data and protected attributes
 (:attr:`~platform_assets.declarations.UseCase.never_features`), and other date-times.
-Feast objects of the same name in the Feast repository win, so a user who writes their
-own view or service overrides the derived one.
+Feast objects of the same kind and name in the Feast repository win
+(:func:`~platform_assets.features.feast_ops.apply_repo`), so a user who writes
+their own view or service overrides the derived one.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class DerivedFeatures:
     view: str
     numeric: tuple[str, ...]
     text: tuple[str, ...]
+    key_dtype: str  # the source key's, for the Feast entity's value type
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -78,7 +80,7 @@ def derived_features(use_case: UseCase) -> DerivedFeatures:
             f"use case {use_case.name}: schema {use_case.source.schema} has no column that can be a model input "
             f"(all are keys, times, the label, personal data or protected): declare marts built by dbt instead")
     return DerivedFeatures(mart=use_case.feature_marts[0], view=f"{use_case.name}_features", numeric=numeric,
-                           text=text)
+                           text=text, key_dtype=str(columns[use_case.source.key].dtype).lower())
 
 
 def mart_sql(use_case: UseCase, derived: DerivedFeatures, schema: str = "features") -> str:
@@ -105,9 +107,8 @@ def feast_objects(use_case: UseCase, derived: DerivedFeatures, data_dir: Path) -
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, String
 
-    key_type = str(use_case.source.schema_model().to_schema().columns[use_case.source.key].dtype).lower()
     entity = Entity(name=f"{use_case.name}__{use_case.source.key}", join_keys=[use_case.source.key],
-                    value_type=ValueType.INT64 if key_type.startswith(("int", "uint")) else ValueType.STRING,
+                    value_type=ValueType.INT64 if derived.key_dtype.startswith(("int", "uint")) else ValueType.STRING,
                     description=f"The key of {use_case.source.validated_table} (derived from the declaration).")
     source = FileSource(name=derived.mart, path=str(data_dir / f"{derived.mart}.parquet"),
                         timestamp_field=EVENT_TIMESTAMP)
@@ -118,16 +119,3 @@ def feast_objects(use_case: UseCase, derived: DerivedFeatures, data_dir: Path) -
         tags={"derived_from": use_case.source.validated_table, "mart": derived.mart})
     return [entity, source, view, FeatureService(name=use_case.feature_service, features=[view])]
 
-
-def overridden(objects: list, defined: list) -> list:
-    """``objects`` less those whose kind and name the Feast repository already defines (``defined``)."""
-    taken = {(kind_of(o), o.name) for o in defined}
-    return [o for o in objects if (kind_of(o), o.name) not in taken]
-
-
-def kind_of(obj) -> str:
-    """The Feast kind of ``obj`` (entity, data source, feature view, feature service), for matching names."""
-    from feast import Entity, FeatureService, FeatureView
-    from feast.data_source import DataSource
-
-    return next(k.__name__ for k in (Entity, DataSource, FeatureView, FeatureService) if isinstance(obj, k))

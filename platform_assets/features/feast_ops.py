@@ -53,6 +53,14 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value
 
 
+def kind_of(obj) -> str | None:
+    """The Feast kind of ``obj`` (``Entity``, ``DataSource``, ``FeatureView``, ``FeatureService``), or ``None``."""
+    from feast import Entity, FeatureService, FeatureView
+    from feast.data_source import DataSource
+
+    return next((k.__name__ for k in (Entity, DataSource, FeatureView, FeatureService) if isinstance(obj, k)), None)
+
+
 def load_definitions(repo_path: Path) -> list:
     """Imports every ``*.py`` of the Feast repository afresh (one per use case) and returns its Feast objects.
 
@@ -62,11 +70,7 @@ def load_definitions(repo_path: Path) -> list:
     """
     import importlib.util
 
-    from feast import Entity, FeatureService, FeatureView
-    from feast.data_source import DataSource
-
-    kinds = (Entity, DataSource, FeatureView, FeatureService)
-    found: dict[tuple[type, str], object] = {}
+    found: dict[tuple[str, str], object] = {}
     for path in sorted(Path(repo_path).resolve().glob("*.py")):
         if path.name.startswith("_"):
             continue
@@ -74,19 +78,23 @@ def load_definitions(repo_path: Path) -> list:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         for obj in vars(module).values():
-            if isinstance(obj, kinds):
-                kind = next(k for k in kinds if isinstance(obj, k))
+            kind = kind_of(obj)
+            if kind is not None:
                 if (kind, obj.name) in found and found[(kind, obj.name)] is not obj:
-                    raise ValueError(f"{path}: a {kind.__name__} named {obj.name!r} is defined twice in {repo_path}")
+                    raise ValueError(f"{path}: a {kind} named {obj.name!r} is defined twice in {repo_path}")
                 found[(kind, obj.name)] = obj
     return list(found.values())
+
+
+def overridden(objects: list, defined: list) -> list:
+    """``objects`` less those whose kind and name the Feast repository already defines (``defined``)."""
+    taken = {(kind_of(o), o.name) for o in defined}
+    return [o for o in objects if (kind_of(o), o.name) not in taken]
 
 
 def apply_repo(store: "feast.FeatureStore", repo_path: Path, derived: list = ()) -> list[str]:
     """Registers every object defined in the Feast repository, as ``feast apply`` does, and the ``derived`` ones
     the repository does not define by the same kind and name (its own win)."""
-    from platform_assets.features.derived import overridden
-
     defined = load_definitions(repo_path)
     objects = [*defined, *overridden(list(derived), defined)]
     store.apply(objects)

@@ -138,7 +138,7 @@ def test_the_derived_view_and_service_are_registered_and_a_repository_s_own_serv
                            schema=[Field(name="limit", dtype=Float64), Field(name="items", dtype=Float64)])
         card_orders_model = FeatureService(name="card_orders_model", features=[view])
         """))
-    assert derived.overridden(objects, feast_ops.load_definitions(repo)) == []
+    assert feast_ops.overridden(objects, feast_ops.load_definitions(repo)) == []
     feast_ops.apply_repo(store, repo, objects)
     assert [f.name for f in store.get_feature_view("card_orders_features").features] == ["limit", "items"]
     service = store.get_feature_service("card_orders_model")
